@@ -1,0 +1,150 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Op names what a log command does.
+type Op uint8
+
+// Operations. Values are part of the log format: never renumber them.
+const (
+	OpSet          Op = 1 // put Key = Value
+	OpDelete       Op = 2 // remove Key
+	OpRegisterNode Op = 3 // record NodeID's HTTP address
+	OpForgetNode   Op = 4 // drop NodeID's record
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpSet:
+		return "set"
+	case OpDelete:
+		return "delete"
+	case OpRegisterNode:
+		return "register-node"
+	case OpForgetNode:
+		return "forget-node"
+	}
+	return fmt.Sprintf("op(%d)", uint8(o))
+}
+
+// CommandVersion is the first byte of every encoded command. A replica that
+// meets a newer version refuses the entry (deterministically, on every
+// replica alike) instead of guessing at its meaning.
+const CommandVersion = 1
+
+// Field tags. Each field is encoded as tag, uvarint length, bytes, in
+// ascending tag order, so later fields (compare index, TTL, request id)
+// can be added without a new version while old entries still decode.
+const (
+	tagKey      = 1
+	tagValue    = 2
+	tagNodeID   = 3
+	tagHTTPAddr = 4
+)
+
+// ErrMalformedCommand means a log entry could not be decoded. It is
+// returned (never panicked) so a bad entry cannot crash every replica.
+var ErrMalformedCommand = errors.New("malformed command")
+
+// Command is one state-machine operation as carried in a Raft log entry.
+// Which fields are meaningful depends on Op.
+type Command struct {
+	Op       Op
+	Key      string
+	Value    string
+	NodeID   string
+	HTTPAddr string
+}
+
+// Encode appends the binary form of c to dst and returns it.
+func (c *Command) Encode(dst []byte) []byte {
+	dst = append(dst, CommandVersion, byte(c.Op))
+	dst = appendField(dst, tagKey, c.Key)
+	dst = appendField(dst, tagValue, c.Value)
+	dst = appendField(dst, tagNodeID, c.NodeID)
+	dst = appendField(dst, tagHTTPAddr, c.HTTPAddr)
+	return dst
+}
+
+// EncodedSize is an upper bound of len(c.Encode(nil)), for preallocation.
+func (c *Command) EncodedSize() int {
+	const perField = 1 + binary.MaxVarintLen64
+	return 2 + 4*perField + len(c.Key) + len(c.Value) + len(c.NodeID) + len(c.HTTPAddr)
+}
+
+// Empty fields are left out: absent and empty decode alike, and the log
+// stays small.
+func appendField(dst []byte, tag byte, s string) []byte {
+	if s == "" {
+		return dst
+	}
+	dst = append(dst, tag)
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+// DecodeCommand parses an encoded command.
+func DecodeCommand(b []byte) (Command, error) {
+	var c Command
+	if len(b) < 2 {
+		return c, fmt.Errorf("%w: %d bytes", ErrMalformedCommand, len(b))
+	}
+	if b[0] != CommandVersion {
+		return c, fmt.Errorf("%w: version %d, this build reads %d", ErrMalformedCommand, b[0], CommandVersion)
+	}
+	c.Op = Op(b[1])
+	b = b[2:]
+	var last byte
+	for len(b) > 0 {
+		tag := b[0]
+		if tag <= last {
+			return c, fmt.Errorf("%w: field %d out of order", ErrMalformedCommand, tag)
+		}
+		last = tag
+		n, w := binary.Uvarint(b[1:])
+		if w <= 0 || n > uint64(len(b)-1-w) {
+			return c, fmt.Errorf("%w: field %d length", ErrMalformedCommand, tag)
+		}
+		start := 1 + w
+		s := string(b[start : start+int(n)])
+		b = b[start+int(n):]
+		switch tag {
+		case tagKey:
+			c.Key = s
+		case tagValue:
+			c.Value = s
+		case tagNodeID:
+			c.NodeID = s
+		case tagHTTPAddr:
+			c.HTTPAddr = s
+		default:
+			return c, fmt.Errorf("%w: unknown field %d", ErrMalformedCommand, tag)
+		}
+	}
+	return c, c.check()
+}
+
+// check enforces what each op needs, so Apply can trust a decoded command.
+func (c *Command) check() error {
+	switch c.Op {
+	case OpSet, OpDelete:
+		if c.Key == "" {
+			return fmt.Errorf("%w: %s without key", ErrMalformedCommand, c.Op)
+		}
+	case OpRegisterNode:
+		if c.NodeID == "" || c.HTTPAddr == "" {
+			return fmt.Errorf("%w: %s without node id or address", ErrMalformedCommand, c.Op)
+		}
+	case OpForgetNode:
+		if c.NodeID == "" {
+			return fmt.Errorf("%w: %s without node id", ErrMalformedCommand, c.Op)
+		}
+	default:
+		return fmt.Errorf("%w: unknown op %d", ErrMalformedCommand, uint8(c.Op))
+	}
+	return nil
+}

@@ -1,0 +1,273 @@
+// Package fsm is raftkv's deterministic key-value state machine: the part of
+// the system that hashicorp/raft replicates. It decodes log commands, applies
+// them to an ordered in-memory tree, and writes and reads snapshots.
+//
+// Apply depends only on the log entry and the current state: no clock, no
+// randomness, no map iteration, no I/O. See DESIGN.md for the why.
+package fsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/google/btree"
+	"github.com/hashicorp/raft"
+)
+
+// ErrKeyNotFound is the outcome of reading or deleting an absent key.
+var ErrKeyNotFound = errors.New("key not found")
+
+// Entry is one key with its value and the Raft indexes that created and
+// last modified it. Entries are values: a returned Entry never changes.
+type Entry struct {
+	Key         string
+	Value       string
+	CreateIndex uint64
+	ModIndex    uint64
+}
+
+// Result is what Apply returns for each command, delivered to the proposer
+// through raft's ApplyFuture.Response.
+type Result struct {
+	Index uint64 // the log index the command was applied at
+	Err   error  // nil, ErrKeyNotFound, or ErrMalformedCommand
+}
+
+// Stats summarises the state, cheaply.
+type Stats struct {
+	Keys         int
+	Bytes        int64 // sum of key and value lengths
+	AppliedIndex uint64
+}
+
+// btreeDegree trades node size against depth; 32 keeps nodes near a few KiB.
+const btreeDegree = 32
+
+func entryLess(a, b Entry) bool { return a.Key < b.Key }
+
+// FSM implements raft.BatchingFSM. Apply runs on raft's single FSM
+// goroutine; reads come concurrently from HTTP handlers.
+type FSM struct {
+	mu      sync.RWMutex
+	tree    *btree.BTreeG[Entry]
+	bytes   int64
+	nodes   map[string]string // node id -> advertised HTTP address
+	waiters []waiter          // readers waiting for an applied index
+
+	// applied is the index of the last log entry this FSM has seen,
+	// command or configuration. Read without the lock on the hot read path.
+	applied atomic.Uint64
+}
+
+type waiter struct {
+	index uint64
+	ch    chan struct{}
+}
+
+var _ raft.BatchingFSM = (*FSM)(nil)
+
+// New returns an empty state machine.
+func New() *FSM {
+	return &FSM{
+		tree:  btree.NewG(btreeDegree, entryLess),
+		nodes: map[string]string{},
+	}
+}
+
+// Apply applies a single log entry. raft calls ApplyBatch instead, since
+// FSM is a BatchingFSM; Apply exists to satisfy raft.FSM.
+func (f *FSM) Apply(l *raft.Log) interface{} {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch applies committed entries in order under one lock. raft hands
+// it command and configuration entries; configuration entries change no
+// state here but advance the applied index, so that a read waiting for the
+// commit index is not left behind by a membership change.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	out := make([]interface{}, len(logs))
+	f.mu.Lock()
+	for i, l := range logs {
+		if l.Type == raft.LogCommand {
+			out[i] = f.applyCommand(l.Index, l.Data)
+		}
+	}
+	if n := len(logs); n > 0 {
+		f.applied.Store(logs[n-1].Index)
+	}
+	f.releaseWaitersLocked()
+	f.mu.Unlock()
+	return out
+}
+
+func (f *FSM) applyCommand(index uint64, data []byte) *Result {
+	cmd, err := DecodeCommand(data)
+	if err != nil {
+		return &Result{Index: index, Err: err}
+	}
+	res := &Result{Index: index}
+	switch cmd.Op {
+	case OpSet:
+		e := Entry{Key: cmd.Key, Value: cmd.Value, CreateIndex: index, ModIndex: index}
+		if old, ok := f.tree.ReplaceOrInsert(e); ok {
+			// Replace keeps the original creation index.
+			e.CreateIndex = old.CreateIndex
+			f.tree.ReplaceOrInsert(e)
+			f.bytes -= int64(len(old.Value))
+		} else {
+			f.bytes += int64(len(e.Key))
+		}
+		f.bytes += int64(len(e.Value))
+	case OpDelete:
+		old, ok := f.tree.Delete(Entry{Key: cmd.Key})
+		if !ok {
+			res.Err = ErrKeyNotFound
+			break
+		}
+		f.bytes -= int64(len(old.Key) + len(old.Value))
+	case OpRegisterNode:
+		f.nodes[cmd.NodeID] = cmd.HTTPAddr
+	case OpForgetNode:
+		delete(f.nodes, cmd.NodeID)
+	}
+	return res
+}
+
+// Get returns the entry stored under key from this replica's local state.
+func (f *FSM) Get(key string) (Entry, bool) {
+	f.mu.RLock()
+	e, ok := f.tree.Get(Entry{Key: key})
+	f.mu.RUnlock()
+	return e, ok
+}
+
+// NodeHTTPAddr returns the HTTP address node id registered, if any.
+func (f *FSM) NodeHTTPAddr(id string) (string, bool) {
+	f.mu.RLock()
+	addr, ok := f.nodes[id]
+	f.mu.RUnlock()
+	return addr, ok
+}
+
+// Nodes returns a copy of the node id -> HTTP address table.
+func (f *FSM) Nodes() map[string]string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make(map[string]string, len(f.nodes))
+	for id, addr := range f.nodes {
+		out[id] = addr
+	}
+	return out
+}
+
+// AppliedIndex is the index of the last log entry applied to this replica.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// Stats reports key count, data size and applied index.
+func (f *FSM) Stats() Stats {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return Stats{Keys: f.tree.Len(), Bytes: f.bytes, AppliedIndex: f.applied.Load()}
+}
+
+// WaitApplied blocks until this replica has applied index, or ctx ends.
+func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
+	if f.applied.Load() >= index {
+		return nil
+	}
+	f.mu.Lock()
+	if f.applied.Load() >= index {
+		f.mu.Unlock()
+		return nil
+	}
+	w := waiter{index: index, ch: make(chan struct{})}
+	f.waiters = append(f.waiters, w)
+	f.mu.Unlock()
+
+	select {
+	case <-w.ch:
+		return nil
+	case <-ctx.Done():
+		f.mu.Lock()
+		for i := range f.waiters {
+			if f.waiters[i].ch == w.ch {
+				f.waiters = append(f.waiters[:i], f.waiters[i+1:]...)
+				break
+			}
+		}
+		f.mu.Unlock()
+		return fmt.Errorf("wait for applied index %d (at %d): %w", index, f.applied.Load(), ctx.Err())
+	}
+}
+
+func (f *FSM) releaseWaitersLocked() {
+	if len(f.waiters) == 0 {
+		return
+	}
+	applied := f.applied.Load()
+	kept := f.waiters[:0]
+	for _, w := range f.waiters {
+		if w.index <= applied {
+			close(w.ch)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	clear(f.waiters[len(kept):])
+	f.waiters = kept
+}
+
+// Snapshot captures the state in O(1): the tree is cloned copy-on-write, so
+// Apply continues at once while Persist streams the frozen copy.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	nodes := make(map[string]string, len(f.nodes))
+	for id, addr := range f.nodes {
+		nodes[id] = addr
+	}
+	return &snapshot{
+		applied: f.applied.Load(),
+		tree:    f.tree.Clone(),
+		nodes:   nodes,
+	}, nil
+}
+
+// Restore replaces the whole state with the snapshot read from rc. The
+// current state is left untouched unless the snapshot reads back intact.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	st, err := readSnapshot(rc)
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	f.mu.Lock()
+	f.tree = st.tree
+	f.bytes = st.bytes
+	f.nodes = st.nodes
+	f.applied.Store(st.applied)
+	f.releaseWaitersLocked()
+	f.mu.Unlock()
+	return nil
+}
+
+type snapshot struct {
+	applied uint64
+	tree    *btree.BTreeG[Entry]
+	nodes   map[string]string
+}
+
+// Persist runs concurrently with Apply; it only reads the frozen clone.
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	if err := writeSnapshot(sink, s.applied, s.nodes, s.tree); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *snapshot) Release() {}

@@ -1,0 +1,213 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/raftkv/raftkv/internal/config"
+	"github.com/raftkv/raftkv/internal/node"
+)
+
+type joinResponse struct {
+	NodeID   string `json:"node_id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr,omitempty"`
+	Change   string `json:"change"` // added, updated or unchanged
+	Index    uint64 `json:"index,omitempty"`
+}
+
+// handleJoin adds a voter: /join?nodeId=n2&raftPort=9001 as in the seed
+// (the Raft host is the caller's IP), or raftAddr=host:port explicitly.
+func (s *Service) handleJoin(w http.ResponseWriter, r *http.Request) {
+	id, raftAddr, httpAddr, err := s.joinParams(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	// Resolve the caller-relative address here: once forwarded, the caller
+	// would be this node.
+	canonical := joinURI(id, raftAddr, httpAddr)
+	if s.forwardOrServe(w, r, canonical, nil) {
+		return
+	}
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	res, err := s.node.Join(ctx, id, raftAddr, httpAddr)
+	if errors.Is(err, node.ErrNotLeader) {
+		s.reforward(w, r, canonical, nil, maxHops)
+		return
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, joinResponse{NodeID: id, RaftAddr: raftAddr, HTTPAddr: httpAddr, Change: res.Change, Index: res.Index})
+}
+
+func (s *Service) joinParams(w http.ResponseWriter, r *http.Request) (id, raftAddr, httpAddr string, err error) {
+	p, err := s.readParams(w, r)
+	if err != nil {
+		return "", "", "", err
+	}
+	if id, err = p.required("nodeId"); err != nil {
+		return "", "", "", err
+	}
+	if err = config.ValidateNodeID(id); err != nil {
+		return "", "", "", fmt.Errorf("%w: nodeId: %v", ErrBadRequest, err)
+	}
+	if v, ok := p.get("raftAddr"); ok {
+		raftAddr, err = hostPort("raftAddr", v)
+	} else if v, ok := p.get("raftPort"); ok {
+		var port string
+		if port, err = portParam("raftPort", v); err == nil {
+			raftAddr = net.JoinHostPort(callerHost(r), port)
+		}
+	} else {
+		err = fmt.Errorf("%w: missing parameter \"raftPort\" (or \"raftAddr\")", ErrBadRequest)
+	}
+	if err != nil {
+		return "", "", "", err
+	}
+	if v, ok := p.get("httpAddr"); ok {
+		if httpAddr, err = hostPort("httpAddr", v); err != nil {
+			return "", "", "", err
+		}
+	}
+	return id, raftAddr, httpAddr, nil
+}
+
+func joinURI(id, raftAddr, httpAddr string) string {
+	q := url.Values{"nodeId": {id}, "raftAddr": {raftAddr}}
+	if httpAddr != "" {
+		q.Set("httpAddr", httpAddr)
+	}
+	return "/join?" + q.Encode()
+}
+
+type leaveResponse struct {
+	NodeID string `json:"node_id"`
+	Index  uint64 `json:"index"`
+}
+
+// handleLeave removes a member. Removing the leader transfers leadership
+// first, then sends the request on to the new leader: that one extra hop is
+// allowed because this node has just stopped leading.
+func (s *Service) handleLeave(w http.ResponseWriter, r *http.Request) {
+	p, err := s.readParams(w, r)
+	var id string
+	if err == nil {
+		id, err = p.required("nodeId")
+	}
+	if err == nil && config.ValidateNodeID(id) != nil {
+		err = fmt.Errorf("%w: nodeId: %v", ErrBadRequest, config.ValidateNodeID(id))
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if s.forwardOrServe(w, r, r.URL.RequestURI(), p.body) {
+		return
+	}
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	index, err := s.node.Leave(ctx, id)
+	if errors.Is(err, node.ErrNotLeader) {
+		s.reforward(w, r, r.URL.RequestURI(), p.body, hopsOf(r)+1)
+		return
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, leaveResponse{NodeID: id, Index: index})
+}
+
+type nodeView struct {
+	node.Member
+	Reachable bool `json:"reachable"`
+}
+
+// handleNodes lists members as this node knows them, probing each one's
+// /health in parallel to report reachability.
+func (s *Service) handleNodes(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	members, err := s.node.Members(ctx)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := make([]nodeView, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		out[i].Member = m
+		if m.ID == s.node.ID() {
+			out[i].Reachable = true
+			continue
+		}
+		if m.HTTPAddr == "" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i].Reachable = s.probe(ctx, m.HTTPAddr)
+		}()
+	}
+	wg.Wait()
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Service) probe(ctx context.Context, httpAddr string) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/health", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func (s *Service) handleStatus(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	st, err := s.node.Status(ctx)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+type snapshotResponse struct {
+	Index   uint64 `json:"index"`
+	Created bool   `json:"created"`
+}
+
+// handleSnapshot snapshots this node (not the leader: each node compacts
+// its own log).
+func (s *Service) handleSnapshot(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	index, created, err := s.node.Snapshot(ctx)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, snapshotResponse{Index: index, Created: created})
+}
+
+func (s *Service) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "id": s.node.ID()})
+}

@@ -1,0 +1,77 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/raftkv/raftkv/internal/fsm"
+	"github.com/raftkv/raftkv/internal/node"
+)
+
+// Errors raised by this package itself. Errors from the node and the FSM
+// pass through unchanged; errorTable is the one place that maps them all
+// to HTTP.
+var (
+	ErrBadRequest       = errors.New("bad request")
+	ErrTooLarge         = errors.New("too large")
+	ErrMethodNotAllowed = errors.New("method not allowed")
+	ErrRouteNotFound    = errors.New("no such endpoint")
+	// ErrLeaderUnreachable: the forward to the leader failed before the
+	// request was sent, so nothing was proposed.
+	ErrLeaderUnreachable = errors.New("leader unreachable: request not sent")
+	// ErrForwardFailed: the forward failed after the request was sent; a
+	// write's outcome is unknown.
+	ErrForwardFailed = errors.New("forwarding to the leader failed after sending; outcome unknown")
+	// ErrForwardTimeout: the leader did not answer in time; a write's
+	// outcome is unknown.
+	ErrForwardTimeout = errors.New("leader did not answer in time; outcome unknown")
+	// ErrHopLimit: a forwarded request reached a node that is not the
+	// leader either; it is not forwarded again, so leadership flapping
+	// cannot make requests loop.
+	ErrHopLimit = errors.New("forwarded request reached a non-leader; retry")
+)
+
+// errorTable maps every error a handler can meet to a status and a stable
+// machine-readable code. The first entry that matches (errors.Is) wins.
+var errorTable = []struct {
+	err    error
+	status int
+	code   string
+}{
+	{ErrBadRequest, http.StatusBadRequest, "bad_request"},
+	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
+	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed"},
+	{ErrRouteNotFound, http.StatusNotFound, "not_found"},
+	{fsm.ErrKeyNotFound, http.StatusNotFound, "key_not_found"},
+	{node.ErrNodeNotFound, http.StatusNotFound, "node_not_found"},
+	{node.ErrAddressInUse, http.StatusConflict, "address_in_use"},
+	{node.ErrLastVoter, http.StatusConflict, "last_voter"},
+	// 503: definitely not applied; safe to retry anywhere.
+	{node.ErrNotLeader, http.StatusServiceUnavailable, "not_leader"},
+	{node.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},
+	{node.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
+	{node.ErrShutdown, http.StatusServiceUnavailable, "shutting_down"},
+	{node.ErrReadUnconfirmed, http.StatusServiceUnavailable, "read_unconfirmed"},
+	{ErrLeaderUnreachable, http.StatusServiceUnavailable, "leader_unreachable"},
+	{ErrHopLimit, http.StatusServiceUnavailable, "hop_limit"},
+	// 502/504: a write's outcome is unknown.
+	{ErrForwardFailed, http.StatusBadGateway, "forward_failed"},
+	{ErrForwardTimeout, http.StatusGatewayTimeout, "forward_timeout"},
+	{node.ErrOutcomeUnknown, http.StatusGatewayTimeout, "outcome_unknown"},
+}
+
+// errorBody is the JSON shape of every error response.
+type errorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// statusOf returns the HTTP status and code for err; unknown errors are 500.
+func statusOf(err error) (int, string) {
+	for _, e := range errorTable {
+		if errors.Is(err, e.err) {
+			return e.status, e.code
+		}
+	}
+	return http.StatusInternalServerError, "internal"
+}

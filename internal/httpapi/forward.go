@@ -1,0 +1,117 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/raftkv/raftkv/internal/node"
+)
+
+// maxHops is how often a request may be forwarded. One hop reaches the
+// leader; a non-leader that receives a forwarded request answers 503 rather
+// than passing it on, so requests cannot circle while leadership moves.
+const maxHops = 1
+
+// forwardSlack lets the leader's own deadline expire first, so a slow
+// write comes back as the leader's 504 rather than a local guess.
+const forwardSlack = time.Second
+
+// forwardOrServe forwards the request unless this node leads. It reports
+// whether a response has been written; if not, the caller serves locally.
+func (s *Service) forwardOrServe(w http.ResponseWriter, r *http.Request, uri string, body []byte) bool {
+	return !s.node.IsLeader() && s.forward(w, r, uri, body, maxHops)
+}
+
+// reforward handles node.ErrNotLeader from a local attempt, which proposed
+// nothing: the request goes to the leader, or fails as 503 if leadership
+// keeps coming back here.
+func (s *Service) reforward(w http.ResponseWriter, r *http.Request, uri string, body []byte, limit int) {
+	if !s.forward(w, r, uri, body, limit) {
+		s.writeError(w, r, node.ErrNotLeader)
+	}
+}
+
+// forwardedHeaders are copied from the leader's answer.
+var forwardedHeaders = []string{
+	"Content-Type", "Retry-After", "Allow", HeaderRaftIndex, HeaderAppliedIndex, HeaderServedBy, "X-Raft-Create-Index",
+}
+
+func hopsOf(r *http.Request) int {
+	n, _ := strconv.Atoi(r.Header.Get(HeaderForwarded))
+	return n
+}
+
+// forward sends the request (uri, with body) to the leader and copies its
+// answer back; it reports false, having written nothing, when the leader
+// turns out to be this node (elected while waiting), so the caller serves
+// the request itself. Whether the request was written decides the error
+// class: a failure before sending means nothing was proposed (503); after
+// sending, a write's outcome is unknown (502/504).
+func (s *Service) forward(w http.ResponseWriter, r *http.Request, uri string, body []byte, limit int) bool {
+	hops := hopsOf(r)
+	if hops >= limit {
+		s.writeError(w, r, ErrHopLimit)
+		return true
+	}
+	wctx, cancel := s.requestContext(r)
+	leader, err := s.node.WaitLeader(wctx)
+	cancel()
+	if err != nil {
+		s.writeError(w, r, err)
+		return true
+	}
+	if leader.ID == s.node.ID() {
+		return false
+	}
+
+	var sent atomic.Bool
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout+forwardSlack)
+	defer cancel()
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { sent.Store(true) },
+	})
+	req, err := http.NewRequestWithContext(ctx, r.Method, "http://"+leader.HTTPAddr+uri, bytes.NewReader(body))
+	if err != nil {
+		s.writeError(w, r, err)
+		return true
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	req.Header.Set(HeaderForwarded, strconv.Itoa(hops+1))
+
+	resp, err := s.client.Do(req)
+	if err != nil {
+		switch {
+		case !sent.Load():
+			err = errors.Join(ErrLeaderUnreachable, err)
+		case errors.Is(err, context.DeadlineExceeded):
+			err = errors.Join(ErrForwardTimeout, err)
+		default:
+			err = errors.Join(ErrForwardFailed, err)
+		}
+		s.writeError(w, r, err)
+		return true
+	}
+	defer resp.Body.Close()
+	for _, h := range forwardedHeaders {
+		if v := resp.Header.Get(h); v != "" {
+			w.Header().Set(h, v)
+		}
+	}
+	if resp.ContentLength >= 0 {
+		w.Header().Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	w.WriteHeader(resp.StatusCode)
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		s.log.WithError(err).Debug("copy forwarded response")
+	}
+	return true
+}

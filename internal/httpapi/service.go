@@ -1,0 +1,175 @@
+// Package httpapi serves raftkv's HTTP API: the seed-compatible query
+// endpoints (/join, /set, /get, /remove), the REST form (/kv/{key}), and
+// membership and status endpoints. Any node accepts any request; writes and
+// linearizable reads are forwarded to the leader.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/sirupsen/logrus"
+
+	"github.com/raftkv/raftkv/internal/node"
+)
+
+// Header names.
+const (
+	// HeaderForwarded marks a request forwarded by another node (its value
+	// is the number of hops so far); such a request is not forwarded again.
+	HeaderForwarded = "X-Raftkv-Forwarded"
+	// HeaderServedBy names the node that produced the answer.
+	HeaderServedBy = "X-Raftkv-Served-By"
+	// HeaderRaftIndex carries the Raft index of a write, or a key's
+	// modification index on reads.
+	HeaderRaftIndex = "X-Raft-Index"
+	// HeaderAppliedIndex carries the serving node's applied index on
+	// stale reads, so a client can tell how fresh the answer is.
+	HeaderAppliedIndex = "X-Raft-Applied-Index"
+)
+
+// Options configures a Service.
+type Options struct {
+	MaxKeyBytes    int
+	MaxValueBytes  int
+	RequestTimeout time.Duration // bounds each request's raft work
+	Logger         *logrus.Logger
+}
+
+// Service is the HTTP API of one node.
+type Service struct {
+	node   *node.Node
+	opts   Options
+	log    *logrus.Entry
+	client *http.Client // forwarding and announcing, kept alive
+	router *mux.Router
+}
+
+// New builds the API for n.
+func New(n *node.Node, opts Options) *Service {
+	if opts.Logger == nil {
+		opts.Logger = logrus.StandardLogger()
+	}
+	s := &Service{
+		node: n,
+		opts: opts,
+		log:  opts.Logger.WithField("component", "http"),
+		client: &http.Client{
+			Transport: &http.Transport{
+				DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+				MaxIdleConns:        256,
+				MaxIdleConnsPerHost: 128,
+				IdleConnTimeout:     90 * time.Second,
+			},
+			// Never follow redirects: a forwarded answer goes back as it is.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+	s.router = s.routes()
+	return s
+}
+
+// Close releases idle forwarding connections.
+func (s *Service) Close() { s.client.CloseIdleConnections() }
+
+func (s *Service) routes() *mux.Router {
+	r := mux.NewRouter()
+	// Keys are taken byte-exact from the path: never clean "a//b" into "a/b".
+	r.SkipClean(true)
+	r.UseEncodedPath()
+
+	r.HandleFunc("/set", s.handleSet).Methods(http.MethodGet, http.MethodPost)
+	r.HandleFunc("/get", s.handleGet).Methods(http.MethodGet, http.MethodPost)
+	r.HandleFunc("/remove", s.handleRemove).Methods(http.MethodGet, http.MethodPost)
+	r.PathPrefix("/kv/").HandlerFunc(s.handleKV).Methods(http.MethodGet, http.MethodPut, http.MethodDelete)
+
+	r.HandleFunc("/join", s.handleJoin).Methods(http.MethodGet, http.MethodPost)
+	r.HandleFunc("/leave", s.handleLeave).Methods(http.MethodPost)
+	r.HandleFunc("/nodes", s.handleNodes).Methods(http.MethodGet)
+	r.HandleFunc("/status", s.handleStatus).Methods(http.MethodGet)
+	r.HandleFunc("/snapshot", s.handleSnapshot).Methods(http.MethodPost)
+	r.HandleFunc("/health", s.handleHealth).Methods(http.MethodGet)
+
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, fmt.Errorf("%w: %s", ErrRouteNotFound, r.URL.Path))
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allowedMethods(r))
+		s.writeError(w, r, fmt.Errorf("%w: %s %s", ErrMethodNotAllowed, r.Method, r.URL.Path))
+	})
+	return r
+}
+
+// allowedMethods answers the Allow header for a 405, from the route table.
+func allowedMethods(r *http.Request) string {
+	switch p := r.URL.Path; {
+	case p == "/set", p == "/get", p == "/remove", p == "/join":
+		return "GET, POST"
+	case p == "/leave", p == "/snapshot":
+		return "POST"
+	case len(p) > 4 && p[:4] == "/kv/":
+		return "GET, PUT, DELETE"
+	}
+	return "GET"
+}
+
+// ServeHTTP makes Service an http.Handler; panics become a logged 500.
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.log.WithFields(logrus.Fields{"panic": p, "path": r.URL.Path}).Error("handler panicked")
+			s.writeError(w, r, fmt.Errorf("internal error"))
+		}
+	}()
+	w.Header().Set(HeaderServedBy, s.node.ID())
+	s.router.ServeHTTP(w, r)
+}
+
+// requestContext bounds a request's raft work by the configured timeout.
+func (s *Service) requestContext(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), s.opts.RequestTimeout)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Service) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := statusOf(err)
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	if status >= 500 {
+		s.log.WithFields(logrus.Fields{"method": r.Method, "path": r.URL.Path, "status": status}).WithError(err).Warn("request failed")
+	}
+	writeJSON(w, status, errorBody{Error: err.Error(), Code: code})
+}
+
+func setIndexHeader(w http.ResponseWriter, name string, index uint64) {
+	w.Header().Set(name, strconv.FormatUint(index, 10))
+}
+
+// NewServer wraps h in an http.Server whose timeouts bound slow clients:
+// headers must arrive promptly, and a response may take as long as a
+// leader wait plus a forwarded request's own deadline.
+func NewServer(h http.Handler, requestTimeout time.Duration) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      2*requestTimeout + forwardSlack + 5*time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}

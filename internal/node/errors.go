@@ -1,0 +1,32 @@
+package node
+
+import "errors"
+
+// Errors a Node returns. They say whether anything was proposed to the log,
+// because that decides what a client may safely do next: retry freely
+// (nothing proposed) or treat the outcome as unknown.
+var (
+	// ErrNotLeader: this node is not the leader; nothing was proposed.
+	// Callers forward the request to the leader.
+	ErrNotLeader = errors.New("this node is not the leader")
+	// ErrNoLeader: no leader became known within the request deadline.
+	ErrNoLeader = errors.New("no leader: the cluster has no quorum or is electing")
+	// ErrUnavailable: the leader could not take the request (queue full,
+	// leadership transfer in progress); nothing was proposed.
+	ErrUnavailable = errors.New("leader is not accepting requests right now")
+	// ErrShutdown: this node is stopping or its Raft instance has stopped.
+	ErrShutdown = errors.New("node is shut down")
+	// ErrOutcomeUnknown: the entry was proposed but its commit was not
+	// confirmed before the deadline or before leadership was lost. It may
+	// or may not be applied.
+	ErrOutcomeUnknown = errors.New("outcome unknown: the write was proposed but not confirmed in time; it may or may not be applied")
+	// ErrReadUnconfirmed: leadership could not be confirmed for a
+	// linearizable read in time (no quorum, or a new leader not ready).
+	ErrReadUnconfirmed = errors.New("leadership could not be confirmed for a linearizable read")
+	// ErrNodeNotFound: no member has that id.
+	ErrNodeNotFound = errors.New("node not found")
+	// ErrAddressInUse: another member already uses that Raft address.
+	ErrAddressInUse = errors.New("raft address is already used by another member")
+	// ErrLastVoter: removing this member would leave no voter.
+	ErrLastVoter = errors.New("cannot remove the only voter")
+)
