@@ -77,7 +77,7 @@ func run(cfg config.Config, logger *logrus.Logger) error {
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.WithFields(logrus.Fields{
 		"node": cfg.NodeID, "http": cfg.HTTPAdvertise(), "raft": cfg.RaftAdvertise(),
-		"volume": cfg.VolumeDir, "bootstrap": cfg.Bootstrap,
+		"volume": cfg.VolumeDir, "bootstrap_if_empty": cfg.Bootstrap,
 	}).Info("raftkv started")
 
 	select {

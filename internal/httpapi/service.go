@@ -151,7 +151,12 @@ func (s *Service) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		w.Header().Set("Retry-After", "1")
 	}
 	if status >= 500 {
-		s.log.WithFields(logrus.Fields{"method": r.Method, "path": r.URL.Path, "status": status}).WithError(err).Warn("request failed")
+		// 503s are expected while a leader is elected; the rest deserve a look.
+		level := logrus.WarnLevel
+		if status == http.StatusServiceUnavailable {
+			level = logrus.DebugLevel
+		}
+		s.log.WithFields(logrus.Fields{"method": r.Method, "path": r.URL.Path, "status": status}).WithError(err).Log(level, "request failed")
 	}
 	writeJSON(w, status, errorBody{Error: err.Error(), Code: code})
 }

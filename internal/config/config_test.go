@@ -1,0 +1,233 @@
+package config
+
+import (
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// env makes a lookup function from name/value pairs.
+func env(kv ...string) func(string) (string, bool) {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	want := Config{
+		NodeID:            "n1",
+		HTTPPort:          8000,
+		RaftPort:          9000,
+		VolumeDir:         "data/n1",
+		BindAddr:          "127.0.0.1",
+		AdvertiseAddr:     "127.0.0.1",
+		Bootstrap:         true,
+		Join:              nil,
+		SnapshotThreshold: 8192,
+		SnapshotInterval:  30 * time.Second,
+		SnapshotRetain:    2,
+		MaxKeyBytes:       1024,
+		MaxValueBytes:     1 << 20,
+		RequestTimeout:    5 * time.Second,
+		LogLevel:          "info",
+		LogFormat:         "text",
+	}
+	for name, lookup := range map[string]func(string) (string, bool){
+		"no variables":    env(),
+		"all empty":       func(string) (string, bool) { return "", true },
+		"all white space": func(string) (string, bool) { return " \t ", true },
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := Load(lookup)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("Load =\n  %+v\nwant\n  %+v", got, want)
+			}
+			addrs := map[string][2]string{
+				"HTTPBind":      {got.HTTPBind(), "127.0.0.1:8000"},
+				"RaftBind":      {got.RaftBind(), "127.0.0.1:9000"},
+				"HTTPAdvertise": {got.HTTPAdvertise(), "127.0.0.1:8000"},
+				"RaftAdvertise": {got.RaftAdvertise(), "127.0.0.1:9000"},
+			}
+			for name, a := range addrs {
+				if a[0] != a[1] {
+					t.Errorf("%s = %q, want %q", name, a[0], a[1])
+				}
+			}
+		})
+	}
+}
+
+func TestLoadValid(t *testing.T) {
+	hostname, _ := os.Hostname()
+	tests := []struct {
+		name  string
+		env   []string
+		check func(Config) (got, want any)
+	}{
+		{"join disables bootstrap", []string{"RAFT_JOIN", "10.0.0.1:8000"},
+			func(c Config) (any, any) { return c.Bootstrap, false }},
+		{"join list is split and trimmed", []string{"RAFT_JOIN", " a:1 , b:2,,c:3 "},
+			func(c Config) (any, any) { return c.Join, []string{"a:1", "b:2", "c:3"} }},
+		{"join with explicit bootstrap false", []string{"RAFT_JOIN", "a:1", "RAFT_BOOTSTRAP", "false"},
+			func(c Config) (any, any) { return c.Bootstrap, false }},
+		{"bootstrap false without join", []string{"RAFT_BOOTSTRAP", "0"},
+			func(c Config) (any, any) { return c.Bootstrap, false }},
+		{"join of only commas is no join", []string{"RAFT_JOIN", " , "},
+			func(c Config) (any, any) { return [2]any{c.Bootstrap, len(c.Join)}, [2]any{true, 0} }},
+		{"node id names the volume", []string{"RAFT_NODE_ID", "node-2.a_b"},
+			func(c Config) (any, any) { return c.VolumeDir, "data/node-2.a_b" }},
+		{"explicit volume", []string{"RAFT_VOLUME_DIR", "/var/lib/raftkv"},
+			func(c Config) (any, any) { return c.VolumeDir, "/var/lib/raftkv" }},
+		{"value is trimmed", []string{"HTTP_SERVER_PORT", " 8080 "},
+			func(c Config) (any, any) { return c.HTTPPort, 8080 }},
+		{"ports at the limits", []string{"HTTP_SERVER_PORT", "1", "RAFT_SERVER_PORT", "65535"},
+			func(c Config) (any, any) { return [2]int{c.HTTPPort, c.RaftPort}, [2]int{1, 65535} }},
+		{"advertise defaults to bind", []string{"BIND_ADDR", "10.1.2.3"},
+			func(c Config) (any, any) { return c.AdvertiseAddr, "10.1.2.3" }},
+		{"wildcard bind advertises host name", []string{"BIND_ADDR", "0.0.0.0"},
+			func(c Config) (any, any) { return c.AdvertiseAddr, hostname }},
+		{"advertise host name", []string{"ADVERTISE_ADDR", "raftkv-1.svc"},
+			func(c Config) (any, any) { return c.HTTPAdvertise(), "raftkv-1.svc:8000" }},
+		{"ipv6 advertise", []string{"BIND_ADDR", "::1", "ADVERTISE_ADDR", "::1"},
+			func(c Config) (any, any) {
+				return [2]string{c.RaftBind(), c.RaftAdvertise()}, [2]string{"[::1]:9000", "[::1]:9000"}
+			}},
+		{"snapshot settings", []string{"RAFT_SNAPSHOT_THRESHOLD", "10", "RAFT_SNAPSHOT_INTERVAL", "100ms", "RAFT_SNAPSHOT_RETAIN", "100"},
+			func(c Config) (any, any) {
+				return [3]any{c.SnapshotThreshold, c.SnapshotInterval, c.SnapshotRetain}, [3]any{uint64(10), 100 * time.Millisecond, 100}
+			}},
+		{"zero max value is allowed", []string{"MAX_VALUE_BYTES", "0"},
+			func(c Config) (any, any) { return c.MaxValueBytes, 0 }},
+		{"log settings are case insensitive", []string{"LOG_LEVEL", "DEBUG", "LOG_FORMAT", "Json"},
+			func(c Config) (any, any) { return [2]string{c.LogLevel, c.LogFormat}, [2]string{"debug", "json"} }},
+		{"request timeout", []string{"REQUEST_TIMEOUT", "2s"},
+			func(c Config) (any, any) { return c.RequestTimeout, 2 * time.Second }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(env(tt.env...))
+			if err != nil {
+				t.Fatalf("Load(%q): %v", tt.env, err)
+			}
+			if got, want := tt.check(c); !reflect.DeepEqual(got, want) {
+				t.Fatalf("got %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     []string
+		wantVar string
+	}{
+		{"http port 0", []string{"HTTP_SERVER_PORT", "0"}, "HTTP_SERVER_PORT"},
+		{"http port 70000", []string{"HTTP_SERVER_PORT", "70000"}, "HTTP_SERVER_PORT"},
+		{"http port abc", []string{"HTTP_SERVER_PORT", "abc"}, "HTTP_SERVER_PORT"},
+		{"http port negative", []string{"HTTP_SERVER_PORT", "-1"}, "HTTP_SERVER_PORT"},
+		{"raft port abc", []string{"RAFT_SERVER_PORT", "abc"}, "RAFT_SERVER_PORT"},
+		{"raft port equals http port", []string{"RAFT_SERVER_PORT", "8000"}, "RAFT_SERVER_PORT"},
+		{"raft port equals explicit http port", []string{"HTTP_SERVER_PORT", "7000", "RAFT_SERVER_PORT", "7000"}, "RAFT_SERVER_PORT"},
+		{"node id with a space", []string{"RAFT_NODE_ID", "node 1"}, "RAFT_NODE_ID"},
+		{"node id of 65 chars", []string{"RAFT_NODE_ID", strings.Repeat("a", 65)}, "RAFT_NODE_ID"},
+		{"node id with a slash", []string{"RAFT_NODE_ID", "../n1"}, "RAFT_NODE_ID"},
+		{"bind not an ip", []string{"BIND_ADDR", "notanip"}, "BIND_ADDR"},
+		{"bind host name", []string{"BIND_ADDR", "localhost"}, "BIND_ADDR"},
+		{"advertise with a port", []string{"ADVERTISE_ADDR", "10.0.0.1:8000"}, "ADVERTISE_ADDR"},
+		{"advertise host with a port", []string{"ADVERTISE_ADDR", "example.com:80"}, "ADVERTISE_ADDR"},
+		{"advertise bracketed ipv6 with a port", []string{"ADVERTISE_ADDR", "[::1]:80"}, "ADVERTISE_ADDR"},
+		{"advertise url", []string{"ADVERTISE_ADDR", "http://x"}, "ADVERTISE_ADDR"},
+		{"advertise 0.0.0.0", []string{"ADVERTISE_ADDR", "0.0.0.0"}, "ADVERTISE_ADDR"},
+		{"advertise ::", []string{"ADVERTISE_ADDR", "::"}, "ADVERTISE_ADDR"},
+		{"snapshot interval xyz", []string{"RAFT_SNAPSHOT_INTERVAL", "xyz"}, "RAFT_SNAPSHOT_INTERVAL"},
+		{"snapshot interval 1ms", []string{"RAFT_SNAPSHOT_INTERVAL", "1ms"}, "RAFT_SNAPSHOT_INTERVAL"},
+		{"snapshot interval without unit", []string{"RAFT_SNAPSHOT_INTERVAL", "30"}, "RAFT_SNAPSHOT_INTERVAL"},
+		{"snapshot threshold 0", []string{"RAFT_SNAPSHOT_THRESHOLD", "0"}, "RAFT_SNAPSHOT_THRESHOLD"},
+		{"snapshot retain 0", []string{"RAFT_SNAPSHOT_RETAIN", "0"}, "RAFT_SNAPSHOT_RETAIN"},
+		{"snapshot retain 101", []string{"RAFT_SNAPSHOT_RETAIN", "101"}, "RAFT_SNAPSHOT_RETAIN"},
+		{"max key bytes 0", []string{"MAX_KEY_BYTES", "0"}, "MAX_KEY_BYTES"},
+		{"max value bytes negative", []string{"MAX_VALUE_BYTES", "-1"}, "MAX_VALUE_BYTES"},
+		{"request timeout 0", []string{"REQUEST_TIMEOUT", "0s"}, "REQUEST_TIMEOUT"},
+		{"log level loud", []string{"LOG_LEVEL", "loud"}, "LOG_LEVEL"},
+		{"log format xml", []string{"LOG_FORMAT", "xml"}, "LOG_FORMAT"},
+		{"join without port", []string{"RAFT_JOIN", "nocolon"}, "RAFT_JOIN"},
+		{"join with empty host", []string{"RAFT_JOIN", ":8000"}, "RAFT_JOIN"},
+		{"join with bad port", []string{"RAFT_JOIN", "a:1,b:99999"}, "RAFT_JOIN"},
+		{"bootstrap maybe", []string{"RAFT_BOOTSTRAP", "maybe"}, "RAFT_BOOTSTRAP"},
+		{"bootstrap with join", []string{"RAFT_BOOTSTRAP", "true", "RAFT_JOIN", "10.0.0.1:8000"}, "RAFT_BOOTSTRAP"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(env(tt.env...))
+			if err == nil {
+				t.Fatalf("Load(%q) = %+v, want an error", tt.env, c)
+			}
+			if !strings.HasPrefix(err.Error(), tt.wantVar+":") {
+				t.Fatalf("error %q does not start with %q", err, tt.wantVar+":")
+			}
+			if !reflect.DeepEqual(c, Config{}) {
+				t.Fatalf("Load returned %+v with its error, want the zero Config", c)
+			}
+		})
+	}
+}
+
+func TestValidateNodeID(t *testing.T) {
+	tests := []struct {
+		id string
+		ok bool
+	}{
+		{"n1", true},
+		{"Node-1_a.b", true},
+		{strings.Repeat("x", 64), true},
+		{"", false},
+		{strings.Repeat("x", 65), false},
+		{"a b", false},
+		{"a/b", false},
+		{"a:b", false},
+		{"é", false},
+		{"a\n", false},
+	}
+	for _, tt := range tests {
+		if err := ValidateNodeID(tt.id); (err == nil) != tt.ok {
+			t.Errorf("ValidateNodeID(%q) = %v, want ok=%v", tt.id, err, tt.ok)
+		}
+	}
+}
+
+func TestSplitHostPort(t *testing.T) {
+	tests := []struct {
+		in       string
+		wantHost string
+		wantPort int
+		wantErr  bool
+	}{
+		{"a:1", "a", 1, false},
+		{"10.0.0.1:65535", "10.0.0.1", 65535, false},
+		{"[::1]:8000", "::1", 8000, false},
+		{"nocolon", "", 0, true},
+		{":8000", "", 0, true},
+		{"a:0", "", 0, true},
+		{"a:65536", "", 0, true},
+		{"a:http", "", 0, true},
+		{"a:", "", 0, true},
+		{"::1:80", "", 0, true},
+	}
+	for _, tt := range tests {
+		host, port, err := SplitHostPort(tt.in)
+		if (err != nil) != tt.wantErr || host != tt.wantHost || port != tt.wantPort {
+			t.Errorf("SplitHostPort(%q) = %q, %d, %v; want %q, %d, err=%v", tt.in, host, port, err, tt.wantHost, tt.wantPort, tt.wantErr)
+		}
+	}
+}
