@@ -40,11 +40,16 @@ const CommandVersion = 1
 // ascending tag order, so later fields (compare index, TTL, request id)
 // can be added without a new version while old entries still decode.
 const (
-	tagKey      = 1
-	tagValue    = 2
-	tagNodeID   = 3
-	tagHTTPAddr = 4
+	tagKey       = 1
+	tagValue     = 2
+	tagNodeID    = 3
+	tagHTTPAddr  = 4
+	tagCAS       = 5 // uvarint; present means "compare"
+	tagRequestID = 6
 )
+
+// MaxRequestIDBytes bounds an idempotency key.
+const MaxRequestIDBytes = 256
 
 // ErrMalformedCommand means a log entry could not be decoded. It is
 // returned (never panicked) so a bad entry cannot crash every replica.
@@ -58,6 +63,13 @@ type Command struct {
 	Value    string
 	NodeID   string
 	HTTPAddr string
+	// HasCAS makes a set or delete conditional: it applies only if the
+	// key's ModIndex equals CAS (CAS 0: only if the key is absent).
+	HasCAS bool
+	CAS    uint64
+	// RequestID, when set, makes the command idempotent: a later command
+	// with the same id returns this one's outcome without applying.
+	RequestID string
 }
 
 // Encode appends the binary form of c to dst and returns it.
@@ -67,13 +79,20 @@ func (c *Command) Encode(dst []byte) []byte {
 	dst = appendField(dst, tagValue, c.Value)
 	dst = appendField(dst, tagNodeID, c.NodeID)
 	dst = appendField(dst, tagHTTPAddr, c.HTTPAddr)
+	if c.HasCAS {
+		var n [binary.MaxVarintLen64]byte
+		v := binary.PutUvarint(n[:], c.CAS)
+		dst = append(dst, tagCAS, byte(v))
+		dst = append(dst, n[:v]...)
+	}
+	dst = appendField(dst, tagRequestID, c.RequestID)
 	return dst
 }
 
 // EncodedSize is an upper bound of len(c.Encode(nil)), for preallocation.
 func (c *Command) EncodedSize() int {
 	const perField = 1 + binary.MaxVarintLen64
-	return 2 + 4*perField + len(c.Key) + len(c.Value) + len(c.NodeID) + len(c.HTTPAddr)
+	return 2 + 6*perField + binary.MaxVarintLen64 + len(c.Key) + len(c.Value) + len(c.NodeID) + len(c.HTTPAddr) + len(c.RequestID)
 }
 
 // Empty fields are left out: absent and empty decode alike, and the log
@@ -121,6 +140,14 @@ func DecodeCommand(b []byte) (Command, error) {
 			c.NodeID = s
 		case tagHTTPAddr:
 			c.HTTPAddr = s
+		case tagCAS:
+			v, w := binary.Uvarint([]byte(s))
+			if w != len(s) {
+				return c, fmt.Errorf("%w: compare index", ErrMalformedCommand)
+			}
+			c.HasCAS, c.CAS = true, v
+		case tagRequestID:
+			c.RequestID = s
 		default:
 			return c, fmt.Errorf("%w: unknown field %d", ErrMalformedCommand, tag)
 		}
@@ -135,11 +162,20 @@ func (c *Command) check() error {
 		if c.Key == "" {
 			return fmt.Errorf("%w: %s without key", ErrMalformedCommand, c.Op)
 		}
+		if len(c.RequestID) > MaxRequestIDBytes {
+			return fmt.Errorf("%w: request id of %d bytes", ErrMalformedCommand, len(c.RequestID))
+		}
 	case OpRegisterNode:
+		if c.HasCAS || c.RequestID != "" {
+			return fmt.Errorf("%w: %s takes no compare index or request id", ErrMalformedCommand, c.Op)
+		}
 		if c.NodeID == "" || c.HTTPAddr == "" {
 			return fmt.Errorf("%w: %s without node id or address", ErrMalformedCommand, c.Op)
 		}
 	case OpForgetNode:
+		if c.HasCAS || c.RequestID != "" {
+			return fmt.Errorf("%w: %s takes no compare index or request id", ErrMalformedCommand, c.Op)
+		}
 		if c.NodeID == "" {
 			return fmt.Errorf("%w: %s without node id", ErrMalformedCommand, c.Op)
 		}

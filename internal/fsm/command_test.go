@@ -90,7 +90,7 @@ func TestDecodeCommandRejects(t *testing.T) {
 		{"op 0", []byte{v, 0, tagKey, 1, 'k'}},
 		{"op 5", []byte{v, 5, tagKey, 1, 'k'}},
 		{"op 255", []byte{v, 255, tagKey, 1, 'k'}},
-		{"unknown tag 5", []byte{v, set, tagKey, 1, 'k', 5, 1, 'x'}},
+		{"unknown tag 7", []byte{v, set, tagKey, 1, 'k', 7, 1, 'x'}},
 		{"unknown tag 255", []byte{v, set, tagKey, 1, 'k', 255, 0}},
 		{"tag 0", []byte{v, set, 0, 1, 'x', tagKey, 1, 'k'}},
 		{"out of order", []byte{v, set, tagValue, 1, 'v', tagKey, 1, 'k'}},

@@ -18,8 +18,18 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// ErrKeyNotFound is the outcome of reading or deleting an absent key.
-var ErrKeyNotFound = errors.New("key not found")
+// Outcomes of commands that were applied but changed nothing.
+var (
+	// ErrKeyNotFound: reading or deleting an absent key.
+	ErrKeyNotFound = errors.New("key not found")
+	// ErrCASFailed: the key's ModIndex did not match the compare index.
+	ErrCASFailed = errors.New("compare failed")
+)
+
+// RequestWindow is how many log entries an idempotency key is remembered
+// for. Eviction counts log indexes, never time, so every replica forgets
+// the same keys at the same entry; memory is bounded by the window.
+const RequestWindow = 1 << 16
 
 // Entry is one key with its value and the Raft indexes that created and
 // last modified it. Entries are values: a returned Entry never changes.
@@ -34,7 +44,12 @@ type Entry struct {
 // through raft's ApplyFuture.Response.
 type Result struct {
 	Index uint64 // the log index the command was applied at
-	Err   error  // nil, ErrKeyNotFound, or ErrMalformedCommand
+	Err   error  // nil, ErrKeyNotFound, ErrCASFailed, or ErrMalformedCommand
+	// Current is the key's ModIndex (0: absent) when a compare failed.
+	Current uint64
+	// Replayed: a command with the same request id was applied before;
+	// this is that command's outcome and nothing was applied now.
+	Replayed bool
 }
 
 // Stats summarises the state, cheaply.
@@ -57,10 +72,51 @@ type FSM struct {
 	bytes   int64
 	nodes   map[string]string // node id -> advertised HTTP address
 	waiters []waiter          // readers waiting for an applied index
+	// requests remembers outcomes of recent commands that carried a
+	// request id; requestOrder holds the same ids in apply order, for
+	// eviction by log index.
+	requests     map[string]requestRecord
+	requestOrder []string
+	requestHead  int // requestOrder[:requestHead] are evicted
 
 	// applied is the index of the last log entry this FSM has seen,
 	// command or configuration. Read without the lock on the hot read path.
 	applied atomic.Uint64
+}
+
+// requestRecord is a remembered outcome, compact enough to snapshot.
+type requestRecord struct {
+	Index   uint64
+	Outcome uint8 // outcomeOK, outcomeNotFound or outcomeCASFailed
+	Current uint64
+}
+
+const (
+	outcomeOK uint8 = iota
+	outcomeNotFound
+	outcomeCASFailed
+)
+
+func recordOf(r *Result) requestRecord {
+	rec := requestRecord{Index: r.Index, Current: r.Current}
+	switch {
+	case errors.Is(r.Err, ErrKeyNotFound):
+		rec.Outcome = outcomeNotFound
+	case errors.Is(r.Err, ErrCASFailed):
+		rec.Outcome = outcomeCASFailed
+	}
+	return rec
+}
+
+func (rec requestRecord) result() *Result {
+	r := &Result{Index: rec.Index, Current: rec.Current, Replayed: true}
+	switch rec.Outcome {
+	case outcomeNotFound:
+		r.Err = ErrKeyNotFound
+	case outcomeCASFailed:
+		r.Err = ErrCASFailed
+	}
+	return r
 }
 
 type waiter struct {
@@ -73,8 +129,9 @@ var _ raft.BatchingFSM = (*FSM)(nil)
 // New returns an empty state machine.
 func New() *FSM {
 	return &FSM{
-		tree:  btree.NewG(btreeDegree, entryLess),
-		nodes: map[string]string{},
+		tree:     btree.NewG(btreeDegree, entryLess),
+		nodes:    map[string]string{},
+		requests: map[string]requestRecord{},
 	}
 }
 
@@ -105,11 +162,72 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 }
 
 func (f *FSM) applyCommand(index uint64, data []byte) *Result {
+	f.evictRequests(index)
 	cmd, err := DecodeCommand(data)
 	if err != nil {
 		return &Result{Index: index, Err: err}
 	}
+	if cmd.RequestID != "" {
+		if rec, ok := f.requests[cmd.RequestID]; ok {
+			return rec.result()
+		}
+	}
+	res := f.applyDecoded(index, &cmd)
+	if cmd.RequestID != "" {
+		f.requests[cmd.RequestID] = recordOf(res)
+		f.requestOrder = append(f.requestOrder, cmd.RequestID)
+	}
+	return res
+}
+
+// evictRequests forgets request ids applied RequestWindow or more entries
+// before index.
+func (f *FSM) evictRequests(index uint64) {
+	for f.requestHead < len(f.requestOrder) {
+		id := f.requestOrder[f.requestHead]
+		if f.requests[id].Index+RequestWindow > index {
+			break
+		}
+		delete(f.requests, id)
+		f.requestOrder[f.requestHead] = ""
+		f.requestHead++
+	}
+	// Compact once the evicted prefix dominates, keeping eviction O(1)
+	// amortised.
+	if f.requestHead > 1024 && f.requestHead*2 > len(f.requestOrder) {
+		f.requestOrder = append(f.requestOrder[:0], f.requestOrder[f.requestHead:]...)
+		f.requestHead = 0
+	}
+}
+
+// requestLog lists remembered requests in apply order, for snapshots.
+func (f *FSM) requestLog() []requestEntry {
+	out := make([]requestEntry, 0, len(f.requestOrder)-f.requestHead)
+	for _, id := range f.requestOrder[f.requestHead:] {
+		out = append(out, requestEntry{ID: id, requestRecord: f.requests[id]})
+	}
+	return out
+}
+
+type requestEntry struct {
+	ID string
+	requestRecord
+}
+
+// modIndex is the key's ModIndex, or 0 when absent: what CAS compares.
+func (f *FSM) modIndex(key string) uint64 {
+	e, _ := f.tree.Get(Entry{Key: key})
+	return e.ModIndex
+}
+
+func (f *FSM) applyDecoded(index uint64, cmd *Command) *Result {
 	res := &Result{Index: index}
+	if cmd.HasCAS {
+		if cur := f.modIndex(cmd.Key); cur != cmd.CAS {
+			res.Err, res.Current = ErrCASFailed, cur
+			return res
+		}
+	}
 	switch cmd.Op {
 	case OpSet:
 		e := Entry{Key: cmd.Key, Value: cmd.Value, CreateIndex: index, ModIndex: index}
@@ -231,9 +349,10 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		nodes[id] = addr
 	}
 	return &snapshot{
-		applied: f.applied.Load(),
-		tree:    f.tree.Clone(),
-		nodes:   nodes,
+		applied:  f.applied.Load(),
+		tree:     f.tree.Clone(),
+		nodes:    nodes,
+		requests: f.requestLog(),
 	}, nil
 }
 
@@ -249,6 +368,13 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.tree = st.tree
 	f.bytes = st.bytes
 	f.nodes = st.nodes
+	f.requests = make(map[string]requestRecord, len(st.requests))
+	f.requestOrder = make([]string, 0, len(st.requests))
+	f.requestHead = 0
+	for _, r := range st.requests {
+		f.requests[r.ID] = r.requestRecord
+		f.requestOrder = append(f.requestOrder, r.ID)
+	}
 	f.applied.Store(st.applied)
 	f.releaseWaitersLocked()
 	f.mu.Unlock()
@@ -256,14 +382,15 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 }
 
 type snapshot struct {
-	applied uint64
-	tree    *btree.BTreeG[Entry]
-	nodes   map[string]string
+	applied  uint64
+	tree     *btree.BTreeG[Entry]
+	nodes    map[string]string
+	requests []requestEntry
 }
 
 // Persist runs concurrently with Apply; it only reads the frozen clone.
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	if err := writeSnapshot(sink, s.applied, s.nodes, s.tree); err != nil {
+	if err := writeSnapshot(sink, s.applied, s.nodes, s.requests, s.tree); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot: %w", err)
 	}

@@ -16,8 +16,9 @@ import (
 // Snapshot stream layout (all integers uvarint, strings uvarint-length-prefixed):
 //
 //	magic "RAFTKVSN", version byte
-//	header: applied index, node count, key count
+//	header: applied index, node count, key count[, request count (v2)]
 //	records: 'N' id addr              (node count times, ids ascending)
+//	         'R' id index outcome cur (request count times, apply order; v2)
 //	         'K' key value create mod (key count times, keys ascending)
 //	trailer: 'E', then 4 bytes big-endian CRC-32C of everything before 'E'
 //
@@ -26,11 +27,12 @@ import (
 // read record by record: a snapshot is never held in one buffer.
 const (
 	snapshotMagic   = "RAFTKVSN"
-	snapshotVersion = 1
+	snapshotVersion = 2 // 2 added the request table; 1 still reads
 
-	recNode = 'N'
-	recKey  = 'K'
-	recEnd  = 'E'
+	recNode    = 'N'
+	recRequest = 'R'
+	recKey     = 'K'
+	recEnd     = 'E'
 )
 
 // ErrCorruptSnapshot means a snapshot stream failed to decode or verify.
@@ -74,13 +76,14 @@ func (s *snapWriter) tag(t byte) {
 	s.bytes(s.buf)
 }
 
-func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, tree *btree.BTreeG[Entry]) error {
+func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, requests []requestEntry, tree *btree.BTreeG[Entry]) error {
 	s := &snapWriter{w: bufio.NewWriterSize(w, 256<<10)}
 	s.bytes([]byte(snapshotMagic))
 	s.bytes([]byte{snapshotVersion})
 	s.uvarint(applied)
 	s.uvarint(uint64(len(nodes)))
 	s.uvarint(uint64(tree.Len()))
+	s.uvarint(uint64(len(requests)))
 
 	ids := make([]string, 0, len(nodes))
 	for id := range nodes {
@@ -91,6 +94,13 @@ func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, tree *b
 		s.tag(recNode)
 		s.str(id)
 		s.str(nodes[id])
+	}
+	for _, r := range requests {
+		s.tag(recRequest)
+		s.str(r.ID)
+		s.uvarint(r.Index)
+		s.uvarint(uint64(r.Outcome))
+		s.uvarint(r.Current)
 	}
 	tree.Ascend(func(e Entry) bool {
 		s.tag(recKey)
@@ -115,10 +125,11 @@ func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, tree *b
 
 // restoredState is a fully read and verified snapshot.
 type restoredState struct {
-	applied uint64
-	nodes   map[string]string
-	tree    *btree.BTreeG[Entry]
-	bytes   int64
+	applied  uint64
+	nodes    map[string]string
+	requests []requestEntry
+	tree     *btree.BTreeG[Entry]
+	bytes    int64
 }
 
 // snapReader checksums what it consumes. Single bytes are batched in
@@ -200,8 +211,9 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 		return nil, fmt.Errorf("%w: not a raftkv snapshot", ErrCorruptSnapshot)
 	}
 	s.sum = crc32.Update(0, castagnoli, magic)
-	if v := s.byte(); s.err == nil && v != snapshotVersion {
-		return nil, fmt.Errorf("%w: version %d, this build reads %d", ErrCorruptSnapshot, v, snapshotVersion)
+	version := s.byte()
+	if s.err == nil && (version < 1 || version > snapshotVersion) {
+		return nil, fmt.Errorf("%w: version %d, this build reads 1..%d", ErrCorruptSnapshot, version, snapshotVersion)
 	}
 	st := &restoredState{
 		applied: s.uvarint(),
@@ -209,6 +221,10 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 		tree:    btree.NewG(btreeDegree, entryLess),
 	}
 	nodeCount, keyCount := s.uvarint(), s.uvarint()
+	var requestCount uint64
+	if version >= 2 {
+		requestCount = s.uvarint()
+	}
 	for i := uint64(0); i < nodeCount && s.err == nil; i++ {
 		if t := s.byte(); t != recNode {
 			s.fail("record %q where a node was expected", t)
@@ -216,6 +232,15 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 		}
 		id, addr := s.str(), s.str()
 		st.nodes[id] = addr
+	}
+	for i := uint64(0); i < requestCount && s.err == nil; i++ {
+		if t := s.byte(); t != recRequest {
+			s.fail("record %q where a request was expected", t)
+			break
+		}
+		r := requestEntry{ID: s.str()}
+		r.Index, r.Outcome, r.Current = s.uvarint(), uint8(s.uvarint()), s.uvarint()
+		st.requests = append(st.requests, r)
 	}
 	var prev string
 	for i := uint64(0); i < keyCount && s.err == nil; i++ {
