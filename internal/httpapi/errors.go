@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/raftkv/raftkv/internal/fsm"
@@ -29,7 +30,19 @@ var (
 	// leader either; it is not forwarded again, so leadership flapping
 	// cannot make requests loop.
 	ErrHopLimit = errors.New("forwarded request reached a non-leader; retry")
+	// ErrIndexNotReached: a read's min_index was not applied in time.
+	ErrIndexNotReached = errors.New("min_index not applied on this node in time")
 )
+
+// casConflict carries the key's current mod_index into the 409 body, so a
+// client can retry its compare without another read.
+type casConflict struct{ current uint64 }
+
+func (e casConflict) Error() string {
+	return fmt.Sprintf("compare failed: the key's mod_index is %d", e.current)
+}
+
+func (e casConflict) Unwrap() error { return fsm.ErrCASFailed }
 
 // errorTable maps every error a handler can meet to a status and a stable
 // machine-readable code. The first entry that matches (errors.Is) wins.
@@ -46,6 +59,7 @@ var errorTable = []struct {
 	{node.ErrNodeNotFound, http.StatusNotFound, "node_not_found"},
 	{node.ErrAddressInUse, http.StatusConflict, "address_in_use"},
 	{node.ErrLastVoter, http.StatusConflict, "last_voter"},
+	{fsm.ErrCASFailed, http.StatusConflict, "cas_failed"},
 	// 503: definitely not applied; safe to retry anywhere.
 	{node.ErrNotLeader, http.StatusServiceUnavailable, "not_leader"},
 	{node.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},
@@ -54,6 +68,7 @@ var errorTable = []struct {
 	{node.ErrReadUnconfirmed, http.StatusServiceUnavailable, "read_unconfirmed"},
 	{ErrLeaderUnreachable, http.StatusServiceUnavailable, "leader_unreachable"},
 	{ErrHopLimit, http.StatusServiceUnavailable, "hop_limit"},
+	{ErrIndexNotReached, http.StatusServiceUnavailable, "index_not_reached"},
 	// 502/504: a write's outcome is unknown.
 	{ErrForwardFailed, http.StatusBadGateway, "forward_failed"},
 	{ErrForwardTimeout, http.StatusGatewayTimeout, "forward_timeout"},
@@ -62,8 +77,9 @@ var errorTable = []struct {
 
 // errorBody is the JSON shape of every error response.
 type errorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
+	Error string  `json:"error"`
+	Code  string  `json:"code"`
+	Index *uint64 `json:"index,omitempty"` // current mod_index on cas_failed
 }
 
 // statusOf returns the HTTP status and code for err; unknown errors are 500.

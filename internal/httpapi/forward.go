@@ -41,6 +41,7 @@ func (s *Service) reforward(w http.ResponseWriter, r *http.Request, uri string, 
 // forwardedHeaders are copied from the leader's answer.
 var forwardedHeaders = []string{
 	"Content-Type", "Retry-After", "Allow", HeaderRaftIndex, HeaderAppliedIndex, HeaderServedBy, "X-Raft-Create-Index",
+	HeaderLastContact, HeaderReplayed,
 }
 
 func hopsOf(r *http.Request) int {
@@ -82,8 +83,10 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request, uri string, bo
 		s.writeError(w, r, err)
 		return true
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		req.Header.Set("Content-Type", ct)
+	for _, h := range []string{"Content-Type", HeaderIdempotencyKey} {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
 	}
 	req.Header.Set(HeaderForwarded, strconv.Itoa(hops+1))
 

@@ -46,11 +46,15 @@ func (s *Service) handleSet(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = s.checkValue(len(value))
 	}
+	var opts writeOptions
+	if err == nil {
+		opts, err = writeOptionsOf(r, p)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.set(w, r, key, value, p.body)
+	s.set(w, r, key, value, p.body, opts)
 }
 
 func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
@@ -63,15 +67,15 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = s.checkKey(key)
 	}
-	consistency, cerr := consistencyOf(p)
+	var opts readOptions
 	if err == nil {
-		err = cerr
+		opts, err = readOptionsOf(p)
 	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	e, ok := s.read(w, r, key, consistency, p.body)
+	e, ok := s.read(w, r, key, opts, p.body)
 	if !ok {
 		return
 	}
@@ -91,15 +95,20 @@ func (s *Service) handleRemove(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = s.checkKey(key)
 	}
+	var opts writeOptions
+	if err == nil {
+		opts, err = writeOptionsOf(r, p)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.remove(w, r, key, p.body)
+	s.remove(w, r, key, p.body, opts)
 }
 
 // handleKV serves the REST form. The key is the rest of the path after
 // /kv/, unescaped, so it may contain '/' (and "%2F" for a literal one).
+// Options (cas, consistency, …) come from the query string.
 func (s *Service) handleKV(w http.ResponseWriter, r *http.Request) {
 	key, err := url.PathUnescape(strings.TrimPrefix(r.URL.EscapedPath(), "/kv/"))
 	if err != nil {
@@ -107,48 +116,59 @@ func (s *Service) handleKV(w http.ResponseWriter, r *http.Request) {
 	} else {
 		err = s.checkKey(key)
 	}
+	var p params
+	if err == nil {
+		p, err = s.readParams(w, r)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	switch r.Method {
-	case http.MethodPut:
-		body, err := readBody(w, r, int64(s.opts.MaxValueBytes))
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		s.set(w, r, key, string(body), body)
-	case http.MethodDelete:
-		s.remove(w, r, key, nil)
-	default:
-		p, err := s.readParams(w, r)
-		var consistency string
-		if err == nil {
-			consistency, err = consistencyOf(p)
-		}
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		e, ok := s.read(w, r, key, consistency, nil)
-		if !ok {
-			return
-		}
-		setIndexHeader(w, HeaderRaftIndex, e.ModIndex)
-		w.Header().Set("X-Raft-Create-Index", strconv.FormatUint(e.CreateIndex, 10))
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Header().Set("Content-Length", strconv.Itoa(len(e.Value)))
-		_, _ = w.Write([]byte(e.Value))
+	if r.Method == http.MethodGet {
+		s.getRaw(w, r, key, p)
+		return
 	}
+	opts, err := writeOptionsOf(r, p)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if r.Method == http.MethodDelete {
+		s.remove(w, r, key, nil, opts)
+		return
+	}
+	body, err := readBody(w, r, int64(s.opts.MaxValueBytes))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.set(w, r, key, string(body), body, opts)
 }
 
-func (s *Service) set(w http.ResponseWriter, r *http.Request, key, value string, body []byte) {
-	res, ok := s.apply(w, r, &fsm.Command{Op: fsm.OpSet, Key: key, Value: value}, body)
+// getRaw answers GET /kv/{key} with the value's bytes.
+func (s *Service) getRaw(w http.ResponseWriter, r *http.Request, key string, p params) {
+	opts, err := readOptionsOf(p)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	e, ok := s.read(w, r, key, opts, nil)
 	if !ok {
 		return
 	}
-	setIndexHeader(w, HeaderRaftIndex, res.Index)
+	setIndexHeader(w, HeaderRaftIndex, e.ModIndex)
+	setIndexHeader(w, "X-Raft-Create-Index", e.CreateIndex)
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(len(e.Value)))
+	_, _ = w.Write([]byte(e.Value))
+}
+
+func (s *Service) set(w http.ResponseWriter, r *http.Request, key, value string, body []byte, o writeOptions) {
+	cmd := &fsm.Command{Op: fsm.OpSet, Key: key, Value: value, HasCAS: o.hasCAS, CAS: o.cas, RequestID: o.requestID}
+	res, ok := s.apply(w, r, cmd, body)
+	if !ok {
+		return
+	}
 	resp := writeResponse{Key: key, Index: res.Index}
 	if utf8.ValidString(value) {
 		resp.Value = &value
@@ -156,12 +176,12 @@ func (s *Service) set(w http.ResponseWriter, r *http.Request, key, value string,
 	writeJSON(w, http.StatusOK, resp)
 }
 
-func (s *Service) remove(w http.ResponseWriter, r *http.Request, key string, body []byte) {
-	res, ok := s.apply(w, r, &fsm.Command{Op: fsm.OpDelete, Key: key}, body)
+func (s *Service) remove(w http.ResponseWriter, r *http.Request, key string, body []byte, o writeOptions) {
+	cmd := &fsm.Command{Op: fsm.OpDelete, Key: key, HasCAS: o.hasCAS, CAS: o.cas, RequestID: o.requestID}
+	res, ok := s.apply(w, r, cmd, body)
 	if !ok {
 		return
 	}
-	setIndexHeader(w, HeaderRaftIndex, res.Index)
 	writeJSON(w, http.StatusOK, writeResponse{Key: key, Index: res.Index})
 }
 
@@ -179,23 +199,31 @@ func (s *Service) apply(w http.ResponseWriter, r *http.Request, cmd *fsm.Command
 		s.reforward(w, r, r.URL.RequestURI(), body, maxHops)
 		return nil, false
 	}
-	if err == nil {
-		err = res.Err
-	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return nil, false
 	}
+	if res.Replayed {
+		w.Header().Set(HeaderReplayed, "true")
+	}
+	switch {
+	case errors.Is(res.Err, fsm.ErrCASFailed):
+		s.writeError(w, r, casConflict{current: res.Current})
+		return nil, false
+	case res.Err != nil:
+		s.writeError(w, r, fmt.Errorf("%w: %q", res.Err, cmd.Key))
+		return nil, false
+	}
+	setIndexHeader(w, HeaderRaftIndex, res.Index)
 	return res, true
 }
 
 // read returns key's entry at the requested consistency, forwarding to the
 // leader when this node cannot serve it. ok is false once a response has
 // been written (an error, or the leader's forwarded answer).
-func (s *Service) read(w http.ResponseWriter, r *http.Request, key, consistency string, body []byte) (fsm.Entry, bool) {
-	switch consistency {
+func (s *Service) read(w http.ResponseWriter, r *http.Request, key string, o readOptions, body []byte) (fsm.Entry, bool) {
+	switch o.consistency {
 	case consistencyStale:
-		setIndexHeader(w, HeaderAppliedIndex, s.node.FSM().AppliedIndex())
 	case consistencyLeader:
 		if s.forwardOrServe(w, r, r.URL.RequestURI(), body) {
 			return fsm.Entry{}, false
@@ -214,6 +242,21 @@ func (s *Service) read(w http.ResponseWriter, r *http.Request, key, consistency 
 		if err != nil {
 			s.writeError(w, r, err)
 			return fsm.Entry{}, false
+		}
+	}
+	if o.minIndex > 0 {
+		ctx, cancel := s.requestContext(r)
+		err := s.node.FSM().WaitApplied(ctx, o.minIndex)
+		cancel()
+		if err != nil {
+			s.writeError(w, r, fmt.Errorf("%w: %v", ErrIndexNotReached, err))
+			return fsm.Entry{}, false
+		}
+	}
+	if o.consistency == consistencyStale {
+		setIndexHeader(w, HeaderAppliedIndex, s.node.FSM().AppliedIndex())
+		if since, ok := s.node.SinceLeaderContact(); ok {
+			setIndexHeader(w, HeaderLastContact, uint64(since.Milliseconds()))
 		}
 	}
 	e, ok := s.node.FSM().Get(key)

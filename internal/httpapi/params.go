@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/raftkv/raftkv/internal/config"
+	"github.com/raftkv/raftkv/internal/fsm"
 )
 
 // formOverhead allows for names, separators and escaping in a form body
@@ -67,6 +68,10 @@ func (s *Service) readParams(w http.ResponseWriter, r *http.Request) (params, er
 // Content-Length over the limit is refused before reading anything.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
+		// Closing the connection after the answer stops net/http from first
+		// draining up to 256 KiB of the refused body, which stalls the 413
+		// until the client sends a body it need not send (or ReadTimeout).
+		w.Header().Set("Connection", "close")
 		return nil, fmt.Errorf("%w: body of %d bytes exceeds %d", ErrTooLarge, r.ContentLength, limit)
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
@@ -164,4 +169,58 @@ func portParam(name, v string) (string, error) {
 		return "", fmt.Errorf("%w: %s=%q is not a port in 1..65535", ErrBadRequest, name, v)
 	}
 	return strconv.Itoa(n), nil
+}
+
+// writeOptions are a write's optional conditions.
+type writeOptions struct {
+	hasCAS    bool
+	cas       uint64
+	requestID string
+}
+
+// HeaderIdempotencyKey names a write so that a retry returns its first
+// outcome instead of applying it twice; ?requestId= is the query form.
+const HeaderIdempotencyKey = "Idempotency-Key"
+
+func writeOptionsOf(r *http.Request, p params) (writeOptions, error) {
+	var o writeOptions
+	if v, ok := p.get("cas"); ok {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return o, fmt.Errorf("%w: cas=%q is not a non-negative integer", ErrBadRequest, v)
+		}
+		o.hasCAS, o.cas = true, n
+	}
+	o.requestID = r.Header.Get(HeaderIdempotencyKey)
+	if v, ok := p.get("requestId"); ok {
+		if o.requestID != "" && o.requestID != v {
+			return o, fmt.Errorf("%w: requestId and %s disagree", ErrBadRequest, HeaderIdempotencyKey)
+		}
+		o.requestID = v
+	}
+	if len(o.requestID) > fsm.MaxRequestIDBytes || !utf8.ValidString(o.requestID) {
+		return o, fmt.Errorf("%w: idempotency key must be valid UTF-8 of at most %d bytes", ErrBadRequest, fsm.MaxRequestIDBytes)
+	}
+	return o, nil
+}
+
+// readOptions are a read's consistency level and the applied index it
+// must wait for (0: none).
+type readOptions struct {
+	consistency string
+	minIndex    uint64
+}
+
+func readOptionsOf(p params) (readOptions, error) {
+	c, err := consistencyOf(p)
+	if err != nil {
+		return readOptions{}, err
+	}
+	o := readOptions{consistency: c}
+	if v, ok := p.get("min_index"); ok {
+		if o.minIndex, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return o, fmt.Errorf("%w: min_index=%q is not a non-negative integer", ErrBadRequest, v)
+		}
+	}
+	return o, nil
 }

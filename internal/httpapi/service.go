@@ -7,6 +7,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -32,6 +33,12 @@ const (
 	// HeaderAppliedIndex carries the serving node's applied index on
 	// stale reads, so a client can tell how fresh the answer is.
 	HeaderAppliedIndex = "X-Raft-Applied-Index"
+	// HeaderLastContact carries, on stale reads, milliseconds since this
+	// node last heard from the leader (0 on the leader itself).
+	HeaderLastContact = "X-Raft-Last-Contact"
+	// HeaderReplayed marks a write answered from the idempotency table:
+	// the original outcome, nothing applied now.
+	HeaderReplayed = "X-Raftkv-Replayed"
 )
 
 // Options configures a Service.
@@ -158,7 +165,12 @@ func (s *Service) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		}
 		s.log.WithFields(logrus.Fields{"method": r.Method, "path": r.URL.Path, "status": status}).WithError(err).Log(level, "request failed")
 	}
-	writeJSON(w, status, errorBody{Error: err.Error(), Code: code})
+	body := errorBody{Error: err.Error(), Code: code}
+	var cc casConflict
+	if errors.As(err, &cc) {
+		body.Index = &cc.current
+	}
+	writeJSON(w, status, body)
 }
 
 func setIndexHeader(w http.ResponseWriter, name string, index uint64) {

@@ -208,6 +208,11 @@ func parseUint(s string) uint64 {
 // Snapshot asks raft for a snapshot now. created is false when nothing was
 // applied since the last one.
 func (n *Node) Snapshot(ctx context.Context) (index uint64, created bool, err error) {
+	// raft refuses only when nothing was applied since this process
+	// started; otherwise it writes a duplicate of the latest snapshot.
+	if last := parseUint(n.raft.Stats()["last_snapshot_index"]); last > 0 && last >= n.fsm.AppliedIndex() {
+		return last, false, nil
+	}
 	f := n.raft.Snapshot()
 	err = await(ctx, f)
 	switch {

@@ -228,6 +228,19 @@ func (n *Node) FSM() *fsm.FSM { return n.fsm }
 // IsLeader reports whether this node currently believes it leads.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
+// SinceLeaderContact is how long ago this node last heard from the
+// leader: zero on the leader itself, false if it never has.
+func (n *Node) SinceLeaderContact() (time.Duration, bool) {
+	if n.raft.State() == raft.Leader {
+		return 0, true
+	}
+	t := n.raft.LastContact()
+	if t.IsZero() {
+		return 0, false
+	}
+	return time.Since(t), true
+}
+
 // Leader describes the current leader as this node knows it.
 type Leader struct {
 	ID       string
