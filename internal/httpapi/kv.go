@@ -30,23 +30,17 @@ type readResponse struct {
 }
 
 func (s *Service) handleSet(w http.ResponseWriter, r *http.Request) {
+	var (
+		key, value string
+		opts       writeOptions
+	)
 	p, err := s.readParams(w, r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	key, err := p.required("key")
 	if err == nil {
-		err = s.checkKey(key)
-	}
-	value, ok := p.get("value")
-	if err == nil && !ok {
-		err = fmt.Errorf("%w: missing parameter \"value\"", ErrBadRequest)
+		key, err = s.keyParam(p)
 	}
 	if err == nil {
-		err = s.checkValue(len(value))
+		value, err = s.valueParam(p)
 	}
-	var opts writeOptions
 	if err == nil {
 		opts, err = writeOptionsOf(r, p)
 	}
@@ -58,16 +52,14 @@ func (s *Service) handleSet(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
+	var (
+		key  string
+		opts readOptions
+	)
 	p, err := s.readParams(w, r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	key, err := p.required("key")
 	if err == nil {
-		err = s.checkKey(key)
+		key, err = s.keyParam(p)
 	}
-	var opts readOptions
 	if err == nil {
 		opts, err = readOptionsOf(p)
 	}
@@ -86,16 +78,14 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) handleRemove(w http.ResponseWriter, r *http.Request) {
+	var (
+		key  string
+		opts writeOptions
+	)
 	p, err := s.readParams(w, r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	key, err := p.required("key")
 	if err == nil {
-		err = s.checkKey(key)
+		key, err = s.keyParam(p)
 	}
-	var opts writeOptions
 	if err == nil {
 		opts, err = writeOptionsOf(r, p)
 	}

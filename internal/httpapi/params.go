@@ -101,6 +101,24 @@ func (p params) required(name string) (string, error) {
 	return v, nil
 }
 
+// keyParam is the required, checked "key" parameter.
+func (s *Service) keyParam(p params) (string, error) {
+	key, err := p.required("key")
+	if err != nil {
+		return "", err
+	}
+	return key, s.checkKey(key)
+}
+
+// valueParam is the required "value" parameter; empty is a legal value.
+func (s *Service) valueParam(p params) (string, error) {
+	v, ok := p.get("value")
+	if !ok {
+		return "", fmt.Errorf("%w: missing parameter \"value\"", ErrBadRequest)
+	}
+	return v, s.checkValue(len(v))
+}
+
 func (s *Service) checkKey(key string) error {
 	switch {
 	case key == "":
