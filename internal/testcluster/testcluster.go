@@ -1,0 +1,647 @@
+// Package testcluster runs a raftkv cluster inside one test process, on
+// loopback, for integration tests. Each member is the real stack the daemon
+// wires in cmd/raftkv: a node.Node, an httpapi.Service served by
+// httpapi.NewServer on its own listener, and the Announce loop. Members are
+// joined through the HTTP API exactly as the seed scripts document
+// (GET /join?nodeId=nX&raftPort=P sent to the first node), so the tests
+// exercise the same path operators use.
+//
+// Timings are shortened but kept loose enough for `go test -race` on two
+// cores. Set RAFTKV_TEST_LOG (trace, debug, info, warn, error) to change the
+// log level; logs go to t.Log, so they show only for failing tests or -v.
+package testcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/raftkv/raftkv/internal/config"
+	"github.com/raftkv/raftkv/internal/httpapi"
+	"github.com/raftkv/raftkv/internal/logging"
+	"github.com/raftkv/raftkv/internal/node"
+)
+
+// Timings every member uses. Raft's defaults (1s, 1s, 500ms) would make
+// each test seconds slower; much shorter ones make elections flap under
+// the race detector on a loaded two-core machine.
+const (
+	HeartbeatTimeout = 300 * time.Millisecond
+	ElectionTimeout  = 300 * time.Millisecond
+	// A leader steps down after this long without a quorum's contact;
+	// 150ms made leaders step down during Start under -race on two cores.
+	LeaderLeaseTimeout = 250 * time.Millisecond
+
+	// DefaultRequestTimeout is the per-request raft deadline unless
+	// WithRequestTimeout says otherwise.
+	DefaultRequestTimeout = 3 * time.Second
+
+	// StartTimeout bounds Start, Leader, Followers and WaitMembers.
+	StartTimeout = 20 * time.Second
+)
+
+// LogEnv names the environment variable that sets the log level.
+const LogEnv = "RAFTKV_TEST_LOG"
+
+// Option adjusts a cluster before it starts.
+type Option func(*settings)
+
+type settings struct {
+	snapshotThreshold uint64
+	snapshotInterval  time.Duration
+	requestTimeout    time.Duration
+	maxKeyBytes       int
+	maxValueBytes     int
+}
+
+// WithSnapshotThreshold makes raft snapshot (and compact its log, keeping
+// n trailing entries) once n entries accumulated since the last snapshot.
+// Raft checks only every snapshot interval; see WithSnapshotInterval.
+func WithSnapshotThreshold(n uint64) Option {
+	return func(s *settings) { s.snapshotThreshold = n }
+}
+
+// WithSnapshotInterval sets how often raft checks the snapshot threshold.
+// The default (raft's, 120s) means snapshots happen only on POST /snapshot
+// within a test's lifetime, which keeps snapshot indexes predictable.
+func WithSnapshotInterval(d time.Duration) Option {
+	return func(s *settings) { s.snapshotInterval = d }
+}
+
+// WithRequestTimeout sets the API's per-request deadline (REQUEST_TIMEOUT).
+func WithRequestTimeout(d time.Duration) Option {
+	return func(s *settings) { s.requestTimeout = d }
+}
+
+// WithMaxKeyBytes sets MAX_KEY_BYTES.
+func WithMaxKeyBytes(n int) Option {
+	return func(s *settings) { s.maxKeyBytes = n }
+}
+
+// WithMaxValueBytes sets MAX_VALUE_BYTES.
+func WithMaxValueBytes(n int) Option {
+	return func(s *settings) { s.maxValueBytes = n }
+}
+
+// Cluster is a set of in-process members, indexed 0..n-1 with ids n1..nN.
+// Methods that take a testing.TB fail the test and belong on its goroutine;
+// Do and the accessors (Node, URL, Alive, ...) are safe from any goroutine.
+type Cluster struct {
+	t       testing.TB
+	set     settings
+	logSink *logSink
+	client  *http.Client
+
+	mu      sync.Mutex
+	members []*member
+}
+
+// member is one node slot. Its ports and directory survive Kill, so Restart
+// brings the same identity back.
+type member struct {
+	id       string
+	dir      string
+	raftPort int
+	httpPort int
+	boot     bool
+
+	// Set while running; nil after Kill.
+	node   *node.Node
+	svc    *httpapi.Service
+	srv    *http.Server
+	cancel context.CancelFunc // stops Announce
+	done   chan struct{}      // closed when Serve and Announce returned
+}
+
+// Start runs n members and returns once all are voters, a leader is known
+// to all, and every member knows every member's HTTP address. Member 0
+// bootstraps; the others are joined through member 0's /join endpoint.
+// Everything is stopped by t.Cleanup.
+func Start(t testing.TB, n int, opts ...Option) *Cluster {
+	t.Helper()
+	if n < 1 {
+		t.Fatalf("testcluster: need at least one node, got %d", n)
+	}
+	set := settings{
+		requestTimeout: DefaultRequestTimeout,
+		maxKeyBytes:    config.DefaultMaxKeyBytes,
+		maxValueBytes:  config.DefaultMaxValueBytes,
+	}
+	for _, o := range opts {
+		o(&set)
+	}
+	c := &Cluster{
+		t:       t,
+		set:     set,
+		logSink: &logSink{t: t},
+		client: &http.Client{
+			// Members are killed and restarted: a pooled connection to a
+			// dead member would fail a request for no interesting reason.
+			Transport: &http.Transport{DisableKeepAlives: true},
+			// Far above any request deadline: a hung request fails the
+			// test instead of blocking it until the global timeout.
+			Timeout: 30 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		},
+	}
+	// Cleanups run last-registered first: stop the members, then stop
+	// logging to t (raft may log while shutting down, but t.Log after the
+	// test panics), then remove the directories TempDir registered.
+	base := t.TempDir()
+	t.Cleanup(c.logSink.close)
+	t.Cleanup(c.closeAll)
+
+	for i := range n {
+		m := &member{
+			id:   fmt.Sprintf("n%d", i+1),
+			dir:  filepath.Join(base, fmt.Sprintf("n%d", i+1)),
+			boot: i == 0,
+		}
+		c.members = append(c.members, m)
+		if err := c.startMember(m); err != nil {
+			t.Fatalf("testcluster: start %s: %v", m.id, err)
+		}
+	}
+	c.WaitFor(t, func() bool { return c.Node(0).IsLeader() }, StartTimeout, "n1 to lead its bootstrapped cluster")
+	for i := 1; i < n; i++ {
+		c.joinViaFirst(t, i)
+	}
+	all := make([]int, n)
+	for i := range all {
+		all[i] = i
+	}
+	c.WaitMembers(t, all...)
+	return c
+}
+
+// joinViaFirst sends the seed's join request for member i to member 0,
+// retrying while the cluster answers 503 (no leader yet).
+func (c *Cluster) joinViaFirst(t testing.TB, i int) {
+	t.Helper()
+	m := c.member(i)
+	target := fmt.Sprintf("/join?nodeId=%s&raftPort=%d", m.id, m.raftPort)
+	var last Response
+	c.WaitFor(t, func() bool {
+		var err error
+		last, err = c.Do(0, http.MethodGet, target, nil, nil)
+		return err == nil && last.Status == http.StatusOK
+	}, StartTimeout, "join of "+m.id+" via n1")
+	// "unchanged" when an earlier attempt was applied but answered 504
+	// (leadership lost while committing it).
+	if got := last.String("change"); got != "added" && got != "unchanged" {
+		t.Fatalf("testcluster: join %s: change %q, want added (%s)", m.id, got, last.Body)
+	}
+}
+
+func (c *Cluster) startMember(m *member) error {
+	logger, err := c.newLogger(m.id)
+	if err != nil {
+		return err
+	}
+	// Listen first so the advertised HTTP address is known to the node.
+	ln, err := listen(m.httpPort)
+	if err != nil {
+		return fmt.Errorf("listen for http: %w", err)
+	}
+	raftBind := "127.0.0.1:0"
+	if m.raftPort != 0 {
+		raftBind = net.JoinHostPort("127.0.0.1", strconv.Itoa(m.raftPort))
+	}
+	httpAddr := ln.Addr().String()
+	var n *node.Node
+	err = retryAddrInUse(func() error {
+		var e error
+		n, e = node.Open(node.Config{
+			ID:                 m.id,
+			Dir:                m.dir,
+			RaftBind:           raftBind,
+			HTTPAdvertise:      httpAddr,
+			Bootstrap:          m.boot,
+			SnapshotThreshold:  c.set.snapshotThreshold,
+			SnapshotInterval:   c.set.snapshotInterval,
+			SnapshotRetain:     2,
+			HeartbeatTimeout:   HeartbeatTimeout,
+			ElectionTimeout:    ElectionTimeout,
+			LeaderLeaseTimeout: LeaderLeaseTimeout,
+			Logger:             logger,
+		})
+		return e
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	_, raftPort, err := config.SplitHostPort(n.RaftAddr())
+	if err != nil {
+		ln.Close()
+		_ = n.Close()
+		return fmt.Errorf("raft address %q: %w", n.RaftAddr(), err)
+	}
+	svc := httpapi.New(n, httpapi.Options{
+		MaxKeyBytes:    c.set.maxKeyBytes,
+		MaxValueBytes:  c.set.maxValueBytes,
+		RequestTimeout: c.set.requestTimeout,
+		Logger:         logger,
+	})
+	srv := httpapi.NewServer(svc, c.set.requestTimeout)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.WithError(err).Error("http server stopped")
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		svc.Announce(ctx, nil) // joined explicitly, like the seed scripts
+	}()
+	go func() { wg.Wait(); close(done) }()
+
+	c.mu.Lock()
+	m.raftPort = raftPort
+	m.httpPort = ln.Addr().(*net.TCPAddr).Port
+	m.node, m.svc, m.srv, m.cancel, m.done = n, svc, srv, cancel, done
+	c.mu.Unlock()
+	return nil
+}
+
+// listen binds the HTTP port (0: any free one).
+func listen(port int) (net.Listener, error) {
+	var ln net.Listener
+	err := retryAddrInUse(func() error {
+		var e error
+		ln, e = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		return e
+	})
+	return ln, err
+}
+
+// retryAddrInUse retries f for a few seconds while a port it binds is still
+// held, e.g. by a just-closed listener of the previous incarnation.
+func retryAddrInUse(f func() error) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := f()
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stopMember stops HTTP first (as the daemon does), then the node. The
+// directory and ports are kept for Restart.
+func (c *Cluster) stopMember(m *member) error {
+	c.mu.Lock()
+	n, svc, srv, cancel, done := m.node, m.svc, m.srv, m.cancel, m.done
+	m.node, m.svc, m.srv, m.cancel, m.done = nil, nil, nil, nil, nil
+	c.mu.Unlock()
+	if n == nil {
+		return nil
+	}
+	cancel()
+	// In-flight requests may wait up to a request deadline; the tests do
+	// not need them to finish, so give them a moment and then cut them off.
+	ctx, stop := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	if err := srv.Shutdown(ctx); err != nil {
+		_ = srv.Close()
+	}
+	stop()
+	<-done
+	svc.Close()
+	if err := n.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", m.id, err)
+	}
+	return nil
+}
+
+func (c *Cluster) closeAll() {
+	for _, m := range c.members {
+		if err := c.stopMember(m); err != nil {
+			c.t.Errorf("testcluster: %v", err)
+		}
+	}
+	c.client.CloseIdleConnections()
+}
+
+// member returns slot i; a bad index is a bug in the test, so it panics
+// rather than calling Fatal on a testing.TB that may belong to another
+// goroutine.
+func (c *Cluster) member(i int) *member {
+	if i < 0 || i >= len(c.members) {
+		panic(fmt.Sprintf("testcluster: no node %d (cluster has %d)", i, len(c.members)))
+	}
+	return c.members[i]
+}
+
+// Size is the number of member slots, running or not.
+func (c *Cluster) Size() int { return len(c.members) }
+
+// ID is member i's node id ("n1" for member 0).
+func (c *Cluster) ID(i int) string { return c.member(i).id }
+
+// Index returns the member index of node id, or -1.
+func (c *Cluster) Index(id string) int {
+	for i, m := range c.members {
+		if m.id == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// Dir is member i's data directory (raft.db and snapshots/).
+func (c *Cluster) Dir(i int) string { return c.member(i).dir }
+
+// RaftPort is member i's Raft port; it stays the same across Restart.
+func (c *Cluster) RaftPort(i int) int {
+	m := c.member(i)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return m.raftPort
+}
+
+// RaftAddr is member i's Raft address as the cluster knows it.
+func (c *Cluster) RaftAddr(i int) string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(c.RaftPort(i)))
+}
+
+// HTTPAddr is member i's API host:port; it stays the same across Restart.
+func (c *Cluster) HTTPAddr(i int) string {
+	m := c.member(i)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(m.httpPort))
+}
+
+// URL is member i's API base URL, without a trailing slash.
+func (c *Cluster) URL(i int) string { return "http://" + c.HTTPAddr(i) }
+
+// Node is member i's running node, or nil if it is killed.
+func (c *Cluster) Node(i int) *node.Node {
+	m := c.member(i)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return m.node
+}
+
+// Alive reports whether member i is running.
+func (c *Cluster) Alive(i int) bool { return c.Node(i) != nil }
+
+// RequestTimeout is the API's per-request deadline.
+func (c *Cluster) RequestTimeout() time.Duration { return c.set.requestTimeout }
+
+// MaxKeyBytes is the API's key size limit.
+func (c *Cluster) MaxKeyBytes() int { return c.set.maxKeyBytes }
+
+// MaxValueBytes is the API's value size limit.
+func (c *Cluster) MaxValueBytes() int { return c.set.maxValueBytes }
+
+// Kill stops member i's HTTP server and node, keeping its directory and
+// ports for Restart. The rest of the cluster is not told.
+func (c *Cluster) Kill(t testing.TB, i int) {
+	t.Helper()
+	m := c.member(i)
+	if c.Node(i) == nil {
+		t.Fatalf("testcluster: Kill(%d): %s is not running", i, m.id)
+	}
+	if err := c.stopMember(m); err != nil {
+		t.Fatalf("testcluster: Kill(%d): %v", i, err)
+	}
+}
+
+// Restart starts a killed member i again from its directory, on the same
+// Raft and HTTP ports. It does not join it: a member rejoins from its own
+// log. It returns without waiting; see WaitMembers and WaitFor.
+func (c *Cluster) Restart(t testing.TB, i int) {
+	t.Helper()
+	m := c.member(i)
+	if c.Node(i) != nil {
+		t.Fatalf("testcluster: Restart(%d): %s is running", i, m.id)
+	}
+	if err := c.startMember(m); err != nil {
+		t.Fatalf("testcluster: Restart(%d): %v", i, err)
+	}
+}
+
+// Running lists the indexes of running members.
+func (c *Cluster) Running() []int {
+	var out []int
+	for i := range c.members {
+		if c.Alive(i) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// Leader waits until exactly one running member leads and every running
+// member in its configuration agrees, and returns its index.
+func (c *Cluster) Leader(t testing.TB) int {
+	t.Helper()
+	leader := -1
+	c.WaitFor(t, func() bool {
+		leader = c.stableLeader()
+		return leader >= 0
+	}, StartTimeout, "a leader all running members agree on")
+	return leader
+}
+
+func (c *Cluster) stableLeader() int {
+	leader := -1
+	for _, i := range c.Running() {
+		if n := c.Node(i); n != nil && n.IsLeader() {
+			if leader >= 0 {
+				return -1 // two claim leadership: an election is settling
+			}
+			leader = i
+		}
+	}
+	if leader < 0 {
+		return -1
+	}
+	ln := c.Node(leader)
+	if ln == nil {
+		return -1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	members, err := ln.Members(ctx)
+	if err != nil {
+		return -1
+	}
+	for _, m := range members {
+		i := c.Index(m.ID)
+		if i < 0 || !c.Alive(i) {
+			continue
+		}
+		n := c.Node(i)
+		if n == nil {
+			continue
+		}
+		if l, ok := n.Leader(); !ok || l.ID != ln.ID() || l.HTTPAddr == "" {
+			return -1
+		}
+	}
+	return leader
+}
+
+// Followers lists the running members other than the current leader
+// (waiting for one, as Leader does).
+func (c *Cluster) Followers(t testing.TB) []int {
+	t.Helper()
+	l := c.Leader(t)
+	var out []int
+	for _, i := range c.Running() {
+		if i != l {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// WaitMembers waits until each listed member runs and sees exactly the
+// listed members as voters with their HTTP addresses, and all agree on a
+// leader among them.
+func (c *Cluster) WaitMembers(t testing.TB, idx ...int) {
+	t.Helper()
+	if why := poll(StartTimeout, func() string { return c.membersConverged(idx) }); why != "" {
+		t.Fatalf("timed out after %s waiting for members %v to converge: %s", StartTimeout, idx, why)
+	}
+}
+
+// membersConverged returns "" when converged, or what is still missing.
+func (c *Cluster) membersConverged(idx []int) string {
+	want := map[string]string{}
+	for _, i := range idx {
+		want[c.member(i).id] = c.HTTPAddr(i)
+	}
+	leaderID := ""
+	for _, i := range idx {
+		n := c.Node(i)
+		if n == nil {
+			return c.members[i].id + " is not running"
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		members, err := n.Members(ctx)
+		cancel()
+		if err != nil {
+			return fmt.Sprintf("%s: members: %v", n.ID(), err)
+		}
+		if len(members) != len(want) {
+			return fmt.Sprintf("%s sees %d members, want %d", n.ID(), len(members), len(want))
+		}
+		for _, m := range members {
+			if addr, ok := want[m.ID]; !ok || !m.Voter || m.HTTPAddr != addr {
+				return fmt.Sprintf("%s sees %+v", n.ID(), m)
+			}
+		}
+		l, ok := n.Leader()
+		if !ok || (leaderID != "" && l.ID != leaderID) {
+			return n.ID() + " has no leader or another one"
+		}
+		if _, member := want[l.ID]; !member {
+			return n.ID() + " follows a non-member"
+		}
+		leaderID = l.ID
+	}
+	return ""
+}
+
+// WaitFor polls cond every 20ms until it is true, failing the test with msg
+// if timeout passes first.
+func (c *Cluster) WaitFor(t testing.TB, cond func() bool, timeout time.Duration, msg string) {
+	t.Helper()
+	WaitFor(t, cond, timeout, msg)
+}
+
+// WaitFor polls cond every 20ms until it is true, failing the test with msg
+// if timeout passes first. cond runs at least once.
+func WaitFor(t testing.TB, cond func() bool, timeout time.Duration, msg string) {
+	t.Helper()
+	ok := poll(timeout, func() string {
+		if cond() {
+			return ""
+		}
+		return "not yet"
+	}) == ""
+	if !ok {
+		t.Fatalf("timed out after %s waiting for %s", timeout, msg)
+	}
+}
+
+// poll calls cond every 20ms until it returns "" or timeout passes, and
+// returns its last answer.
+func poll(timeout time.Duration, cond func() string) string {
+	deadline := time.Now().Add(timeout)
+	for {
+		why := cond()
+		if why == "" || time.Now().After(deadline) {
+			return why
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// newLogger gives member id its own logger, writing to the test log with
+// the id as prefix, at the level RAFTKV_TEST_LOG sets (default warn).
+func (c *Cluster) newLogger(id string) (*logrus.Logger, error) {
+	level := os.Getenv(LogEnv)
+	if level == "" {
+		level = "warn"
+	}
+	return logging.New(level, logging.FormatText, &prefixWriter{prefix: id + ": ", sink: c.logSink})
+}
+
+// logSink forwards log lines to t.Log until the test ends. raft may log
+// from its goroutines during cleanup; after close, lines are dropped,
+// because t.Log after the test has completed panics.
+type logSink struct {
+	mu     sync.Mutex
+	t      testing.TB
+	closed bool
+}
+
+func (s *logSink) log(line string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.t.Log(line)
+	}
+}
+
+func (s *logSink) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+}
+
+type prefixWriter struct {
+	prefix string
+	sink   *logSink
+}
+
+func (w *prefixWriter) Write(p []byte) (int, error) {
+	w.sink.log(w.prefix + strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+var _ io.Writer = (*prefixWriter)(nil)

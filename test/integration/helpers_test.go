@@ -1,0 +1,92 @@
+package integration
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/raftkv/raftkv/internal/node"
+	"github.com/raftkv/raftkv/internal/testcluster"
+)
+
+// catchUp bounds how long a follower may take to show a write.
+const catchUp = 10 * time.Second
+
+// waitStale polls member i's stale read of key until it returns want.
+func waitStale(t *testing.T, c *testcluster.Cluster, i int, key, want string) {
+	t.Helper()
+	var last testcluster.Response
+	ok := poll(catchUp, func() bool {
+		last = c.GetKey(t, i, key, "stale")
+		return last.Status == http.StatusOK && last.String("value") == want
+	})
+	if !ok {
+		t.Fatalf("stale read of %q on %s: got %s, want value %q", key, c.ID(i), last.Summary(), want)
+	}
+}
+
+// mustRead does a linearizable read of key through member i and checks
+// the value.
+func mustRead(t *testing.T, c *testcluster.Cluster, i int, key, want string) {
+	t.Helper()
+	r := c.GetKey(t, i, key, "")
+	if r.Status != http.StatusOK || r.String("value") != want {
+		t.Fatalf("linearizable read of %q via %s: got %s, want value %q", key, c.ID(i), r.Summary(), want)
+	}
+}
+
+// poll calls cond every 20ms until it is true or timeout passes.
+func poll(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// members returns member i's view of the configuration.
+func members(t *testing.T, c *testcluster.Cluster, i int) []node.Member {
+	t.Helper()
+	n := c.Node(i)
+	if n == nil {
+		t.Fatalf("%s is not running", c.ID(i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ms, err := n.Members(ctx)
+	if err != nil {
+		t.Fatalf("members on %s: %v", c.ID(i), err)
+	}
+	return ms
+}
+
+// hasMember reports whether id is in ms, and whether as a voter.
+func hasMember(ms []node.Member, id string) (found, voter bool) {
+	for _, m := range ms {
+		if m.ID == id {
+			return true, m.Voter
+		}
+	}
+	return false, false
+}
+
+// others lists the running members except skip.
+func others(c *testcluster.Cluster, skip ...int) []int {
+	var out []int
+next:
+	for _, i := range c.Running() {
+		for _, s := range skip {
+			if i == s {
+				continue next
+			}
+		}
+		out = append(out, i)
+	}
+	return out
+}
