@@ -6,18 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/proc"
 )
 
 // client talks only to loopback nodes, so it never uses a proxy.
@@ -26,30 +25,21 @@ var client = &http.Client{
 	Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 8},
 }
 
-var (
-	buildOnce sync.Once
-	binDir    string // removed by TestMain
-	binPath   string
-	buildErr  error
-)
+// builder builds the daemon once per test binary run.
+var builder proc.Builder
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	builder.Remove()
 	os.Exit(code)
 }
 
 // repoRoot is the module root, two levels above this package.
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
+	root, err := proc.ModuleRoot(".")
 	if err != nil {
 		t.Fatal(err)
-	}
-	if b, err := os.ReadFile(filepath.Join(root, "go.mod")); err != nil || !bytes.Contains(b, []byte("module github.com/raftkv/raftkv")) {
-		t.Fatalf("%s is not the raftkv repository root (go.mod: %v)", root, err)
 	}
 	return root
 }
@@ -61,51 +51,25 @@ func raftkvBinary(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("end-to-end test: builds and runs the raftkv binary; skipped with -short")
 	}
-	root := repoRoot(t)
-	buildOnce.Do(func() {
-		if binDir, buildErr = os.MkdirTemp("", "raftkv-e2e-bin-"); buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "raftkv")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/raftkv")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/raftkv: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	bin, err := builder.Binary(repoRoot(t))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return binPath
+	return bin
 }
 
 // freePorts returns n distinct loopback ports that were free a moment ago.
-// All listeners stay open until every port is picked, so none repeats.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("pick a free port: %v", err)
-		}
-		defer ln.Close()
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
+	ports, err := proc.FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }
 
-// baseEnv is the minimal environment of a node process: the user's RAFT_*
-// and other config variables must not leak into the test.
-func baseEnv() []string {
-	var env []string
-	for _, k := range []string{"PATH", "HOME", "TMPDIR"} {
-		if v, ok := os.LookupEnv(k); ok {
-			env = append(env, k+"="+v)
-		}
-	}
-	return env
-}
+// baseEnv is the minimal environment of a node process.
+func baseEnv() []string { return proc.BaseEnv() }
 
 // node is one raftkv process the test started (and may restart).
 type node struct {
@@ -118,14 +82,7 @@ type node struct {
 	httpPort int
 	raftPort int
 	logPath  string
-	run      *run // the current (or last) process
-}
-
-type run struct {
-	cmd     *exec.Cmd
-	started time.Time
-	exited  chan struct{}
-	err     error // cmd.Wait's result, set before exited closes
+	run      *proc.Process // the current (or last) process
 }
 
 // startNode starts bin with baseEnv plus vars, logging stdout and stderr to
@@ -152,50 +109,33 @@ func startNode(t *testing.T, bin, name, dir string, vars map[string]string) *nod
 // start runs the process (again) with the same environment and volume.
 func (n *node) start() {
 	n.t.Helper()
-	f, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := proc.Start(proc.Spec{Argv: []string{n.bin}, Env: n.env, Dir: n.dir, LogPath: n.logPath})
 	if err != nil {
-		n.t.Fatal(err)
-	}
-	cmd := exec.Command(n.bin)
-	cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = n.env, n.dir, f, f
-	r := &run{cmd: cmd, started: time.Now(), exited: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		f.Close()
 		n.t.Fatalf("start %s: %v", n.name, err)
 	}
-	go func() {
-		r.err = cmd.Wait()
-		f.Close()
-		close(r.exited)
-	}()
-	n.run = r
+	n.run = p
 	// Kill only this process, and wait for it so its volume can be removed.
 	n.t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		select {
-		case <-r.exited:
-		case <-time.After(10 * time.Second):
-			n.t.Errorf("%s (pid %d) did not exit after SIGKILL", n.name, cmd.Process.Pid)
+		if err := p.Kill(10 * time.Second); err != nil {
+			n.t.Errorf("%s: %v", n.name, err)
 		}
 	})
 }
 
-func (n *node) started() time.Time { return n.run.started }
+func (n *node) started() time.Time { return n.run.Started() }
 
 // signal sends sig and waits up to timeout for the process to exit,
 // returning cmd.Wait's error.
 func (n *node) signal(sig syscall.Signal, timeout time.Duration) error {
 	n.t.Helper()
-	if err := n.run.cmd.Process.Signal(sig); err != nil {
+	if err := n.run.Signal(sig); err != nil {
 		n.t.Fatalf("signal %s: %v", n.name, err)
 	}
-	select {
-	case <-n.run.exited:
-		return n.run.err
-	case <-time.After(timeout):
+	err, ok := n.run.Wait(timeout)
+	if !ok {
 		n.t.Fatalf("%s did not exit within %v of %v", n.name, timeout, sig)
-		return nil
 	}
+	return err
 }
 
 func (n *node) url(pathAndQuery string) string {
@@ -326,11 +266,4 @@ func fileExists(path string) bool {
 }
 
 // tail returns the last n lines of the file at path.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(cannot read log: %v)", err)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
+func tail(path string, n int) string { return proc.Tail(path, n) }

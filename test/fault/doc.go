@@ -1,0 +1,22 @@
+// Package fault is a Jepsen-style fault-injection suite for raftkv. Each
+// scenario starts a three-node cluster of real raftkv processes, runs a
+// concurrent client workload that records every operation, injects one
+// fault (crash, pause, partition, hostile input), heals it, and then checks
+// the history: linearizability per key with porcupine, no lost or phantom
+// writes, idempotent retries applied once, convergence of all replicas,
+// recovery time, the error contract while there is no quorum, and clean
+// node logs.
+//
+// As root, every node runs in its own network namespace on a test-owned
+// bridge, so partitions can drop packets between specific peers; otherwise
+// the nodes share loopback and the partition scenarios are skipped.
+//
+// Environment: FAULT_SEED replays a run; FAULT_DURATION scales the load and
+// fault phases (a factor, default 1); FAULT_SOAK=1 adds the long scenarios;
+// FAULT_CAS=0 leaves compare-and-set and idempotency keys out of the
+// workload (by default they are used, and required of the server);
+// FAULT_TOPOLOGY=loopback avoids namespaces even as root; FAULT_ARTIFACTS
+// names where failure artifacts and summary.md go (default
+// test-artifacts/fault in the repository); FAULT_KEEP=1 keeps the
+// artifacts of passing scenarios too.
+package fault

@@ -1,0 +1,535 @@
+package fault
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// scenario is one fault schedule. inject runs after the warm-up with the
+// workload going; it injects the fault, heals it and measures recovery.
+type scenario struct {
+	id, title string
+	soak      bool // only with FAULT_SOAK=1
+	partition bool // needs a topology that can partition
+	inject    func(r *run)
+}
+
+var scenarios = []scenario{
+	{id: "S0", title: "no fault", inject: func(r *run) { r.sleep(7 * time.Second) }},
+	{id: "S1", title: "SIGKILL a follower, restart", inject: func(r *run) {
+		f := r.follower()
+		r.crash([]int{f}, 5*time.Second)
+	}},
+	{id: "S2", title: "SIGKILL the leader, restart", inject: func(r *run) {
+		r.crash([]int{r.leader()}, 5*time.Second)
+	}},
+	{id: "S3", title: "SIGSTOP the leader past the election timeout, SIGCONT", inject: func(r *run) {
+		r.pause(r.leader(), 6*time.Second)
+	}},
+	{id: "S5", title: "partition the leader from both peers, heal", partition: true, inject: func(r *run) {
+		l := r.leader()
+		r.partition(6*time.Second, []int{l}, [2]int{l, (l + 1) % 3}, [2]int{l, (l + 2) % 3})
+	}},
+	// S7 kills both followers: the leader is left alone, still taking
+	// writes it cannot commit (S2 and S11 lose the leader itself).
+	{id: "S7", title: "SIGKILL both followers (majority lost), restart", inject: func(r *run) {
+		l := r.leader()
+		r.crash([]int{(l + 1) % 3, (l + 2) % 3}, 5*time.Second)
+	}},
+	{id: "S11", title: "SIGKILL all three at once, restart", inject: func(r *run) {
+		r.crash([]int{0, 1, 2}, 2*time.Second)
+	}},
+	{id: "S16", title: "hostile input and slow clients", inject: hostile},
+
+	{id: "S4", title: "SIGSTOP a follower, SIGCONT", soak: true, inject: func(r *run) {
+		r.pause(r.follower(), 6*time.Second)
+	}},
+	{id: "S6", title: "partition a follower from both peers, heal", soak: true, partition: true, inject: func(r *run) {
+		f := r.follower()
+		r.partition(6*time.Second, []int{f}, [2]int{f, (f + 1) % 3}, [2]int{f, (f + 2) % 3})
+	}},
+	{id: "S8", title: "bridge: cut leader and one follower, the other sees both", soak: true, partition: true, inject: func(r *run) {
+		r.partition(8*time.Second, nil, [2]int{r.leader(), r.follower()})
+	}},
+	{id: "S9", title: "rolling SIGTERM restarts", soak: true, inject: rollingRestart},
+	{id: "S10", title: "snapshot catch-up of a far-behind follower", soak: true, inject: snapshotCatchUp},
+	{id: "S12", title: "membership: a follower leaves and re-joins under load", soak: true, inject: func(r *run) {
+		r.leaveRejoin(r.follower())
+	}},
+	{id: "S13", title: "membership: the leader leaves (leadership transfer) and re-joins under load", soak: true, inject: func(r *run) {
+		r.leaveRejoin(r.leader())
+	}},
+}
+
+func TestFaults(t *testing.T) {
+	for _, sc := range scenarios {
+		t.Run(sc.id, func(t *testing.T) { runScenario(t, sc) })
+	}
+}
+
+// Phase lengths at FAULT_DURATION=1.
+const (
+	warmup       = 3 * time.Second
+	afterRecover = 3 * time.Second
+	recoverBound = 10 * time.Second // C4
+)
+
+// run is the state of one scenario execution.
+type run struct {
+	t      *testing.T
+	sc     scenario
+	seed   uint64
+	rng    *rand.Rand
+	c      *cluster
+	h      *history
+	w      *workload
+	res    *result
+	events []event  // fault timeline
+	wins   []window // no-quorum windows (C5)
+	info   *porcupine.LinearizationInfo
+	cas    bool
+	idem   bool
+}
+
+type event struct {
+	start, end time.Duration
+	what       string
+}
+
+func runScenario(t *testing.T, sc scenario) {
+	res := &result{id: sc.id, title: sc.title, status: "skip"}
+	results = append(results, res)
+	if sc.soak && !config.soak {
+		t.Skip("soak scenario: set FAULT_SOAK=1 to run it")
+	}
+	seed := scenarioSeed(sc.id)
+	t.Logf("%s %s: seed %d (replay: FAULT_SEED=%d)", sc.id, sc.title, seed, config.seed)
+	started := time.Now()
+	t.Cleanup(func() {
+		res.wall = time.Since(started)
+		if res.status != "skip" && !t.Failed() && !t.Skipped() {
+			res.status = "pass"
+		}
+	})
+	topo := newTopology(t, 3)
+	res.topology = topo.name()
+	if why := topo.canPartition(); sc.partition && why != "" {
+		t.Skip(why)
+	}
+	res.status = "FAIL"
+	c := startCluster(t, topo)
+	r := &run{t: t, sc: sc, seed: seed, rng: rand.New(rand.NewPCG(seed, 0)), c: c, res: res}
+	r.cas, r.idem = checkFeatures(t, c)
+	res.features = fmt.Sprintf("cas=%v idem=%v", r.cas, r.idem)
+	t.Logf("topology %s; %s", topo.name(), res.features)
+
+	r.h = newHistory()
+	r.w = newWorkload(c, r.h, workloadOpts{clients: 6, rate: 200, keys: 8, cas: r.cas, idem: r.idem, seed: seed})
+	// Runs before the cluster is torn down, so the node logs still exist.
+	t.Cleanup(func() {
+		r.w.stop()
+		if t.Failed() || os.Getenv("FAULT_KEEP") == "1" {
+			r.saveArtifacts()
+		}
+	})
+	r.w.start()
+	r.sleep(warmup)
+	sc.inject(r)
+	r.sleep(afterRecover)
+	r.w.stop()
+	r.check()
+}
+
+// check runs every checker over the finished run.
+func (r *run) check() {
+	t, w := r.t, r.w
+	var problems []string
+	problems = append(problems, w.finishCounters(20*time.Second)...)
+
+	keys := slices.Clone(w.keys)
+	for _, cl := range w.counterClients() {
+		keys = append(keys, cl.ctrKey)
+	}
+	for _, o := range r.h.snapshot() {
+		if o.Kind == opSet {
+			keys = append(keys, o.Key)
+		}
+	}
+	conv := r.c.waitConverged(15*time.Second, keys)
+	r.res.notes = append(r.res.notes, fmt.Sprintf("converged in %v", conv.Round(time.Millisecond)))
+
+	sc := w.checkSet(20 * time.Second)
+	problems = append(problems, sc.problems()...)
+	deadline := time.Now().Add(10 * time.Second)
+	for _, k := range w.keys {
+		if w.finalRead(k, deadline) == nil {
+			problems = append(problems, "final read of "+k+" failed")
+		}
+	}
+
+	problems = append(problems, r.checkNoPhantomKeys()...)
+
+	ops := r.h.snapshot()
+	res, info, took := checkLinearizable(ops, 30*time.Second)
+	r.info = &info
+	r.res.linearizable = string(res)
+	r.res.checkTime = took
+	if res != porcupine.Ok {
+		problems = append(problems, fmt.Sprintf("C1: porcupine says %s (checked %d ops in %v)", res, len(porcupineOps(ops)), took.Round(time.Millisecond)))
+	}
+
+	minority, checked := checkMinority(ops, r.wins)
+	problems = append(problems, first(minority, 10)...)
+	if len(r.wins) > 0 {
+		r.res.notes = append(r.res.notes, fmt.Sprintf("C5 checked %d minority ops", checked))
+	}
+	problems = append(problems, unexpectedStatuses(ops)...)
+	for _, p := range r.c.logProblems() {
+		problems = append(problems, "C6: "+p)
+	}
+
+	ct := countOps(ops)
+	r.res.ops, r.res.counts = len(ops), ct
+	r.res.maxGap = maxWriteGap(ops, r.w.started, r.w.stopped)
+	r.res.sets = fmt.Sprintf("%d/%d/%d", sc.acked, sc.failed, sc.unknown)
+	r.res.counter = w.counterStats()
+	t.Logf("%d ops (ok %d, fail %d, unknown %d); porcupine %s in %v; set keys acked/failed/unknown %s; counter increments %d; max write gap %v",
+		len(ops), ct.ok, ct.fail, ct.unknown, res, took.Round(time.Millisecond), r.res.sets, r.res.counter, r.res.maxGap.Round(time.Millisecond))
+	for _, p := range problems {
+		t.Error(p)
+	}
+}
+
+// checkNoPhantomKeys (C2, second half): the store holds exactly the keys
+// the final reads found, so no key appeared that no client wrote. Every
+// key a client ever wrote has been read by then.
+func (r *run) checkNoPhantomKeys() []string {
+	want := 0
+	for _, p := range r.w.present {
+		if p {
+			want++
+		}
+	}
+	var problems []string
+	for i, n := range r.c.nodes {
+		st, err := r.c.status(i)
+		if err != nil {
+			problems = append(problems, err.Error())
+		} else if st.Keys != want {
+			problems = append(problems, fmt.Sprintf("C2: %s holds %d keys, but the final reads found %d: a key no client wrote exists, or a read missed one", n.id, st.Keys, want))
+		}
+	}
+	return problems
+}
+
+// sleep waits d scaled by FAULT_DURATION.
+func (r *run) sleep(d time.Duration) { time.Sleep(time.Duration(float64(d) * config.scale)) }
+
+func (r *run) leader() int { return r.c.waitLeader(15 * time.Second) }
+
+// follower picks one of the two followers at random (seeded).
+func (r *run) follower() int {
+	l := r.leader()
+	return (l + 1 + r.rng.IntN(2)) % 3
+}
+
+func (r *run) ids(nodes []int) []string {
+	var out []string
+	for _, i := range nodes {
+		out = append(out, r.c.nodes[i].id)
+	}
+	return out
+}
+
+// begin records the start of a fault; the returned func records its end.
+func (r *run) begin(what string) func() {
+	r.t.Logf("fault: %s", what)
+	r.res.faults = append(r.res.faults, what)
+	e := len(r.events)
+	r.events = append(r.events, event{start: time.Since(r.h.t0), what: what})
+	return func() { r.events[e].end = time.Since(r.h.t0) }
+}
+
+// crash SIGKILLs nodes, holds, restarts them and measures recovery. When
+// the victims are a majority, the survivor is a minority for C5.
+func (r *run) crash(victims []int, hold time.Duration) {
+	l := r.leader()
+	end := r.begin("SIGKILL " + strings.Join(r.ids(victims), ", "))
+	if len(victims) == len(r.c.nodes) {
+		r.c.killAll()
+	} else {
+		for _, v := range victims {
+			r.c.kill(v)
+		}
+	}
+	start := time.Since(r.h.t0)
+	if 2*len(victims) > len(r.c.nodes) && !slices.Contains(victims, l) && r.idem {
+		// The leader is alone: give it steps that cannot commit now but may
+		// once it is re-elected (see burstCounters).
+		r.w.burstCounters(r.c.nodes[l], 12)
+	}
+	r.sleep(hold)
+	var survivors []int
+	for i := range r.c.nodes {
+		if !slices.Contains(victims, i) {
+			survivors = append(survivors, i)
+		}
+	}
+	if 2*len(victims) > len(r.c.nodes) && len(survivors) > 0 {
+		r.wins = append(r.wins, window{start: start, end: time.Since(r.h.t0), minority: r.ids(survivors)})
+	}
+	for _, v := range victims {
+		r.c.start(v)
+	}
+	end()
+	r.recover()
+}
+
+// pause SIGSTOPs node i for hold, then SIGCONTs it. If i was the leader,
+// a burst of linearizable reads is queued on it a second before it
+// resumes: they are answered the moment it runs again, racing its
+// discovery that it was deposed, so a resumed ex-leader that serves reads
+// from its own state without confirming its leadership gets caught.
+func (r *run) pause(i int, hold time.Duration) {
+	wasLeader := i == r.leader()
+	end := r.begin("SIGSTOP " + r.c.nodes[i].id)
+	r.c.signal(i, syscall.SIGSTOP)
+	if !wasLeader {
+		r.sleep(hold)
+	} else {
+		r.sleep(hold - time.Second)
+		done := r.w.burstReads(r.c.nodes[i], 16)
+		time.Sleep(time.Second)
+		defer func() { <-done }()
+	}
+	r.c.signal(i, syscall.SIGCONT)
+	end()
+	r.recover()
+}
+
+// partition cuts the given links for hold, then heals; minority lists the
+// nodes cut off from a quorum (C5).
+func (r *run) partition(hold time.Duration, minority []int, links ...[2]int) {
+	var desc []string
+	for _, l := range links {
+		desc = append(desc, r.c.nodes[l[0]].id+"-"+r.c.nodes[l[1]].id)
+	}
+	end := r.begin("partition " + strings.Join(desc, " "))
+	for _, l := range links {
+		if err := r.c.topo.cut(l[0], l[1]); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	start := time.Since(r.h.t0)
+	r.sleep(hold)
+	if len(minority) > 0 {
+		r.wins = append(r.wins, window{start: start, end: time.Since(r.h.t0), minority: r.ids(minority)})
+	}
+	if err := r.c.topo.heal(); err != nil {
+		r.t.Fatal(err)
+	}
+	end()
+	r.recover()
+}
+
+// recover (C4) measures the time from now (the heal) until a write
+// through some node succeeds; the probe writes are set-keyspace keys.
+func (r *run) recover() {
+	start := time.Now()
+	for i := 0; ; i++ {
+		n := r.c.nodes[i%len(r.c.nodes)]
+		if r.w.probe.setAdd(n).Outcome == outcomeOK {
+			break
+		}
+		if time.Since(start) > recoverBound {
+			r.t.Errorf("C4: no write succeeded within %v of the heal", recoverBound)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d := time.Since(start)
+	r.t.Logf("recovered: first write %v after the heal", d.Round(time.Millisecond))
+	r.res.recovery = max(r.res.recovery, d)
+}
+
+// rollingRestart (S9) SIGTERMs each node in turn, restarts it, and waits
+// for it to catch up before the next.
+func rollingRestart(r *run) {
+	for i := range r.c.nodes {
+		end := r.begin("SIGTERM " + r.c.nodes[i].id)
+		r.c.terminate(i)
+		r.sleep(time.Second)
+		r.c.start(i)
+		end()
+		r.recover()
+		r.waitCaughtUp(i, 15*time.Second)
+		r.sleep(time.Second)
+	}
+}
+
+// waitCaughtUp waits until node i has applied the leader's commit index.
+func (r *run) waitCaughtUp(i int, timeout time.Duration) time.Duration {
+	return waitFor(r.t, timeout, r.c.nodes[i].id+" to catch up", func() error {
+		l, err := r.c.leader()
+		if err != nil {
+			return err
+		}
+		ls, err := r.c.status(l)
+		if err != nil {
+			return err
+		}
+		st, err := r.c.status(i)
+		if err != nil {
+			return err
+		}
+		if st.AppliedIndex < ls.CommitIndex {
+			return fmt.Errorf("%s applied %d, leader committed %d", st.ID, st.AppliedIndex, ls.CommitIndex)
+		}
+		return nil
+	})
+}
+
+// snapshotCatchUp (S10) keeps a follower down while the leader compacts
+// its log far past the follower's last index, so the follower can only
+// catch up by installing a snapshot.
+func snapshotCatchUp(r *run) {
+	f := r.follower()
+	st, err := r.c.status(f)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	end := r.begin("SIGKILL " + r.c.nodes[f].id + " while the log grows")
+	r.c.kill(f)
+	waitFor(r.t, time.Duration(float64(60*time.Second)*config.scale), "the leader to compact past the follower", func() error {
+		ls, err := r.c.status(r.leader())
+		if err != nil {
+			return err
+		}
+		if ls.LastSnapshotIndex < st.AppliedIndex+4*snapshotThreshold {
+			return fmt.Errorf("leader snapshot at %d, follower stopped at %d", ls.LastSnapshotIndex, st.AppliedIndex)
+		}
+		return nil
+	})
+	r.c.start(f)
+	end()
+	r.recover()
+	d := r.waitCaughtUp(f, 20*time.Second)
+	b, _ := os.ReadFile(r.c.nodes[f].logPath)
+	if !strings.Contains(string(b), "Installed remote snapshot") {
+		r.t.Errorf("%s caught up without installing a snapshot (no \"Installed remote snapshot\" in its log)", r.c.nodes[f].id)
+	}
+	r.res.notes = append(r.res.notes, fmt.Sprintf("follower caught up via snapshot in %v", d.Round(time.Millisecond)))
+}
+
+// leaveRejoin (S12, S13) removes node i with /leave (for the leader: a
+// leadership transfer first), waits, and adds it back under the same id.
+func (r *run) leaveRejoin(i int) {
+	n := r.c.nodes[i]
+	end := r.begin("leave and re-join " + n.id)
+	via := r.c.nodes[(i+1)%3]
+	code, body, err := r.c.do(http.MethodPost, via.url("/leave?nodeId="+n.id), nil)
+	if err != nil || code != http.StatusOK {
+		r.t.Fatalf("leave %s: %d %s %v", n.id, code, body, err)
+	}
+	r.sleep(3 * time.Second)
+	join := fmt.Sprintf("/join?nodeId=%s&raftAddr=%s&httpAddr=%s", n.id, n.raftAddr, n.httpAddr)
+	waitFor(r.t, 15*time.Second, "the re-join of "+n.id, func() error {
+		code, body, err := r.c.do(http.MethodPost, via.url(join), nil)
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("join: %d %s", code, body)
+		}
+		return err
+	})
+	end()
+	r.recover()
+	r.c.waitReady(20 * time.Second)
+	r.waitCaughtUp(i, 15*time.Second)
+}
+
+// checkFeatures checks that the server supports compare-and-set and
+// idempotency keys, which the workload uses unless FAULT_CAS=0, and that a
+// retry with the same idempotency key returns the original outcome for
+// each kind of write (deterministically, before any fault). Requests go
+// through a follower, so the header must survive forwarding.
+func checkFeatures(t *testing.T, c *cluster) (cas, idem bool) {
+	t.Helper()
+	if config.cas == "0" {
+		return false, false
+	}
+	l := c.waitLeader(10 * time.Second)
+	n := c.nodes[(l+1)%len(c.nodes)]
+	type answer struct {
+		code     int
+		index    string
+		replayed bool
+	}
+	send := func(method, path, rid string) answer {
+		req, _ := http.NewRequest(method, n.url(path), strings.NewReader("x"))
+		if rid != "" {
+			req.Header.Set("Idempotency-Key", rid)
+		}
+		resp, err := c.admin.Do(req)
+		if err != nil {
+			t.Fatalf("feature check %s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Index uint64 `json:"index"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		idx := resp.Header.Get("X-Raft-Index")
+		if idx == "" {
+			idx = fmt.Sprint(body.Index)
+		}
+		return answer{resp.StatusCode, idx, resp.Header.Get("X-Raftkv-Replayed") != ""}
+	}
+	const k = "/kv/feature-check"
+	// A cas that cannot hold on an absent key: 409 if cas is supported.
+	if a := send(http.MethodPut, k+"?cas=987654321", ""); a.code != http.StatusConflict {
+		t.Fatalf("the server does not support compare-and-set (PUT ?cas=987654321 on an absent key answered %d); FAULT_CAS=0 runs without it", a.code)
+	}
+	// twice sends a write twice with one idempotency key: the second answer
+	// must repeat the first, marked as replayed.
+	check := func(what string, first, again answer, want int) {
+		if first.code != want || first.replayed || again != (answer{first.code, first.index, true}) {
+			t.Fatalf("idempotency: %s: first answer %+v (want %d), retry %+v (want the first answer again, replayed); "+
+				"FAULT_CAS=0 runs without cas and idempotency checks", what, first, want, again)
+		}
+	}
+	twice := func(what, method, path, rid string, want int) {
+		check(what, send(method, path, rid), send(method, path, rid), want)
+	}
+	must := func(method, path string, want int) {
+		if a := send(method, path, ""); a.code != want {
+			t.Fatalf("feature check: %s %s: %+v, want %d", method, path, a, want)
+		}
+	}
+	twice("cas=0 on an absent key", http.MethodPut, k+"?cas=0", "fc-1", http.StatusOK) // a re-execution: 409
+	twice("plain put", http.MethodPut, k, "fc-2", http.StatusOK)                       // a re-execution: new index
+	twice("failed cas", http.MethodPut, k+"?cas=1", "fc-3", http.StatusConflict)
+	// The original outcome is replayed even once the condition would hold.
+	first := send(http.MethodPut, k+"?cas=0", "fc-4")
+	must(http.MethodDelete, k, http.StatusOK)
+	check("cas=0 that failed while the key existed, retried after a delete", first, send(http.MethodPut, k+"?cas=0", "fc-4"), http.StatusConflict)
+	must(http.MethodPut, k, http.StatusOK)
+	twice("delete", http.MethodDelete, k, "fc-5", http.StatusOK) // a re-execution: 404
+	// The key is absent again: no key is left behind (see checkNoPhantomKeys).
+	return true, true
+}
+
+func scenarioSeed(id string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	return uint64(config.seed) ^ h.Sum64()
+}
