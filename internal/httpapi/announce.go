@@ -14,8 +14,8 @@ import (
 // seed addresses from RAFT_JOIN) to /join it. A node that was a member and
 // was then removed is not re-added: removal is an operator's decision.
 func (s *Service) Announce(ctx context.Context, seeds []string) {
-	const steady = time.Second
-	wait, wasMember, said := time.Duration(0), false, ""
+	const steady, maxBackoff = time.Second, 10 * time.Second
+	wait, failures, wasMember, said := time.Duration(0), 0, false, ""
 	for {
 		select {
 		case <-ctx.Done():
@@ -49,11 +49,12 @@ func (s *Service) Announce(ctx context.Context, seeds []string) {
 			continue
 		}
 		if err := s.announceTo(ctx, targets); err != nil {
-			s.log.WithError(err).Warn("could not join the cluster yet; retrying")
-			wait = 2 * time.Second
+			failures++
+			wait = min(steady<<min(failures, 4), maxBackoff)
+			s.log.WithError(err).WithField("retry_in", wait).Warn("could not join the cluster yet")
 			continue
 		}
-		said = ""
+		failures, said = 0, ""
 	}
 }
 

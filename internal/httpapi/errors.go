@@ -20,9 +20,12 @@ var (
 	// ErrLeaderUnreachable: the forward to the leader failed before the
 	// request was sent, so nothing was proposed.
 	ErrLeaderUnreachable = errors.New("leader unreachable: request not sent")
-	// ErrForwardFailed: the forward failed after the request was sent; a
-	// write's outcome is unknown.
-	ErrForwardFailed = errors.New("forwarding to the leader failed after sending; outcome unknown")
+	// ErrForwardFailed: forwarding a read failed after the request was
+	// sent; nothing changed, the answer is just lost.
+	ErrForwardFailed = errors.New("forwarding the read to the leader failed")
+	// ErrForwardUnknown: forwarding a write failed after the request was
+	// sent, so the leader may have applied it.
+	ErrForwardUnknown = errors.New("forwarding the write to the leader failed after sending; outcome unknown")
 	// ErrForwardTimeout: the leader did not answer in time; a write's
 	// outcome is unknown.
 	ErrForwardTimeout = errors.New("leader did not answer in time; outcome unknown")
@@ -69,8 +72,9 @@ var errorTable = []struct {
 	{ErrLeaderUnreachable, http.StatusServiceUnavailable, "leader_unreachable"},
 	{ErrHopLimit, http.StatusServiceUnavailable, "hop_limit"},
 	{ErrIndexNotReached, http.StatusServiceUnavailable, "index_not_reached"},
-	// 502/504: a write's outcome is unknown.
+	// 502: a read's forward broke. 504: a write's outcome is unknown.
 	{ErrForwardFailed, http.StatusBadGateway, "forward_failed"},
+	{ErrForwardUnknown, http.StatusGatewayTimeout, "forward_unknown"},
 	{ErrForwardTimeout, http.StatusGatewayTimeout, "forward_timeout"},
 	{node.ErrOutcomeUnknown, http.StatusGatewayTimeout, "outcome_unknown"},
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +43,16 @@ func (s *Service) reforward(w http.ResponseWriter, r *http.Request, uri string, 
 var forwardedHeaders = []string{
 	"Content-Type", "Retry-After", "Allow", HeaderRaftIndex, HeaderAppliedIndex, HeaderServedBy, "X-Raft-Create-Index",
 	HeaderLastContact, HeaderReplayed,
+}
+
+// isWrite tells the requests that may change state from reads, for the
+// error class of a broken forward.
+func isWrite(r *http.Request) bool {
+	switch r.URL.Path {
+	case "/get", "/nodes", "/status", "/health":
+		return false
+	}
+	return r.Method != http.MethodGet || !strings.HasPrefix(r.URL.Path, "/kv/")
 }
 
 func hopsOf(r *http.Request) int {
@@ -97,6 +108,8 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request, uri string, bo
 			err = errors.Join(ErrLeaderUnreachable, err)
 		case errors.Is(err, context.DeadlineExceeded):
 			err = errors.Join(ErrForwardTimeout, err)
+		case isWrite(r):
+			err = errors.Join(ErrForwardUnknown, err)
 		default:
 			err = errors.Join(ErrForwardFailed, err)
 		}

@@ -1,0 +1,78 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/raftkv/raftkv/internal/fsm"
+	"github.com/raftkv/raftkv/internal/node"
+)
+
+func TestStatusOf(t *testing.T) {
+	tests := []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{fmt.Errorf("%w: key is empty", ErrBadRequest), 400, "bad_request"},
+		{fmt.Errorf("%w: value", ErrTooLarge), 413, "too_large"},
+		{fmt.Errorf("%w: %q", fsm.ErrKeyNotFound, "k"), 404, "key_not_found"},
+		{casConflict{current: 7}, 409, "cas_failed"},
+		{fmt.Errorf("leave n9: %w", node.ErrNodeNotFound), 404, "node_not_found"},
+		{fmt.Errorf("apply set: %w (raft: leadership lost)", node.ErrOutcomeUnknown), 504, "outcome_unknown"},
+		{node.ErrNoLeader, 503, "no_leader"},
+		{fmt.Errorf("%w: ctx", node.ErrReadUnconfirmed), 503, "read_unconfirmed"},
+		{errors.Join(ErrLeaderUnreachable, errors.New("dial")), 503, "leader_unreachable"},
+		{errors.Join(ErrForwardUnknown, errors.New("reset")), 504, "forward_unknown"},
+		{errors.Join(ErrForwardFailed, errors.New("reset")), 502, "forward_failed"},
+		{errors.New("something else"), 500, "internal"},
+	}
+	for _, tt := range tests {
+		status, code := statusOf(tt.err)
+		if status != tt.status || code != tt.code {
+			t.Errorf("statusOf(%v) = %d %s, want %d %s", tt.err, status, code, tt.status, tt.code)
+		}
+	}
+}
+
+// Every error this package or its dependencies define must have a row:
+// an unmapped sentinel would surface as a 500.
+func TestErrorTableCoversSentinels(t *testing.T) {
+	sentinels := []error{
+		ErrBadRequest, ErrTooLarge, ErrMethodNotAllowed, ErrRouteNotFound, ErrLeaderUnreachable,
+		ErrForwardFailed, ErrForwardUnknown, ErrForwardTimeout, ErrHopLimit, ErrIndexNotReached,
+		fsm.ErrKeyNotFound, fsm.ErrCASFailed,
+		node.ErrNotLeader, node.ErrNoLeader, node.ErrUnavailable, node.ErrShutdown, node.ErrOutcomeUnknown,
+		node.ErrReadUnconfirmed, node.ErrNodeNotFound, node.ErrAddressInUse, node.ErrLastVoter,
+	}
+	for _, e := range sentinels {
+		if status, _ := statusOf(e); status == http.StatusInternalServerError {
+			t.Errorf("%v maps to 500", e)
+		}
+	}
+}
+
+func TestIsWrite(t *testing.T) {
+	tests := []struct {
+		method, target string
+		write          bool
+	}{
+		{"GET", "/set?key=a&value=1", true},
+		{"POST", "/remove?key=a", true},
+		{"GET", "/join?nodeId=n2&raftPort=9001", true},
+		{"POST", "/leave?nodeId=n2", true},
+		{"PUT", "/kv/a", true},
+		{"DELETE", "/kv/a", true},
+		{"GET", "/kv/a", false},
+		{"GET", "/get?key=a", false},
+		{"POST", "/get", false},
+	}
+	for _, tt := range tests {
+		if got := isWrite(httptest.NewRequest(tt.method, tt.target, nil)); got != tt.write {
+			t.Errorf("isWrite(%s %s) = %v, want %v", tt.method, tt.target, got, tt.write)
+		}
+	}
+}
