@@ -65,6 +65,7 @@ func run(cfg config.Config, logger *logrus.Logger) error {
 		MaxKeyBytes:    cfg.MaxKeyBytes,
 		MaxValueBytes:  cfg.MaxValueBytes,
 		RequestTimeout: cfg.RequestTimeout,
+		EnablePprof:    cfg.EnablePprof,
 		Logger:         logger,
 	})
 	srv := httpapi.NewServer(api, cfg.RequestTimeout)

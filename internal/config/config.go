@@ -43,6 +43,8 @@ type Config struct {
 
 	LogLevel  string // LOG_LEVEL
 	LogFormat string // LOG_FORMAT
+
+	EnablePprof bool // ENABLE_PPROF: serve /debug/pprof/
 }
 
 // Defaults named once, so README and code cannot drift apart silently.
@@ -103,6 +105,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 	c.AdvertiseAddr = p.str("ADVERTISE_ADDR", defaultAdvertise(c.BindAddr))
 	c.Join = p.list("RAFT_JOIN")
 	c.Bootstrap = p.boolean("RAFT_BOOTSTRAP", len(c.Join) == 0)
+	c.EnablePprof = p.boolean("ENABLE_PPROF", false)
 	if p.err != nil {
 		return Config{}, p.err
 	}

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -48,7 +49,7 @@ func (s *Service) handleSet(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.set(w, r, key, value, p.body, opts)
+	s.set(w, r, key, value, opts)
 }
 
 func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
@@ -93,7 +94,7 @@ func (s *Service) handleRemove(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.remove(w, r, key, p.body, opts)
+	s.remove(w, r, key, opts)
 }
 
 // handleKV serves the REST form. The key is the rest of the path after
@@ -124,7 +125,7 @@ func (s *Service) handleKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method == http.MethodDelete {
-		s.remove(w, r, key, nil, opts)
+		s.remove(w, r, key, opts)
 		return
 	}
 	body, err := readBody(w, r, int64(s.opts.MaxValueBytes))
@@ -132,7 +133,7 @@ func (s *Service) handleKV(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.set(w, r, key, string(body), body, opts)
+	s.set(w, r, key, string(body), opts)
 }
 
 // getRaw answers GET /kv/{key} with the value's bytes.
@@ -153,9 +154,9 @@ func (s *Service) getRaw(w http.ResponseWriter, r *http.Request, key string, p p
 	_, _ = w.Write([]byte(e.Value))
 }
 
-func (s *Service) set(w http.ResponseWriter, r *http.Request, key, value string, body []byte, o writeOptions) {
+func (s *Service) set(w http.ResponseWriter, r *http.Request, key, value string, o writeOptions) {
 	cmd := &fsm.Command{Op: fsm.OpSet, Key: key, Value: value, HasCAS: o.hasCAS, CAS: o.cas, RequestID: o.requestID}
-	res, ok := s.apply(w, r, cmd, body)
+	res, ok := s.apply(w, r, cmd)
 	if !ok {
 		return
 	}
@@ -166,28 +167,22 @@ func (s *Service) set(w http.ResponseWriter, r *http.Request, key, value string,
 	writeJSON(w, http.StatusOK, resp)
 }
 
-func (s *Service) remove(w http.ResponseWriter, r *http.Request, key string, body []byte, o writeOptions) {
+func (s *Service) remove(w http.ResponseWriter, r *http.Request, key string, o writeOptions) {
 	cmd := &fsm.Command{Op: fsm.OpDelete, Key: key, HasCAS: o.hasCAS, CAS: o.cas, RequestID: o.requestID}
-	res, ok := s.apply(w, r, cmd, body)
+	res, ok := s.apply(w, r, cmd)
 	if !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, writeResponse{Key: key, Index: res.Index})
 }
 
-// apply runs a validated write on the leader, forwarding it there if this
-// node is not the leader. ok is false once a response has been written.
-func (s *Service) apply(w http.ResponseWriter, r *http.Request, cmd *fsm.Command, body []byte) (*fsm.Result, bool) {
-	if s.forwardOrServe(w, r, r.URL.RequestURI(), body) {
-		return nil, false
-	}
-	ctx, cancel := s.requestContext(r)
-	defer cancel()
-	res, err := s.node.Apply(ctx, cmd)
-	if errors.Is(err, node.ErrNotLeader) {
-		// Leadership moved before anything was proposed: forwarding is safe.
-		s.reforward(w, r, r.URL.RequestURI(), body, maxHops)
-		return nil, false
+// apply runs a validated write on the leader (through the peer protocol
+// when this node is a follower) and handles the outcomes every write
+// shares. ok is false once a response has been written.
+func (s *Service) apply(w http.ResponseWriter, r *http.Request, cmd *fsm.Command) (*fsm.Result, bool) {
+	res, servedBy, err := s.propose(r, cmd)
+	if servedBy != "" {
+		w.Header().Set(HeaderServedBy, servedBy)
 	}
 	if err != nil {
 		s.writeError(w, r, err)
@@ -208,6 +203,56 @@ func (s *Service) apply(w http.ResponseWriter, r *http.Request, cmd *fsm.Command
 	return res, true
 }
 
+// propose applies cmd here if this node leads, else hands it to the
+// leader; servedBy names the leader that applied it. Leadership can move
+// while a request waits, so it tries twice; ErrNotLeader is only ever met
+// before anything was proposed.
+func (s *Service) propose(r *http.Request, cmd *fsm.Command) (*fsm.Result, string, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout+forwardSlack)
+	defer cancel()
+	for range 2 {
+		if s.node.IsLeader() {
+			res, err := s.node.Apply(ctx, cmd)
+			if !errors.Is(err, node.ErrNotLeader) {
+				return res, "", err
+			}
+		}
+		res, leaderID, local, err := s.proposeViaLeader(ctx, cmd)
+		if !local {
+			return res, leaderID, err
+		}
+	}
+	return nil, "", node.ErrNotLeader
+}
+
+// linearizable returns once this node's replica may serve a linearizable
+// read: it has applied a read index the leader confirmed after the read
+// began (the leader's own, when this node leads).
+func (s *Service) linearizable(r *http.Request) error {
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	for range 2 {
+		var index uint64
+		var err error
+		if s.node.IsLeader() {
+			index, err = s.node.ReadIndex(ctx)
+		} else {
+			index, err = s.readIndexViaLeader(ctx)
+		}
+		if errors.Is(err, node.ErrNotLeader) {
+			continue // leadership moved before confirming; ask again
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.node.FSM().WaitApplied(ctx, index); err != nil {
+			return fmt.Errorf("%w: %v", node.ErrReadUnconfirmed, err)
+		}
+		return nil
+	}
+	return node.ErrNotLeader
+}
+
 // read returns key's entry at the requested consistency, forwarding to the
 // leader when this node cannot serve it. ok is false once a response has
 // been written (an error, or the leader's forwarded answer).
@@ -219,17 +264,7 @@ func (s *Service) read(w http.ResponseWriter, r *http.Request, key string, o rea
 			return fsm.Entry{}, false
 		}
 	default:
-		if s.forwardOrServe(w, r, r.URL.RequestURI(), body) {
-			return fsm.Entry{}, false
-		}
-		ctx, cancel := s.requestContext(r)
-		err := s.node.ConsistentRead(ctx)
-		cancel()
-		if errors.Is(err, node.ErrNotLeader) {
-			s.reforward(w, r, r.URL.RequestURI(), body, maxHops)
-			return fsm.Entry{}, false
-		}
-		if err != nil {
+		if err := s.linearizable(r); err != nil {
 			s.writeError(w, r, err)
 			return fsm.Entry{}, false
 		}

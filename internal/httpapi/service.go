@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -46,7 +48,10 @@ type Options struct {
 	MaxKeyBytes    int
 	MaxValueBytes  int
 	RequestTimeout time.Duration // bounds each request's raft work
-	Logger         *logrus.Logger
+	// EnablePprof mounts net/http/pprof under /debug/pprof/. Off by
+	// default: profiles expose internals and cost CPU while taken.
+	EnablePprof bool
+	Logger      *logrus.Logger
 }
 
 // Service is the HTTP API of one node.
@@ -56,6 +61,7 @@ type Service struct {
 	log    *logrus.Entry
 	client *http.Client // forwarding and announcing, kept alive
 	router *mux.Router
+	links  sync.Map // leader HTTP address -> *leaderLink
 }
 
 // New builds the API for n.
@@ -102,6 +108,15 @@ func (s *Service) routes() *mux.Router {
 	r.HandleFunc("/status", s.handleStatus).Methods(http.MethodGet)
 	r.HandleFunc("/snapshot", s.handleSnapshot).Methods(http.MethodPost)
 	r.HandleFunc("/health", s.handleHealth).Methods(http.MethodGet)
+	r.HandleFunc(pathApply, s.handlePeerApply).Methods(http.MethodPost)
+	r.HandleFunc(pathReadIndex, s.handlePeerReadIndex).Methods(http.MethodPost)
+	if s.opts.EnablePprof {
+		r.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		r.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		r.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		r.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		r.PathPrefix("/debug/pprof/").HandlerFunc(pprof.Index)
+	}
 
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: %s", ErrRouteNotFound, r.URL.Path))
@@ -118,7 +133,7 @@ func allowedMethods(r *http.Request) string {
 	switch p := r.URL.Path; {
 	case p == "/set", p == "/get", p == "/remove", p == "/join":
 		return "GET, POST"
-	case p == "/leave", p == "/snapshot":
+	case p == "/leave", p == "/snapshot", p == pathApply, p == pathReadIndex:
 		return "POST"
 	case len(p) > 4 && p[:4] == "/kv/":
 		return "GET, PUT, DELETE"

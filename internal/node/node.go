@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -283,21 +284,71 @@ func (n *Node) WaitLeader(ctx context.Context) (Leader, error) {
 // Apply proposes cmd and waits, at most until ctx's deadline, for it to be
 // committed and applied here. The caller must have validated cmd.
 func (n *Node) Apply(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error) {
-	if n.raft.State() != raft.Leader {
-		return nil, ErrNotLeader
+	out := n.ApplyEncoded(ctx, [][]byte{cmd.Encode(make([]byte, 0, cmd.EncodedSize()))})
+	if out[0].Err != nil {
+		return nil, fmt.Errorf("apply %s: %w", cmd.Op, out[0].Err)
 	}
-	data := cmd.Encode(make([]byte, 0, cmd.EncodedSize()))
+	return out[0].Result, nil
+}
+
+// Applied is the outcome of one proposed command: a Result, or an error
+// from this package (ErrNotLeader and ErrUnavailable: not proposed;
+// ErrOutcomeUnknown: proposed, commit not confirmed).
+type Applied struct {
+	Result *fsm.Result
+	Err    error
+}
+
+// ApplyEncoded proposes already-encoded commands in order and waits, at
+// most until ctx's deadline, for all of them. Proposing them back to back
+// lets raft put them in one log batch and one fsync.
+func (n *Node) ApplyEncoded(ctx context.Context, cmds [][]byte) []Applied {
+	out := make([]Applied, len(cmds))
+	if n.raft.State() != raft.Leader {
+		for i := range out {
+			out[i].Err = ErrNotLeader
+		}
+		return out
+	}
 	// raft's own timeout covers only enqueueing; the deadline below covers
 	// the commit too.
-	f := n.raft.Apply(data, timeLeft(ctx))
-	if err := await(ctx, f); err != nil {
-		return nil, mapRaftError(fmt.Sprintf("apply %s", cmd.Op), err)
+	futures := make([]raft.ApplyFuture, len(cmds))
+	for i, c := range cmds {
+		futures[i] = n.raft.Apply(c, timeLeft(ctx))
 	}
-	res, ok := f.Response().(*fsm.Result)
-	if !ok {
-		return nil, fmt.Errorf("apply %s: unexpected response %T", cmd.Op, f.Response())
+	// One goroutine waits for the futures in order; done counts those it
+	// has seen, so after a timeout the earlier outcomes are still known.
+	var done atomic.Int64
+	errs := make([]error, len(futures))
+	all := make(chan struct{})
+	go func() {
+		for i, f := range futures {
+			errs[i] = f.Error()
+			done.Store(int64(i + 1))
+		}
+		close(all)
+	}()
+	select {
+	case <-all:
+	case <-ctx.Done():
 	}
-	return res, nil
+	known := int(done.Load())
+	for i, f := range futures {
+		switch {
+		case i >= known:
+			out[i].Err = mapRaftError("commit", ctx.Err())
+		case errs[i] != nil:
+			out[i].Err = mapRaftError("commit", errs[i])
+		default:
+			res, ok := f.Response().(*fsm.Result)
+			if !ok {
+				out[i].Err = fmt.Errorf("unexpected apply response %T", f.Response())
+				continue
+			}
+			out[i].Result = res
+		}
+	}
+	return out
 }
 
 // ConsistentRead returns once a read of the local FSM is linearizable:
@@ -305,23 +356,34 @@ func (n *Node) Apply(ctx context.Context, cmd *fsm.Command) (*fsm.Result, error)
 // confirmed its leadership with a quorum after the read began, and has
 // applied everything committed before that.
 func (n *Node) ConsistentRead(ctx context.Context) error {
-	if n.raft.State() != raft.Leader {
-		return ErrNotLeader
-	}
-	if err := n.waitReady(ctx); err != nil {
-		return err
-	}
-	index, err := n.reads.confirm(ctx)
+	index, err := n.ReadIndex(ctx)
 	if err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return ErrNotLeader
-		}
-		return fmt.Errorf("%w: %v", ErrReadUnconfirmed, err)
+		return err
 	}
 	if err := n.fsm.WaitApplied(ctx, index); err != nil {
 		return fmt.Errorf("%w: %v", ErrReadUnconfirmed, err)
 	}
 	return nil
+}
+
+// ReadIndex returns, on the leader, a commit index that covers every write
+// acknowledged before the call: once a replica has applied it, a read of
+// that replica is linearizable. Followers use it through the leader.
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return 0, ErrNotLeader
+	}
+	if err := n.waitReady(ctx); err != nil {
+		return 0, err
+	}
+	index, err := n.reads.confirm(ctx)
+	if err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return 0, ErrNotLeader
+		}
+		return 0, fmt.Errorf("%w: %v", ErrReadUnconfirmed, err)
+	}
+	return index, nil
 }
 
 func (n *Node) waitReady(ctx context.Context) error {
