@@ -56,7 +56,7 @@ type state struct {
 func stateOf(f *FSM) state {
 	f.mu.RLock()
 	var es []Entry
-	f.tree.Ascend(func(e Entry) bool { es = append(es, e); return true })
+	f.tree.Ascend(func(it item) bool { es = append(es, it.entry()); return true })
 	f.mu.RUnlock()
 	return state{Entries: es, Nodes: f.Nodes(), Stats: f.Stats()}
 }

@@ -76,7 +76,7 @@ func (s *snapWriter) tag(t byte) {
 	s.bytes(s.buf)
 }
 
-func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, requests []requestEntry, tree *btree.BTreeG[Entry]) error {
+func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, requests []requestEntry, tree *btree.BTreeG[item]) error {
 	s := &snapWriter{w: bufio.NewWriterSize(w, 256<<10)}
 	s.bytes([]byte(snapshotMagic))
 	s.bytes([]byte{snapshotVersion})
@@ -102,12 +102,12 @@ func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, request
 		s.uvarint(uint64(r.Outcome))
 		s.uvarint(r.Current)
 	}
-	tree.Ascend(func(e Entry) bool {
+	tree.Ascend(func(it item) bool {
 		s.tag(recKey)
-		s.str(e.Key)
-		s.str(e.Value)
-		s.uvarint(e.CreateIndex)
-		s.uvarint(e.ModIndex)
+		s.str(it.key())
+		s.str(it.value())
+		s.uvarint(it.createIndex)
+		s.uvarint(it.modIndex)
 		return s.err == nil
 	})
 	if s.err != nil {
@@ -128,7 +128,7 @@ type restoredState struct {
 	applied  uint64
 	nodes    map[string]string
 	requests []requestEntry
-	tree     *btree.BTreeG[Entry]
+	tree     *btree.BTreeG[item]
 	bytes    int64
 }
 
@@ -138,6 +138,7 @@ type snapReader struct {
 	r       *bufio.Reader
 	sum     uint32
 	pending []byte
+	scratch []byte // holds a key until its value's length is known
 	err     error
 }
 
@@ -186,22 +187,54 @@ func (s *snapReader) uvarint() uint64 {
 const maxSnapshotString = 256 << 20
 
 func (s *snapReader) str() string {
-	n := s.uvarint()
+	b := s.read(nil, s.length())
+	return unsafe.String(unsafe.SliceData(b), len(b)) // b is never written again
+}
+
+// item reads a key record's key, value and indexes; key and value land in
+// one allocation, as the FSM stores them.
+func (s *snapReader) item() item {
+	klen := s.length()
+	s.scratch = s.read(s.scratch[:0], klen)
+	vlen := s.length()
 	if s.err != nil {
-		return ""
+		return item{}
 	}
-	if n > maxSnapshotString {
+	kv := s.read(append(make([]byte, 0, klen+vlen), s.scratch...), vlen)
+	it := item{
+		kv:   unsafe.String(unsafe.SliceData(kv), len(kv)), // kv is never written again
+		klen: uint32(klen),
+	}
+	it.createIndex, it.modIndex = s.uvarint(), s.uvarint()
+	return it
+}
+
+// length reads a string length, bounded by maxSnapshotString.
+func (s *snapReader) length() int {
+	n := s.uvarint()
+	if s.err == nil && n > maxSnapshotString {
 		s.fail("string of %d bytes", n)
-		return ""
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(s.r, b); err != nil {
+	if s.err != nil {
+		return 0
+	}
+	return int(n)
+}
+
+// read appends n bytes from the stream to dst, checksumming them.
+func (s *snapReader) read(dst []byte, n int) []byte {
+	if s.err != nil {
+		return dst
+	}
+	start := len(dst)
+	dst = append(dst, make([]byte, n)...)
+	if _, err := io.ReadFull(s.r, dst[start:]); err != nil {
 		s.fail("read string: %v", err)
-		return ""
+		return dst
 	}
 	s.flush()
-	s.sum = crc32.Update(s.sum, castagnoli, b)
-	return unsafe.String(unsafe.SliceData(b), len(b)) // b is never written again
+	s.sum = crc32.Update(s.sum, castagnoli, dst[start:])
+	return dst
 }
 
 func readSnapshot(r io.Reader) (*restoredState, error) {
@@ -218,7 +251,7 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 	st := &restoredState{
 		applied: s.uvarint(),
 		nodes:   map[string]string{},
-		tree:    btree.NewG(btreeDegree, entryLess),
+		tree:    btree.NewG(btreeDegree, itemLess),
 	}
 	nodeCount, keyCount := s.uvarint(), s.uvarint()
 	var requestCount uint64
@@ -248,17 +281,17 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 			s.fail("record %q where a key was expected", t)
 			break
 		}
-		e := Entry{Key: s.str(), Value: s.str(), CreateIndex: s.uvarint(), ModIndex: s.uvarint()}
+		it := s.item()
 		if s.err != nil {
 			break
 		}
-		if i > 0 && e.Key <= prev {
-			s.fail("keys out of order at %q", e.Key)
+		if i > 0 && it.key() <= prev {
+			s.fail("keys out of order at %q", it.key())
 			break
 		}
-		prev = e.Key
-		st.tree.ReplaceOrInsert(e)
-		st.bytes += int64(len(e.Key) + len(e.Value))
+		prev = it.key()
+		st.tree.ReplaceOrInsert(it)
+		st.bytes += int64(len(it.kv))
 	}
 	if s.err != nil {
 		return nil, s.err
