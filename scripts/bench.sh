@@ -1,17 +1,37 @@
 #!/usr/bin/env bash
-# Benchmark a fresh local 3-node raftkv cluster, side by side with a 3-member
-# etcd when etcd is installed, using the same load generator (raftkv-bench).
+# Benchmark a fresh local 3-node raftkv cluster side by side with a 3-member
+# etcd (when installed), driven by the same load generator (raftkv-bench).
 #
 # Usage: scripts/bench.sh [--quick] [--sustained]
-#   (default)    the standard matrix, BENCH_ROUNDS rounds alternating raftkv
-#                and etcd, medians reported
-#   --quick      2 s runs, one round: checks the script, numbers are rough
-#   --sustained  raftkv only: BENCH_SUSTAINED seconds of writes at c=64 over
-#                several snapshots and log compactions, per 10 s window
-# Environment: BENCH_DURATION (10s), BENCH_ROUNDS (3), BENCH_SUSTAINED (180),
-# BENCH_OUT (bench-results/<time>). Only processes this script starts are
-# stopped; their data directories are removed on exit.
+#   (default)    the standard matrix: every cell run against raftkv and etcd
+#                alternately (A B A B ...), BENCH_ROUNDS rounds, medians
+#   --quick      2 s runs, one round: checks the script; numbers are rough
+#   --sustained  raftkv only: BENCH_SUSTAINED of writes at c=64 with a low
+#                snapshot threshold, so the run spans several snapshots and
+#                log compactions; throughput per 10 s window and stalls
+#
+# Environment:
+#   BENCH_DURATION   measured time per run (default 10s; 1 s warmup on top)
+#   BENCH_ROUNDS     runs per cell and system (default 3)
+#   BENCH_SUSTAINED  length of the sustained run: 180, 180s or 3m (default 180s)
+#   BENCH_SNAPSHOT_THRESHOLD  RAFT_SNAPSHOT_THRESHOLD of the sustained run (50000)
+#   BENCH_LARGE_KEYS key space of the 64 KiB cell (default 1000: 64 MiB of data)
+#   BENCH_OUT        results directory (default bench-results/<UTC time>)
+#   BENCH_ETCD       the etcd binary (default: etcd on PATH)
+# Other variables (ENABLE_PPROF, LOG_LEVEL, RAFT_*, ...) reach the raftkv nodes.
+#
+# Output: tables on stdout and in $BENCH_OUT/results.md (or sustained.md), raw
+# -json per run in $BENCH_OUT/runs, node logs in $BENCH_OUT/logs. Exit status:
+# 0 when the measurements were made (read the tables), 1 when --sustained
+# missed its target, 2 for usage errors, other non-zero when the clusters or
+# the load generator could not run. Only the processes this script starts are
+# stopped, and their data directories are removed on exit.
 set -euo pipefail
+
+usage() {
+	sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
+	exit "${1:-2}"
+}
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 mode=matrix
@@ -21,194 +41,512 @@ for arg in "$@"; do
 	case $arg in
 	--quick) duration=2s rounds=1 ;;
 	--sustained) mode=sustained ;;
-	*) echo "usage: $0 [--quick] [--sustained]" >&2; exit 2 ;;
+	-h | --help) usage 0 ;;
+	*) echo "unknown argument: $arg" >&2; usage ;;
 	esac
 done
-out=${BENCH_OUT:-$repo/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
-mkdir -p "$out"
-work=$(mktemp -d)
-pids=()
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_ROUNDS must be a positive integer, not '$rounds'" >&2; exit 2; }
+sustained_spec=${BENCH_SUSTAINED:-180s}
+case $sustained_spec in
+*m) sustained_secs=$((${sustained_spec%m} * 60)) ;;
+*s) sustained_secs=${sustained_spec%s} ;;
+*) sustained_secs=$sustained_spec ;;
+esac
+[[ $sustained_secs =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_SUSTAINED must be seconds (180, 180s) or minutes (3m)" >&2; exit 2; }
+snapshot_threshold=${BENCH_SNAPSHOT_THRESHOLD:-50000}
+large_keys=${BENCH_LARGE_KEYS:-1000}
+etcd_bin=${BENCH_ETCD:-etcd}
+command -v python3 >/dev/null || { echo "python3 is required (JSON handling)" >&2; exit 2; }
+command -v curl >/dev/null || { echo "curl is required" >&2; exit 2; }
 
+out=${BENCH_OUT:-$repo/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$out/runs" "$out/logs"
+work=$(mktemp -d -t raftkv-bench.XXXXXX)
+# Every process this script starts in the background is recorded here, and
+# only these are ever signalled. PIDs are reused quickly (pid_max may be
+# 32768), so a recorded PID is signalled only while it is still a child of
+# this shell.
+pids=()
+gen_pid="" # the load generator currently running, if any
+
+# ours PID: PID is a live child of this shell (fields 3 and 4 of
+# /proc/PID/stat, counted after the parenthesised command name).
+ours() {
+	local stat fields
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	read -ra fields <<<"${stat##*) }"
+	[[ ${fields[1]} == "$$" && ${fields[0]} != Z ]]
+}
+signal() {
+	local sig=$1 p
+	shift
+	for p in "$@"; do
+		if [[ -n $p ]] && ours "$p"; then kill "-$sig" "$p" 2>/dev/null || true; fi
+	done
+}
+forget() {
+	local p keep=()
+	for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+	pids=("${keep[@]}")
+}
+
+# shellcheck disable=SC2317 # run by trap
 cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$work"
+	local p _ alive
+	trap - EXIT INT TERM
+	signal TERM "$gen_pid" "${pids[@]}"
+	for _ in $(seq 1 50); do # up to 10 s for a clean exit
+		alive=()
+		for p in "$gen_pid" "${pids[@]}"; do
+			if [[ -n $p ]] && ours "$p"; then alive+=("$p"); fi
+		done
+		((${#alive[@]} > 0)) || break
+		sleep 0.2
+	done
+	if ((${#alive[@]} > 0)); then
+		echo "still running 10 s after SIGTERM, sending SIGKILL: ${alive[*]}" >&2
+		signal KILL "${alive[@]}"
+	fi
+	for p in "$gen_pid" "${pids[@]}"; do [[ -z $p ]] || wait "$p" 2>/dev/null || true; done
+	rm -rf -- "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [[ $(stat -f -c %T "$work") == tmpfs ]]; then
+	echo "warning: $work is on tmpfs, where fsync costs nothing; set TMPDIR to a directory on disk" >&2
+fi
 
 echo "building bin/raftkv and bin/raftkv-bench"
 (cd "$repo" && go build -o bin/raftkv ./cmd/raftkv && go build -o bin/raftkv-bench ./cmd/raftkv-bench)
 bench=$repo/bin/raftkv-bench
 
-# wait_for CMD...: poll until CMD succeeds, at most 30 s.
+# wait_for SECONDS CMD...: poll every 0.2 s until CMD succeeds; give up
+# early if a process in $watch (the servers being started) has exited.
+watch=()
 wait_for() {
-	for _ in $(seq 1 150); do
+	local secs=$1 _ p
+	shift
+	for _ in $(seq 1 $((secs * 5))); do
 		if "$@" >/dev/null 2>&1; then return 0; fi
+		for p in "${watch[@]}"; do
+			if ! ours "$p"; then
+				echo "a server exited while waiting for: $*; see the logs in $out/logs:" >&2
+				tail -n 3 "$out"/logs/*.log >&2
+				return 1
+			fi
+		done
 		sleep 0.2
 	done
-	echo "timed out waiting for: $*" >&2
+	echo "timed out after ${secs}s waiting for: $*" >&2
 	return 1
 }
 
-raftkv_pids=() etcd_pids=()
-raftkv_urls=http://127.0.0.1:18001,http://127.0.0.1:18002,http://127.0.0.1:18003
-etcd_urls=http://127.0.0.1:12379,http://127.0.0.1:22379,http://127.0.0.1:32379
-
-start_raftkv() {
-	local i join
-	for i in 1 2 3; do
-		join=""
-		[[ $i == 1 ]] || join=127.0.0.1:18001
-		env RAFT_NODE_ID="n$i" HTTP_SERVER_PORT=$((18000 + i)) RAFT_SERVER_PORT=$((19000 + i)) \
-			RAFT_VOLUME_DIR="$work/raftkv$i" RAFT_JOIN="$join" LOG_LEVEL=warn "$@" \
-			"$repo/bin/raftkv" >"$out/raftkv$i.log" 2>&1 &
-		pids+=($!) raftkv_pids+=($!)
-	done
-	wait_for bash -c "curl -sf http://127.0.0.1:18001/nodes | python3 -c 'import json,sys; n=json.load(sys.stdin); sys.exit(not (len(n)==3 and all(m[\"http_addr\"] for m in n)))'"
+# ports_free PORT...: none of them is bound on 127.0.0.1.
+ports_free() {
+	python3 - "$@" <<'EOF'
+import socket, sys
+for p in sys.argv[1:]:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go and etcd listen: TIME_WAIT is no clash
+    try:
+        s.bind(("127.0.0.1", int(p)))
+    except OSError:
+        sys.exit(1)
+    finally:
+        s.close()
+EOF
 }
 
-have_etcd=false
+# Ports: raftkv HTTP 18000-18002 and Raft 19000-19002, etcd client
+# 20000-20002 and peer 21000-21002 (the seed's scripts use 8000-8002 and
+# 9000-9002). If any is taken, e.g. by another run of this script, shift
+# all of them by 100, up to 20 times.
+for try in $(seq 0 20); do
+	if ((try == 20)); then echo "no free port block found in 18000-21999" >&2; exit 1; fi
+	o=$((try * 100))
+	rk_http=() rk_raft=() et_client=() et_peer=()
+	for i in 0 1 2; do
+		rk_http+=($((18000 + o + i))) rk_raft+=($((19000 + o + i)))
+		et_client+=($((20000 + o + i))) et_peer+=($((21000 + o + i)))
+	done
+	if ports_free "${rk_http[@]}" "${rk_raft[@]}" "${et_client[@]}" "${et_peer[@]}"; then break; fi
+done
+raftkv_urls=$(printf 'http://127.0.0.1:%s,' "${rk_http[@]}") raftkv_urls=${raftkv_urls%,}
+etcd_urls=$(printf 'http://127.0.0.1:%s,' "${et_client[@]}") etcd_urls=${etcd_urls%,}
+raftkv_pids=() etcd_pids=()
+
+# cluster_ready: node 1 lists 3 voters with HTTP addresses and one leader,
+# and every node knows the leader (so followers can forward).
+# shellcheck disable=SC2317 # run by wait_for
+cluster_ready() {
+	curl -sf --max-time 2 "http://127.0.0.1:${rk_http[0]}/nodes" | python3 -c '
+import json, sys
+n = json.load(sys.stdin)
+ok = len(n) == 3 and all(m["voter"] and m["http_addr"] for m in n) and sum(bool(m["leader"]) for m in n) == 1
+sys.exit(0 if ok else 1)' || return 1
+	local port
+	for port in "${rk_http[@]}"; do
+		curl -sf --max-time 2 "http://127.0.0.1:$port/status" |
+			python3 -c 'import json, sys; sys.exit(0 if json.load(sys.stdin).get("leader_http_addr") else 1)' || return 1
+	done
+}
+
+# shellcheck disable=SC2317 # run by wait_for
+node1_leader() {
+	curl -sf --max-time 2 "http://127.0.0.1:${rk_http[0]}/status" |
+		python3 -c 'import json, sys; sys.exit(0 if json.load(sys.stdin)["state"] == "Leader" else 1)'
+}
+
+# start_raftkv [VAR=VALUE...]: the 3-node cluster, extra environment applied.
+start_raftkv() {
+	local i
+	echo "starting raftkv on ${raftkv_urls//,/ }"
+	for i in 0 1 2; do
+		local join=""
+		if ((i > 0)); then join=127.0.0.1:${rk_http[0]}; fi
+		env RAFT_NODE_ID="n$((i + 1))" HTTP_SERVER_PORT="${rk_http[i]}" RAFT_SERVER_PORT="${rk_raft[i]}" \
+			BIND_ADDR=127.0.0.1 ADVERTISE_ADDR=127.0.0.1 RAFT_VOLUME_DIR="$work/raftkv-n$((i + 1))" \
+			RAFT_JOIN="$join" RAFT_BOOTSTRAP="$([[ $i == 0 ]] && echo true || echo false)" \
+			LOG_LEVEL="${LOG_LEVEL:-warn}" "$@" \
+			"$repo/bin/raftkv" >"$out/logs/raftkv-n$((i + 1)).log" 2>&1 &
+		pids+=($!) raftkv_pids+=($!) watch=("${raftkv_pids[@]}")
+		# Joining nodes retry with a 2 s backoff: start them once node 1 leads.
+		if ((i == 0)); then wait_for 30 node1_leader; fi
+	done
+	wait_for 60 cluster_ready
+}
+
+# shellcheck disable=SC2317 # run by wait_for
+etcd_healthy() {
+	local port
+	for port in "${et_client[@]}"; do
+		[[ $(curl -sf --max-time 2 "http://127.0.0.1:$port/health") == *'"health":"true"'* ]] || return 1
+	done
+}
+
 start_etcd() {
 	local i cluster=""
-	for i in 1 2 3; do cluster+="e$i=http://127.0.0.1:${i}2380,"; done
-	for i in 1 2 3; do
-		etcd --name "e$i" --data-dir "$work/etcd$i" \
-			--listen-client-urls "http://127.0.0.1:${i}2379" --advertise-client-urls "http://127.0.0.1:${i}2379" \
-			--listen-peer-urls "http://127.0.0.1:${i}2380" --initial-advertise-peer-urls "http://127.0.0.1:${i}2380" \
-			--initial-cluster "${cluster%,}" --initial-cluster-state new --log-level error >"$out/etcd$i.log" 2>&1 &
-		pids+=($!) etcd_pids+=($!)
+	echo "starting etcd on ${etcd_urls//,/ }"
+	for i in 0 1 2; do cluster+="e$((i + 1))=http://127.0.0.1:${et_peer[i]},"; done
+	for i in 0 1 2; do
+		# Defaults otherwise (fsync on, snapshot-count 100000). The 8 GiB
+		# backend quota only keeps repeated 64 KiB rounds from raising the
+		# NOSPACE alarm at the 2 GiB default; it costs nothing per request.
+		"$etcd_bin" --name "e$((i + 1))" --data-dir "$work/etcd-e$((i + 1))" \
+			--listen-client-urls "http://127.0.0.1:${et_client[i]}" \
+			--advertise-client-urls "http://127.0.0.1:${et_client[i]}" \
+			--listen-peer-urls "http://127.0.0.1:${et_peer[i]}" \
+			--initial-advertise-peer-urls "http://127.0.0.1:${et_peer[i]}" \
+			--initial-cluster "${cluster%,}" --initial-cluster-state new \
+			--initial-cluster-token "raftkv-bench-$$" --quota-backend-bytes 8589934592 \
+			--logger zap --log-level error >"$out/logs/etcd-e$((i + 1)).log" 2>&1 &
+		pids+=($!) etcd_pids+=($!) watch=("${etcd_pids[@]}")
 	done
-	wait_for curl -sf http://127.0.0.1:12379/health
+	wait_for 60 etcd_healthy
 }
 
-# cpu_ticks PID...: summed user+system clock ticks of the processes.
-cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$t"; }
-rss_mib() { local p; for p in "$@"; do awk '/VmRSS/ {printf "%d ", $2/1024}' "/proc/$p/status"; done; }
+# cpu_ticks PID...: summed utime+stime clock ticks (fields 14 and 15 of
+# /proc/PID/stat, counted after the parenthesised command name).
+cpu_ticks() {
+	local t=0 p
+	for p in "$@"; do
+		t=$((t + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+	done
+	echo "$t"
+}
+rss_kib() {
+	local p
+	for p in "$@"; do awk '/^VmRSS:/ {print $2}' "/proc/$p/status"; done | paste -sd, -
+}
+all_alive() {
+	local p
+	for p in "$@"; do
+		if ! kill -0 "$p" 2>/dev/null; then
+			echo "server process $p died; see $out/logs" >&2
+			return 1
+		fi
+	done
+}
+now_ns() { date +%s%N; }
 
-# run SYSTEM CELL ROUND ARGS...: one measured run, JSON kept under $out.
-run() {
-	local sys=$1 cell=$2 round=$3
-	shift 3
+# generate JSON_FILE ERR_FILE ARGS...: run the load generator in the
+# background and wait for it, so that a signal to this script interrupts the
+# wait at once (and cleanup stops the generator too).
+generate() {
+	local json=$1 err=$2 rc=0
+	shift 2
+	"$bench" "$@" >"$json" 2>"$err" &
+	gen_pid=$!
+	wait "$gen_pid" || rc=$?
+	gen_pid=""
+	return "$rc"
+}
+clk_tck=$(getconf CLK_TCK)
+
+# measure SYSTEM NAME ARGS...: one run of the load generator against SYSTEM,
+# its -json in runs/NAME.json and the servers' CPU and RSS in runs/NAME.res.
+# The servers' CPU is counted over the generator's whole life (warmup and
+# measured phase), the window its own cpu_seconds covers.
+measure() {
+	local sys=$1 name=$2
+	shift 2
 	local urls=$raftkv_urls kind=raftkv procs=("${raftkv_pids[@]}")
 	if [[ $sys == etcd ]]; then urls=$etcd_urls kind=etcd procs=("${etcd_pids[@]}"); fi
-	local before after
-	before=$(cpu_ticks "${procs[@]}")
-	"$bench" -target-kind "$kind" -targets "$urls" -d "$duration" -progress=false -json "$@" \
-		>"$out/$sys-$cell-$round.json" 2>"$out/$sys-$cell-$round.err" || true
-	after=$(cpu_ticks "${procs[@]}")
-	echo "$(( after - before )) $(rss_mib "${procs[@]}")" >"$out/$sys-$cell-$round.res"
-	printf '  %-7s %-16s round %d: %s ops/s\n' "$sys" "$cell" "$round" \
-		"$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["ops_per_sec"]))' "$out/$sys-$cell-$round.json" 2>/dev/null || echo failed)"
+	all_alive "${procs[@]}"
+	local t0 t1 c0 c1 rc=0
+	c0=$(cpu_ticks "${procs[@]}") t0=$(now_ns)
+	generate "$out/runs/$name.json" "$out/runs/$name.err" -target-kind "$kind" -targets "$urls" -json "$@" || rc=$?
+	t1=$(now_ns) c1=$(cpu_ticks "${procs[@]}")
+	all_alive "${procs[@]}"
+	[[ -s $out/runs/$name.err ]] || rm -f "$out/runs/$name.err"
+	printf '{"rc":%d,"wall_s":%d.%03d,"server_cpu_s":%d.%02d,"rss_kib":[%s]}\n' "$rc" \
+		$(((t1 - t0) / 1000000000)) $(((t1 - t0) / 1000000 % 1000)) \
+		$(((c1 - c0) / clk_tck)) $(((c1 - c0) * 100 / clk_tck % 100)) "$(rss_kib "${procs[@]}")" >"$out/runs/$name.res"
+	python3 - "$out/runs/$name" "$sys" "$name" <<'EOF'
+import json, os, sys
+base, sys_, name = sys.argv[1:]
+res = json.load(open(base + ".res"))
+try:
+    j = json.load(open(base + ".json"))
+except ValueError:
+    err = open(base + ".err").read().strip().splitlines() if os.path.exists(base + ".err") else []
+    print(f"  {name:<30} FAILED (exit {res['rc']}): {err[-1] if err else 'no output'}")
+    sys.exit(0)
+srv = res["server_cpu_s"] / res["wall_s"]
+gen = j.get("cpu_seconds", 0) / res["wall_s"]
+lat = j["latency_ms"]
+note = f"  {j['errors']} errors" if j["errors"] else ""
+print(f"  {name:<30} {j['ops_per_sec']:>9,.0f} ops/s  p50 {lat['p50']:6.2f}  p99 {lat['p99']:7.2f} ms"
+      f"  cpu: servers {srv:.2f}, generator {gen:.2f} cores{note}")
+EOF
 }
 
 cells=(
-	"writes-c1|-c 1 -ratio 1"
-	"writes-c16|-c 16 -ratio 1"
-	"writes-c64|-c 64 -ratio 1"
-	"lin-reads-c16|-c 16 -ratio 0 -consistency linearizable"
-	"stale-reads-c16|-c 16 -ratio 0 -consistency stale"
-	"mixed-90-10-c64|-c 64 -ratio 0.1"
-	"writes-64KiB-c16|-c 16 -ratio 1 -value-size 65536 -keys 1000"
+	"writes-c1|writes, c=1|-c 1 -ratio 1"
+	"writes-c16|writes, c=16|-c 16 -ratio 1"
+	"writes-c64|writes, c=64|-c 64 -ratio 1"
+	"lin-reads-c16|linearizable reads, c=16|-c 16 -ratio 0 -consistency linearizable"
+	"stale-reads-c16|stale reads, c=16 (etcd: serializable)|-c 16 -ratio 0 -consistency stale"
+	"mixed-90-10-c64|mixed 90% reads / 10% writes, c=64|-c 64 -ratio 0.1"
+	"writes-64KiB-c16|writes of 64 KiB values, c=16|-c 16 -ratio 1 -value-size 65536 -keys $large_keys"
 )
 
+header() {
+	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
+	echo "- machine: $(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/^MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(go version | awk '{print $3}'); data on $(df --output=fstype "$work" | tail -1) under ${work%/*}"
+	local extra
+	extra=$(env | grep -E '^(RAFT_|ENABLE_PPROF|LOG_|REQUEST_TIMEOUT|MAX_(KEY|VALUE)_BYTES|GOMAXPROCS|GOGC|GOMEMLIMIT)' | sort | paste -sd' ' - || true)
+	if [[ -n $extra ]]; then echo "- environment passed to raftkv: $extra"; fi
+}
+
 matrix() {
-	start_raftkv
-	if command -v etcd >/dev/null; then
-		have_etcd=true
-		start_etcd
+	local systems=(raftkv) have_etcd=false
+	if command -v "$etcd_bin" >/dev/null; then
+		have_etcd=true systems+=(etcd)
 	else
 		echo "etcd not found: apt-get install etcd-server to compare; measuring raftkv only"
 	fi
-	local systems=(raftkv)
-	$have_etcd && systems+=(etcd)
+	start_raftkv
+	if $have_etcd; then start_etcd; fi
+	local sys
 	for sys in "${systems[@]}"; do
-		local urls=$raftkv_urls kind=raftkv
-		[[ $sys == etcd ]] && urls=$etcd_urls kind=etcd
-		echo "preloading $sys"
-		"$bench" -target-kind "$kind" -targets "$urls" -n 10000 -c 16 -ratio 1 -warmup 0 -preload -progress=false >/dev/null
+		local urls=$raftkv_urls kind=raftkv t0
+		if [[ $sys == etcd ]]; then urls=$etcd_urls kind=etcd; fi
+		t0=$(now_ns)
+		generate "$out/runs/preload-$sys.json" "$out/runs/preload-$sys.err" \
+			-target-kind "$kind" -targets "$urls" -preload -n 1 -c 64 -ratio 1 -warmup 0 -progress=false -json ||
+			{ cat "$out/runs/preload-$sys.err" >&2; exit 3; }
+		echo "preloaded $sys with 10,000 keys x 100 B in $((($(now_ns) - t0) / 1000000)) ms"
 	done
-	local round cell name args sys
+	local round cell name args
 	for round in $(seq 1 "$rounds"); do
+		echo "round $round of $rounds (${duration} per run, 1 s warmup)"
 		for cell in "${cells[@]}"; do
-			name=${cell%%|*} args=${cell#*|}
+			name=${cell%%|*} args=${cell##*|}
 			for sys in "${systems[@]}"; do
-				# shellcheck disable=SC2086 # args are flags, split on purpose
-				run "$sys" "$name" "$round" $args
+				# shellcheck disable=SC2086 # the cell's flags, split on purpose
+				measure "$sys" "$sys-$name-r$round" -d "$duration" -warmup 1s -progress=false $args
 			done
 		done
 	done
-	python3 - "$out" "$rounds" "$(nproc)" <<'EOF' | tee "$out/results.md"
+	{
+		echo "# raftkv vs etcd"
+		echo
+		header
+		echo "- $rounds round(s) of ${duration} per cell and system after a 1 s warmup$($have_etcd && echo ', alternating raftkv and etcd'); medians."
+		echo "  10,000 keys (preloaded), 100 B values, requests round-robin over all 3 nodes; the 64 KiB cell uses $large_keys keys."
+		if $have_etcd; then echo "- $("$etcd_bin" --version | head -1), v3 JSON gateway (/v3/kv/put, /v3/kv/range), 8 GiB backend quota, otherwise defaults"; fi
+		echo
+		python3 - "$out/runs" "$rounds" "$(nproc)" "${cells[@]}" <<'EOF'
 import json, os, statistics, sys
-out, rounds, cores = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-cells = ["writes-c1", "writes-c16", "writes-c64", "lin-reads-c16", "stale-reads-c16", "mixed-90-10-c64", "writes-64KiB-c16"]
+runs_dir, rounds, cores, cells = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+cells = [c.split("|")[:2] for c in cells]
+
 def load(sys_, cell):
     runs = []
     for r in range(1, rounds + 1):
-        p = f"{out}/{sys_}-{cell}-{r}.json"
-        if not os.path.exists(p) or os.path.getsize(p) == 0:
+        base = f"{runs_dir}/{sys_}-{cell}-r{r}"
+        if not os.path.exists(base + ".res"):
             continue
-        j = json.load(open(p))
-        ticks, *rss = open(f"{out}/{sys_}-{cell}-{r}.res").read().split()
-        runs.append((j["ops_per_sec"], j["latency_ms"]["p50"], j["latency_ms"]["p99"], int(ticks) / 100 / (j["duration_s"] + 1.0), rss, j))
+        res = json.load(open(base + ".res"))
+        try:
+            j = json.load(open(base + ".json"))
+        except ValueError:
+            runs.append({"round": r, "failed": f"exit {res['rc']}, no result"})
+            continue
+        wall = res["wall_s"]
+        srv = res["server_cpu_s"]
+        runs.append({
+            "round": r, "ops": j["ops_per_sec"], "p50": j["latency_ms"]["p50"], "p99": j["latency_ms"]["p99"],
+            "srv": srv / wall, "gen": j.get("cpu_seconds", 0) / wall,
+            # server CPU per operation, over the whole window (warmup ops estimated at the measured rate)
+            "us_op": 1e6 * srv / (j["ops_per_sec"] * wall) if j["ops_per_sec"] else None,
+            "rss": [k / 1024 for k in res["rss_kib"]], "errors": j["errors"], "requests": j["requests"],
+            "status": j["status_errors"], "transport": j["transport_errors"],
+            "failed": j.get("failure") if j.get("failed") else None,
+        })
     return runs
-def med(runs, i):
-    vals = [r[i] for r in runs if r[i] is not None]
+
+def med(runs, key):
+    vals = [r[key] for r in runs if r.get(key) is not None]
     return statistics.median(vals) if vals else None
-have_etcd = os.path.exists(f"{out}/etcd-writes-c1-1.json")
-print(f"| cell | raftkv ops/s | etcd ops/s | raftkv/etcd | raftkv p50 / p99 ms | etcd p50 / p99 ms |")
-print("|---|---|---|---|---|---|")
-for c in cells:
-    a, b = load("raftkv", c), load("etcd", c) if have_etcd else []
-    if not a:
-        continue
-    ra = f"{med(a,0):,.0f}"; rb = f"{med(b,0):,.0f}" if b else "—"
-    ratio = f"{med(a,0)/med(b,0):.2f}×" if b else "—"
-    la = f"{med(a,1):.2f} / {med(a,2):.2f}"; lb = f"{med(b,1):.2f} / {med(b,2):.2f}" if b else "—"
-    print(f"| {c} | {ra} | {rb} | {ratio} | {la} | {lb} |")
+
+systems = ["raftkv"] + (["etcd"] if any(os.path.exists(f"{runs_dir}/etcd-{c}-r1.res") for c, _ in cells) else [])
+data = {(s, c): load(s, c) for s in systems for c, _ in cells}
+f = lambda v, fmt: "—" if v is None else format(v, fmt)
+
+print("| cell | raftkv ops/s | etcd ops/s | raftkv/etcd | raftkv p50 / p99 ms | etcd p50 / p99 ms |")
+print("|---|---:|---:|---:|---:|---:|")
+for c, label in cells:
+    a, b = data[("raftkv", c)], data.get(("etcd", c), [])
+    oa, ob = med(a, "ops"), med(b, "ops")
+    ratio = f"**{oa / ob:.2f}×**" if oa and ob else "—"
+    la = f"{f(med(a, 'p50'), '.2f')} / {f(med(a, 'p99'), '.2f')}"
+    lb = f"{f(med(b, 'p50'), '.2f')} / {f(med(b, 'p99'), '.2f')}" if b else "—"
+    print(f"| {label} | {f(oa, ',.0f')} | {f(ob, ',.0f') if b else '—'} | {ratio} | {la} | {lb} |")
 print()
-print(f"Medians of {rounds} alternating run(s) per cell; {cores} cores shared by all servers and the load generator.")
+print(f"Resources (medians; CPU in cores of the machine's {cores}, servers = all 3 nodes together, over the generator's whole run"
+      " including warmup; µs/op = server CPU per operation; RSS of each node after the cell's last run).")
 print()
-print("| cell | system | server CPU (cores) | RSS per node after the run (MiB) |")
-print("|---|---|---|---|")
-for c in cells:
-    for s in (["raftkv", "etcd"] if have_etcd else ["raftkv"]):
-        runs = load(s, c)
-        if runs:
-            cpu = med(runs, 3)
-            print(f"| {c} | {s} | {cpu:.2f} | {' '.join(runs[-1][4])} |" if cpu is not None else f"| {c} | {s} | — | {' '.join(runs[-1][4])} |")
+print("| cell | system | server CPU | generator CPU | server CPU µs/op | RSS per node MiB |")
+print("|---|---|---:|---:|---:|---|")
+for c, label in cells:
+    for s in systems:
+        runs = data[(s, c)]
+        last = next((r for r in reversed(runs) if "rss" in r), None)
+        rss = " / ".join(f"{x:.0f}" for x in last["rss"]) if last else "—"
+        print(f"| {label} | {s} | {f(med(runs, 'srv'), '.2f')} | {f(med(runs, 'gen'), '.2f')} | {f(med(runs, 'us_op'), ',.0f')} | {rss} |")
+notes = []
+for (s, c), runs in data.items():
+    for r in runs:
+        if r.get("failed") or r.get("errors"):
+            what = r.get("failed") or ""
+            if r.get("errors"):
+                what = f"{r['errors']} of {r['requests']} requests failed; status {r['status']}, transport {r['transport']}" + (f" ({what})" if what else "")
+            notes.append(f"- {s} {c} round {r['round']}: {what}")
+if notes:
+    print()
+    print("Errors (raw output in runs/):")
+    print("\n".join(notes))
 EOF
+	} | tee "$out/results.md"
+}
+
+# poll_snapshots SECONDS: every second, each node's last_snapshot_index.
+poll_snapshots() {
+	local _ i
+	for _ in $(seq 1 "$1"); do
+		for i in 0 1 2; do
+			printf '%s n%d %s\n' "$(date +%s)" $((i + 1)) "$(curl -sf --max-time 1 "http://127.0.0.1:${rk_http[i]}/status" |
+				python3 -c 'import json, sys; print(json.load(sys.stdin)["last_snapshot_index"])' 2>/dev/null || echo '?')"
+		done
+		sleep 1
+	done
 }
 
 sustained() {
-	local secs=${BENCH_SUSTAINED:-180}
-	start_raftkv RAFT_SNAPSHOT_THRESHOLD=20000 RAFT_SNAPSHOT_INTERVAL=5s
-	local snap_before snap_after
-	snap_before=$(curl -s http://127.0.0.1:18001/status | python3 -c 'import json,sys; print(json.load(sys.stdin)["last_snapshot_index"])')
-	echo "sustained writes at c=64 for ${secs}s"
-	"$bench" -targets "$raftkv_urls" -c 64 -ratio 1 -d "${secs}s" -json -progress=true >"$out/sustained.json" 2>"$out/sustained.err" || true
-	snap_after=$(curl -s http://127.0.0.1:18001/status | python3 -c 'import json,sys; print(json.load(sys.stdin)["last_snapshot_index"])')
-	python3 - "$out/sustained.json" "$snap_before" "$snap_after" <<'EOF' | tee "$out/sustained.md"
+	start_raftkv RAFT_SNAPSHOT_THRESHOLD="$snapshot_threshold" RAFT_SNAPSHOT_INTERVAL=5s
+	echo "sustained writes at c=64 for ${sustained_secs}s (snapshot threshold $snapshot_threshold, checked every 5 s)"
+	poll_snapshots $((sustained_secs + 30)) >"$out/snapshots.txt" &
+	local poller=$! c0 c1 t0 t1 rc=0
+	pids+=("$poller")
+	c0=$(cpu_ticks "${raftkv_pids[@]}") t0=$(now_ns)
+	# Progress lines go to the terminal and to sustained.err.
+	generate "$out/runs/sustained.json" >(tee "$out/runs/sustained.err" >&2) \
+		-targets "$raftkv_urls" -c 64 -ratio 1 -d "${sustained_secs}s" -warmup 1s -json -progress=true || rc=$?
+	t1=$(now_ns) c1=$(cpu_ticks "${raftkv_pids[@]}")
+	sleep 1 # one more snapshot poll
+	signal TERM "$poller"
+	wait "$poller" 2>/dev/null || true
+	forget "$poller"
+	all_alive "${raftkv_pids[@]}"
+	if ! python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$out/runs/sustained.json" 2>/dev/null; then
+		echo "the load generator produced no result (exit $rc); see $out/runs/sustained.err" >&2
+		exit 3
+	fi
+	{
+		echo "# raftkv sustained writes"
+		echo
+		header
+		echo "- writes at c=64, 10,000 keys, 100 B values, round-robin over 3 nodes; RAFT_SNAPSHOT_THRESHOLD=$snapshot_threshold, RAFT_SNAPSHOT_INTERVAL=5s"
+		echo
+		python3 - "$out/runs/sustained.json" "$out/snapshots.txt" "$(((c1 - c0) * 1000 / clk_tck))" "$(((t1 - t0) / 1000000))" "$(rss_kib "${raftkv_pids[@]}")" <<'EOF'
 import json, statistics, sys
 j = json.load(open(sys.argv[1]))
+server_cpu, wall = int(sys.argv[3]) / 1000, int(sys.argv[4]) / 1000
+rss = [int(x) / 1024 for x in sys.argv[5].split(",")]
 ps = j["per_second"]
-windows = [sum(ps[i:i+10]) / 10 for i in range(0, len(ps) - len(ps) % 10, 10)]
-first = statistics.median(windows[:6]) if windows else 0
-print(f"sustained: {j['ops_per_sec']:,.0f} ops/s over {len(ps)} s; snapshot index {sys.argv[2]} -> {sys.argv[3]}")
-print("| window | ops/s | of first minute's median |")
-print("|---|---|---|")
-worst = 1e9
+windows = [sum(ps[i:i + 10]) / 10 for i in range(0, len(ps) - 9, 10)]
+first = windows[:6]
+base = statistics.median(first) if first else 0
+
+snaps = {}
+for line in open(sys.argv[2]):
+    _, node, idx = line.split()
+    if idx != "?":
+        snaps.setdefault(node, []).append(int(idx))
+counts = {n: sum(1 for a, b in zip(v, v[1:]) if b != a) for n, v in sorted(snaps.items())}
+last = {n: v[-1] for n, v in snaps.items()}
+
+lat = j["latency_ms"]
+print(f"{j['ok']:,} writes in {j['duration_s']:.0f} s: {j['ops_per_sec']:,.0f} ops/s, p50 {lat['p50']:.2f} ms, "
+      f"p99 {lat['p99']:.2f} ms, p99.9 {lat['p99_9']:.2f} ms, max {lat['max']:.0f} ms; {j['errors']} errors")
+print(f"CPU: servers {server_cpu / wall:.2f} cores, generator {j.get('cpu_seconds', 0) / wall:.2f} cores; "
+      f"RSS after: {' / '.join(f'{x:.0f}' for x in rss)} MiB")
+print("snapshots (each followed by a log compaction) seen during the run: " +
+      ", ".join(f"{n} {c} (last index {last[n]:,})" for n, c in counts.items()))
+print()
+print(f"| window | ops/s | of the first minute's median ({base:,.0f} ops/s) |")
+print("|---|---:|---:|")
 for i, w in enumerate(windows):
-    worst = min(worst, w / first if first else 0)
-    print(f"| {i*10}-{i*10+10} s | {w:,.0f} | {w/first:.0%} |")
-zero = longest = 0
+    print(f"| {i * 10}–{i * 10 + 10} s | {w:,.0f} | {w / base:.0%} |" if base else f"| {i * 10}–{i * 10 + 10} s | {w:,.0f} | — |")
+if len(ps) % 10:
+    print(f"\n(the last {len(ps) % 10} s form no full window and are left out)")
+
+zero = longest_zero = 0
 for v in ps:
     zero = zero + 1 if v == 0 else 0
-    longest = max(longest, zero)
-mx = j["latency_ms"]["max"]
+    longest_zero = max(longest_zero, zero)
+worst = min(windows) / base if windows and base else 0
+stall_ms = max(longest_zero * 1000, lat["max"])
+min_snaps = min(counts.values()) if counts else 0
+ok_windows, ok_stall, spans = worst >= 0.9, stall_ms <= 200, min_snaps >= 2
 print()
-print(f"worst window {worst:.0%} of the first minute's median (target >= 90%); longest request {mx:.0f} ms and {longest} whole seconds without a completed write (target: no stall > 200 ms)")
+print(f"- worst window: {worst:.0%} of the first minute's median (target ≥ 90%): {'ok' if ok_windows else 'MISSED'}")
+print(f"- longest stall: {stall_ms:.0f} ms (longest request {lat['max']:.0f} ms; {longest_zero} whole seconds without a completed "
+      f"write) (target ≤ 200 ms): {'ok' if ok_stall else 'MISSED'}")
+print(f"- the run spans ≥ 2 snapshots on every node: {'yes' if spans else 'NO (run longer or lower BENCH_SNAPSHOT_THRESHOLD)'}")
+verdict = "PASS" if ok_windows and ok_stall and spans else ("INCONCLUSIVE" if ok_windows and ok_stall else "FAIL")
+print(f"\n**{verdict}**: every 10 s window ≥ 90% of the first minute's median; no stall > 200 ms")
+sys.exit(0 if verdict == "PASS" else 1)
 EOF
+	} | tee "$out/sustained.md" || verdict=1
 }
 
+# Not called as "f || ...": that would switch off errexit inside them.
+verdict=0
 if [[ $mode == sustained ]]; then sustained; else matrix; fi
 echo "results in $out"
+exit "$verdict"

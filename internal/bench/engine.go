@@ -363,6 +363,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 
+	cpu0 := processCPU()
 	t0 := time.Now()
 	r := &run{
 		measureStart: t0.Add(cfg.Warmup),
@@ -400,6 +401,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	wg.Wait()
 	end := time.Now()
+	res.CPUSeconds = (processCPU() - cpu0).Seconds()
 	close(done)
 	<-monitorDone
 	res.Interrupted = ctx.Err() != nil

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -240,6 +241,10 @@ func TestRunDurationStopsInTime(t *testing.T) {
 	}
 	if out := progress.String(); !strings.Contains(out, "warmup") || !strings.Contains(out, "ops/s") {
 		t.Errorf("progress output: %q", out)
+	}
+	// The fake server shares the process, so only bounds can be checked.
+	if res.CPUSeconds <= 0 || res.CPUSeconds > wall.Seconds()*float64(runtime.NumCPU()) {
+		t.Errorf("cpu_seconds %v over a %s run on %d CPUs", res.CPUSeconds, wall, runtime.NumCPU())
 	}
 }
 

@@ -85,6 +85,11 @@ type Result struct {
 	// second of the measured phase (for stalls and sustained runs).
 	PerSecond []int64 `json:"per_second"`
 
+	// CPUSeconds is the load generator's own user+system CPU time from
+	// the start of the warmup to the end of the run (preload excluded),
+	// to compare with the servers' CPU over the same window.
+	CPUSeconds float64 `json:"cpu_seconds"`
+
 	Interrupted bool   `json:"interrupted"`
 	Failed      bool   `json:"failed"`
 	Failure     string `json:"failure,omitempty"`
