@@ -45,6 +45,36 @@ var forwardedHeaders = []string{
 	HeaderLastContact, HeaderReplayed,
 }
 
+// sendToLeader sends req and classes a failure by whether the request was
+// written: before, nothing reached the leader (503); after, a write's
+// outcome is unknown (504) and a read's answer is merely lost (502).
+func (s *Service) sendToLeader(req *http.Request, write bool) (*http.Response, error) {
+	var sent atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { sent.Store(true) },
+	}))
+	resp, err := s.client.Do(req)
+	switch {
+	case err == nil:
+		return resp, nil
+	case !sent.Load():
+		return nil, errors.Join(ErrLeaderUnreachable, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return nil, errors.Join(ErrForwardTimeout, err)
+	case write:
+		return nil, errors.Join(ErrForwardUnknown, err)
+	}
+	return nil, errors.Join(ErrForwardFailed, err)
+}
+
+// lostAnswer is the error class of a forward that broke after sending.
+func lostAnswer(write bool) error {
+	if write {
+		return ErrForwardUnknown
+	}
+	return ErrForwardFailed
+}
+
 // isWrite tells the requests that may change state from reads, for the
 // error class of a broken forward.
 func isWrite(r *http.Request) bool {
@@ -83,12 +113,8 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request, uri string, bo
 		return false
 	}
 
-	var sent atomic.Bool
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout+forwardSlack)
 	defer cancel()
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteRequest: func(httptrace.WroteRequestInfo) { sent.Store(true) },
-	})
 	req, err := http.NewRequestWithContext(ctx, r.Method, "http://"+leader.HTTPAddr+uri, bytes.NewReader(body))
 	if err != nil {
 		s.writeError(w, r, err)
@@ -101,18 +127,8 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request, uri string, bo
 	}
 	req.Header.Set(HeaderForwarded, strconv.Itoa(hops+1))
 
-	resp, err := s.client.Do(req)
+	resp, err := s.sendToLeader(req, isWrite(r))
 	if err != nil {
-		switch {
-		case !sent.Load():
-			err = errors.Join(ErrLeaderUnreachable, err)
-		case errors.Is(err, context.DeadlineExceeded):
-			err = errors.Join(ErrForwardTimeout, err)
-		case isWrite(r):
-			err = errors.Join(ErrForwardUnknown, err)
-		default:
-			err = errors.Join(ErrForwardFailed, err)
-		}
 		s.writeError(w, r, err)
 		return true
 	}

@@ -16,9 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptrace"
 	"strconv"
-	"sync/atomic"
 
 	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/node"
@@ -28,10 +26,10 @@ const (
 	pathApply     = "/internal/apply"
 	pathReadIndex = "/internal/readindex"
 
-	maxApplyBatch    = 256     // commands per /internal/apply
-	maxApplyBytes    = 4 << 20 // encoded bytes per /internal/apply (one larger command goes alone)
-	maxPeerInflight  = 2       // batches in flight per leader, per kind
-	maxReadIndexWait = 1024    // reads per read-index round trip
+	maxApplyBatch     = 256     // commands per /internal/apply
+	maxApplyBytes     = 4 << 20 // encoded bytes per /internal/apply (one larger command goes alone)
+	maxPeerInflight   = 2       // batches in flight per leader, per kind
+	maxReadIndexBatch = 1024    // reads per read-index round trip
 )
 
 // Outcome codes of /internal/apply, one per command.
@@ -71,7 +69,7 @@ func (s *Service) linkTo(addr string) *leaderLink {
 		},
 		reads: &batcher[struct{}, uint64]{
 			send:        func(ctx context.Context, in []struct{}) ([]uint64, error) { return s.sendReadIndex(ctx, addr, len(in)) },
-			maxBatch:    maxReadIndexWait,
+			maxBatch:    maxReadIndexBatch,
 			maxInflight: maxPeerInflight,
 		},
 	}
@@ -130,42 +128,31 @@ func (s *Service) readIndexViaLeader(ctx context.Context) (uint64, error) {
 	return index, err
 }
 
-// peerPost sends one peer request and classifies a failure by whether the
-// request was written: before, nothing reached the leader (503); after, a
-// write's outcome is unknown (504).
-func (s *Service) peerPost(ctx context.Context, addr, path string, body []byte) ([]byte, error) {
+// peerPost sends one peer request. write says whether it carries writes,
+// which decides the error class of an answer lost after sending.
+func (s *Service) peerPost(ctx context.Context, addr, path string, body []byte, write bool) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout+forwardSlack)
 	defer cancel()
-	var sent atomic.Bool
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteRequest: func(httptrace.WroteRequestInfo) { sent.Store(true) },
-	})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
 	req.Header.Set(HeaderForwarded, "1")
-	resp, err := s.client.Do(req)
+	resp, err := s.sendToLeader(req, write)
 	if err != nil {
-		switch {
-		case !sent.Load():
-			return nil, errors.Join(ErrLeaderUnreachable, err)
-		case errors.Is(err, context.DeadlineExceeded):
-			return nil, errors.Join(ErrForwardTimeout, err)
-		}
-		return nil, errors.Join(ErrForwardUnknown, err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return nil, errors.Join(ErrForwardUnknown, err)
+		return nil, errors.Join(lostAnswer(write), err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		if resp.StatusCode == http.StatusServiceUnavailable {
 			return nil, fmt.Errorf("%w: leader answered %s: %s", node.ErrUnavailable, resp.Status, bytes.TrimSpace(b))
 		}
-		return nil, fmt.Errorf("%w: leader answered %s: %s", ErrForwardUnknown, resp.Status, bytes.TrimSpace(b))
+		return nil, fmt.Errorf("%w: leader answered %s: %s", lostAnswer(write), resp.Status, bytes.TrimSpace(b))
 	}
 	return b, nil
 }
@@ -180,7 +167,7 @@ func (s *Service) sendApply(ctx context.Context, addr string, cmds [][]byte) ([]
 		body = binary.AppendUvarint(body, uint64(len(c)))
 		body = append(body, c...)
 	}
-	b, err := s.peerPost(ctx, addr, pathApply, body)
+	b, err := s.peerPost(ctx, addr, pathApply, body, true)
 	if err != nil {
 		return nil, err
 	}
@@ -192,11 +179,8 @@ func (s *Service) sendApply(ctx context.Context, addr string, cmds [][]byte) ([]
 }
 
 func (s *Service) sendReadIndex(ctx context.Context, addr string, n int) ([]uint64, error) {
-	b, err := s.peerPost(ctx, addr, pathReadIndex, nil)
+	b, err := s.peerPost(ctx, addr, pathReadIndex, nil, false)
 	if err != nil {
-		if errors.Is(err, ErrForwardUnknown) {
-			err = errors.Join(ErrForwardFailed, err) // a read has no outcome to lose
-		}
 		return nil, err
 	}
 	index, err := strconv.ParseUint(string(bytes.TrimSpace(b)), 10, 64)

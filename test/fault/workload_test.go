@@ -86,8 +86,6 @@ func newHistory() *history { return &history{t0: time.Now()} }
 
 func (h *history) now() int64 { return time.Since(h.t0).Nanoseconds() }
 
-func (h *history) at(t time.Time) int64 { return t.Sub(h.t0).Nanoseconds() }
-
 func (h *history) add(o *op) {
 	h.mu.Lock()
 	h.ops = append(h.ops, o)
