@@ -97,25 +97,28 @@ func (s *Service) routes() *mux.Router {
 	r.SkipClean(true)
 	r.UseEncodedPath()
 
-	r.HandleFunc("/set", s.handleSet).Methods(http.MethodGet, http.MethodPost)
-	r.HandleFunc("/get", s.handleGet).Methods(http.MethodGet, http.MethodPost)
-	r.HandleFunc("/remove", s.handleRemove).Methods(http.MethodGet, http.MethodPost)
-	r.PathPrefix("/kv/").HandlerFunc(s.handleKV).Methods(http.MethodGet, http.MethodPut, http.MethodDelete)
+	// Every route names the least role that may call it (auth.go).
+	s.handle(r, "/set", RoleWrite, s.handleSet, http.MethodGet, http.MethodPost)
+	s.handle(r, "/get", RoleRead, s.handleGet, http.MethodGet, http.MethodPost)
+	s.handle(r, "/remove", RoleWrite, s.handleRemove, http.MethodGet, http.MethodPost)
+	// GET needs read, PUT and DELETE need write: handleKV is reached through
+	// one prefix, so the role is decided per method.
+	r.PathPrefix("/kv/").Handler(s.authorizeKV(http.HandlerFunc(s.handleKV))).Methods(http.MethodGet, http.MethodPut, http.MethodDelete)
 
-	r.HandleFunc("/join", s.handleJoin).Methods(http.MethodGet, http.MethodPost)
-	r.HandleFunc("/leave", s.handleLeave).Methods(http.MethodPost)
-	r.HandleFunc("/nodes", s.handleNodes).Methods(http.MethodGet)
-	r.HandleFunc("/status", s.handleStatus).Methods(http.MethodGet)
-	r.HandleFunc("/snapshot", s.handleSnapshot).Methods(http.MethodPost)
-	r.HandleFunc("/health", s.handleHealth).Methods(http.MethodGet)
-	r.HandleFunc(pathApply, s.handlePeerApply).Methods(http.MethodPost)
-	r.HandleFunc(pathReadIndex, s.handlePeerReadIndex).Methods(http.MethodPost)
+	s.handle(r, "/join", RoleAdmin, s.handleJoin, http.MethodGet, http.MethodPost)
+	s.handle(r, "/leave", RoleAdmin, s.handleLeave, http.MethodPost)
+	s.handle(r, "/nodes", RoleRead, s.handleNodes, http.MethodGet)
+	s.handle(r, "/status", RoleRead, s.handleStatus, http.MethodGet)
+	s.handle(r, "/snapshot", RoleAdmin, s.handleSnapshot, http.MethodPost)
+	s.handle(r, "/health", RolePublic, s.handleHealth, http.MethodGet)
+	s.handle(r, pathApply, RolePeer, s.handlePeerApply, http.MethodPost)
+	s.handle(r, pathReadIndex, RolePeer, s.handlePeerReadIndex, http.MethodPost)
 	if s.opts.EnablePprof {
-		r.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		r.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		r.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		r.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		r.PathPrefix("/debug/pprof/").HandlerFunc(pprof.Index)
+		s.handle(r, "/debug/pprof/cmdline", RoleAdmin, pprof.Cmdline, http.MethodGet)
+		s.handle(r, "/debug/pprof/profile", RoleAdmin, pprof.Profile, http.MethodGet)
+		s.handle(r, "/debug/pprof/symbol", RoleAdmin, pprof.Symbol, http.MethodGet, http.MethodPost)
+		s.handle(r, "/debug/pprof/trace", RoleAdmin, pprof.Trace, http.MethodGet)
+		r.PathPrefix("/debug/pprof/").Handler(s.authorize(RoleAdmin, http.HandlerFunc(pprof.Index))).Methods(http.MethodGet)
 	}
 
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
