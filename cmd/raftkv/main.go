@@ -48,6 +48,7 @@ func run(cfg config.Config, logger *logrus.Logger) error {
 	n, err := node.Open(node.Config{
 		ID:                cfg.NodeID,
 		Dir:               cfg.VolumeDir,
+		LogStore:          cfg.LogStore,
 		RaftBind:          cfg.RaftBind(),
 		RaftAdvertise:     cfg.RaftAdvertise(),
 		HTTPAdvertise:     cfg.HTTPAdvertise(),

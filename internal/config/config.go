@@ -30,6 +30,9 @@ type Config struct {
 	// Join lists HTTP addresses (host:port) of members to ask for admission.
 	Join []string // RAFT_JOIN
 
+	// LogStore picks the Raft log: "boltdb" (raft.db) or "wal" (wal/).
+	LogStore string // RAFT_LOG_STORE
+
 	SnapshotThreshold uint64        // RAFT_SNAPSHOT_THRESHOLD
 	SnapshotInterval  time.Duration // RAFT_SNAPSHOT_INTERVAL
 	SnapshotRetain    int           // RAFT_SNAPSHOT_RETAIN
@@ -53,6 +56,7 @@ const (
 	DefaultHTTPPort          = 8000
 	DefaultRaftPort          = 9000
 	DefaultBindAddr          = "127.0.0.1"
+	DefaultLogStore          = "boltdb"
 	DefaultSnapshotThreshold = 8192
 	DefaultSnapshotInterval  = 30 * time.Second
 	DefaultSnapshotRetain    = 2
@@ -92,6 +96,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		HTTPPort:          p.port("HTTP_SERVER_PORT", DefaultHTTPPort),
 		RaftPort:          p.port("RAFT_SERVER_PORT", DefaultRaftPort),
 		BindAddr:          p.str("BIND_ADDR", DefaultBindAddr),
+		LogStore:          p.oneOf("RAFT_LOG_STORE", DefaultLogStore, "boltdb", "wal"),
 		SnapshotThreshold: uint64(p.intRange("RAFT_SNAPSHOT_THRESHOLD", DefaultSnapshotThreshold, 1, 1<<40)),
 		SnapshotInterval:  p.duration("RAFT_SNAPSHOT_INTERVAL", DefaultSnapshotInterval, 100*time.Millisecond),
 		SnapshotRetain:    p.intRange("RAFT_SNAPSHOT_RETAIN", DefaultSnapshotRetain, 1, 100),

@@ -10,15 +10,12 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/sirupsen/logrus"
-	"go.etcd.io/bbolt"
 
 	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/logging"
@@ -27,12 +24,17 @@ import (
 // Config is what a Node needs. Zero timing fields keep hashicorp/raft's
 // defaults; tests shorten them.
 type Config struct {
-	ID            string
-	Dir           string // holds raft.db and snapshots/
-	RaftBind      string // host:port the transport listens on (port 0: any)
-	RaftAdvertise string // host:port peers dial; empty: the bound address
-	HTTPAdvertise string // host:port of this node's API, replicated for forwarding
-	Bootstrap     bool   // form a one-node cluster if Dir holds no state
+	ID       string
+	Dir      string // holds the log (raft.db or wal/) and snapshots/
+	LogStore string // LogStoreBolt (default) or LogStoreWAL
+	// WALSegmentSize overrides raft-wal's 64 MiB segments. The WAL drops
+	// compacted entries only a whole segment at a time, so tests use small
+	// segments to make a compaction take effect.
+	WALSegmentSize int
+	RaftBind       string // host:port the transport listens on (port 0: any)
+	RaftAdvertise  string // host:port peers dial; empty: the bound address
+	HTTPAdvertise  string // host:port of this node's API, replicated for forwarding
+	Bootstrap      bool   // form a one-node cluster if Dir holds no state
 
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
@@ -52,7 +54,7 @@ type Node struct {
 	fsm       *fsm.FSM
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
-	store     *raftboltdb.BoltStore
+	store     logStore
 	snapshots *raft.FileSnapshotStore
 	reads     *readIndex
 
@@ -98,19 +100,9 @@ func (n *Node) open() error {
 		return fmt.Errorf("create volume dir: %w", err)
 	}
 
-	// NoFreelistSync with the map freelist stops bbolt from rewriting its
-	// whole free-page list on every commit, which otherwise halves write
-	// throughput for good after the first log compaction.
-	store, err := raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(cfg.Dir, "raft.db"),
-		BoltOptions: &bbolt.Options{
-			Timeout:        2 * time.Second, // another process holding the volume
-			NoFreelistSync: true,
-			FreelistType:   bbolt.FreelistMapType,
-		},
-	})
+	store, err := openLogStore(cfg.Dir, cfg.LogStore, cfg.WALSegmentSize, cfg.Logger)
 	if err != nil {
-		return fmt.Errorf("open raft log %s: %w", filepath.Join(cfg.Dir, "raft.db"), err)
+		return err
 	}
 	n.store = store
 

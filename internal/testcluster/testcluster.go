@@ -65,6 +65,7 @@ type settings struct {
 	requestTimeout    time.Duration
 	maxKeyBytes       int
 	maxValueBytes     int
+	logStore          string
 }
 
 // WithSnapshotThreshold makes raft snapshot (and compact its log, keeping
@@ -94,6 +95,16 @@ func WithMaxKeyBytes(n int) Option {
 // WithMaxValueBytes sets MAX_VALUE_BYTES.
 func WithMaxValueBytes(n int) Option {
 	return func(s *settings) { s.maxValueBytes = n }
+}
+
+// testWALSegmentSize keeps raft-wal segments small, so a compaction in a
+// test drops whole segments and a lagging member must take a snapshot, as
+// it would with boltdb.
+const testWALSegmentSize = 2 << 10
+
+// WithLogStore sets RAFT_LOG_STORE (node.LogStoreBolt or node.LogStoreWAL).
+func WithLogStore(kind string) Option {
+	return func(s *settings) { s.logStore = kind }
 }
 
 // Cluster is a set of in-process members, indexed 0..n-1 with ids n1..nN.
@@ -229,6 +240,8 @@ func (c *Cluster) startMember(m *member) error {
 		n, e = node.Open(node.Config{
 			ID:                 m.id,
 			Dir:                m.dir,
+			LogStore:           c.set.logStore,
+			WALSegmentSize:     testWALSegmentSize,
 			RaftBind:           raftBind,
 			HTTPAdvertise:      httpAddr,
 			Bootstrap:          m.boot,

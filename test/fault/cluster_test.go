@@ -107,6 +107,9 @@ func startCluster(t *testing.T, topo topology) *cluster {
 			"REQUEST_TIMEOUT":         requestTimeout.String(),
 			"LOG_LEVEL":               "info",
 		}
+		if store := os.Getenv("FAULT_LOG_STORE"); store != "" {
+			vars["RAFT_LOG_STORE"] = store
+		}
 		if i == 0 {
 			vars["RAFT_BOOTSTRAP"] = "true"
 		} else {

@@ -15,6 +15,7 @@
 // fault phases (a factor, default 1); FAULT_SOAK=1 adds the long scenarios;
 // FAULT_CAS=0 leaves compare-and-set and idempotency keys out of the
 // workload (by default they are used, and required of the server);
+// FAULT_LOG_STORE sets every node's RAFT_LOG_STORE (boltdb or wal);
 // FAULT_TOPOLOGY=loopback avoids namespaces even as root; FAULT_ARTIFACTS
 // names where failure artifacts and summary.md go (default
 // test-artifacts/fault in the repository); FAULT_KEEP=1 keeps the

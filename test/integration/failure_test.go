@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/node"
 	"github.com/raftkv/raftkv/internal/testcluster"
 )
 
@@ -144,7 +145,13 @@ func TestMemberRemoval(t *testing.T) {
 // TestWholeClusterRestart: every member stopped and started again from its
 // directory, with no join, keeps every acknowledged key.
 func TestWholeClusterRestart(t *testing.T) {
-	c := testcluster.Start(t, 3)
+	for _, store := range []string{node.LogStoreBolt, node.LogStoreWAL} {
+		t.Run(store, func(t *testing.T) { testWholeClusterRestart(t, store) })
+	}
+}
+
+func testWholeClusterRestart(t *testing.T, store string) {
+	c := testcluster.Start(t, 3, testcluster.WithLogStore(store))
 	acked := map[string]string{}
 	for i := range 20 {
 		k, v := fmt.Sprintf("k%02d", i), fmt.Sprintf("v%d", i)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/raftkv/raftkv/internal/node"
 	"github.com/raftkv/raftkv/internal/testcluster"
 )
 
@@ -15,10 +16,16 @@ import (
 // down while the leader compacted past it catches up through an installed
 // snapshot with the leader's exact data.
 func TestSnapshots(t *testing.T) {
+	for _, store := range []string{node.LogStoreBolt, node.LogStoreWAL} {
+		t.Run(store, func(t *testing.T) { testSnapshots(t, store) })
+	}
+}
+
+func testSnapshots(t *testing.T, store string) {
 	const threshold = 16
 	// Raft's own snapshot timer (120s) stays out of the way, so every
 	// snapshot here is one the test asked for.
-	c := testcluster.Start(t, 3, testcluster.WithSnapshotThreshold(threshold))
+	c := testcluster.Start(t, 3, testcluster.WithSnapshotThreshold(threshold), testcluster.WithLogStore(store))
 	l := c.Leader(t)
 	f := others(c, l)[0]
 
