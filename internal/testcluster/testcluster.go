@@ -67,6 +67,7 @@ type settings struct {
 	maxKeyBytes       int
 	maxValueBytes     int
 
+	enablePprof      bool
 	authFile         string // AUTH_TOKENS_FILE; "" = auth off
 	allowRemoteAdmin bool
 	adminToken       string // the file's first admin token, for the cluster's own requests
@@ -108,6 +109,11 @@ func WithMaxValueBytes(n int) Option {
 // MustDo send only the headers they are given. See AuthReload.
 func WithAuthTokensFile(path string) Option {
 	return func(s *settings) { s.authFile = path }
+}
+
+// WithPprof sets ENABLE_PPROF.
+func WithPprof() Option {
+	return func(s *settings) { s.enablePprof = true }
 }
 
 // WithAllowRemoteAdmin sets ALLOW_REMOTE_ADMIN.
@@ -291,6 +297,7 @@ func (c *Cluster) startMember(m *member) error {
 		RequestTimeout: c.set.requestTimeout,
 		Logger:         logger,
 
+		EnablePprof:      c.set.enablePprof,
 		Auth:             store,
 		AllowRemoteAdmin: c.set.allowRemoteAdmin,
 	})
