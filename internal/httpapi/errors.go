@@ -40,6 +40,10 @@ var (
 	ErrUnauthorized = errors.New("unauthorized")
 	// ErrForbidden: the token is valid but its role is below the route's.
 	ErrForbidden = errors.New("forbidden")
+	// ErrPeerUnauthorized: the leader refused this node's own credential
+	// on the peer protocol, so nothing was proposed. The nodes' tokens
+	// files differ (or one was not reloaded).
+	ErrPeerUnauthorized = errors.New("the leader refused this node's credential; nothing was applied (tokens files differ between nodes?)")
 	// ErrRemoteAdmin: authentication is off and an admin route was called
 	// from a host that is neither this one nor a cluster member's.
 	ErrRemoteAdmin = errors.New("admin endpoints accept only callers on this host or on a cluster member's host while authentication is off; " +
@@ -83,6 +87,7 @@ var errorTable = []struct {
 	{node.ErrReadUnconfirmed, http.StatusServiceUnavailable, "read_unconfirmed"},
 	{ErrLeaderUnreachable, http.StatusServiceUnavailable, "leader_unreachable"},
 	{ErrHopLimit, http.StatusServiceUnavailable, "hop_limit"},
+	{ErrPeerUnauthorized, http.StatusServiceUnavailable, "peer_unauthorized"},
 	{ErrIndexNotReached, http.StatusServiceUnavailable, "index_not_reached"},
 	// 502: a read's forward broke. 504: a write's outcome is unknown.
 	{ErrForwardFailed, http.StatusBadGateway, "forward_failed"},

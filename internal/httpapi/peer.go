@@ -149,6 +149,12 @@ func (s *Service) peerPost(ctx context.Context, addr, path string, body []byte, 
 		return nil, errors.Join(lostAnswer(write), err)
 	}
 	if resp.StatusCode != http.StatusOK {
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			// Refused before anything was proposed: the nodes disagree on
+			// the tokens (a file not yet reloaded everywhere).
+			s.log.WithField("leader", addr).Warn("the leader refused this node's credential; do all nodes read the same tokens file, reloaded?")
+			return nil, fmt.Errorf("%w: leader answered %s", ErrPeerUnauthorized, resp.Status)
+		}
 		if resp.StatusCode == http.StatusServiceUnavailable {
 			return nil, fmt.Errorf("%w: leader answered %s: %s", node.ErrUnavailable, resp.Status, bytes.TrimSpace(b))
 		}

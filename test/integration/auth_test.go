@@ -301,3 +301,137 @@ func TestAuthRouteMatrix(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthForwarding checks that a follower's forwarding keeps working
+// with authentication on, on both paths: the peer protocol (writes and
+// read indexes, sent with the node's own credential) and the proxy
+// (leader reads and membership, sent with the client's token, which the
+// leader checks again). Start itself already relied on the third kind of
+// node-originated request: each member's Announce registers its HTTP
+// address through an admin-only /join, with the node's credential.
+func TestAuthForwarding(t *testing.T) {
+	ts := newTokenSet(t)
+	c := testcluster.Start(t, 3, testcluster.WithAuthTokensFile(ts.path))
+	leaderID := c.ID(c.Leader(t))
+	f := c.Followers(t)[0]
+
+	// Peer protocol: a write through a follower, proposed by the leader.
+	r := c.MustDo(t, f, http.MethodGet, "/set?key=fw&value=1", nil, bearer(ts.write))
+	if r.Status != http.StatusOK || r.ServedBy() != leaderID {
+		t.Fatalf("write via follower: %s served by %q, want 200 by %s", r.Summary(), r.ServedBy(), leaderID)
+	}
+	// Peer protocol: a linearizable read on the follower's own replica,
+	// after a read index from the leader.
+	r = c.MustDo(t, f, http.MethodGet, "/get?key=fw", nil, bearer(ts.read))
+	if r.Status != http.StatusOK || r.String("value") != "1" || r.ServedBy() != c.ID(f) {
+		t.Fatalf("linearizable read on follower: %s served by %q", r.Summary(), r.ServedBy())
+	}
+	// Proxy: a leader read, answered by the leader.
+	r = c.MustDo(t, f, http.MethodGet, "/get?key=fw&consistency=leader", nil, bearer(ts.read))
+	if r.Status != http.StatusOK || r.String("value") != "1" || r.ServedBy() != leaderID {
+		t.Fatalf("leader read via follower: %s served by %q", r.Summary(), r.ServedBy())
+	}
+	// Proxy: join and remove a member through the follower.
+	addr := freeLoopbackAddr(t)
+	r = c.MustDo(t, f, http.MethodPost, "/join?nodeId="+ghost+"&raftAddr="+url.QueryEscape(addr), nil, bearer(ts.admin))
+	if r.Status != http.StatusOK || r.String("change") != "added" || r.ServedBy() != leaderID {
+		t.Fatalf("join via follower: %s served by %q", r.Summary(), r.ServedBy())
+	}
+	if found, _ := hasMember(members(t, c, c.Leader(t)), ghost); !found {
+		t.Fatalf("join via follower answered 200 but %s is not a member", ghost)
+	}
+	r = c.MustDo(t, f, http.MethodPost, "/leave?nodeId="+ghost, nil, bearer(ts.admin))
+	if r.Status != http.StatusOK {
+		t.Fatalf("leave via follower: %s", r.Summary())
+	}
+	// A token too weak is refused by the follower itself, not forwarded.
+	r = c.MustDo(t, f, http.MethodPost, "/join?nodeId="+ghost+"&raftAddr="+url.QueryEscape(addr), nil, bearer(ts.write))
+	if r.Status != http.StatusForbidden || r.ServedBy() != c.ID(f) {
+		t.Fatalf("join with a write token via follower: %s served by %q, want 403 by the follower", r.Summary(), r.ServedBy())
+	}
+	if found, _ := hasMember(members(t, c, c.Leader(t)), ghost); found {
+		t.Fatalf("a refused join added %s", ghost)
+	}
+}
+
+// TestAuthReload rotates tokens in a running cluster the way SIGHUP does:
+// a new token works and a removed one gets 401 as soon as each node has
+// reloaded; a broken file keeps the tokens in force. It also shows what a
+// half-done rotation does: the node that has reloaded accepts the new
+// token, but the leader checks proxied requests again and refuses it, and
+// it refuses a follower's peer requests made with a node credential it
+// does not know yet (503, nothing applied).
+func TestAuthReload(t *testing.T) {
+	ts := newTokenSet(t)
+	c := testcluster.Start(t, 3, testcluster.WithAuthTokensFile(ts.path))
+	leader := c.Leader(t)
+	f := c.Followers(t)[0]
+	c.MustSet(t, leader, "k", "v")
+	waitStale(t, c, f, "k", "v")
+	status := func(i int, target, token string) testcluster.Response {
+		t.Helper()
+		return c.MustDo(t, i, http.MethodGet, target, nil, bearer(token))
+	}
+
+	// Rotate: a new admin token goes first (so it becomes every node's
+	// credential), the old read token is replaced by a new one.
+	newAdmin, newRead := genToken(t), genToken(t)
+	writeTokens(t, ts.path, fmt.Sprintf("%s admin\n%s write\n%s read\n", newAdmin, ts.write, newRead))
+
+	// Only the follower has reloaded.
+	if err := c.AuthReload(f); err != nil {
+		t.Fatal(err)
+	}
+	if r := status(f, "/get?key=k&consistency=stale", newRead); r.Status != http.StatusOK {
+		t.Fatalf("new token on the reloaded follower: %s", r.Summary())
+	}
+	if r := status(f, "/get?key=k&consistency=leader", newRead); r.Status != http.StatusUnauthorized || r.ServedBy() == c.ID(f) {
+		t.Fatalf("proxied with a token the leader does not know yet: %s by %q, want the leader's 401", r.Summary(), r.ServedBy())
+	}
+	before := c.Node(leader).FSM().AppliedIndex()
+	if r := status(f, "/set?key=half&value=1", ts.write); r.Status != http.StatusServiceUnavailable || r.Code() != "peer_unauthorized" {
+		t.Fatalf("write via a follower whose credential the leader does not know: %s, want 503 peer_unauthorized", r.Summary())
+	}
+	if after := c.Node(leader).FSM().AppliedIndex(); after != before {
+		t.Fatalf("a write refused by the leader moved its applied index %d -> %d", before, after)
+	}
+
+	// Every node has reloaded.
+	for _, i := range c.Running() {
+		if i != f {
+			if err := c.AuthReload(i); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		for _, i := range c.Running() {
+			if r := status(i, "/get?key=k", newRead); r.Status != http.StatusOK {
+				t.Fatalf("%s: new read token on %s: %s", when, c.ID(i), r.Summary())
+			}
+			for _, old := range []string{ts.read, ts.admin} {
+				if r := status(i, "/get?key=k", old); r.Status != http.StatusUnauthorized || r.Code() != "unauthorized" {
+					t.Fatalf("%s: removed token on %s: %s, want 401", when, c.ID(i), r.Summary())
+				}
+			}
+			if r := status(i, "/set?key=k&value="+c.ID(i), ts.write); r.Status != http.StatusOK {
+				t.Fatalf("%s: write via %s with the node credential rotated: %s", when, c.ID(i), r.Summary())
+			}
+			if r := c.MustDo(t, i, http.MethodPost, "/snapshot", nil, bearer(newAdmin)); r.Status != http.StatusOK {
+				t.Fatalf("%s: new admin token on %s: %s", when, c.ID(i), r.Summary())
+			}
+		}
+	}
+	check("after reload")
+
+	// A broken file: every node keeps the tokens in force.
+	writeTokens(t, ts.path, fmt.Sprintf("# broken\n%s admin\n%s reader\n", genToken(t), ts.read))
+	for _, i := range c.Running() {
+		err := c.AuthReload(i)
+		if err == nil || !strings.Contains(err.Error(), "line 3") {
+			t.Fatalf("reload of a broken file on %s: %v, want an error naming line 3", c.ID(i), err)
+		}
+	}
+	check("after a failed reload")
+}
