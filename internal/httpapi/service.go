@@ -53,8 +53,9 @@ type Options struct {
 	// default: profiles expose internals and cost CPU while taken.
 	EnablePprof bool
 	Logger      *logrus.Logger
-	// Auth, when set, turns authentication on: every route but /health
-	// needs a bearer token from this store (auth.go).
+	// Auth, when set, turns authentication on: every route but the
+	// public ones (RolePublic) needs a bearer token from this store
+	// (auth.go).
 	Auth *auth.Store
 	// AllowRemoteAdmin lets admin routes answer callers from any host
 	// while Auth is nil (ALLOW_REMOTE_ADMIN).
