@@ -263,3 +263,28 @@ func TestStoreConcurrentReload(t *testing.T) {
 		t.Fatalf("counts after reloads: %v", c)
 	}
 }
+
+// BenchmarkLookup measures the per-request cost of a lookup, which grows
+// with the number of tokens (every entry is compared).
+func BenchmarkLookup(b *testing.B) {
+	for _, n := range []int{3, 100} {
+		b.Run(fmt.Sprintf("tokens=%d", n), func(b *testing.B) {
+			var file strings.Builder
+			var last string
+			for i := range n {
+				last = fmt.Sprintf("%032x", i+1)
+				fmt.Fprintf(&file, "%s %s\n", last, Roles[i%3])
+			}
+			toks, err := Parse(strings.NewReader(file.String()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if toks.Lookup(last) == RoleNone {
+					b.Fatal("no match")
+				}
+			}
+		})
+	}
+}
