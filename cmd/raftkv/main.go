@@ -40,6 +40,10 @@ func main() {
 }
 
 func run(cfg config.Config, logger *logrus.Logger) error {
+	authStore, err := openAuth(cfg, logger)
+	if err != nil {
+		return fmt.Errorf("AUTH_TOKENS_FILE: %w", err)
+	}
 	// Listen first so a port clash fails before any Raft state is touched.
 	ln, err := net.Listen("tcp", cfg.HTTPBind())
 	if err != nil {
@@ -68,12 +72,16 @@ func run(cfg config.Config, logger *logrus.Logger) error {
 		RequestTimeout: cfg.RequestTimeout,
 		EnablePprof:    cfg.EnablePprof,
 		Logger:         logger,
+
+		Auth:             authStore,
+		AllowRemoteAdmin: cfg.AllowRemoteAdmin,
 	})
 	srv := httpapi.NewServer(api, cfg.RequestTimeout)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	go api.Announce(ctx, cfg.Join)
+	watchSIGHUP(ctx, authStore, logger)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

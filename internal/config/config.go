@@ -48,6 +48,10 @@ type Config struct {
 	LogFormat string // LOG_FORMAT
 
 	EnablePprof bool // ENABLE_PPROF: serve /debug/pprof/
+
+	// Authentication (auth.go).
+	AuthTokensFile   string // AUTH_TOKENS_FILE: bearer tokens; empty = auth off
+	AllowRemoteAdmin bool   // ALLOW_REMOTE_ADMIN: auth off, admin routes from anywhere
 }
 
 // Defaults named once, so README and code cannot drift apart silently.
@@ -111,6 +115,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 	c.Join = p.list("RAFT_JOIN")
 	c.Bootstrap = p.boolean("RAFT_BOOTSTRAP", len(c.Join) == 0)
 	c.EnablePprof = p.boolean("ENABLE_PPROF", false)
+	c.loadAuth(&p)
 	if p.err != nil {
 		return Config{}, p.err
 	}

@@ -100,7 +100,7 @@ func (s *Service) announceTo(ctx context.Context, targets []string) error {
 func (s *Service) askJoin(ctx context.Context, url string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout+forwardSlack)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	req, err := s.peerRequest(ctx, http.MethodPost, url, nil)
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,19 @@ var (
 	ErrHopLimit = errors.New("forwarded request reached a non-leader; retry")
 	// ErrIndexNotReached: a read's min_index was not applied in time.
 	ErrIndexNotReached = errors.New("min_index not applied on this node in time")
+	// ErrUnauthorized: authentication is on and the request has no valid
+	// bearer token.
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrForbidden: the token is valid but its role is below the route's.
+	ErrForbidden = errors.New("forbidden")
+	// ErrPeerUnauthorized: the leader refused this node's own credential
+	// on the peer protocol, so nothing was proposed. The nodes' tokens
+	// files differ (or one was not reloaded).
+	ErrPeerUnauthorized = errors.New("the leader refused this node's credential; nothing was applied (tokens files differ between nodes?)")
+	// ErrRemoteAdmin: authentication is off and an admin route was called
+	// from a host that is neither this one nor a cluster member's.
+	ErrRemoteAdmin = errors.New("admin endpoints accept only callers on this host or on a cluster member's host while authentication is off; " +
+		"set AUTH_TOKENS_FILE to use tokens, or ALLOW_REMOTE_ADMIN=true to accept admin requests from anywhere")
 )
 
 // casConflict carries the key's current mod_index into the 409 body, so a
@@ -58,6 +71,9 @@ var errorTable = []struct {
 	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
 	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed"},
 	{ErrRouteNotFound, http.StatusNotFound, "not_found"},
+	{ErrUnauthorized, http.StatusUnauthorized, "unauthorized"},
+	{ErrForbidden, http.StatusForbidden, "forbidden"},
+	{ErrRemoteAdmin, http.StatusForbidden, "remote_admin_refused"},
 	{fsm.ErrKeyNotFound, http.StatusNotFound, "key_not_found"},
 	{node.ErrNodeNotFound, http.StatusNotFound, "node_not_found"},
 	{node.ErrAddressInUse, http.StatusConflict, "address_in_use"},
@@ -71,6 +87,7 @@ var errorTable = []struct {
 	{node.ErrReadUnconfirmed, http.StatusServiceUnavailable, "read_unconfirmed"},
 	{ErrLeaderUnreachable, http.StatusServiceUnavailable, "leader_unreachable"},
 	{ErrHopLimit, http.StatusServiceUnavailable, "hop_limit"},
+	{ErrPeerUnauthorized, http.StatusServiceUnavailable, "peer_unauthorized"},
 	{ErrIndexNotReached, http.StatusServiceUnavailable, "index_not_reached"},
 	// 502: a read's forward broke. 504: a write's outcome is unknown.
 	{ErrForwardFailed, http.StatusBadGateway, "forward_failed"},

@@ -44,6 +44,7 @@ func TestErrorTableCoversSentinels(t *testing.T) {
 	sentinels := []error{
 		ErrBadRequest, ErrTooLarge, ErrMethodNotAllowed, ErrRouteNotFound, ErrLeaderUnreachable,
 		ErrForwardFailed, ErrForwardUnknown, ErrForwardTimeout, ErrHopLimit, ErrIndexNotReached,
+		ErrUnauthorized, ErrForbidden, ErrRemoteAdmin, ErrPeerUnauthorized,
 		fsm.ErrKeyNotFound, fsm.ErrCASFailed,
 		node.ErrNotLeader, node.ErrNoLeader, node.ErrUnavailable, node.ErrShutdown, node.ErrOutcomeUnknown,
 		node.ErrReadUnconfirmed, node.ErrNodeNotFound, node.ErrAddressInUse, node.ErrLastVoter,

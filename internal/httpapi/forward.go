@@ -120,7 +120,9 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request, uri string, bo
 		s.writeError(w, r, err)
 		return true
 	}
-	for _, h := range []string{"Content-Type", HeaderIdempotencyKey} {
+	// The client's Authorization goes along unchanged: the leader checks it
+	// again, so a forward never grants more than the client's own token.
+	for _, h := range []string{"Content-Type", HeaderIdempotencyKey, "Authorization"} {
 		if v := r.Header.Get(h); v != "" {
 			req.Header.Set(h, v)
 		}

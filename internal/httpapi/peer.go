@@ -133,7 +133,7 @@ func (s *Service) readIndexViaLeader(ctx context.Context) (uint64, error) {
 func (s *Service) peerPost(ctx context.Context, addr, path string, body []byte, write bool) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout+forwardSlack)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(body))
+	req, err := s.peerRequest(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
@@ -149,6 +149,12 @@ func (s *Service) peerPost(ctx context.Context, addr, path string, body []byte, 
 		return nil, errors.Join(lostAnswer(write), err)
 	}
 	if resp.StatusCode != http.StatusOK {
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			// Refused before anything was proposed: the nodes disagree on
+			// the tokens (a file not yet reloaded everywhere).
+			s.log.WithField("leader", addr).Warn("the leader refused this node's credential; do all nodes read the same tokens file, reloaded?")
+			return nil, fmt.Errorf("%w: leader answered %s", ErrPeerUnauthorized, resp.Status)
+		}
 		if resp.StatusCode == http.StatusServiceUnavailable {
 			return nil, fmt.Errorf("%w: leader answered %s: %s", node.ErrUnavailable, resp.Status, bytes.TrimSpace(b))
 		}

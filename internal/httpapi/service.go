@@ -19,6 +19,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/sirupsen/logrus"
 
+	"github.com/raftkv/raftkv/internal/auth"
 	"github.com/raftkv/raftkv/internal/node"
 )
 
@@ -52,6 +53,13 @@ type Options struct {
 	// default: profiles expose internals and cost CPU while taken.
 	EnablePprof bool
 	Logger      *logrus.Logger
+	// Auth, when set, turns authentication on: every route but the
+	// public ones (RolePublic) needs a bearer token from this store
+	// (auth.go).
+	Auth *auth.Store
+	// AllowRemoteAdmin lets admin routes answer callers from any host
+	// while Auth is nil (ALLOW_REMOTE_ADMIN).
+	AllowRemoteAdmin bool
 }
 
 // Service is the HTTP API of one node.
@@ -62,6 +70,8 @@ type Service struct {
 	client *http.Client // forwarding and announcing, kept alive
 	router *mux.Router
 	links  sync.Map // leader HTTP address -> *leaderLink
+
+	routeRoles []RouteRole // what each route needs, for Routes
 }
 
 // New builds the API for n.
@@ -101,9 +111,9 @@ func (s *Service) routes() *mux.Router {
 	s.handle(r, "/set", RoleWrite, s.handleSet, http.MethodGet, http.MethodPost)
 	s.handle(r, "/get", RoleRead, s.handleGet, http.MethodGet, http.MethodPost)
 	s.handle(r, "/remove", RoleWrite, s.handleRemove, http.MethodGet, http.MethodPost)
-	// GET needs read, PUT and DELETE need write: handleKV is reached through
-	// one prefix, so the role is decided per method.
-	r.PathPrefix("/kv/").Handler(s.authorizeKV(http.HandlerFunc(s.handleKV))).Methods(http.MethodGet, http.MethodPut, http.MethodDelete)
+	// GET needs read, PUT and DELETE need write: one prefix, two routes.
+	s.handlePrefix(r, "/kv/", RoleRead, http.HandlerFunc(s.handleKV), http.MethodGet)
+	s.handlePrefix(r, "/kv/", RoleWrite, http.HandlerFunc(s.handleKV), http.MethodPut, http.MethodDelete)
 
 	s.handle(r, "/join", RoleAdmin, s.handleJoin, http.MethodGet, http.MethodPost)
 	s.handle(r, "/leave", RoleAdmin, s.handleLeave, http.MethodPost)
@@ -118,7 +128,7 @@ func (s *Service) routes() *mux.Router {
 		s.handle(r, "/debug/pprof/profile", RoleAdmin, pprof.Profile, http.MethodGet)
 		s.handle(r, "/debug/pprof/symbol", RoleAdmin, pprof.Symbol, http.MethodGet, http.MethodPost)
 		s.handle(r, "/debug/pprof/trace", RoleAdmin, pprof.Trace, http.MethodGet)
-		r.PathPrefix("/debug/pprof/").Handler(s.authorize(RoleAdmin, http.HandlerFunc(pprof.Index))).Methods(http.MethodGet)
+		s.handlePrefix(r, "/debug/pprof/", RoleAdmin, http.HandlerFunc(pprof.Index), http.MethodGet)
 	}
 
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

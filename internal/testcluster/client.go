@@ -114,16 +114,17 @@ func (c *Cluster) MustDo(t testing.TB, i int, method, target string, body []byte
 	return r
 }
 
-// Get sends GET target to member i.
+// Get sends GET target to member i (with the admin token when auth is on).
 func (c *Cluster) Get(t testing.TB, i int, target string) Response {
 	t.Helper()
-	return c.MustDo(t, i, http.MethodGet, target, nil, nil)
+	return c.MustDo(t, i, http.MethodGet, target, nil, c.AdminHeader())
 }
 
-// Post sends POST target with no body to member i.
+// Post sends POST target with no body to member i (with the admin token
+// when auth is on).
 func (c *Cluster) Post(t testing.TB, i int, target string) Response {
 	t.Helper()
-	return c.MustDo(t, i, http.MethodPost, target, nil, nil)
+	return c.MustDo(t, i, http.MethodPost, target, nil, c.AdminHeader())
 }
 
 // Set writes key=value through member i with the seed's GET /set.

@@ -29,6 +29,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/raftkv/raftkv/internal/auth"
 	"github.com/raftkv/raftkv/internal/config"
 	"github.com/raftkv/raftkv/internal/httpapi"
 	"github.com/raftkv/raftkv/internal/logging"
@@ -66,6 +67,11 @@ type settings struct {
 	maxKeyBytes       int
 	maxValueBytes     int
 	logStore          string
+
+	enablePprof      bool
+	authFile         string // AUTH_TOKENS_FILE; "" = auth off
+	allowRemoteAdmin bool
+	adminToken       string // the file's first admin token, for the cluster's own requests
 }
 
 // WithSnapshotThreshold makes raft snapshot (and compact its log, keeping
@@ -107,6 +113,25 @@ func WithLogStore(kind string) Option {
 	return func(s *settings) { s.logStore = kind }
 }
 
+// WithAuthTokensFile turns authentication on: every member loads the
+// tokens file at path (they share it, as a real cluster's nodes do), and
+// the cluster's own requests (the joins in Start, and the Get, Post, Set,
+// GetKey and Status helpers) send the file's first admin token. Do and
+// MustDo send only the headers they are given. See AuthReload.
+func WithAuthTokensFile(path string) Option {
+	return func(s *settings) { s.authFile = path }
+}
+
+// WithPprof sets ENABLE_PPROF.
+func WithPprof() Option {
+	return func(s *settings) { s.enablePprof = true }
+}
+
+// WithAllowRemoteAdmin sets ALLOW_REMOTE_ADMIN.
+func WithAllowRemoteAdmin() Option {
+	return func(s *settings) { s.allowRemoteAdmin = true }
+}
+
 // Cluster is a set of in-process members, indexed 0..n-1 with ids n1..nN.
 // Methods that take a testing.TB fail the test and belong on its goroutine;
 // Do and the accessors (Node, URL, Alive, ...) are safe from any goroutine.
@@ -130,6 +155,7 @@ type member struct {
 	boot     bool
 
 	// Set while running; nil after Kill.
+	auth   *auth.Store // nil when auth is off
 	node   *node.Node
 	svc    *httpapi.Service
 	srv    *http.Server
@@ -153,6 +179,13 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 	}
 	for _, o := range opts {
 		o(&set)
+	}
+	if set.authFile != "" {
+		toks, err := auth.LoadFile(set.authFile)
+		if err != nil {
+			t.Fatalf("testcluster: %v", err)
+		}
+		set.adminToken = toks.NodeToken()
 	}
 	c := &Cluster{
 		t:       t,
@@ -209,7 +242,7 @@ func (c *Cluster) joinViaFirst(t testing.TB, i int) {
 	var last Response
 	c.WaitFor(t, func() bool {
 		var err error
-		last, err = c.Do(0, http.MethodGet, target, nil, nil)
+		last, err = c.Do(0, http.MethodGet, target, nil, c.AdminHeader())
 		return err == nil && last.Status == http.StatusOK
 	}, StartTimeout, "join of "+m.id+" via n1")
 	// "unchanged" when an earlier attempt was applied but answered 504
@@ -223,6 +256,12 @@ func (c *Cluster) startMember(m *member) error {
 	logger, err := c.newLogger(m.id)
 	if err != nil {
 		return err
+	}
+	var store *auth.Store
+	if c.set.authFile != "" {
+		if store, err = auth.Open(c.set.authFile); err != nil {
+			return err
+		}
 	}
 	// Listen first so the advertised HTTP address is known to the node.
 	ln, err := listen(m.httpPort)
@@ -270,6 +309,10 @@ func (c *Cluster) startMember(m *member) error {
 		MaxValueBytes:  c.set.maxValueBytes,
 		RequestTimeout: c.set.requestTimeout,
 		Logger:         logger,
+
+		EnablePprof:      c.set.enablePprof,
+		Auth:             store,
+		AllowRemoteAdmin: c.set.allowRemoteAdmin,
 	})
 	srv := httpapi.NewServer(svc, c.set.requestTimeout)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -292,6 +335,7 @@ func (c *Cluster) startMember(m *member) error {
 	m.raftPort = raftPort
 	m.httpPort = ln.Addr().(*net.TCPAddr).Port
 	m.node, m.svc, m.srv, m.cancel, m.done = n, svc, srv, cancel, done
+	m.auth = store
 	c.mu.Unlock()
 	return nil
 }
@@ -326,6 +370,7 @@ func (c *Cluster) stopMember(m *member) error {
 	c.mu.Lock()
 	n, svc, srv, cancel, done := m.node, m.svc, m.srv, m.cancel, m.done
 	m.node, m.svc, m.srv, m.cancel, m.done = nil, nil, nil, nil, nil
+	m.auth = nil
 	c.mu.Unlock()
 	if n == nil {
 		return nil
@@ -414,6 +459,32 @@ func (c *Cluster) Node(i int) *node.Node {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return m.node
+}
+
+// AdminToken is the tokens file's first admin token, or "" with auth off.
+func (c *Cluster) AdminToken() string { return c.set.adminToken }
+
+// AdminHeader is an Authorization header with AdminToken, or nil with
+// auth off.
+func (c *Cluster) AdminHeader() http.Header {
+	if c.set.adminToken == "" {
+		return nil
+	}
+	return http.Header{"Authorization": {"Bearer " + c.set.adminToken}}
+}
+
+// AuthReload makes running member i read its tokens file again, as SIGHUP
+// does in the daemon. On an error its tokens stay as they were.
+func (c *Cluster) AuthReload(i int) error {
+	m := c.member(i)
+	c.mu.Lock()
+	store := m.auth
+	c.mu.Unlock()
+	if store == nil {
+		return fmt.Errorf("testcluster: %s is not running with auth on", m.id)
+	}
+	_, err := store.Reload()
+	return err
 }
 
 // Alive reports whether member i is running.
