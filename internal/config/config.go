@@ -45,6 +45,11 @@ type Config struct {
 	LogFormat string // LOG_FORMAT
 
 	EnablePprof bool // ENABLE_PPROF: serve /debug/pprof/
+
+	// Membership and lifecycle (lifecycle.go).
+	BootstrapExpect  int           // RAFT_BOOTSTRAP_EXPECT: form a cluster once this many nodes see each other
+	LeaveOnTerminate bool          // LEAVE_ON_TERMINATE: leave the configuration on SIGTERM/SIGINT
+	ShutdownTimeout  time.Duration // SHUTDOWN_TIMEOUT: bounds a graceful stop
 }
 
 // Defaults named once, so README and code cannot drift apart silently.
@@ -106,6 +111,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 	c.Join = p.list("RAFT_JOIN")
 	c.Bootstrap = p.boolean("RAFT_BOOTSTRAP", len(c.Join) == 0)
 	c.EnablePprof = p.boolean("ENABLE_PPROF", false)
+	c.loadLifecycle(&p)
 	if p.err != nil {
 		return Config{}, p.err
 	}
@@ -143,7 +149,7 @@ func (c Config) validate() error {
 	if c.Bootstrap && len(c.Join) > 0 {
 		return errors.New("RAFT_BOOTSTRAP: true conflicts with RAFT_JOIN; a joining node must not form its own cluster")
 	}
-	return nil
+	return c.validateLifecycle()
 }
 
 // ValidateNodeID reports whether id can name a node: short, printable,
