@@ -131,9 +131,11 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) (string, error
 		return "", fmt.Errorf("transfer leadership: %w", ErrNoTransferTarget)
 	}
 	from := n.raft.CurrentTerm()
-	f := n.raft.LeadershipTransfer()
+	var f raft.Future
 	if target != nil {
 		f = n.raft.LeadershipTransferToServer(target.ID, target.Address)
+	} else {
+		f = n.raft.LeadershipTransfer()
 	}
 	if err := await(ctx, f); err != nil {
 		switch {
