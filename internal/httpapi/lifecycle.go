@@ -151,6 +151,10 @@ func (s *Service) PrepareStop(ctx context.Context, leave bool) {
 // then, as for a follower, the leader is asked over HTTP to remove it.
 func (s *Service) leaveCluster(ctx context.Context) error {
 	self := s.node.ID()
+	if !s.isMember(ctx) {
+		s.log.Info("not a member of a cluster; nothing to leave")
+		return nil
+	}
 	var last error
 	for attempt := 0; attempt < 10 && ctx.Err() == nil; attempt++ {
 		if attempt > 0 {

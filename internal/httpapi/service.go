@@ -51,10 +51,11 @@ type Options struct {
 	// EnablePprof mounts net/http/pprof under /debug/pprof/. Off by
 	// default: profiles expose internals and cost CPU while taken.
 	EnablePprof bool
+	Logger      *logrus.Logger
+
 	// BootstrapExpect is RAFT_BOOTSTRAP_EXPECT: with an empty volume,
 	// Announce bootstraps once this many nodes see each other (0: off).
 	BootstrapExpect int
-	Logger          *logrus.Logger
 }
 
 // Service is the HTTP API of one node.
