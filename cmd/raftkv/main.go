@@ -75,6 +75,7 @@ func run(cfg config.Config, logger *logrus.Logger) error {
 
 		Auth:             authStore,
 		AllowRemoteAdmin: cfg.AllowRemoteAdmin,
+		BootstrapExpect:  cfg.BootstrapExpect,
 	})
 	srv := httpapi.NewServer(api, cfg.RequestTimeout)
 
@@ -87,23 +88,42 @@ func run(cfg config.Config, logger *logrus.Logger) error {
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.WithFields(logrus.Fields{
 		"node": cfg.NodeID, "http": cfg.HTTPAdvertise(), "raft": cfg.RaftAdvertise(),
-		"volume": cfg.VolumeDir, "bootstrap_if_empty": cfg.Bootstrap,
+		"volume": cfg.VolumeDir, "bootstrap_if_empty": cfg.Bootstrap, "bootstrap_expect": cfg.BootstrapExpect,
 	}).Info("raftkv started")
 
 	select {
 	case <-ctx.Done():
-		logger.Info("shutting down")
+		logger.WithField("timeout", cfg.ShutdownTimeout).Info("shutting down")
 	case err = <-serveErr:
 		err = fmt.Errorf("http server: %w", err)
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// A second signal now ends the process at once (Go's default action);
+	// and whatever happens, the stop cannot outlast its budget by much.
+	stop()
+	watchdog := time.AfterFunc(cfg.ShutdownTimeout+15*time.Second, func() {
+		logger.Error("graceful stop overran SHUTDOWN_TIMEOUT by 15s; exiting")
+		os.Exit(1)
+	})
+	defer watchdog.Stop()
+	// SHUTDOWN_TIMEOUT bounds the whole graceful stop: the leadership
+	// hand-off (or LEAVE_ON_TERMINATE) takes at most half of it, and
+	// in-flight requests finish within the rest.
+	deadline := time.Now().Add(cfg.ShutdownTimeout)
+	if err == nil {
+		handoffCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout/2)
+		api.PrepareStop(handoffCtx, cfg.LeaveOnTerminate)
+		cancel()
+	}
+	shutdownCtx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	if e := srv.Shutdown(shutdownCtx); e != nil && !errors.Is(e, http.ErrServerClosed) {
-		logger.WithError(e).Warn("http shutdown")
+		logger.WithError(e).Warn("in-flight requests did not finish within SHUTDOWN_TIMEOUT; closing their connections")
+		_ = srv.Close()
 	}
 	api.Close()
 	if e := n.Close(); e != nil {
 		return errors.Join(err, e)
 	}
+	logger.Info("raft and its stores closed; stopped")
 	return err
 }

@@ -52,6 +52,10 @@ type Config struct {
 	// Authentication (auth.go).
 	AuthTokensFile   string // AUTH_TOKENS_FILE: bearer tokens; empty = auth off
 	AllowRemoteAdmin bool   // ALLOW_REMOTE_ADMIN: auth off, admin routes from anywhere
+	// Membership and lifecycle (lifecycle.go).
+	BootstrapExpect  int           // RAFT_BOOTSTRAP_EXPECT: form a cluster once this many nodes see each other
+	LeaveOnTerminate bool          // LEAVE_ON_TERMINATE: leave the configuration on SIGTERM/SIGINT
+	ShutdownTimeout  time.Duration // SHUTDOWN_TIMEOUT: bounds a graceful stop
 }
 
 // Defaults named once, so README and code cannot drift apart silently.
@@ -116,6 +120,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 	c.Bootstrap = p.boolean("RAFT_BOOTSTRAP", len(c.Join) == 0)
 	c.EnablePprof = p.boolean("ENABLE_PPROF", false)
 	c.loadAuth(&p)
+	c.loadLifecycle(&p)
 	if p.err != nil {
 		return Config{}, p.err
 	}
@@ -153,7 +158,7 @@ func (c Config) validate() error {
 	if c.Bootstrap && len(c.Join) > 0 {
 		return errors.New("RAFT_BOOTSTRAP: true conflicts with RAFT_JOIN; a joining node must not form its own cluster")
 	}
-	return nil
+	return c.validateLifecycle()
 }
 
 // ValidateNodeID reports whether id can name a node: short, printable,

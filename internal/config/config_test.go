@@ -39,6 +39,7 @@ func TestLoadDefaults(t *testing.T) {
 		RequestTimeout:    5 * time.Second,
 		LogLevel:          "info",
 		LogFormat:         "text",
+		ShutdownTimeout:   10 * time.Second,
 	}
 	for name, lookup := range map[string]func(string) (string, bool){
 		"no variables":    env(),
@@ -117,6 +118,18 @@ func TestLoadValid(t *testing.T) {
 			func(c Config) (any, any) { return c.LogStore, "wal" }},
 		{"request timeout", []string{"REQUEST_TIMEOUT", "2s"},
 			func(c Config) (any, any) { return c.RequestTimeout, 2 * time.Second }},
+		{"bootstrap expect with join turns off the single-node bootstrap", []string{"RAFT_BOOTSTRAP_EXPECT", "3", "RAFT_JOIN", "a:1,b:2"},
+			func(c Config) (any, any) { return [2]any{c.BootstrapExpect, c.Bootstrap}, [2]any{3, false} }},
+		{"bootstrap expect may count a join list that names this node", []string{"RAFT_BOOTSTRAP_EXPECT", "3", "RAFT_JOIN", "a:1,b:2,c:3"},
+			func(c Config) (any, any) { return c.BootstrapExpect, 3 }},
+		{"bootstrap expect 1 needs no join", []string{"RAFT_BOOTSTRAP_EXPECT", "1"},
+			func(c Config) (any, any) { return [2]any{c.BootstrapExpect, c.Bootstrap}, [2]any{1, false} }},
+		{"bootstrap expect with explicit bootstrap false", []string{"RAFT_BOOTSTRAP_EXPECT", "2", "RAFT_JOIN", "a:1", "RAFT_BOOTSTRAP", "false"},
+			func(c Config) (any, any) { return [2]any{c.BootstrapExpect, c.Bootstrap}, [2]any{2, false} }},
+		{"leave on terminate", []string{"LEAVE_ON_TERMINATE", "true"},
+			func(c Config) (any, any) { return c.LeaveOnTerminate, true }},
+		{"shutdown timeout", []string{"SHUTDOWN_TIMEOUT", "30s"},
+			func(c Config) (any, any) { return c.ShutdownTimeout, 30 * time.Second }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -172,6 +185,16 @@ func TestLoadRejects(t *testing.T) {
 		{"join with bad port", []string{"RAFT_JOIN", "a:1,b:99999"}, "RAFT_JOIN"},
 		{"bootstrap maybe", []string{"RAFT_BOOTSTRAP", "maybe"}, "RAFT_BOOTSTRAP"},
 		{"bootstrap with join", []string{"RAFT_BOOTSTRAP", "true", "RAFT_JOIN", "10.0.0.1:8000"}, "RAFT_BOOTSTRAP"},
+		{"bootstrap expect 0", []string{"RAFT_BOOTSTRAP_EXPECT", "0"}, "RAFT_BOOTSTRAP_EXPECT"},
+		{"bootstrap expect negative", []string{"RAFT_BOOTSTRAP_EXPECT", "-3"}, "RAFT_BOOTSTRAP_EXPECT"},
+		{"bootstrap expect abc", []string{"RAFT_BOOTSTRAP_EXPECT", "three"}, "RAFT_BOOTSTRAP_EXPECT"},
+		{"bootstrap expect with bootstrap true", []string{"RAFT_BOOTSTRAP_EXPECT", "3", "RAFT_JOIN", "a:1,b:2", "RAFT_BOOTSTRAP", "true"}, "RAFT_BOOTSTRAP_EXPECT"},
+		{"bootstrap expect 1 with bootstrap true", []string{"RAFT_BOOTSTRAP_EXPECT", "1", "RAFT_BOOTSTRAP", "true"}, "RAFT_BOOTSTRAP_EXPECT"},
+		{"bootstrap expect 3 without join", []string{"RAFT_BOOTSTRAP_EXPECT", "3"}, "RAFT_BOOTSTRAP_EXPECT"},
+		{"bootstrap expect more than listed", []string{"RAFT_BOOTSTRAP_EXPECT", "4", "RAFT_JOIN", "a:1,b:2"}, "RAFT_BOOTSTRAP_EXPECT"},
+		{"leave on terminate maybe", []string{"LEAVE_ON_TERMINATE", "maybe"}, "LEAVE_ON_TERMINATE"},
+		{"shutdown timeout 0", []string{"SHUTDOWN_TIMEOUT", "0s"}, "SHUTDOWN_TIMEOUT"},
+		{"shutdown timeout without unit", []string{"SHUTDOWN_TIMEOUT", "10"}, "SHUTDOWN_TIMEOUT"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 func (s *Service) Announce(ctx context.Context, seeds []string) {
 	const steady, maxBackoff = time.Second, 10 * time.Second
 	wait, failures, wasMember, said := time.Duration(0), 0, false, ""
+	discover := s.expectBootstrap(seeds)
 	for {
 		select {
 		case <-ctx.Done():
@@ -36,6 +37,12 @@ func (s *Service) Announce(ctx context.Context, seeds []string) {
 			continue
 		}
 		targets := seeds
+		if s.opts.BootstrapExpect > 0 && !member && !wasMember && !s.node.HasState() {
+			if targets = discover(ctx); len(targets) == 0 {
+				wait = expectPoll // waiting for peers, or just bootstrapped
+				continue
+			}
+		}
 		if l, ok := s.node.Leader(); ok && l.HTTPAddr != "" {
 			targets = []string{l.HTTPAddr}
 		} else if member {
@@ -58,7 +65,7 @@ func (s *Service) Announce(ctx context.Context, seeds []string) {
 	}
 }
 
-// membership reports whether this node is a voter at its own Raft address,
+// membership reports whether this node is a member at its own Raft address,
 // and whether the cluster has its current HTTP address.
 func (s *Service) membership(ctx context.Context) (member, registered bool) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
@@ -69,7 +76,7 @@ func (s *Service) membership(ctx context.Context) (member, registered bool) {
 	}
 	for _, m := range members {
 		if m.ID == s.node.ID() {
-			member = m.Voter && m.RaftAddr == s.node.RaftAddr()
+			member = m.RaftAddr == s.node.RaftAddr() // a voter or a learner
 			registered = m.HTTPAddr == s.node.HTTPAdvertise()
 		}
 	}
@@ -79,7 +86,9 @@ func (s *Service) membership(ctx context.Context) (member, registered bool) {
 // announceTo asks each target in turn to join this node; the first that
 // answers 200 wins. A follower target forwards the request to its leader.
 func (s *Service) announceTo(ctx context.Context, targets []string) error {
-	uri := joinURI(s.node.ID(), s.node.RaftAddr(), s.node.HTTPAdvertise())
+	// No voter=false: a join never changes an existing member's suffrage,
+	// so a learner re-announcing itself stays a learner.
+	uri := joinURI(s.node.ID(), s.node.RaftAddr(), s.node.HTTPAdvertise(), true)
 	var last error
 	for _, t := range targets {
 		if t == s.node.HTTPAdvertise() {

@@ -20,25 +20,27 @@ type joinResponse struct {
 	HTTPAddr string `json:"http_addr,omitempty"`
 	Change   string `json:"change"` // added, updated or unchanged
 	Index    uint64 `json:"index,omitempty"`
+	Voter    bool   `json:"voter"` // suffrage after the join
 }
 
 // handleJoin adds a voter: /join?nodeId=n2&raftPort=9001 as in the seed
-// (the Raft host is the caller's IP), or raftAddr=host:port explicitly.
+// (the Raft host is the caller's IP), or raftAddr=host:port explicitly;
+// voter=false adds a learner.
 func (s *Service) handleJoin(w http.ResponseWriter, r *http.Request) {
-	id, raftAddr, httpAddr, err := s.joinParams(w, r)
+	id, raftAddr, httpAddr, voter, err := s.joinParams(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	// Resolve the caller-relative address here: once forwarded, the caller
 	// would be this node.
-	canonical := joinURI(id, raftAddr, httpAddr)
+	canonical := joinURI(id, raftAddr, httpAddr, voter)
 	if s.forwardOrServe(w, r, canonical, nil) {
 		return
 	}
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	res, err := s.node.Join(ctx, id, raftAddr, httpAddr)
+	res, err := s.node.Join(ctx, id, raftAddr, httpAddr, voter)
 	if errors.Is(err, node.ErrNotLeader) {
 		s.reforward(w, r, canonical, nil, maxHops)
 		return
@@ -47,19 +49,22 @@ func (s *Service) handleJoin(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, joinResponse{NodeID: id, RaftAddr: raftAddr, HTTPAddr: httpAddr, Change: res.Change, Index: res.Index})
+	writeJSON(w, http.StatusOK, joinResponse{NodeID: id, RaftAddr: raftAddr, HTTPAddr: httpAddr, Change: res.Change, Index: res.Index, Voter: res.Voter})
 }
 
-func (s *Service) joinParams(w http.ResponseWriter, r *http.Request) (id, raftAddr, httpAddr string, err error) {
+func (s *Service) joinParams(w http.ResponseWriter, r *http.Request) (id, raftAddr, httpAddr string, voter bool, err error) {
 	p, err := s.readParams(w, r)
 	if err != nil {
-		return "", "", "", err
+		return "", "", "", false, err
 	}
 	if id, err = p.required("nodeId"); err != nil {
-		return "", "", "", err
+		return "", "", "", false, err
 	}
 	if err = config.ValidateNodeID(id); err != nil {
-		return "", "", "", fmt.Errorf("%w: nodeId: %v", ErrBadRequest, err)
+		return "", "", "", false, fmt.Errorf("%w: nodeId: %v", ErrBadRequest, err)
+	}
+	if voter, err = voterParam(p); err != nil {
+		return "", "", "", false, err
 	}
 	if v, ok := p.get("raftAddr"); ok {
 		raftAddr, err = hostPort("raftAddr", v)
@@ -72,20 +77,23 @@ func (s *Service) joinParams(w http.ResponseWriter, r *http.Request) (id, raftAd
 		err = fmt.Errorf("%w: missing parameter \"raftPort\" (or \"raftAddr\")", ErrBadRequest)
 	}
 	if err != nil {
-		return "", "", "", err
+		return "", "", "", false, err
 	}
 	if v, ok := p.get("httpAddr"); ok {
 		if httpAddr, err = hostPort("httpAddr", v); err != nil {
-			return "", "", "", err
+			return "", "", "", false, err
 		}
 	}
-	return id, raftAddr, httpAddr, nil
+	return id, raftAddr, httpAddr, voter, nil
 }
 
-func joinURI(id, raftAddr, httpAddr string) string {
+func joinURI(id, raftAddr, httpAddr string, voter bool) string {
 	q := url.Values{"nodeId": {id}, "raftAddr": {raftAddr}}
 	if httpAddr != "" {
 		q.Set("httpAddr", httpAddr)
+	}
+	if !voter {
+		q.Set("voter", "false")
 	}
 	return "/join?" + q.Encode()
 }

@@ -78,6 +78,10 @@ var errorTable = []struct {
 	{node.ErrNodeNotFound, http.StatusNotFound, "node_not_found"},
 	{node.ErrAddressInUse, http.StatusConflict, "address_in_use"},
 	{node.ErrLastVoter, http.StatusConflict, "last_voter"},
+	{node.ErrSuffrageConflict, http.StatusConflict, "suffrage_conflict"},
+	{node.ErrNotVoter, http.StatusConflict, "not_voter"},
+	{node.ErrNoTransferTarget, http.StatusConflict, "no_transfer_target"},
+	{node.ErrAlreadyBootstrapped, http.StatusConflict, "already_bootstrapped"},
 	{fsm.ErrCASFailed, http.StatusConflict, "cas_failed"},
 	// 503: definitely not applied; safe to retry anywhere.
 	{node.ErrNotLeader, http.StatusServiceUnavailable, "not_leader"},
@@ -89,6 +93,7 @@ var errorTable = []struct {
 	{ErrHopLimit, http.StatusServiceUnavailable, "hop_limit"},
 	{ErrPeerUnauthorized, http.StatusServiceUnavailable, "peer_unauthorized"},
 	{ErrIndexNotReached, http.StatusServiceUnavailable, "index_not_reached"},
+	{node.ErrTransferFailed, http.StatusServiceUnavailable, "transfer_failed"},
 	// 502: a read's forward broke. 504: a write's outcome is unknown.
 	{ErrForwardFailed, http.StatusBadGateway, "forward_failed"},
 	{ErrForwardUnknown, http.StatusGatewayTimeout, "forward_unknown"},

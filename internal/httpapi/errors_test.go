@@ -28,6 +28,10 @@ func TestStatusOf(t *testing.T) {
 		{errors.Join(ErrLeaderUnreachable, errors.New("dial")), 503, "leader_unreachable"},
 		{errors.Join(ErrForwardUnknown, errors.New("reset")), 504, "forward_unknown"},
 		{errors.Join(ErrForwardFailed, errors.New("reset")), 502, "forward_failed"},
+		{fmt.Errorf("join n2 as a learner: %w", node.ErrSuffrageConflict), 409, "suffrage_conflict"},
+		{fmt.Errorf("transfer leadership to n3: %w", node.ErrNotVoter), 409, "not_voter"},
+		{fmt.Errorf("transfer leadership: %w", node.ErrNoTransferTarget), 409, "no_transfer_target"},
+		{fmt.Errorf("%w: leadership transfer timeout", node.ErrTransferFailed), 503, "transfer_failed"},
 		{errors.New("something else"), 500, "internal"},
 	}
 	for _, tt := range tests {
@@ -48,6 +52,7 @@ func TestErrorTableCoversSentinels(t *testing.T) {
 		fsm.ErrKeyNotFound, fsm.ErrCASFailed,
 		node.ErrNotLeader, node.ErrNoLeader, node.ErrUnavailable, node.ErrShutdown, node.ErrOutcomeUnknown,
 		node.ErrReadUnconfirmed, node.ErrNodeNotFound, node.ErrAddressInUse, node.ErrLastVoter,
+		node.ErrSuffrageConflict, node.ErrNotVoter, node.ErrNoTransferTarget, node.ErrTransferFailed, node.ErrAlreadyBootstrapped,
 	}
 	for _, e := range sentinels {
 		if status, _ := statusOf(e); status == http.StatusInternalServerError {

@@ -60,6 +60,10 @@ type Options struct {
 	// AllowRemoteAdmin lets admin routes answer callers from any host
 	// while Auth is nil (ALLOW_REMOTE_ADMIN).
 	AllowRemoteAdmin bool
+
+	// BootstrapExpect is RAFT_BOOTSTRAP_EXPECT: with an empty volume,
+	// Announce bootstraps once this many nodes see each other (0: off).
+	BootstrapExpect int
 }
 
 // Service is the HTTP API of one node.
@@ -120,9 +124,12 @@ func (s *Service) routes() *mux.Router {
 	s.handle(r, "/nodes", RoleRead, s.handleNodes, http.MethodGet)
 	s.handle(r, "/status", RoleRead, s.handleStatus, http.MethodGet)
 	s.handle(r, "/snapshot", RoleAdmin, s.handleSnapshot, http.MethodPost)
+	s.handle(r, "/promote", RoleAdmin, s.handlePromote, http.MethodPost)
+	s.handle(r, "/transfer-leadership", RoleAdmin, s.handleTransferLeadership, http.MethodPost)
 	s.handle(r, "/health", RolePublic, s.handleHealth, http.MethodGet)
 	s.handle(r, pathApply, RolePeer, s.handlePeerApply, http.MethodPost)
 	s.handle(r, pathReadIndex, RolePeer, s.handlePeerReadIndex, http.MethodPost)
+	s.handle(r, pathPeerInfo, RolePeer, s.handlePeerInfo, http.MethodGet)
 	if s.opts.EnablePprof {
 		s.handle(r, "/debug/pprof/cmdline", RoleAdmin, pprof.Cmdline, http.MethodGet)
 		s.handle(r, "/debug/pprof/profile", RoleAdmin, pprof.Profile, http.MethodGet)
@@ -146,7 +153,7 @@ func allowedMethods(r *http.Request) string {
 	switch p := r.URL.Path; {
 	case p == "/set", p == "/get", p == "/remove", p == "/join":
 		return "GET, POST"
-	case p == "/leave", p == "/snapshot", p == pathApply, p == pathReadIndex:
+	case p == "/leave", p == "/snapshot", p == pathApply, p == pathReadIndex, p == "/promote", p == "/transfer-leadership":
 		return "POST"
 	case len(p) > 4 && p[:4] == "/kv/":
 		return "GET, PUT, DELETE"

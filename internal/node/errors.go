@@ -29,4 +29,16 @@ var (
 	ErrAddressInUse = errors.New("raft address is already used by another member")
 	// ErrLastVoter: removing this member would leave no voter.
 	ErrLastVoter = errors.New("cannot remove the only voter")
+	// ErrSuffrageConflict: /join asked for a learner under the id of a
+	// voter; demoting is not a join's business.
+	ErrSuffrageConflict = errors.New("node is a voter; a join cannot make it a learner (leave, then join with voter=false)")
+	// ErrNotVoter: leadership can only go to a voter.
+	ErrNotVoter = errors.New("node is a learner (non-voter) and cannot lead; promote it first")
+	// ErrNoTransferTarget: there is no other voter to hand leadership to.
+	ErrNoTransferTarget = errors.New("no other voter to hand leadership to")
+	// ErrTransferFailed: raft did not move leadership in time; the caller
+	// may retry.
+	ErrTransferFailed = errors.New("leadership transfer did not complete")
+	// ErrAlreadyBootstrapped: Bootstrap on a node that already has state.
+	ErrAlreadyBootstrapped = errors.New("node already has raft state; not bootstrapping")
 )

@@ -18,6 +18,7 @@ type Member struct {
 	RaftAddr string `json:"raft_addr"`
 	HTTPAddr string `json:"http_addr,omitempty"`
 	Voter    bool   `json:"voter"`
+	Suffrage string `json:"suffrage"` // "voter" or "nonvoter" (a learner)
 	Leader   bool   `json:"leader"`
 }
 
@@ -37,6 +38,7 @@ func (n *Node) Members(ctx context.Context) ([]Member, error) {
 			RaftAddr: string(s.Address),
 			HTTPAddr: addrs[string(s.ID)],
 			Voter:    s.Suffrage == raft.Voter,
+			Suffrage: suffrageName(s.Suffrage),
 			Leader:   s.ID == leaderID,
 		})
 	}
@@ -64,13 +66,18 @@ func (n *Node) configuration(ctx context.Context) (raft.Configuration, error) {
 type JoinResult struct {
 	Change string // "added", "updated" (same id, new address) or "unchanged"
 	Index  uint64 // index of the last entry Join committed; 0 if none
+	Voter  bool   // the member's suffrage after the join
 }
 
-// Join makes id a voter at raftAddr. Joining an existing member with the
-// same address changes nothing; the same id with a new address moves it.
-// A Raft address held by a different id is refused rather than evicting
-// that member. httpAddr, when given, is recorded for forwarding.
-func (n *Node) Join(ctx context.Context, id, raftAddr, httpAddr string) (JoinResult, error) {
+// Join makes id a member at raftAddr: a voter, or a non-voting learner
+// when voter is false. Joining an existing member with the same address
+// changes nothing; the same id with a new address moves it. Join never
+// changes an existing member's suffrage: a learner stays a learner (see
+// Promote), and asking for a voter to become a learner is
+// ErrSuffrageConflict. A Raft address held by a different id is refused
+// rather than evicting that member. httpAddr, when given, is recorded for
+// forwarding.
+func (n *Node) Join(ctx context.Context, id, raftAddr, httpAddr string, voter bool) (JoinResult, error) {
 	if n.raft.State() != raft.Leader {
 		return JoinResult{}, ErrNotLeader
 	}
@@ -78,24 +85,34 @@ func (n *Node) Join(ctx context.Context, id, raftAddr, httpAddr string) (JoinRes
 	if err != nil {
 		return JoinResult{}, err
 	}
-	res := JoinResult{Change: "added"}
+	res := JoinResult{Change: "added", Voter: voter}
 	for _, s := range conf.Servers {
 		switch {
-		case string(s.ID) == id && string(s.Address) == raftAddr && s.Suffrage == raft.Voter:
-			res.Change = "unchanged"
 		case string(s.ID) == id:
+			if s.Suffrage == raft.Voter && !voter {
+				return JoinResult{}, fmt.Errorf("join %s as a learner: %w", id, ErrSuffrageConflict)
+			}
+			// Re-announcing a learner must not promote it.
+			res.Voter = s.Suffrage == raft.Voter
 			res.Change = "updated"
+			if string(s.Address) == raftAddr {
+				res.Change = "unchanged"
+			}
 		case string(s.Address) == raftAddr:
 			return JoinResult{}, fmt.Errorf("join %s at %s: %w (member %s)", id, raftAddr, ErrAddressInUse, s.ID)
 		}
 	}
 	if res.Change != "unchanged" {
-		f := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, timeLeft(ctx))
+		add, what := n.raft.AddVoter, "add voter "
+		if !res.Voter {
+			add, what = n.raft.AddNonvoter, "add learner "
+		}
+		f := add(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, timeLeft(ctx))
 		if err := await(ctx, f); err != nil {
-			return JoinResult{}, mapRaftError("add voter "+id, err)
+			return JoinResult{}, mapRaftError(what+id, err)
 		}
 		res.Index = f.Index()
-		n.log.WithFields(map[string]any{"node": id, "raft_addr": raftAddr, "change": res.Change}).Info("membership changed")
+		n.log.WithFields(map[string]any{"node": id, "raft_addr": raftAddr, "change": res.Change, "voter": res.Voter}).Info("membership changed")
 	}
 	if httpAddr != "" {
 		if known, _ := n.fsm.NodeHTTPAddr(id); known != httpAddr {
