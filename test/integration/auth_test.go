@@ -144,6 +144,18 @@ func routeCases(t *testing.T, c *testcluster.Cluster) []routeCase {
 		{method: "GET", route: "/join", role: A, target: n1},
 		{method: "POST", route: "/join", role: A, target: n1},
 		{method: "POST", route: "/leave", role: A, target: func(string) string { return q("/leave", "nodeId", ghost) }, prepare: addGhost},
+		{method: "POST", route: "/promote", role: A, target: func(string) string { return q("/promote", "nodeId", c.ID(0)) }},
+		// Naming the current leader is a no-op transfer; it still passes
+		// through authentication on whichever node gets it.
+		{method: "POST", route: "/transfer-leadership", role: A, target: func(string) string {
+			for i := range c.Size() {
+				if n := c.Node(i); n != nil && n.IsLeader() {
+					return q("/transfer-leadership", "nodeId", c.ID(i))
+				}
+			}
+			return "/transfer-leadership?nodeId=" + c.ID(0)
+		}},
+		{method: "GET", route: "/internal/info", role: P, target: func(string) string { return "/internal/info" }},
 		{method: "GET", route: "/nodes", role: R, target: func(string) string { return "/nodes" }},
 		{method: "GET", route: "/status", role: R, target: func(string) string { return "/status" }},
 		{method: "POST", route: "/snapshot", role: A, target: func(string) string { return "/snapshot" }},
