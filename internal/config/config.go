@@ -45,6 +45,14 @@ type Config struct {
 	LogFormat string // LOG_FORMAT
 
 	EnablePprof bool // ENABLE_PPROF: serve /debug/pprof/
+
+	// TLS (tls.go): empty file names mean plain TCP.
+	TLSCertFile     string // TLS_CERT_FILE: the HTTP API serves HTTPS
+	TLSKeyFile      string // TLS_KEY_FILE
+	TLSCAFile       string // TLS_CA_FILE: client certificates required
+	RaftTLSCertFile string // RAFT_TLS_CERT_FILE: mutual TLS on the Raft transport
+	RaftTLSKeyFile  string // RAFT_TLS_KEY_FILE
+	RaftTLSCAFile   string // RAFT_TLS_CA_FILE
 }
 
 // Defaults named once, so README and code cannot drift apart silently.
@@ -106,10 +114,14 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 	c.Join = p.list("RAFT_JOIN")
 	c.Bootstrap = p.boolean("RAFT_BOOTSTRAP", len(c.Join) == 0)
 	c.EnablePprof = p.boolean("ENABLE_PPROF", false)
+	c.loadTLS(&p)
 	if p.err != nil {
 		return Config{}, p.err
 	}
 	if err := c.validate(); err != nil {
+		return Config{}, err
+	}
+	if err := c.validateTLS(); err != nil {
 		return Config{}, err
 	}
 	return c, nil
