@@ -167,7 +167,7 @@ func (s *Service) handleNodes(w http.ResponseWriter, r *http.Request) {
 func (s *Service) probe(ctx context.Context, httpAddr string) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/health", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.nodeURL(httpAddr, "/health"), nil)
 	if err != nil {
 		return false
 	}
