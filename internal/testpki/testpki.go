@@ -161,11 +161,13 @@ func (l *Leaf) Write(t testing.TB, dir, name string, ca *CA) Files {
 }
 
 // ClientConfig is a client TLS config that trusts ca and, when leaf is not
-// nil, presents leaf as its client certificate.
+// nil, presents leaf whenever the server asks for a certificate, even one
+// from a CA the server did not list (as an attacker would; Go's default
+// would quietly send none).
 func ClientConfig(ca *CA, leaf *Leaf) *tls.Config {
 	c := &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}
 	if leaf != nil {
-		c.Certificates = []tls.Certificate{leaf.TLS}
+		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &leaf.TLS, nil }
 	}
 	return c
 }
