@@ -23,11 +23,16 @@ const (
 	transportTimeout = 10 * time.Second
 
 	// handshakeTimeout bounds an inbound TLS handshake, so a peer that
-	// connects and says nothing holds a goroutine only this long.
-	handshakeTimeout = 10 * time.Second
-	// maxHandshakes caps inbound handshakes in progress; a Raft cluster
-	// has a handful of peers, so beyond this the connections are a flood.
-	maxHandshakes = 64
+	// connects and says nothing holds a goroutine only this long. Real
+	// handshakes take milliseconds.
+	handshakeTimeout = 5 * time.Second
+	// maxHandshakesPerHost caps inbound handshakes in progress from one
+	// remote host: a peer needs one per connection it is opening (raft
+	// pools three), so one host holding more is stalling on purpose, and
+	// must not be able to crowd out the real peers. maxHandshakes caps them
+	// all, as a backstop against many hosts.
+	maxHandshakesPerHost = 8
+	maxHandshakes        = 1024
 	// refusalLogEvery limits warnings about refused peers to one per
 	// remote host per period (the rest go to debug): a rogue node retries
 	// every heartbeat.
@@ -65,10 +70,14 @@ type tlsStreamLayer struct {
 	client    *tls.Config
 	log       *logrus.Entry
 
-	conns      chan net.Conn // handshaken inbound connections
-	handshakes chan struct{} // semaphore: inbound handshakes in progress
-	done       chan struct{}
-	closeOnce  sync.Once
+	conns     chan net.Conn // handshaken inbound connections
+	ctx       context.Context
+	cancel    context.CancelFunc // on Close: abandons handshakes in progress
+	closeOnce sync.Once
+
+	pendingMu sync.Mutex
+	pending   map[string]int // remote host -> handshakes in progress
+	total     int
 
 	refusedMu sync.Mutex
 	refused   map[string]time.Time // remote host -> last warning
@@ -83,16 +92,16 @@ func newTLSStreamLayer(bind string, advertise net.Addr, tc *tlsconfig.Material, 
 		return nil, err
 	}
 	s := &tlsStreamLayer{
-		ln:         ln,
-		advertise:  advertise,
-		server:     tc.RaftServer(),
-		client:     tc.RaftClient(),
-		log:        log.WithField("component", "raft-tls"),
-		conns:      make(chan net.Conn),
-		handshakes: make(chan struct{}, maxHandshakes),
-		done:       make(chan struct{}),
-		refused:    map[string]time.Time{},
+		ln:        ln,
+		advertise: advertise,
+		server:    tc.RaftServer(),
+		client:    tc.RaftClient(),
+		log:       log.WithField("component", "raft-tls"),
+		conns:     make(chan net.Conn),
+		pending:   map[string]int{},
+		refused:   map[string]time.Time{},
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	// The same check raft's TCP transport makes: peers must be able to
 	// dial the address this node puts in the configuration.
 	if addr, ok := s.Addr().(*net.TCPAddr); !ok || addr.IP == nil || addr.IP.IsUnspecified() {
@@ -116,30 +125,59 @@ func (s *tlsStreamLayer) acceptLoop() {
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 			s.log.WithError(err).WithField("retry_in", delay).Warn("raft: accept failed")
 			select {
-			case <-s.done:
+			case <-s.ctx.Done():
 				return
 			case <-time.After(delay):
 			}
 			continue
 		}
 		delay = 0
-		select {
-		case s.handshakes <- struct{}{}:
-			go s.handshake(c)
-		default:
-			s.refuse(c.RemoteAddr(), errors.New("too many TLS handshakes in progress"))
+		host := hostOf(c.RemoteAddr())
+		if !s.startHandshake(host) {
+			s.refuse(c.RemoteAddr(), errors.New("too many TLS handshakes in progress from this host"))
 			c.Close()
+			continue
 		}
+		go s.handshake(c, host)
 	}
+}
+
+// startHandshake counts a handshake from host in, unless a cap is reached.
+func (s *tlsStreamLayer) startHandshake(host string) bool {
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	if s.pending[host] >= maxHandshakesPerHost || s.total >= maxHandshakes {
+		return false
+	}
+	s.pending[host]++
+	s.total++
+	return true
+}
+
+func (s *tlsStreamLayer) endHandshake(host string) {
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	if s.pending[host]--; s.pending[host] == 0 {
+		delete(s.pending, host)
+	}
+	s.total--
+}
+
+func hostOf(a net.Addr) string {
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
 }
 
 // handshake completes the server side of the handshake, which verifies
 // the peer's client certificate against the cluster CA, and hands the
 // connection to raft only if that succeeded.
-func (s *tlsStreamLayer) handshake(c net.Conn) {
-	defer func() { <-s.handshakes }()
+func (s *tlsStreamLayer) handshake(c net.Conn, host string) {
+	defer s.endHandshake(host)
 	tc := tls.Server(c, s.server)
-	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	ctx, cancel := context.WithTimeout(s.ctx, handshakeTimeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
@@ -149,7 +187,7 @@ func (s *tlsStreamLayer) handshake(c net.Conn) {
 	}
 	select {
 	case s.conns <- tc:
-	case <-s.done:
+	case <-s.ctx.Done():
 		tc.Close()
 	}
 }
@@ -157,10 +195,7 @@ func (s *tlsStreamLayer) handshake(c net.Conn) {
 // refuse logs a refused inbound connection: a warning per remote host at
 // most every refusalLogEvery, debug otherwise.
 func (s *tlsStreamLayer) refuse(remote net.Addr, err error) {
-	host := remote.String()
-	if h, _, e := net.SplitHostPort(host); e == nil {
-		host = h
-	}
+	host := hostOf(remote)
 	now := time.Now()
 	s.refusedMu.Lock()
 	last, seen := s.refused[host]
@@ -185,7 +220,7 @@ func (s *tlsStreamLayer) Accept() (net.Conn, error) {
 	select {
 	case c := <-s.conns:
 		return c, nil
-	case <-s.done:
+	case <-s.ctx.Done():
 		return nil, net.ErrClosed
 	}
 }
@@ -207,20 +242,13 @@ func (s *tlsStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration)
 func (s *tlsStreamLayer) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
-		close(s.done)
+		s.cancel()
 		err = s.ln.Close()
 	})
 	return err
 }
 
-func (s *tlsStreamLayer) closed() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
+func (s *tlsStreamLayer) closed() bool { return s.ctx.Err() != nil }
 
 // Addr is the address peers dial: the advertised one if set.
 func (s *tlsStreamLayer) Addr() net.Addr {
