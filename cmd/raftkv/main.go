@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -44,6 +45,15 @@ func run(cfg config.Config, logger *logrus.Logger) error {
 	if err != nil {
 		return fmt.Errorf("AUTH_TOKENS_FILE: %w", err)
 	}
+	// Certificates were checked by config.Load; load them for use.
+	httpTLS, err := cfg.LoadHTTPTLS()
+	if err != nil {
+		return err
+	}
+	raftTLS, err := cfg.LoadRaftTLS()
+	if err != nil {
+		return err
+	}
 	// Listen first so a port clash fails before any Raft state is touched.
 	ln, err := net.Listen("tcp", cfg.HTTPBind())
 	if err != nil {
@@ -60,24 +70,29 @@ func run(cfg config.Config, logger *logrus.Logger) error {
 		SnapshotThreshold: cfg.SnapshotThreshold,
 		SnapshotInterval:  cfg.SnapshotInterval,
 		SnapshotRetain:    cfg.SnapshotRetain,
+		RaftTLS:           raftTLS,
 		Logger:            logger,
 	})
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	api := httpapi.New(n, httpapi.Options{
-		MaxKeyBytes:    cfg.MaxKeyBytes,
-		MaxValueBytes:  cfg.MaxValueBytes,
-		RequestTimeout: cfg.RequestTimeout,
-		EnablePprof:    cfg.EnablePprof,
-		Logger:         logger,
-
+	apiOpts := httpapi.Options{
+		MaxKeyBytes:      cfg.MaxKeyBytes,
+		MaxValueBytes:    cfg.MaxValueBytes,
+		RequestTimeout:   cfg.RequestTimeout,
+		EnablePprof:      cfg.EnablePprof,
+		Logger:           logger,
 		Auth:             authStore,
 		AllowRemoteAdmin: cfg.AllowRemoteAdmin,
 		BootstrapExpect:  cfg.BootstrapExpect,
-	})
-	srv := httpapi.NewServer(api, cfg.RequestTimeout)
+	}
+	var serverTLS *tls.Config
+	if httpTLS != nil {
+		serverTLS, apiOpts.ClientTLS = httpTLS.HTTPServer(), httpTLS.HTTPClient()
+	}
+	api := httpapi.New(n, apiOpts)
+	srv := httpapi.NewServer(api, cfg.RequestTimeout, httpapi.WithServerLog(logger))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -85,10 +100,11 @@ func run(cfg config.Config, logger *logrus.Logger) error {
 	watchSIGHUP(ctx, authStore, logger)
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- httpapi.Serve(srv, ln, serverTLS) }()
 	logger.WithFields(logrus.Fields{
 		"node": cfg.NodeID, "http": cfg.HTTPAdvertise(), "raft": cfg.RaftAdvertise(),
 		"volume": cfg.VolumeDir, "bootstrap_if_empty": cfg.Bootstrap, "bootstrap_expect": cfg.BootstrapExpect,
+		"https": httpTLS != nil, "client_certs": cfg.TLSCAFile != "", "raft_mtls": raftTLS != nil,
 	}).Info("raftkv started")
 
 	select {

@@ -56,6 +56,13 @@ type Config struct {
 	BootstrapExpect  int           // RAFT_BOOTSTRAP_EXPECT: form a cluster once this many nodes see each other
 	LeaveOnTerminate bool          // LEAVE_ON_TERMINATE: leave the configuration on SIGTERM/SIGINT
 	ShutdownTimeout  time.Duration // SHUTDOWN_TIMEOUT: bounds a graceful stop
+	// TLS (tls.go): empty file names mean plain TCP.
+	TLSCertFile     string // TLS_CERT_FILE: the HTTP API serves HTTPS
+	TLSKeyFile      string // TLS_KEY_FILE
+	TLSCAFile       string // TLS_CA_FILE: client certificates required
+	RaftTLSCertFile string // RAFT_TLS_CERT_FILE: mutual TLS on the Raft transport
+	RaftTLSKeyFile  string // RAFT_TLS_KEY_FILE
+	RaftTLSCAFile   string // RAFT_TLS_CA_FILE
 }
 
 // Defaults named once, so README and code cannot drift apart silently.
@@ -121,10 +128,14 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 	c.EnablePprof = p.boolean("ENABLE_PPROF", false)
 	c.loadAuth(&p)
 	c.loadLifecycle(&p)
+	c.loadTLS(&p)
 	if p.err != nil {
 		return Config{}, p.err
 	}
 	if err := c.validate(); err != nil {
+		return Config{}, err
+	}
+	if err := c.validateTLS(); err != nil {
 		return Config{}, err
 	}
 	return c, nil

@@ -94,7 +94,7 @@ func (s *Service) announceTo(ctx context.Context, targets []string) error {
 		if t == s.node.HTTPAdvertise() {
 			continue
 		}
-		last = s.askJoin(ctx, "http://"+t+uri)
+		last = s.askJoin(ctx, s.nodeURL(t, uri))
 		if last == nil {
 			s.log.WithField("via", t).Info("joined the cluster")
 			return nil

@@ -190,7 +190,7 @@ func (s *Service) askSeeds(ctx context.Context, seeds []string) []peerInfo {
 			ctx, cancel := context.WithTimeout(ctx, peerInfoTimeout)
 			defer cancel()
 			var in peerInfo
-			if _, err := s.peerCall(ctx, http.MethodGet, "http://"+addr+pathPeerInfo, &in); err != nil {
+			if _, err := s.peerCall(ctx, http.MethodGet, s.nodeURL(addr, pathPeerInfo), &in); err != nil {
 				s.log.WithError(err).Debug("seed did not answer")
 				return
 			}

@@ -175,7 +175,7 @@ func (s *Service) handleNodes(w http.ResponseWriter, r *http.Request) {
 func (s *Service) probe(ctx context.Context, httpAddr string) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	req, err := s.peerRequest(ctx, http.MethodGet, "http://"+httpAddr+"/health", nil)
+	req, err := s.peerRequest(ctx, http.MethodGet, s.nodeURL(httpAddr, "/health"), nil)
 	if err != nil {
 		return false
 	}

@@ -115,7 +115,7 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request, uri string, bo
 
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout+forwardSlack)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, r.Method, "http://"+leader.HTTPAddr+uri, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, r.Method, s.nodeURL(leader.HTTPAddr, uri), bytes.NewReader(body))
 	if err != nil {
 		s.writeError(w, r, err)
 		return true

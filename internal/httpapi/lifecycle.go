@@ -186,7 +186,7 @@ func (s *Service) leaveCluster(ctx context.Context) error {
 		if l.ID == self {
 			continue
 		}
-		status, err := s.peerCall(ctx, http.MethodPost, "http://"+l.HTTPAddr+"/leave?"+url.Values{"nodeId": {self}}.Encode(), nil)
+		status, err := s.peerCall(ctx, http.MethodPost, s.nodeURL(l.HTTPAddr, "/leave?"+url.Values{"nodeId": {self}}.Encode()), nil)
 		switch {
 		case err == nil, status == http.StatusNotFound: // removed, now or before
 			s.log.WithField("via", l.ID).Info("left the cluster")

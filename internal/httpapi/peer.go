@@ -133,7 +133,7 @@ func (s *Service) readIndexViaLeader(ctx context.Context) (uint64, error) {
 func (s *Service) peerPost(ctx context.Context, addr, path string, body []byte, write bool) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout+forwardSlack)
 	defer cancel()
-	req, err := s.peerRequest(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(body))
+	req, err := s.peerRequest(ctx, http.MethodPost, s.nodeURL(addr, path), bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}

@@ -6,10 +6,10 @@ package httpapi
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
@@ -64,6 +64,10 @@ type Options struct {
 	// BootstrapExpect is RAFT_BOOTSTRAP_EXPECT: with an empty volume,
 	// Announce bootstraps once this many nodes see each other (0: off).
 	BootstrapExpect int
+
+	// ClientTLS, when set, makes calls to other nodes' APIs use HTTPS with
+	// this configuration (the cluster is uniform: all TLS or none).
+	ClientTLS *tls.Config
 }
 
 // Service is the HTTP API of one node.
@@ -84,19 +88,10 @@ func New(n *node.Node, opts Options) *Service {
 		opts.Logger = logrus.StandardLogger()
 	}
 	s := &Service{
-		node: n,
-		opts: opts,
-		log:  opts.Logger.WithField("component", "http"),
-		client: &http.Client{
-			Transport: &http.Transport{
-				DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-				MaxIdleConns:        256,
-				MaxIdleConnsPerHost: 128,
-				IdleConnTimeout:     90 * time.Second,
-			},
-			// Never follow redirects: a forwarded answer goes back as it is.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		node:   n,
+		opts:   opts,
+		log:    opts.Logger.WithField("component", "http"),
+		client: newNodeClient(opts.ClientTLS),
 	}
 	s.router = s.routes()
 	return s
@@ -215,8 +210,8 @@ func setIndexHeader(w http.ResponseWriter, name string, index uint64) {
 // NewServer wraps h in an http.Server whose timeouts bound slow clients:
 // headers must arrive promptly, and a response may take as long as a
 // leader wait plus a forwarded request's own deadline.
-func NewServer(h http.Handler, requestTimeout time.Duration) *http.Server {
-	return &http.Server{
+func NewServer(h http.Handler, requestTimeout time.Duration, opts ...ServerOption) *http.Server {
+	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -224,4 +219,8 @@ func NewServer(h http.Handler, requestTimeout time.Duration) *http.Server {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
+	for _, o := range opts {
+		o(srv)
+	}
+	return srv
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/logging"
+	"github.com/raftkv/raftkv/internal/tlsconfig"
 )
 
 // Config is what a Node needs. Zero timing fields keep hashicorp/raft's
@@ -35,6 +36,10 @@ type Config struct {
 	RaftAdvertise  string // host:port peers dial; empty: the bound address
 	HTTPAdvertise  string // host:port of this node's API, replicated for forwarding
 	Bootstrap      bool   // form a one-node cluster if Dir holds no state
+
+	// RaftTLS, when set, runs the Raft transport over mutual TLS: only
+	// peers with a certificate from RaftTLS.CA connect (transport.go).
+	RaftTLS *tlsconfig.Material
 
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
@@ -118,7 +123,7 @@ func (n *Node) open() error {
 			return fmt.Errorf("resolve raft advertise address %q: %w", cfg.RaftAdvertise, err)
 		}
 	}
-	trans, err := raft.NewTCPTransportWithLogger(cfg.RaftBind, advertise, 3, 10*time.Second, hlog.Named("net"))
+	trans, err := newTransport(cfg.RaftBind, advertise, cfg.RaftTLS, hlog.Named("net"), n.log)
 	if err != nil {
 		return fmt.Errorf("listen for raft on %s: %w", cfg.RaftBind, err)
 	}

@@ -13,6 +13,7 @@ package testcluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,7 @@ import (
 	"github.com/raftkv/raftkv/internal/httpapi"
 	"github.com/raftkv/raftkv/internal/logging"
 	"github.com/raftkv/raftkv/internal/node"
+	"github.com/raftkv/raftkv/internal/tlsconfig"
 )
 
 // Timings every member uses. Raft's defaults (1s, 1s, 500ms) would make
@@ -67,6 +69,7 @@ type settings struct {
 	maxKeyBytes       int
 	maxValueBytes     int
 	logStore          string
+	tls               bool // WithTLS
 
 	enablePprof      bool
 	authFile         string // AUTH_TOKENS_FILE; "" = auth off
@@ -140,6 +143,7 @@ type Cluster struct {
 	set     settings
 	logSink *logSink
 	client  *http.Client
+	pki     *clusterPKI // WithTLS; nil otherwise
 
 	mu      sync.Mutex
 	members []*member
@@ -209,6 +213,10 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 	base := t.TempDir()
 	t.Cleanup(c.logSink.close)
 	t.Cleanup(c.closeAll)
+	if set.tls {
+		c.pki = newClusterPKI(t, base)
+		c.client.Transport.(*http.Transport).TLSClientConfig = c.ClientTLS()
+	}
 
 	for i := range n {
 		m := &member{
@@ -273,6 +281,13 @@ func (c *Cluster) startMember(m *member) error {
 		raftBind = net.JoinHostPort("127.0.0.1", strconv.Itoa(m.raftPort))
 	}
 	httpAddr := ln.Addr().String()
+	var tlsMat *tlsconfig.Material
+	if c.pki != nil {
+		if tlsMat, err = c.pki.material(c.t, m.id); err != nil {
+			ln.Close()
+			return err
+		}
+	}
 	var n *node.Node
 	err = retryAddrInUse(func() error {
 		var e error
@@ -290,6 +305,7 @@ func (c *Cluster) startMember(m *member) error {
 			HeartbeatTimeout:   HeartbeatTimeout,
 			ElectionTimeout:    ElectionTimeout,
 			LeaderLeaseTimeout: LeaderLeaseTimeout,
+			RaftTLS:            tlsMat,
 			Logger:             logger,
 		})
 		return e
@@ -304,24 +320,28 @@ func (c *Cluster) startMember(m *member) error {
 		_ = n.Close()
 		return fmt.Errorf("raft address %q: %w", n.RaftAddr(), err)
 	}
-	svc := httpapi.New(n, httpapi.Options{
-		MaxKeyBytes:    c.set.maxKeyBytes,
-		MaxValueBytes:  c.set.maxValueBytes,
-		RequestTimeout: c.set.requestTimeout,
-		Logger:         logger,
-
+	opts := httpapi.Options{
+		MaxKeyBytes:      c.set.maxKeyBytes,
+		MaxValueBytes:    c.set.maxValueBytes,
+		RequestTimeout:   c.set.requestTimeout,
+		Logger:           logger,
 		EnablePprof:      c.set.enablePprof,
 		Auth:             store,
 		AllowRemoteAdmin: c.set.allowRemoteAdmin,
-	})
-	srv := httpapi.NewServer(svc, c.set.requestTimeout)
+	}
+	var serverTLS *tls.Config
+	if tlsMat != nil {
+		serverTLS, opts.ClientTLS = tlsMat.HTTPServer(), tlsMat.HTTPClient()
+	}
+	svc := httpapi.New(n, opts)
+	srv := httpapi.NewServer(svc, c.set.requestTimeout, httpapi.WithServerLog(logger))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := httpapi.Serve(srv, ln, serverTLS); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.WithError(err).Error("http server stopped")
 		}
 	}()
@@ -451,7 +471,7 @@ func (c *Cluster) HTTPAddr(i int) string {
 }
 
 // URL is member i's API base URL, without a trailing slash.
-func (c *Cluster) URL(i int) string { return "http://" + c.HTTPAddr(i) }
+func (c *Cluster) URL(i int) string { return c.scheme() + c.HTTPAddr(i) }
 
 // Node is member i's running node, or nil if it is killed.
 func (c *Cluster) Node(i int) *node.Node {

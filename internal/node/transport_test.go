@@ -1,0 +1,169 @@
+package node
+
+import (
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/raftkv/raftkv/internal/testpki"
+	"github.com/raftkv/raftkv/internal/tlsconfig"
+)
+
+func material(t *testing.T, ca *testpki.CA, name string) *tlsconfig.Material {
+	t.Helper()
+	f := ca.Issue(t, name).Write(t, t.TempDir(), name, ca)
+	m, err := tlsconfig.Load(f.Cert, f.Key, f.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// closedWithin reports whether the server closes c (read ends without a
+// timeout) within d.
+func closedWithin(c net.Conn, d time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	_, err := c.Read(make([]byte, 1))
+	var ne net.Error
+	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// TestTLSStreamLayer: connections that stall their handshake are capped
+// per host and cannot block a real peer once they are gone; refusals are
+// logged without flooding; a real peer's connection carries bytes both
+// ways; Close ends Accept and abandons handshakes in progress.
+func TestTLSStreamLayer(t *testing.T) {
+	ca := testpki.NewCA(t, "cluster")
+	logger, hook := test.NewNullLogger()
+	logger.SetLevel(logrus.DebugLevel)
+	srv, err := newTLSStreamLayer("127.0.0.1:0", nil, material(t, ca, "server"), logger.WithField("node", "srv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	cli, err := newTLSStreamLayer("127.0.0.1:0", nil, material(t, ca, "client"), logger.WithField("node", "cli"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	addr := srv.Addr().String()
+
+	// maxHandshakesPerHost connections that never speak: all held open...
+	var stalled []net.Conn
+	for range maxHandshakesPerHost {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stalled = append(stalled, c)
+	}
+	waitUntil(t, func() bool {
+		srv.pendingMu.Lock()
+		defer srv.pendingMu.Unlock()
+		return srv.total == maxHandshakesPerHost
+	}, "the stalled handshakes to be counted")
+	// ...and one more from the same host is closed at once.
+	extra, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !closedWithin(extra, time.Second) {
+		t.Fatal("a handshake over the per-host cap was not refused at once")
+	}
+	extra.Close()
+	for _, c := range stalled {
+		c.Close()
+	}
+	waitUntil(t, func() bool {
+		srv.pendingMu.Lock()
+		defer srv.pendingMu.Unlock()
+		return srv.total == 0
+	}, "the closed handshakes to be released")
+
+	// A real peer gets through, both ways.
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := srv.Accept()
+		if err == nil {
+			accepted <- c
+		}
+		close(accepted)
+	}()
+	c, err := cli.Dial(raft.ServerAddress(addr), 2*time.Second)
+	if err != nil {
+		t.Fatalf("dial with a valid certificate: %v", err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	var sc net.Conn
+	select {
+	case sc = <-accepted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the valid peer was not accepted")
+	}
+	if sc == nil {
+		t.Fatal("Accept failed")
+	}
+	got := make([]byte, 4)
+	_ = sc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.ReadFull(sc, got); err != nil || string(got) != "ping" {
+		t.Fatalf("server read %q, %v", got, err)
+	}
+	sc.Close()
+
+	// One warning for the refused host; the stalled ones (closed by their
+	// client) went to debug.
+	warned, debugged := 0, 0
+	for _, e := range hook.AllEntries() {
+		if e.Message != "" && e.Data["remote"] != nil {
+			switch e.Level {
+			case logrus.WarnLevel:
+				warned++
+			case logrus.DebugLevel:
+				debugged++
+			}
+		}
+	}
+	if warned != 1 || debugged < maxHandshakesPerHost {
+		t.Fatalf("refusals logged: %d warnings, %d debug lines; want 1 warning and the rest at debug", warned, debugged)
+	}
+
+	// Close abandons a handshake in progress and ends Accept.
+	staller, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer staller.Close()
+	waitUntil(t, func() bool {
+		srv.pendingMu.Lock()
+		defer srv.pendingMu.Unlock()
+		return srv.total == 1
+	}, "the staller's handshake to start")
+	begin := time.Now()
+	srv.Close()
+	if !closedWithin(staller, time.Second) {
+		t.Fatalf("handshake in progress still open %v after Close", time.Since(begin))
+	}
+	if _, err := srv.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept after Close: %v, want net.ErrClosed", err)
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
