@@ -438,3 +438,61 @@ func fileExists(path string) bool {
 	st, err := os.Stat(path)
 	return err == nil && st.Mode().IsRegular()
 }
+
+// TestHealthcheckNotReady runs the real binary as a node that can never be
+// ready (it waits to join a seed that does not exist) and checks that the
+// process is up while `raftkv healthcheck` still fails and says why: the
+// container must not be reported healthy before it is in a cluster.
+func TestHealthcheckNotReady(t *testing.T) {
+	img := dockerImage(t)
+	ports, err := proc.FreePorts(3) // HTTP, Raft, and a seed nobody serves
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	env := append(proc.BaseEnv(),
+		"HTTP_SERVER_PORT="+strconv.Itoa(ports[0]), "RAFT_SERVER_PORT="+strconv.Itoa(ports[1]),
+		"RAFT_VOLUME_DIR="+filepath.Join(dir, "volume"), "RAFT_JOIN=127.0.0.1:"+strconv.Itoa(ports[2]))
+	logPath := filepath.Join(dir, "node.log")
+	node, _ := startProcess(t, nil, []string{img.bin}, env, dir, logPath, -1, -1)
+	exited := make(chan error, 1)
+	nodeDone := make(chan struct{})
+	go func() { exited <- node.Wait(); close(nodeDone) }()
+	t.Cleanup(func() {
+		node.Process.Kill()
+		<-nodeDone
+		if t.Failed() {
+			t.Logf("--- node log ---\n%s", proc.Tail(logPath, 40))
+		}
+	})
+
+	base := "http://127.0.0.1:" + strconv.Itoa(ports[0])
+	waitFor(t, 20*time.Second, exited, "the process to answer /health", func() error {
+		hc, out := startProcess(t, nil, []string{img.bin, "healthcheck", base + "/health"}, env, dir, "", -1, -1)
+		err := waitProcess(hc, 10*time.Second)
+		if err != nil {
+			b, _ := os.ReadFile(out)
+			err = fmt.Errorf("%v: %s", err, bytes.TrimSpace(b))
+		}
+		return err
+	})
+	// The default URL is this node's /ready, which must not be 200.
+	hc, out := startProcess(t, nil, []string{img.bin, "healthcheck"}, env, dir, "", -1, -1)
+	err = waitProcess(hc, 10*time.Second)
+	b, _ := os.ReadFile(out)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("healthcheck of a node without a cluster: %v, want exit status 1; output %s", err, b)
+	}
+	if !strings.Contains(string(b), base+"/ready") {
+		t.Errorf("the failure does not name the URL it checked: %s", b)
+	}
+	switch {
+	case strings.Contains(string(b), "404 Not Found"):
+		// TODO(lead): drop this case once GET /ready is merged.
+		t.Logf("GET /ready is not merged into this branch yet (404); after the merge this must be a 503")
+	case !strings.Contains(string(b), "503 Service Unavailable"):
+		t.Errorf("want a 503 from /ready with its reason, got: %s", b)
+	}
+	t.Logf("not ready, as expected: %s", bytes.TrimSpace(b))
+}
