@@ -5,8 +5,9 @@
 # docker compose up                                       # three nodes (docker-compose.yml)
 #
 # test/deploy parses this file: it runs the build stage's `go build` as written
-# and starts the binary with the final stage's ENV and ENTRYPOINT/CMD. Keep
-# instructions on one line each (no "\" continuations) and ENV in key=value form.
+# and starts the binary with the final stage's ENV, ENTRYPOINT, USER and
+# HEALTHCHECK. Keep the go build a plain command (no $VARS, no &&) and the
+# ENTRYPOINT and HEALTHCHECK in exec form (the image has no shell).
 
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
