@@ -24,6 +24,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		os.Exit(healthcheck(os.Args[2:], os.LookupEnv, os.Stdout, os.Stderr))
+	}
 	cfg, err := config.Load(os.LookupEnv)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "raftkv: configuration: %v\n", err)
