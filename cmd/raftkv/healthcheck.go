@@ -3,20 +3,17 @@ package main
 import (
 	"bytes"
 	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/raftkv/raftkv/internal/config"
+	"github.com/raftkv/raftkv/internal/tlsconfig"
 )
 
 // The healthcheck subcommand exists because the container image (distroless)
@@ -59,22 +56,17 @@ func healthcheck(args []string, lookup func(string) (string, bool), stdout, stde
 		fs.Usage()
 		return healthUsage
 	}
-	env := func(name string) string {
-		v, _ := lookup(name)
-		return strings.TrimSpace(v)
+	// The check runs beside the node with the node's own environment:
+	// the same defaults find its port, the same certificates reach it.
+	cfg, err := config.Load(lookup)
+	if err != nil {
+		fmt.Fprintf(stderr, "raftkv healthcheck: configuration: %v\n", err)
+		return healthUsage
 	}
-
 	target, serverName := fs.Arg(0), ""
 	if target == "" {
-		// Same defaults as the server, so the check finds the node it
-		// runs beside without any configuration of its own.
-		cfg, err := config.Load(lookup)
-		if err != nil {
-			fmt.Fprintf(stderr, "raftkv healthcheck: configuration: %v\n", err)
-			return healthUsage
-		}
 		scheme := "http"
-		if env("TLS_CERT_FILE") != "" {
+		if cfg.HTTPTLS() {
 			// The node's certificate names the address peers use for
 			// it, not loopback; verify against that name.
 			scheme, serverName = "https", cfg.AdvertiseAddr
@@ -93,11 +85,18 @@ func healthcheck(args []string, lookup func(string) (string, bool), stdout, stde
 		DisableKeepAlives: true,
 	}
 	if u.Scheme == "https" {
-		tc, err := healthTLSConfig(env, serverName)
+		// A node with TLS_CA_FILE requires a client certificate on every
+		// connection: present the node's own, as its peers do.
+		tc := &tls.Config{MinVersion: tlsconfig.MinVersion}
+		m, err := cfg.LoadHTTPTLS()
 		if err != nil {
 			fmt.Fprintf(stderr, "raftkv healthcheck: %v\n", err)
 			return healthUsage
 		}
+		if m != nil {
+			tc = m.HTTPClient()
+		}
+		tc.ServerName = serverName
 		transport.TLSClientConfig = tc
 	}
 	client := &http.Client{
@@ -120,34 +119,4 @@ func healthcheck(args []string, lookup func(string) (string, bool), stdout, stde
 	}
 	fmt.Fprintf(stdout, "%s: %s\n", resp.Status, body)
 	return healthOK
-}
-
-// healthTLSConfig trusts TLS_CA_FILE when set (the system roots otherwise)
-// and presents TLS_CERT_FILE/TLS_KEY_FILE when both are set, because a node
-// with TLS_CA_FILE requires a client certificate on every connection.
-func healthTLSConfig(env func(string) string, serverName string) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
-	if ca := env("TLS_CA_FILE"); ca != "" {
-		pem, err := os.ReadFile(ca)
-		if err != nil {
-			return nil, fmt.Errorf("TLS_CA_FILE: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("TLS_CA_FILE: %s holds no PEM certificate", ca)
-		}
-		tc.RootCAs = pool
-	}
-	certFile, keyFile := env("TLS_CERT_FILE"), env("TLS_KEY_FILE")
-	switch {
-	case certFile != "" && keyFile != "":
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("TLS_CERT_FILE/TLS_KEY_FILE: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	case certFile != "" || keyFile != "":
-		return nil, errors.New("TLS_CERT_FILE and TLS_KEY_FILE must be set together")
-	}
-	return tc, nil
 }

@@ -232,15 +232,15 @@ func TestHealthcheckTLS(t *testing.T) {
 	}{
 		{name: "default URL is https checked against ADVERTISE_ADDR, with the client certificate",
 			env: nodeEnv, wantCode: 0, wantClientCert: true},
-		{name: "no client certificate: the mTLS server refuses", args: []string{"https://127.0.0.1:" + portOf(t, mtls.URL) + "/ready"},
-			env: map[string]string{"TLS_CA_FILE": pki.caFile}, wantCode: 1, wantStderr: "certificate"},
-		{name: "explicit https URL with TLS_CA_FILE", args: []string{plain.URL + "/ready"},
-			env: map[string]string{"TLS_CA_FILE": loopPKI.caFile}, wantCode: 0},
+		{name: "no TLS settings: system roots, the cluster CA is unknown", args: []string{"https://127.0.0.1:" + portOf(t, mtls.URL) + "/ready"},
+			env: map[string]string{}, wantCode: 1, wantStderr: "certificate"},
+		{name: "explicit https URL with the node's TLS settings", args: []string{plain.URL + "/ready"},
+			env: map[string]string{"TLS_CERT_FILE": loopPKI.certFile, "TLS_KEY_FILE": loopPKI.keyFile, "TLS_CA_FILE": loopPKI.caFile}, wantCode: 0},
 		{name: "explicit https URL with an unknown CA", args: []string{plain.URL + "/ready"},
-			env: map[string]string{"TLS_CA_FILE": pki.caFile}, wantCode: 1, wantStderr: "certificate signed by unknown authority"},
+			env: map[string]string{"TLS_CERT_FILE": pki.certFile, "TLS_KEY_FILE": pki.keyFile, "TLS_CA_FILE": pki.caFile}, wantCode: 1, wantStderr: "certificate signed by unknown authority"},
 		{name: "certificate without its key", env: without(nodeEnv, "TLS_KEY_FILE"), wantCode: 2,
-			wantStderr: "TLS_CERT_FILE and TLS_KEY_FILE must be set together"},
-		{name: "unreadable CA file", args: []string{plain.URL}, env: map[string]string{"TLS_CA_FILE": filepath.Join(dir, "missing.pem")},
+			wantStderr: "TLS_KEY_FILE"},
+		{name: "unreadable CA file", args: []string{plain.URL}, env: map[string]string{"TLS_CERT_FILE": pki.certFile, "TLS_KEY_FILE": pki.keyFile, "TLS_CA_FILE": filepath.Join(dir, "missing.pem")},
 			wantCode: 2, wantStderr: "TLS_CA_FILE"},
 	}
 	for _, tc := range tests {
