@@ -35,6 +35,11 @@ var (
 	ErrHopLimit = errors.New("forwarded request reached a non-leader; retry")
 	// ErrIndexNotReached: a read's min_index was not applied in time.
 	ErrIndexNotReached = errors.New("min_index not applied on this node in time")
+	// ErrNotMember: /ready on a node outside the cluster configuration.
+	ErrNotMember = errors.New("not a member of the cluster")
+	// ErrCatchingUp: /ready on a node that has not yet applied what the
+	// leader has committed.
+	ErrCatchingUp = errors.New("catching up with the leader")
 )
 
 // casConflict carries the key's current mod_index into the 409 body, so a
@@ -72,6 +77,8 @@ var errorTable = []struct {
 	{ErrLeaderUnreachable, http.StatusServiceUnavailable, "leader_unreachable"},
 	{ErrHopLimit, http.StatusServiceUnavailable, "hop_limit"},
 	{ErrIndexNotReached, http.StatusServiceUnavailable, "index_not_reached"},
+	{ErrNotMember, http.StatusServiceUnavailable, "not_member"},
+	{ErrCatchingUp, http.StatusServiceUnavailable, "catching_up"},
 	// 502: a read's forward broke. 504: a write's outcome is unknown.
 	{ErrForwardFailed, http.StatusBadGateway, "forward_failed"},
 	{ErrForwardUnknown, http.StatusGatewayTimeout, "forward_unknown"},

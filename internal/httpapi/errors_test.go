@@ -47,6 +47,7 @@ func TestErrorTableCoversSentinels(t *testing.T) {
 		fsm.ErrKeyNotFound, fsm.ErrCASFailed,
 		node.ErrNotLeader, node.ErrNoLeader, node.ErrUnavailable, node.ErrShutdown, node.ErrOutcomeUnknown,
 		node.ErrReadUnconfirmed, node.ErrNodeNotFound, node.ErrAddressInUse, node.ErrLastVoter,
+		ErrNotMember, ErrCatchingUp,
 	}
 	for _, e := range sentinels {
 		if status, _ := statusOf(e); status == http.StatusInternalServerError {
