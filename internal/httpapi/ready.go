@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -72,6 +73,11 @@ func (s *Service) checkReady(ctx context.Context) (readyResponse, error) {
 	if err != nil {
 		return resp, err
 	}
+	if len(members) == 0 {
+		// Knowing a leader but no configuration at all: a joiner that has
+		// not yet received the leader's log or snapshot.
+		return resp, fmt.Errorf("%w: the cluster configuration has not reached this node yet", ErrCatchingUp)
+	}
 	if !hasMember(members, s.node.ID()) {
 		return resp, fmt.Errorf("%w: %s is not in the cluster configuration", ErrNotMember, s.node.ID())
 	}
@@ -81,6 +87,10 @@ func (s *Service) checkReady(ctx context.Context) (readyResponse, error) {
 		return resp, fmt.Errorf("%w: the leader's address (%s) is not replicated here yet", ErrCatchingUp, leader.ID)
 	}
 	index, err := s.readIndexViaLeader(ctx)
+	if errors.Is(err, node.ErrNotLeader) {
+		// This node led when the check began and no longer does.
+		return resp, fmt.Errorf("%w: leadership moved during the check", node.ErrNoLeader)
+	}
 	if err != nil {
 		return resp, err
 	}

@@ -65,6 +65,7 @@ type settings struct {
 	requestTimeout    time.Duration
 	maxKeyBytes       int
 	maxValueBytes     int
+	loggerSetup       func(id string, l *logrus.Logger)
 }
 
 // WithSnapshotThreshold makes raft snapshot (and compact its log, keeping
@@ -608,7 +609,11 @@ func (c *Cluster) newLogger(id string) (*logrus.Logger, error) {
 	if level == "" {
 		level = "warn"
 	}
-	return logging.New(level, logging.FormatText, &prefixWriter{prefix: id + ": ", sink: c.logSink})
+	l, err := logging.New(level, logging.FormatText, &prefixWriter{prefix: id + ": ", sink: c.logSink})
+	if err == nil && c.set.loggerSetup != nil {
+		c.set.loggerSetup(id, l)
+	}
+	return l, err
 }
 
 // logSink forwards log lines to t.Log until the test ends. raft may log
