@@ -432,10 +432,20 @@ func TestRequestAndEventLogs(t *testing.T) {
 	if r := c.Get(t, l, fmt.Sprintf("/join?nodeId=%s&raftPort=%d", c.ID(j), c.RaftPort(j))); r.Status != http.StatusOK {
 		t.Fatalf("join: %s", r.Summary())
 	}
-	if got := lc.find(leaderID, "membership changed", logrus.InfoLevel, func(d logrus.Fields) bool { return d["node"] == c.ID(j) }); len(got) != 1 {
+	change := func(want string) func(logrus.Fields) bool {
+		return func(d logrus.Fields) bool { return d["node"] == c.ID(j) && d["change"] == want }
+	}
+	if got := lc.find(leaderID, "membership changed", logrus.InfoLevel, change("added")); len(got) != 1 {
 		t.Errorf("leader logged %d info lines for the join of %s, want 1", len(got), c.ID(j))
 	}
 	waitReady(t, c, j, catchUp)
+	if r := c.Post(t, l, "/leave?nodeId="+c.ID(j)); r.Status != http.StatusOK {
+		t.Fatalf("leave: %s", r.Summary())
+	}
+	if got := lc.find(leaderID, "membership changed", logrus.InfoLevel, change("removed")); len(got) != 1 {
+		t.Errorf("leader logged %d info lines for the removal of %s, want 1", len(got), c.ID(j))
+	}
+	c.Kill(t, j)
 
 	// Leader change: every survivor logs the new leader at info.
 	c.Kill(t, l)
