@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"sync"
 	"time"
 
 	"github.com/raftkv/raftkv/internal/config"
@@ -134,42 +133,6 @@ func (s *Service) handleLeave(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, leaveResponse{NodeID: id, Index: index})
-}
-
-type nodeView struct {
-	node.Member
-	Reachable bool `json:"reachable"`
-}
-
-// handleNodes lists members as this node knows them, probing each one's
-// /health in parallel to report reachability.
-func (s *Service) handleNodes(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := s.requestContext(r)
-	defer cancel()
-	members, err := s.node.Members(ctx)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	out := make([]nodeView, len(members))
-	var wg sync.WaitGroup
-	for i, m := range members {
-		out[i].Member = m
-		if m.ID == s.node.ID() {
-			out[i].Reachable = true
-			continue
-		}
-		if m.HTTPAddr == "" {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out[i].Reachable = s.probe(ctx, m.HTTPAddr)
-		}()
-	}
-	wg.Wait()
-	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Service) probe(ctx context.Context, httpAddr string) bool {

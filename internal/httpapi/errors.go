@@ -48,6 +48,11 @@ var (
 	// from a host that is neither this one nor a cluster member's.
 	ErrRemoteAdmin = errors.New("admin endpoints accept only callers on this host or on a cluster member's host while authentication is off; " +
 		"set AUTH_TOKENS_FILE to use tokens, or ALLOW_REMOTE_ADMIN=true to accept admin requests from anywhere")
+	// ErrNotMember: /ready on a node outside the cluster configuration.
+	ErrNotMember = errors.New("not a member of the cluster")
+	// ErrCatchingUp: /ready on a node that has not yet applied what the
+	// leader has committed.
+	ErrCatchingUp = errors.New("catching up with the leader")
 )
 
 // casConflict carries the key's current mod_index into the 409 body, so a
@@ -94,6 +99,8 @@ var errorTable = []struct {
 	{ErrPeerUnauthorized, http.StatusServiceUnavailable, "peer_unauthorized"},
 	{ErrIndexNotReached, http.StatusServiceUnavailable, "index_not_reached"},
 	{node.ErrTransferFailed, http.StatusServiceUnavailable, "transfer_failed"},
+	{ErrNotMember, http.StatusServiceUnavailable, "not_member"},
+	{ErrCatchingUp, http.StatusServiceUnavailable, "catching_up"},
 	// 502: a read's forward broke. 504: a write's outcome is unknown.
 	{ErrForwardFailed, http.StatusBadGateway, "forward_failed"},
 	{ErrForwardUnknown, http.StatusGatewayTimeout, "forward_unknown"},

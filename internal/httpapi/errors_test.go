@@ -53,6 +53,7 @@ func TestErrorTableCoversSentinels(t *testing.T) {
 		node.ErrNotLeader, node.ErrNoLeader, node.ErrUnavailable, node.ErrShutdown, node.ErrOutcomeUnknown,
 		node.ErrReadUnconfirmed, node.ErrNodeNotFound, node.ErrAddressInUse, node.ErrLastVoter,
 		node.ErrSuffrageConflict, node.ErrNotVoter, node.ErrNoTransferTarget, node.ErrTransferFailed, node.ErrAlreadyBootstrapped,
+		ErrNotMember, ErrCatchingUp,
 	}
 	for _, e := range sentinels {
 		if status, _ := statusOf(e); status == http.StatusInternalServerError {

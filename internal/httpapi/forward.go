@@ -128,8 +128,12 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request, uri string, bo
 		}
 	}
 	req.Header.Set(HeaderForwarded, strconv.Itoa(hops+1))
+	req.Header.Set(HeaderRequestID, requestIDOf(w, r)) // one id in both nodes' logs
+	noteForward(w, leader.ID+"@"+leader.HTTPAddr)
 
+	start := time.Now()
 	resp, err := s.sendToLeader(req, isWrite(r))
+	s.recordForward(forwardProxy, start, err)
 	if err != nil {
 		s.writeError(w, r, err)
 		return true

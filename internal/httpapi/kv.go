@@ -183,6 +183,7 @@ func (s *Service) apply(w http.ResponseWriter, r *http.Request, cmd *fsm.Command
 	res, servedBy, err := s.propose(r, cmd)
 	if servedBy != "" {
 		w.Header().Set(HeaderServedBy, servedBy)
+		noteForward(w, servedBy)
 	}
 	if err != nil {
 		s.writeError(w, r, err)

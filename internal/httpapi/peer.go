@@ -17,6 +17,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/node"
@@ -130,7 +131,9 @@ func (s *Service) readIndexViaLeader(ctx context.Context) (uint64, error) {
 
 // peerPost sends one peer request. write says whether it carries writes,
 // which decides the error class of an answer lost after sending.
-func (s *Service) peerPost(ctx context.Context, addr, path string, body []byte, write bool) ([]byte, error) {
+func (s *Service) peerPost(ctx context.Context, addr, path string, body []byte, write bool) (_ []byte, err error) {
+	start := time.Now()
+	defer func() { s.recordForward(peerKind(path), start, err) }()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout+forwardSlack)
 	defer cancel()
 	req, err := s.peerRequest(ctx, http.MethodPost, s.nodeURL(addr, path), bytes.NewReader(body))

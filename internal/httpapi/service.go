@@ -80,6 +80,8 @@ type Service struct {
 	links  sync.Map // leader HTTP address -> *leaderLink
 
 	routeRoles []RouteRole // what each route needs, for Routes
+	// metrics is this node's Prometheus registry and HTTP instruments.
+	metrics *httpMetrics
 }
 
 // New builds the API for n.
@@ -93,6 +95,7 @@ func New(n *node.Node, opts Options) *Service {
 		log:    opts.Logger.WithField("component", "http"),
 		client: newNodeClient(opts.ClientTLS),
 	}
+	s.metrics = newHTTPMetrics(n)
 	s.router = s.routes()
 	return s
 }
@@ -105,6 +108,7 @@ func (s *Service) routes() *mux.Router {
 	// Keys are taken byte-exact from the path: never clean "a//b" into "a/b".
 	r.SkipClean(true)
 	r.UseEncodedPath()
+	r.Use(noteRoute) // names the route for metrics and the request log
 
 	// Every route names the least role that may call it (auth.go).
 	s.handle(r, "/set", RoleWrite, s.handleSet, http.MethodGet, http.MethodPost)
@@ -122,6 +126,8 @@ func (s *Service) routes() *mux.Router {
 	s.handle(r, "/promote", RoleAdmin, s.handlePromote, http.MethodPost)
 	s.handle(r, "/transfer-leadership", RoleAdmin, s.handleTransferLeadership, http.MethodPost)
 	s.handle(r, "/health", RolePublic, s.handleHealth, http.MethodGet)
+	s.handle(r, "/ready", RolePublic, s.handleReady, http.MethodGet)
+	s.handle(r, "/metrics", RoleRead, s.handleMetrics, http.MethodGet)
 	s.handle(r, pathApply, RolePeer, s.handlePeerApply, http.MethodPost)
 	s.handle(r, pathReadIndex, RolePeer, s.handlePeerReadIndex, http.MethodPost)
 	s.handle(r, pathPeerInfo, RolePeer, s.handlePeerInfo, http.MethodGet)
@@ -157,7 +163,9 @@ func allowedMethods(r *http.Request) string {
 }
 
 // ServeHTTP makes Service an http.Handler; panics become a logged 500.
-func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *Service) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	w := &observedWriter{ResponseWriter: rw}
+	defer s.finishRequest(w, r, time.Now()) // deferred first: runs after the recovery below
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {

@@ -163,7 +163,7 @@ func (n *Node) Leave(ctx context.Context, id string) (uint64, error) {
 	if err := await(ctx, f); err != nil {
 		return 0, mapRaftError("remove server "+id, err)
 	}
-	n.log.WithField("node", id).Info("membership changed: node removed")
+	n.log.WithFields(map[string]any{"node": id, "change": "removed", "index": f.Index()}).Info("membership changed")
 	index := f.Index()
 	if _, known := n.fsm.NodeHTTPAddr(id); known {
 		r, err := n.Apply(ctx, &fsm.Command{Op: fsm.OpForgetNode, NodeID: id})

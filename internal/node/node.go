@@ -62,6 +62,7 @@ type Node struct {
 	store     logStore
 	snapshots *raft.FileSnapshotStore
 	reads     *readIndex
+	metrics   *metrics
 
 	// A new leader serves linearizable reads only once it has committed an
 	// entry of its own term (its registration); readyTerm records that term.
@@ -87,14 +88,17 @@ func Open(cfg Config) (*Node, error) {
 		readyCh:  make(chan struct{}),
 		notifyCh: make(chan bool, 16),
 		stop:     make(chan struct{}),
+		metrics:  newMetrics(),
 	}
+	RaftMetrics() // before raft starts: its go-metrics sink is process-wide
 	if err := n.open(); err != nil {
 		n.closeStores()
 		return nil, err
 	}
 	n.reads = &readIndex{raft: n.raft}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.watchLeadership()
+	go n.observeLeader()
 	return n, nil
 }
 
@@ -178,7 +182,7 @@ func (n *Node) open() error {
 	if err != nil {
 		return fmt.Errorf("log cache: %w", err)
 	}
-	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, trans)
+	r, err := raft.NewRaft(rc, instrumentedFSM{FSM: n.fsm, m: n.metrics}, logs, store, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
@@ -305,8 +309,15 @@ func (n *Node) ApplyEncoded(ctx context.Context, cmds [][]byte) []Applied {
 		for i := range out {
 			out[i].Err = ErrNotLeader
 		}
+		n.metrics.applyTotal.WithLabelValues(applyNotLeader).Add(float64(len(cmds)))
 		return out
 	}
+	start := time.Now()
+	defer func() {
+		for _, a := range out {
+			n.metrics.applyTotal.WithLabelValues(applyOutcome(a.Err)).Inc()
+		}
+	}()
 	// raft's own timeout covers only enqueueing; the deadline below covers
 	// the commit too.
 	futures := make([]raft.ApplyFuture, len(cmds))
@@ -321,6 +332,9 @@ func (n *Node) ApplyEncoded(ctx context.Context, cmds [][]byte) []Applied {
 	go func() {
 		for i, f := range futures {
 			errs[i] = f.Error()
+			if errs[i] == nil {
+				n.metrics.applyDuration.Observe(time.Since(start).Seconds())
+			}
 			done.Store(int64(i + 1))
 		}
 		close(all)

@@ -75,6 +75,7 @@ type settings struct {
 	authFile         string // AUTH_TOKENS_FILE; "" = auth off
 	allowRemoteAdmin bool
 	adminToken       string // the file's first admin token, for the cluster's own requests
+	loggerSetup      func(id string, l *logrus.Logger)
 }
 
 // WithSnapshotThreshold makes raft snapshot (and compact its log, keeping
@@ -712,7 +713,11 @@ func (c *Cluster) newLogger(id string) (*logrus.Logger, error) {
 	if level == "" {
 		level = "warn"
 	}
-	return logging.New(level, logging.FormatText, &prefixWriter{prefix: id + ": ", sink: c.logSink})
+	l, err := logging.New(level, logging.FormatText, &prefixWriter{prefix: id + ": ", sink: c.logSink})
+	if err == nil && c.set.loggerSetup != nil {
+		c.set.loggerSetup(id, l)
+	}
+	return l, err
 }
 
 // logSink forwards log lines to t.Log until the test ends. raft may log

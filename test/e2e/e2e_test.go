@@ -66,7 +66,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	waitFor(t, 20*time.Second, "every node to list 3 voters with http addresses", func() error {
 		for _, n := range nodes {
 			var members []member
-			if _, err := httpGetJSON(n.url("/nodes"), &members); err != nil {
+			if _, err := httpGetJSON(n.url("/nodes?stale"), &members); err != nil {
 				return err
 			}
 			if len(members) != 3 {

@@ -25,24 +25,13 @@ func suffrageOf(t *testing.T, c *testcluster.Cluster, i int, id string) string {
 	return ""
 }
 
-// nodesView is GET /nodes as a client sees it.
-type nodesView []struct {
-	ID       string `json:"id"`
-	HTTPAddr string `json:"http_addr"`
-	Voter    bool   `json:"voter"`
-	Suffrage string `json:"suffrage"`
-}
-
-func getNodes(t *testing.T, c *testcluster.Cluster, i int) map[string]string {
+// suffrages is each member's suffrage as /nodes on member i reports it.
+func suffrages(t *testing.T, c *testcluster.Cluster, i int) map[string]string {
 	t.Helper()
-	r := c.Get(t, i, "/nodes")
-	var v nodesView
-	if r.Status != http.StatusOK || r.Decode(&v) != nil {
-		t.Fatalf("GET /nodes on %s: %s", c.ID(i), r.Summary())
-	}
+	rows, _ := getNodes(t, c, i, "/nodes?stale")
 	out := map[string]string{}
-	for _, m := range v {
-		out[m.ID] = m.Suffrage
+	for id, row := range rows {
+		out[id] = row.Suffrage
 	}
 	return out
 }
@@ -56,7 +45,7 @@ func TestLearners(t *testing.T) {
 
 	want := map[string]string{"n1": node.SuffrageVoter, "n2": node.SuffrageNonvoter, "n3": node.SuffrageNonvoter}
 	for _, i := range []int{0, a, b} {
-		testcluster.WaitFor(t, func() bool { return fmt.Sprint(getNodes(t, c, i)) == fmt.Sprint(want) },
+		testcluster.WaitFor(t, func() bool { return fmt.Sprint(suffrages(t, c, i)) == fmt.Sprint(want) },
 			testcluster.StartTimeout, "GET /nodes on "+c.ID(i)+" to show "+fmt.Sprint(want))
 	}
 
