@@ -159,6 +159,8 @@ func routeCases(t *testing.T, c *testcluster.Cluster) []routeCase {
 		{method: "GET", route: "/nodes", role: R, target: func(string) string { return "/nodes" }},
 		{method: "GET", route: "/status", role: R, target: func(string) string { return "/status" }},
 		{method: "POST", route: "/snapshot", role: A, target: func(string) string { return "/snapshot" }},
+		{method: "GET", route: "/metrics", role: R, target: func(string) string { return "/metrics" }},
+		{method: "GET", route: "/ready", role: httpapi.RolePublic, target: func(string) string { return "/ready" }},
 		{method: "GET", route: "/health", role: httpapi.RolePublic, target: func(string) string { return "/health" }},
 		{method: "POST", route: "/internal/apply", role: P, target: func(string) string { return "/internal/apply" }, body: applyBatch, header: http.Header{"Content-Type": {"application/octet-stream"}}},
 		// Only the leader confirms read indexes: a follower's 503 still
