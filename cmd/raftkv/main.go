@@ -23,6 +23,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "restore" {
+		os.Exit(restoreMain(os.Args[2:])) // restore.go
+	}
 	cfg, err := config.Load(os.LookupEnv)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "raftkv: configuration: %v\n", err)
@@ -67,6 +70,8 @@ func run(cfg config.Config, logger *logrus.Logger) error {
 		RequestTimeout: cfg.RequestTimeout,
 		EnablePprof:    cfg.EnablePprof,
 		Logger:         logger,
+
+		MaxRestoreBytes: cfg.MaxRestoreBytes,
 	})
 	srv := httpapi.NewServer(api, cfg.RequestTimeout)
 

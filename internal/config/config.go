@@ -45,6 +45,9 @@ type Config struct {
 	LogFormat string // LOG_FORMAT
 
 	EnablePprof bool // ENABLE_PPROF: serve /debug/pprof/
+
+	// MaxRestoreBytes caps a backup uploaded to POST /restore (backup.go).
+	MaxRestoreBytes int64 // MAX_RESTORE_BYTES
 }
 
 // Defaults named once, so README and code cannot drift apart silently.
@@ -106,6 +109,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 	c.Join = p.list("RAFT_JOIN")
 	c.Bootstrap = p.boolean("RAFT_BOOTSTRAP", len(c.Join) == 0)
 	c.EnablePprof = p.boolean("ENABLE_PPROF", false)
+	c.loadBackup(&p)
 	if p.err != nil {
 		return Config{}, p.err
 	}

@@ -38,6 +38,7 @@ func TestLoadDefaults(t *testing.T) {
 		RequestTimeout:    5 * time.Second,
 		LogLevel:          "info",
 		LogFormat:         "text",
+		MaxRestoreBytes:   1 << 30,
 	}
 	for name, lookup := range map[string]func(string) (string, bool){
 		"no variables":    env(),
@@ -112,6 +113,8 @@ func TestLoadValid(t *testing.T) {
 			func(c Config) (any, any) { return [2]string{c.LogLevel, c.LogFormat}, [2]string{"debug", "json"} }},
 		{"request timeout", []string{"REQUEST_TIMEOUT", "2s"},
 			func(c Config) (any, any) { return c.RequestTimeout, 2 * time.Second }},
+		{"max restore bytes", []string{"MAX_RESTORE_BYTES", "1099511627776"},
+			func(c Config) (any, any) { return c.MaxRestoreBytes, int64(1 << 40) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,6 +162,9 @@ func TestLoadRejects(t *testing.T) {
 		{"max key bytes 0", []string{"MAX_KEY_BYTES", "0"}, "MAX_KEY_BYTES"},
 		{"max value bytes negative", []string{"MAX_VALUE_BYTES", "-1"}, "MAX_VALUE_BYTES"},
 		{"request timeout 0", []string{"REQUEST_TIMEOUT", "0s"}, "REQUEST_TIMEOUT"},
+		{"max restore bytes 1000", []string{"MAX_RESTORE_BYTES", "1000"}, "MAX_RESTORE_BYTES"},
+		{"max restore bytes with a unit", []string{"MAX_RESTORE_BYTES", "1GiB"}, "MAX_RESTORE_BYTES"},
+		{"max restore bytes above 1 TiB", []string{"MAX_RESTORE_BYTES", "1099511627777"}, "MAX_RESTORE_BYTES"},
 		{"log level loud", []string{"LOG_LEVEL", "loud"}, "LOG_LEVEL"},
 		{"log format xml", []string{"LOG_FORMAT", "xml"}, "LOG_FORMAT"},
 		{"join without port", []string{"RAFT_JOIN", "nocolon"}, "RAFT_JOIN"},

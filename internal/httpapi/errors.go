@@ -55,6 +55,7 @@ var errorTable = []struct {
 	code   string
 }{
 	{ErrBadRequest, http.StatusBadRequest, "bad_request"},
+	{ErrBadBackup, http.StatusBadRequest, "bad_backup"},
 	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
 	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed"},
 	{ErrRouteNotFound, http.StatusNotFound, "not_found"},
@@ -63,6 +64,7 @@ var errorTable = []struct {
 	{node.ErrAddressInUse, http.StatusConflict, "address_in_use"},
 	{node.ErrLastVoter, http.StatusConflict, "last_voter"},
 	{fsm.ErrCASFailed, http.StatusConflict, "cas_failed"},
+	{node.ErrRestoreInProgress, http.StatusConflict, "restore_in_progress"},
 	// 503: definitely not applied; safe to retry anywhere.
 	{node.ErrNotLeader, http.StatusServiceUnavailable, "not_leader"},
 	{node.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},

@@ -52,6 +52,8 @@ type Options struct {
 	// default: profiles expose internals and cost CPU while taken.
 	EnablePprof bool
 	Logger      *logrus.Logger
+	// MaxRestoreBytes caps a backup uploaded to /restore (MAX_RESTORE_BYTES).
+	MaxRestoreBytes int64
 }
 
 // Service is the HTTP API of one node.
@@ -110,6 +112,8 @@ func (s *Service) routes() *mux.Router {
 	s.handle(r, "/nodes", RoleRead, s.handleNodes, http.MethodGet)
 	s.handle(r, "/status", RoleRead, s.handleStatus, http.MethodGet)
 	s.handle(r, "/snapshot", RoleAdmin, s.handleSnapshot, http.MethodPost)
+	s.handle(r, "/backup", RoleAdmin, s.handleBackup, http.MethodGet)
+	s.handle(r, "/restore", RoleAdmin, s.handleRestore, http.MethodPost)
 	s.handle(r, "/health", RolePublic, s.handleHealth, http.MethodGet)
 	s.handle(r, pathApply, RolePeer, s.handlePeerApply, http.MethodPost)
 	s.handle(r, pathReadIndex, RolePeer, s.handlePeerReadIndex, http.MethodPost)
@@ -136,7 +140,7 @@ func allowedMethods(r *http.Request) string {
 	switch p := r.URL.Path; {
 	case p == "/set", p == "/get", p == "/remove", p == "/join":
 		return "GET, POST"
-	case p == "/leave", p == "/snapshot", p == pathApply, p == pathReadIndex:
+	case p == "/leave", p == "/snapshot", p == pathApply, p == pathReadIndex, p == "/restore":
 		return "POST"
 	case len(p) > 4 && p[:4] == "/kv/":
 		return "GET, PUT, DELETE"

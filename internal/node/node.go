@@ -55,6 +55,7 @@ type Node struct {
 	store     *raftboltdb.BoltStore
 	snapshots *raft.FileSnapshotStore
 	reads     *readIndex
+	restore   restoreState // restore.go
 
 	// A new leader serves linearizable reads only once it has committed an
 	// entry of its own term (its registration); readyTerm records that term.

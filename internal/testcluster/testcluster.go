@@ -65,6 +65,7 @@ type settings struct {
 	requestTimeout    time.Duration
 	maxKeyBytes       int
 	maxValueBytes     int
+	maxRestoreBytes   int64
 }
 
 // WithSnapshotThreshold makes raft snapshot (and compact its log, keeping
@@ -94,6 +95,11 @@ func WithMaxKeyBytes(n int) Option {
 // WithMaxValueBytes sets MAX_VALUE_BYTES.
 func WithMaxValueBytes(n int) Option {
 	return func(s *settings) { s.maxValueBytes = n }
+}
+
+// WithMaxRestoreBytes sets MAX_RESTORE_BYTES.
+func WithMaxRestoreBytes(n int64) Option {
+	return func(s *settings) { s.maxRestoreBytes = n }
 }
 
 // Cluster is a set of in-process members, indexed 0..n-1 with ids n1..nN.
@@ -139,6 +145,8 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 		requestTimeout: DefaultRequestTimeout,
 		maxKeyBytes:    config.DefaultMaxKeyBytes,
 		maxValueBytes:  config.DefaultMaxValueBytes,
+
+		maxRestoreBytes: config.DefaultMaxRestoreBytes,
 	}
 	for _, o := range opts {
 		o(&set)
@@ -257,6 +265,8 @@ func (c *Cluster) startMember(m *member) error {
 		MaxValueBytes:  c.set.maxValueBytes,
 		RequestTimeout: c.set.requestTimeout,
 		Logger:         logger,
+
+		MaxRestoreBytes: c.set.maxRestoreBytes,
 	})
 	srv := httpapi.NewServer(svc, c.set.requestTimeout)
 	ctx, cancel := context.WithCancel(context.Background())
