@@ -333,6 +333,8 @@ func TestRestoreRefusesBadInput(t *testing.T) {
 		{"oversize, declared", bytes.Repeat(good, 2*maxBytes/len(good)+1), false, http.StatusRequestEntityTooLarge, "too_large"},
 		{"oversize, chunked", bytes.Repeat(good, 2*maxBytes/len(good)+1), true, http.StatusRequestEntityTooLarge, "too_large"},
 	}
+	// Followers first catch up, so that "unchanged" is about the restores.
+	waitApplied(t, c, c.Node(c.Leader(t)).FSM().AppliedIndex())
 	before := map[int][]byte{}
 	applied := map[int]uint64{}
 	for _, i := range c.Running() {
