@@ -8,11 +8,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -372,5 +375,112 @@ func TestRestoreRefusesBadInput(t *testing.T) {
 	r := postRestore(t, c, targets["follower"], bytes.NewReader(good), int64(len(good)))
 	if r.Status != http.StatusOK || r.Uint("keys") != 200 {
 		t.Fatalf("restore of the undamaged backup: %s", r.Summary())
+	}
+}
+
+// slowReader hands out its data with a pause before every piece bytes.
+type slowReader struct {
+	data  []byte
+	piece int
+	pause time.Duration
+	left  int // bytes until the next pause
+}
+
+func (s *slowReader) Read(p []byte) (int, error) {
+	if len(s.data) == 0 {
+		return 0, io.EOF
+	}
+	if s.left == 0 {
+		time.Sleep(s.pause)
+		s.left = s.piece
+	}
+	n := copy(p[:min(len(p), s.left)], s.data)
+	s.data, s.left = s.data[n:], s.left-n
+	return n, nil
+}
+
+// TestBackupRestoreOutliveServerTimeouts: a backup download and a restore
+// upload that each take several times the server's read and write
+// timeouts still complete, because bytes keep flowing.
+func TestBackupRestoreOutliveServerTimeouts(t *testing.T) {
+	c := testcluster.Start(t, 1)
+	const keys = 40_000 // 12 MB, three times the server's socket buffer
+	start := time.Now()
+	loadKeys(t, c, "k", keys, func(int) string { return strings.Repeat("v", 300) })
+	t.Logf("load: %v", time.Since(start))
+
+	// The same API on a second listener, with one-second server timeouts.
+	svc := httpapi.New(c.Node(0), httpapi.Options{
+		MaxKeyBytes: c.MaxKeyBytes(), MaxValueBytes: c.MaxValueBytes(), RequestTimeout: c.RequestTimeout(),
+		MaxRestoreBytes: 1 << 30,
+	})
+	defer svc.Close()
+	srv := httptest.NewUnstartedServer(svc)
+	srv.Config.ReadTimeout, srv.Config.WriteTimeout = time.Second, time.Second
+	srv.Start()
+	defer srv.Close()
+
+	// A small receive buffer keeps the kernel from absorbing the whole
+	// download (loopback autotunes it to 32 MiB), so the server's writes
+	// really wait for this slow reader.
+	slowClient := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+		Control: func(_, _ string, rc syscall.RawConn) error {
+			var err error
+			if cerr := rc.Control(func(fd uintptr) {
+				err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<10)
+			}); cerr != nil {
+				return cerr
+			}
+			return err
+		},
+	}).DialContext}}
+	start = time.Now()
+	resp, err := slowClient.Get(srv.URL + "/backup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		got.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %v and %d bytes: %v", time.Since(start), got.Len(), err)
+		}
+		time.Sleep(15 * time.Millisecond)
+	}
+	resp.Body.Close()
+	took := time.Since(start)
+	info, err := fsm.VerifyBackup(bytes.NewReader(got.Bytes()))
+	if err != nil || info.Keys != keys {
+		t.Fatalf("slow download (%v): %d keys, %v", took, info.Keys, err)
+	}
+	t.Logf("slow download of %d bytes: %v", got.Len(), took)
+	if took < 2*time.Second {
+		t.Fatalf("download took %v: too fast to outlast the 1s write timeout, the test proves nothing", took)
+	}
+
+	start = time.Now()
+	body := &slowReader{data: got.Bytes(), piece: 256 << 10, pause: 50 * time.Millisecond}
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/restore", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = int64(got.Len())
+	resp, err = streamClient.Do(req)
+	if err != nil {
+		t.Fatalf("slow upload after %v: %v", time.Since(start), err)
+	}
+	r, err := testcluster.ReadResponse(resp)
+	resp.Body.Close()
+	if err != nil || r.Status != http.StatusOK || r.Uint("keys") != keys {
+		t.Fatalf("slow upload: %s, %v", r.Summary(), err)
+	}
+	t.Logf("slow upload: %v", time.Since(start))
+	if took := time.Since(start); took < 2*time.Second {
+		t.Fatalf("upload took %v: too fast to outlast the 1s read timeout", took)
 	}
 }
