@@ -24,8 +24,13 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
-		os.Exit(healthcheck(os.Args[2:], os.LookupEnv, os.Stdout, os.Stderr))
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "healthcheck": // healthcheck.go
+			os.Exit(healthcheck(os.Args[2:], os.LookupEnv, os.Stdout, os.Stderr))
+		case "restore": // restore.go
+			os.Exit(restoreMain(os.Args[2:]))
+		}
 	}
 	cfg, err := config.Load(os.LookupEnv)
 	if err != nil {
@@ -89,6 +94,7 @@ func run(cfg config.Config, logger *logrus.Logger) error {
 		Auth:             authStore,
 		AllowRemoteAdmin: cfg.AllowRemoteAdmin,
 		BootstrapExpect:  cfg.BootstrapExpect,
+		MaxRestoreBytes:  cfg.MaxRestoreBytes,
 	}
 	var serverTLS *tls.Config
 	if httpTLS != nil {

@@ -63,6 +63,8 @@ type Config struct {
 	RaftTLSCertFile string // RAFT_TLS_CERT_FILE: mutual TLS on the Raft transport
 	RaftTLSKeyFile  string // RAFT_TLS_KEY_FILE
 	RaftTLSCAFile   string // RAFT_TLS_CA_FILE
+	// MaxRestoreBytes caps a backup uploaded to POST /restore (backup.go).
+	MaxRestoreBytes int64 // MAX_RESTORE_BYTES
 }
 
 // Defaults named once, so README and code cannot drift apart silently.
@@ -129,6 +131,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 	c.loadAuth(&p)
 	c.loadLifecycle(&p)
 	c.loadTLS(&p)
+	c.loadBackup(&p)
 	if p.err != nil {
 		return Config{}, p.err
 	}

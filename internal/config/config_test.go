@@ -40,6 +40,7 @@ func TestLoadDefaults(t *testing.T) {
 		LogLevel:          "info",
 		LogFormat:         "text",
 		ShutdownTimeout:   10 * time.Second,
+		MaxRestoreBytes:   1 << 30,
 	}
 	for name, lookup := range map[string]func(string) (string, bool){
 		"no variables":    env(),
@@ -130,6 +131,8 @@ func TestLoadValid(t *testing.T) {
 			func(c Config) (any, any) { return c.LeaveOnTerminate, true }},
 		{"shutdown timeout", []string{"SHUTDOWN_TIMEOUT", "30s"},
 			func(c Config) (any, any) { return c.ShutdownTimeout, 30 * time.Second }},
+		{"max restore bytes", []string{"MAX_RESTORE_BYTES", "1099511627776"},
+			func(c Config) (any, any) { return c.MaxRestoreBytes, int64(1 << 40) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -177,6 +180,9 @@ func TestLoadRejects(t *testing.T) {
 		{"max key bytes 0", []string{"MAX_KEY_BYTES", "0"}, "MAX_KEY_BYTES"},
 		{"max value bytes negative", []string{"MAX_VALUE_BYTES", "-1"}, "MAX_VALUE_BYTES"},
 		{"request timeout 0", []string{"REQUEST_TIMEOUT", "0s"}, "REQUEST_TIMEOUT"},
+		{"max restore bytes 1000", []string{"MAX_RESTORE_BYTES", "1000"}, "MAX_RESTORE_BYTES"},
+		{"max restore bytes with a unit", []string{"MAX_RESTORE_BYTES", "1GiB"}, "MAX_RESTORE_BYTES"},
+		{"max restore bytes above 1 TiB", []string{"MAX_RESTORE_BYTES", "1099511627777"}, "MAX_RESTORE_BYTES"},
 		{"log level loud", []string{"LOG_LEVEL", "loud"}, "LOG_LEVEL"},
 		{"log store sqlite", []string{"RAFT_LOG_STORE", "sqlite"}, "RAFT_LOG_STORE"},
 		{"log format xml", []string{"LOG_FORMAT", "xml"}, "LOG_FORMAT"},

@@ -416,7 +416,7 @@ type snapshot struct {
 
 // Persist runs concurrently with Apply; it only reads the frozen clone.
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	if err := writeSnapshot(sink, s.applied, s.nodes, s.requests, s.tree); err != nil {
+	if _, err := writeSnapshot(sink, s.applied, s.nodes, s.requests, s.tree); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot: %w", err)
 	}

@@ -76,7 +76,9 @@ func (s *snapWriter) tag(t byte) {
 	s.bytes(s.buf)
 }
 
-func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, requests []requestEntry, tree *btree.BTreeG[item]) error {
+// writeSnapshot writes the state as a stream and returns the checksum in
+// its trailer.
+func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, requests []requestEntry, tree *btree.BTreeG[item]) (uint32, error) {
 	s := &snapWriter{w: bufio.NewWriterSize(w, 256<<10)}
 	s.bytes([]byte(snapshotMagic))
 	s.bytes([]byte{snapshotVersion})
@@ -110,17 +112,22 @@ func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, request
 		s.uvarint(it.modIndex)
 		return s.err == nil
 	})
+	return s.finish()
+}
+
+// finish writes the end record and checksum and flushes.
+func (s *snapWriter) finish() (uint32, error) {
 	if s.err != nil {
-		return s.err
+		return 0, s.err
 	}
 	sum := s.sum
 	if err := s.w.WriteByte(recEnd); err != nil {
-		return err
+		return 0, err
 	}
 	if err := binary.Write(s.w, binary.BigEndian, sum); err != nil {
-		return err
+		return 0, err
 	}
-	return s.w.Flush()
+	return sum, s.w.Flush()
 }
 
 // restoredState is a fully read and verified snapshot.
@@ -192,17 +199,24 @@ func (s *snapReader) str() string {
 }
 
 // item reads a key record's key, value and indexes; key and value land in
-// one allocation, as the FSM stores them.
-func (s *snapReader) item() item {
+// one allocation, as the FSM stores them. With reuse they land in a buffer
+// the next call overwrites.
+func (s *snapReader) item(reuse bool) item {
 	klen := s.length()
 	s.scratch = s.read(s.scratch[:0], klen)
 	vlen := s.length()
 	if s.err != nil {
 		return item{}
 	}
-	kv := s.read(append(make([]byte, 0, klen+vlen), s.scratch...), vlen)
+	var kv []byte
+	if reuse {
+		s.scratch = s.read(s.scratch, vlen)
+		kv = s.scratch
+	} else {
+		kv = s.read(append(make([]byte, 0, klen+vlen), s.scratch...), vlen)
+	}
 	it := item{
-		kv:   unsafe.String(unsafe.SliceData(kv), len(kv)), // kv is never written again
+		kv:   unsafe.String(unsafe.SliceData(kv), len(kv)), // kv is not written again while it is used
 		klen: uint32(klen),
 	}
 	it.createIndex, it.modIndex = s.uvarint(), s.uvarint()
@@ -238,50 +252,134 @@ func (s *snapReader) read(dst []byte, n int) []byte {
 }
 
 func readSnapshot(r io.Reader) (*restoredState, error) {
-	s := &snapReader{r: bufio.NewReaderSize(r, 256<<10), pending: make([]byte, 0, 4096)}
+	st := &restoredState{
+		nodes: map[string]string{},
+		tree:  btree.NewG(btreeDegree, itemLess),
+	}
+	_, err := decodeSnapshot(r, snapshotVisitor{
+		header: func(h snapshotHeader) { st.applied = h.applied },
+		node:   func(id, addr string) { st.nodes[id] = addr },
+		request: func(r requestEntry) {
+			st.requests = append(st.requests, r)
+		},
+		key: func(it item) {
+			st.tree.ReplaceOrInsert(it)
+			st.bytes += int64(len(it.kv))
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// snapshotHeader is a stream's header as read.
+type snapshotHeader struct {
+	version                       byte
+	applied                       uint64
+	nodeCount, keyCount, reqCount uint64
+}
+
+// snapshotVisitor receives a stream's parts in order while it is decoded.
+// Nothing a visitor saw counts until decodeSnapshot returns nil: the
+// checksum is only known at the end.
+type snapshotVisitor struct {
+	header  func(snapshotHeader)
+	node    func(id, addr string)
+	request func(requestEntry)
+	key     func(item)
+	// reuseKeys lets key records share one buffer: the item passed to key
+	// is valid only during the call. For visitors that keep nothing.
+	reuseKeys bool
+	// failed, if set, is asked after each key; an error ends decoding.
+	failed func() error
+}
+
+// decodedInfo is what decodeSnapshot learns besides the records.
+type decodedInfo struct {
+	header snapshotHeader
+	size   int64  // bytes consumed, trailer included
+	crc    uint32 // the verified checksum
+	// keyBytes sums, over key records, the tag and the length-prefixed key
+	// and value: everything of a key record but its two indexes.
+	keyBytes int64
+}
+
+// countingReader counts the bytes its reader returned.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// decodeSnapshot reads and verifies a whole stream, record by record,
+// handing each to v: magic, version, counts that agree with the records,
+// strictly ascending keys, the end record and its checksum, and nothing
+// after it.
+func decodeSnapshot(r io.Reader, v snapshotVisitor) (decodedInfo, error) {
+	var info decodedInfo
+	cr := &countingReader{r: r}
+	s := &snapReader{r: bufio.NewReaderSize(cr, 256<<10), pending: make([]byte, 0, 4096)}
 	magic := make([]byte, len(snapshotMagic))
 	if _, err := io.ReadFull(s.r, magic); err != nil || string(magic) != snapshotMagic {
-		return nil, fmt.Errorf("%w: not a raftkv snapshot", ErrCorruptSnapshot)
+		return info, fmt.Errorf("%w: not a raftkv snapshot", ErrCorruptSnapshot)
 	}
 	s.sum = crc32.Update(0, castagnoli, magic)
-	version := s.byte()
-	if s.err == nil && (version < 1 || version > snapshotVersion) {
-		return nil, fmt.Errorf("%w: version %d, this build reads 1..%d", ErrCorruptSnapshot, version, snapshotVersion)
+	h := snapshotHeader{version: s.byte()}
+	if s.err == nil && (h.version < 1 || h.version > snapshotVersion) {
+		return info, fmt.Errorf("%w: version %d, this build reads 1..%d", ErrCorruptSnapshot, h.version, snapshotVersion)
 	}
-	st := &restoredState{
-		applied: s.uvarint(),
-		nodes:   map[string]string{},
-		tree:    btree.NewG(btreeDegree, itemLess),
+	h.applied = s.uvarint()
+	h.nodeCount, h.keyCount = s.uvarint(), s.uvarint()
+	if h.version >= 2 {
+		h.reqCount = s.uvarint()
 	}
-	nodeCount, keyCount := s.uvarint(), s.uvarint()
-	var requestCount uint64
-	if version >= 2 {
-		requestCount = s.uvarint()
+	if s.err != nil {
+		return info, s.err
 	}
-	for i := uint64(0); i < nodeCount && s.err == nil; i++ {
+	info.header = h
+	if v.header != nil {
+		v.header(h)
+	}
+	for i := uint64(0); i < h.nodeCount && s.err == nil; i++ {
 		if t := s.byte(); t != recNode {
 			s.fail("record %q where a node was expected", t)
 			break
 		}
 		id, addr := s.str(), s.str()
-		st.nodes[id] = addr
+		if s.err == nil && v.node != nil {
+			v.node(id, addr)
+		}
 	}
-	for i := uint64(0); i < requestCount && s.err == nil; i++ {
+	for i := uint64(0); i < h.reqCount && s.err == nil; i++ {
 		if t := s.byte(); t != recRequest {
 			s.fail("record %q where a request was expected", t)
 			break
 		}
 		r := requestEntry{ID: s.str()}
 		r.Index, r.Outcome, r.Current = s.uvarint(), uint8(s.uvarint()), s.uvarint()
-		st.requests = append(st.requests, r)
+		if s.err == nil && r.Outcome > outcomeCASFailed {
+			s.fail("request %q has outcome %d", r.ID, r.Outcome)
+		}
+		if s.err == nil && v.request != nil {
+			v.request(r)
+		}
 	}
+	// prev is the previous key; copied into prevBuf when items share a
+	// buffer, else the item's own (immutable) string.
 	var prev string
-	for i := uint64(0); i < keyCount && s.err == nil; i++ {
+	var prevBuf []byte
+	for i := uint64(0); i < h.keyCount && s.err == nil; i++ {
 		if t := s.byte(); t != recKey {
 			s.fail("record %q where a key was expected", t)
 			break
 		}
-		it := s.item()
+		it := s.item(v.reuseKeys)
 		if s.err != nil {
 			break
 		}
@@ -289,25 +387,57 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 			s.fail("keys out of order at %q", it.key())
 			break
 		}
-		prev = it.key()
-		st.tree.ReplaceOrInsert(it)
-		st.bytes += int64(len(it.kv))
+		if v.reuseKeys {
+			prevBuf = append(prevBuf[:0], it.key()...)
+			prev = unsafe.String(unsafe.SliceData(prevBuf), len(prevBuf))
+		} else {
+			prev = it.key()
+		}
+		info.keyBytes += 1 + int64(uvarintLen(uint64(it.klen))+uvarintLen(uint64(len(it.kv))-uint64(it.klen))+len(it.kv))
+		if v.key != nil {
+			v.key(it)
+		}
+		if v.failed != nil {
+			if err := v.failed(); err != nil {
+				return info, err
+			}
+		}
 	}
 	if s.err != nil {
-		return nil, s.err
+		return info, s.err
 	}
 	s.flush()
 	want := s.sum
 	end, err := s.r.ReadByte()
 	if err != nil || end != recEnd {
-		return nil, fmt.Errorf("%w: missing end record", ErrCorruptSnapshot)
+		return info, fmt.Errorf("%w: missing end record", ErrCorruptSnapshot)
 	}
 	var got uint32
 	if err := binary.Read(s.r, binary.BigEndian, &got); err != nil {
-		return nil, fmt.Errorf("%w: missing checksum", ErrCorruptSnapshot)
+		return info, fmt.Errorf("%w: missing checksum", ErrCorruptSnapshot)
 	}
 	if got != want {
-		return nil, fmt.Errorf("%w: checksum %08x, computed %08x", ErrCorruptSnapshot, got, want)
+		return info, fmt.Errorf("%w: checksum %08x, computed %08x", ErrCorruptSnapshot, got, want)
 	}
-	return st, nil
+	// A stream ends at its checksum; anything after it means the input is
+	// not what it claims to be (two files concatenated, a bad upload).
+	if _, err := s.r.ReadByte(); err != io.EOF {
+		if err == nil {
+			return info, fmt.Errorf("%w: data after the end record", ErrCorruptSnapshot)
+		}
+		return info, fmt.Errorf("%w: read after the end record: %v", ErrCorruptSnapshot, err)
+	}
+	info.size = cr.n
+	info.crc = got
+	return info, nil
+}
+
+// uvarintLen is the encoded length of n as a uvarint.
+func uvarintLen(n uint64) int {
+	l := 1
+	for n >= 0x80 {
+		n >>= 7
+		l++
+	}
+	return l
 }

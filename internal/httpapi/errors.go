@@ -73,6 +73,7 @@ var errorTable = []struct {
 	code   string
 }{
 	{ErrBadRequest, http.StatusBadRequest, "bad_request"},
+	{ErrBadBackup, http.StatusBadRequest, "bad_backup"},
 	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
 	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed"},
 	{ErrRouteNotFound, http.StatusNotFound, "not_found"},
@@ -88,6 +89,7 @@ var errorTable = []struct {
 	{node.ErrNoTransferTarget, http.StatusConflict, "no_transfer_target"},
 	{node.ErrAlreadyBootstrapped, http.StatusConflict, "already_bootstrapped"},
 	{fsm.ErrCASFailed, http.StatusConflict, "cas_failed"},
+	{node.ErrRestoreInProgress, http.StatusConflict, "restore_in_progress"},
 	// 503: definitely not applied; safe to retry anywhere.
 	{node.ErrNotLeader, http.StatusServiceUnavailable, "not_leader"},
 	{node.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},

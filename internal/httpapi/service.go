@@ -68,6 +68,9 @@ type Options struct {
 	// ClientTLS, when set, makes calls to other nodes' APIs use HTTPS with
 	// this configuration (the cluster is uniform: all TLS or none).
 	ClientTLS *tls.Config
+
+	// MaxRestoreBytes caps a backup uploaded to /restore (MAX_RESTORE_BYTES).
+	MaxRestoreBytes int64
 }
 
 // Service is the HTTP API of one node.
@@ -125,6 +128,8 @@ func (s *Service) routes() *mux.Router {
 	s.handle(r, "/snapshot", RoleAdmin, s.handleSnapshot, http.MethodPost)
 	s.handle(r, "/promote", RoleAdmin, s.handlePromote, http.MethodPost)
 	s.handle(r, "/transfer-leadership", RoleAdmin, s.handleTransferLeadership, http.MethodPost)
+	s.handle(r, "/backup", RoleAdmin, s.handleBackup, http.MethodGet)
+	s.handle(r, "/restore", RoleAdmin, s.handleRestore, http.MethodPost)
 	s.handle(r, "/health", RolePublic, s.handleHealth, http.MethodGet)
 	s.handle(r, "/ready", RolePublic, s.handleReady, http.MethodGet)
 	s.handle(r, "/metrics", RoleRead, s.handleMetrics, http.MethodGet)
@@ -154,7 +159,7 @@ func allowedMethods(r *http.Request) string {
 	switch p := r.URL.Path; {
 	case p == "/set", p == "/get", p == "/remove", p == "/join":
 		return "GET, POST"
-	case p == "/leave", p == "/snapshot", p == pathApply, p == pathReadIndex, p == "/promote", p == "/transfer-leadership":
+	case p == "/leave", p == "/snapshot", p == pathApply, p == pathReadIndex, p == "/promote", p == "/transfer-leadership", p == "/restore":
 		return "POST"
 	case len(p) > 4 && p[:4] == "/kv/":
 		return "GET, PUT, DELETE"

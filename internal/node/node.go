@@ -63,6 +63,7 @@ type Node struct {
 	snapshots *raft.FileSnapshotStore
 	reads     *readIndex
 	metrics   *metrics
+	restore   restoreState // restore.go
 
 	// A new leader serves linearizable reads only once it has committed an
 	// entry of its own term (its registration); readyTerm records that term.

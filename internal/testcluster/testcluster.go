@@ -76,6 +76,7 @@ type settings struct {
 	allowRemoteAdmin bool
 	adminToken       string // the file's first admin token, for the cluster's own requests
 	loggerSetup      func(id string, l *logrus.Logger)
+	maxRestoreBytes  int64
 }
 
 // WithSnapshotThreshold makes raft snapshot (and compact its log, keeping
@@ -136,6 +137,11 @@ func WithAllowRemoteAdmin() Option {
 	return func(s *settings) { s.allowRemoteAdmin = true }
 }
 
+// WithMaxRestoreBytes sets MAX_RESTORE_BYTES.
+func WithMaxRestoreBytes(n int64) Option {
+	return func(s *settings) { s.maxRestoreBytes = n }
+}
+
 // Cluster is a set of in-process members, indexed 0..n-1 with ids n1..nN.
 // Methods that take a testing.TB fail the test and belong on its goroutine;
 // Do and the accessors (Node, URL, Alive, ...) are safe from any goroutine.
@@ -181,6 +187,8 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 		requestTimeout: DefaultRequestTimeout,
 		maxKeyBytes:    config.DefaultMaxKeyBytes,
 		maxValueBytes:  config.DefaultMaxValueBytes,
+
+		maxRestoreBytes: config.DefaultMaxRestoreBytes,
 	}
 	for _, o := range opts {
 		o(&set)
@@ -329,6 +337,7 @@ func (c *Cluster) startMember(m *member) error {
 		EnablePprof:      c.set.enablePprof,
 		Auth:             store,
 		AllowRemoteAdmin: c.set.allowRemoteAdmin,
+		MaxRestoreBytes:  c.set.maxRestoreBytes,
 	}
 	var serverTLS *tls.Config
 	if tlsMat != nil {

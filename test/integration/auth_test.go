@@ -159,6 +159,10 @@ func routeCases(t *testing.T, c *testcluster.Cluster) []routeCase {
 		{method: "GET", route: "/nodes", role: R, target: func(string) string { return "/nodes" }},
 		{method: "GET", route: "/status", role: R, target: func(string) string { return "/status" }},
 		{method: "POST", route: "/snapshot", role: A, target: func(string) string { return "/snapshot" }},
+		{method: "GET", route: "/backup", role: A, target: func(string) string { return "/backup" }},
+		// An empty body is refused as a bad backup (400) once past auth;
+		// nothing is restored.
+		{method: "POST", route: "/restore", role: A, target: func(string) string { return "/restore" }, okLeader: http.StatusBadRequest, okFollower: http.StatusBadRequest},
 		{method: "GET", route: "/metrics", role: R, target: func(string) string { return "/metrics" }},
 		{method: "GET", route: "/ready", role: httpapi.RolePublic, target: func(string) string { return "/ready" }},
 		{method: "GET", route: "/health", role: httpapi.RolePublic, target: func(string) string { return "/health" }},
