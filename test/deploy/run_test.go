@@ -182,12 +182,6 @@ func TestDockerfileRun(t *testing.T) {
 	// The HEALTHCHECK command, as Docker runs it: same env, user and
 	// network namespace, polled until it reports healthy.
 	healthArgv := mapArgv(health)
-	if code, body, err := get("/ready"); err == nil && code == http.StatusNotFound {
-		// TODO(lead): drop once GET /ready is merged; the image's check
-		// must then pass against /ready itself.
-		healthArgv = append(healthArgv, base+"/health")
-		t.Logf("GET /ready is 404 here (%s): /ready is not merged into this branch yet, so the HEALTHCHECK runs against /health", bytes.TrimSpace(body))
-	}
 	var lastOut []byte
 	waitFor(t, 30*time.Second, exited, "the HEALTHCHECK command to exit 0", func() error {
 		hc, outPath := startProcess(t, ns, healthArgv, envList, hostDir, "", uid, gid)
@@ -487,11 +481,7 @@ func TestHealthcheckNotReady(t *testing.T) {
 	if !strings.Contains(string(b), base+"/ready") {
 		t.Errorf("the failure does not name the URL it checked: %s", b)
 	}
-	switch {
-	case strings.Contains(string(b), "404 Not Found"):
-		// TODO(lead): drop this case once GET /ready is merged.
-		t.Logf("GET /ready is not merged into this branch yet (404); after the merge this must be a 503")
-	case !strings.Contains(string(b), "503 Service Unavailable"):
+	if !strings.Contains(string(b), "503 Service Unavailable") {
 		t.Errorf("want a 503 from /ready with its reason, got: %s", b)
 	}
 	t.Logf("not ready, as expected: %s", bytes.TrimSpace(b))
