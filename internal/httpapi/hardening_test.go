@@ -52,7 +52,7 @@ func TestPanicBecomes500(t *testing.T) {
 	r.HandleFunc("/fine", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"ok": "yes"})
 	})
-	s := &Service{node: &node.Node{}, log: logger.WithField("component", "http"), router: r}
+	s := &Service{node: &node.Node{}, log: logger.WithField("component", "http"), router: r, metrics: newHTTPMetrics(nil)}
 	addr := serve(t, s, nil, logger)
 
 	for range 2 { // twice: the first panic did not break the server
