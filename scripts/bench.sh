@@ -2,9 +2,12 @@
 # Benchmark a fresh local 3-node raftkv cluster side by side with a 3-member
 # etcd (when installed), driven by the same load generator (raftkv-bench).
 #
-# Usage: scripts/bench.sh [--quick] [--sustained]
+# Usage: scripts/bench.sh [--quick] [--sustained | --scale]
 #   (default)    the standard matrix: every cell run against raftkv and etcd
 #                alternately (A B A B ...), BENCH_ROUNDS rounds, medians
+#   --scale      the same machinery on the scale cells: writes of 100 B,
+#                10 KiB and 1 MiB values, writes at c=64, linearizable reads;
+#                run it with BENCH_NODES=3 and BENCH_NODES=5 to compare sizes
 #   --quick      2 s runs, one round: checks the script; numbers are rough
 #   --sustained  raftkv only: BENCH_SUSTAINED of writes at c=64 with a low
 #                snapshot threshold, so the run spans several snapshots and
@@ -13,6 +16,7 @@
 # Environment:
 #   BENCH_DURATION   measured time per run (default 10s; 1 s warmup on top)
 #   BENCH_ROUNDS     runs per cell and system (default 3)
+#   BENCH_NODES      cluster size of both systems: 3 (default) or 5
 #   BENCH_SUSTAINED  length of the sustained run: 180, 180s or 3m (default 180s)
 #   BENCH_SNAPSHOT_THRESHOLD  RAFT_SNAPSHOT_THRESHOLD of the sustained run (50000)
 #   BENCH_LARGE_KEYS key space of the 64 KiB cell (default 1000: 64 MiB of data)
@@ -41,11 +45,14 @@ for arg in "$@"; do
 	case $arg in
 	--quick) duration=2s rounds=1 ;;
 	--sustained) mode=sustained ;;
+	--scale) mode=scale ;;
 	-h | --help) usage 0 ;;
 	*) echo "unknown argument: $arg" >&2; usage ;;
 	esac
 done
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_ROUNDS must be a positive integer, not '$rounds'" >&2; exit 2; }
+nodes=${BENCH_NODES:-3}
+[[ $nodes == 3 || $nodes == 5 ]] || { echo "BENCH_NODES must be 3 or 5, not '$nodes'" >&2; exit 2; }
 sustained_spec=${BENCH_SUSTAINED:-180s}
 case $sustained_spec in
 *m) sustained_secs=$((${sustained_spec%m} * 60)) ;;
@@ -159,15 +166,15 @@ for p in sys.argv[1:]:
 EOF
 }
 
-# Ports: raftkv HTTP 18000-18002 and Raft 19000-19002, etcd client
-# 20000-20002 and peer 21000-21002 (the seed's scripts use 8000-8002 and
+# Ports: raftkv HTTP 18000-18004 and Raft 19000-19004, etcd client
+# 20000-20004 and peer 21000-21004 (the seed's scripts use 8000-8002 and
 # 9000-9002). If any is taken, e.g. by another run of this script, shift
 # all of them by 100, up to 20 times.
 for try in $(seq 0 20); do
 	if ((try == 20)); then echo "no free port block found in 18000-21999" >&2; exit 1; fi
 	o=$((try * 100))
 	rk_http=() rk_raft=() et_client=() et_peer=()
-	for i in 0 1 2; do
+	for ((i = 0; i < nodes; i++)); do
 		rk_http+=($((18000 + o + i))) rk_raft+=($((19000 + o + i)))
 		et_client+=($((20000 + o + i))) et_peer+=($((21000 + o + i)))
 	done
@@ -177,15 +184,15 @@ raftkv_urls=$(printf 'http://127.0.0.1:%s,' "${rk_http[@]}") raftkv_urls=${raftk
 etcd_urls=$(printf 'http://127.0.0.1:%s,' "${et_client[@]}") etcd_urls=${etcd_urls%,}
 raftkv_pids=() etcd_pids=()
 
-# cluster_ready: node 1 lists 3 voters with HTTP addresses and one leader,
+# cluster_ready: node 1 lists $nodes voters with HTTP addresses and one leader,
 # and every node knows the leader (so followers can forward).
 # shellcheck disable=SC2317 # run by wait_for
 cluster_ready() {
 	curl -sf --max-time 2 "http://127.0.0.1:${rk_http[0]}/nodes" | python3 -c '
 import json, sys
 n = json.load(sys.stdin)
-ok = len(n) == 3 and all(m["voter"] and m["http_addr"] for m in n) and sum(bool(m["leader"]) for m in n) == 1
-sys.exit(0 if ok else 1)' || return 1
+ok = len(n) == int(sys.argv[1]) and all(m["voter"] and m["http_addr"] for m in n) and sum(bool(m["leader"]) for m in n) == 1
+sys.exit(0 if ok else 1)' "$nodes" || return 1
 	local port
 	for port in "${rk_http[@]}"; do
 		curl -sf --max-time 2 "http://127.0.0.1:$port/status" |
@@ -199,11 +206,11 @@ node1_leader() {
 		python3 -c 'import json, sys; sys.exit(0 if json.load(sys.stdin)["state"] == "Leader" else 1)'
 }
 
-# start_raftkv [VAR=VALUE...]: the 3-node cluster, extra environment applied.
+# start_raftkv [VAR=VALUE...]: the $nodes-node cluster, extra environment applied.
 start_raftkv() {
 	local i
 	echo "starting raftkv on ${raftkv_urls//,/ }"
-	for i in 0 1 2; do
+	for ((i = 0; i < nodes; i++)); do
 		local join=""
 		if ((i > 0)); then join=127.0.0.1:${rk_http[0]}; fi
 		env RAFT_NODE_ID="n$((i + 1))" HTTP_SERVER_PORT="${rk_http[i]}" RAFT_SERVER_PORT="${rk_raft[i]}" \
@@ -229,8 +236,8 @@ etcd_healthy() {
 start_etcd() {
 	local i cluster=""
 	echo "starting etcd on ${etcd_urls//,/ }"
-	for i in 0 1 2; do cluster+="e$((i + 1))=http://127.0.0.1:${et_peer[i]},"; done
-	for i in 0 1 2; do
+	for ((i = 0; i < nodes; i++)); do cluster+="e$((i + 1))=http://127.0.0.1:${et_peer[i]},"; done
+	for ((i = 0; i < nodes; i++)); do
 		# Defaults otherwise (fsync on, snapshot-count 100000). The 8 GiB
 		# backend quota only keeps repeated 64 KiB rounds from raising the
 		# NOSPACE alarm at the 2 GiB default; it costs nothing per request.
@@ -332,6 +339,15 @@ cells=(
 	"mixed-90-10-c64|mixed 90% reads / 10% writes, c=64|-c 64 -ratio 0.1"
 	"writes-64KiB-c16|writes of 64 KiB values, c=16|-c 16 -ratio 1 -value-size 65536 -keys $large_keys"
 )
+if [[ $mode == scale ]]; then
+	cells=(
+		"writes-c16|writes of 100 B values, c=16|-c 16 -ratio 1"
+		"writes-10KiB-c16|writes of 10 KiB values, c=16|-c 16 -ratio 1 -value-size 10240 -keys 1000"
+		"writes-1MiB-c4|writes of 1 MiB values, c=4|-c 4 -ratio 1 -value-size 1048576 -keys 64"
+		"writes-c64|writes of 100 B values, c=64|-c 64 -ratio 1"
+		"lin-reads-c16|linearizable reads, c=16|-c 16 -ratio 0 -consistency linearizable"
+	)
+fi
 
 header() {
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
@@ -372,16 +388,16 @@ matrix() {
 		done
 	done
 	{
-		echo "# raftkv vs etcd"
+		echo "# raftkv vs etcd$([[ $mode == scale ]] && echo ': scale cells')"
 		echo
 		header
 		echo "- $rounds round(s) of ${duration} per cell and system after a 1 s warmup$($have_etcd && echo ', alternating raftkv and etcd'); medians."
-		echo "  10,000 keys (preloaded), 100 B values, requests round-robin over all 3 nodes; the 64 KiB cell uses $large_keys keys."
+		echo "  10,000 keys (preloaded), 100 B values, requests round-robin over all $nodes nodes of each system$([[ $mode == matrix ]] && echo "; the 64 KiB cell uses $large_keys keys")."
 		if $have_etcd; then echo "- $("$etcd_bin" --version | head -1), v3 JSON gateway (/v3/kv/put, /v3/kv/range), 8 GiB backend quota, otherwise defaults"; fi
 		echo
-		python3 - "$out/runs" "$rounds" "$(nproc)" "${cells[@]}" <<'EOF'
+		python3 - "$out/runs" "$rounds" "$(nproc)" "$nodes" "${cells[@]}" <<'EOF'
 import json, os, statistics, sys
-runs_dir, rounds, cores, cells = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+runs_dir, rounds, cores, nodes, cells = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5:]
 cells = [c.split("|")[:2] for c in cells]
 
 def load(sys_, cell):
@@ -427,7 +443,7 @@ for c, label in cells:
     lb = f"{f(med(b, 'p50'), '.2f')} / {f(med(b, 'p99'), '.2f')}" if b else "—"
     print(f"| {label} | {f(oa, ',.0f')} | {f(ob, ',.0f') if b else '—'} | {ratio} | {la} | {lb} |")
 print()
-print(f"Resources (medians; CPU in cores of the machine's {cores}, servers = all 3 nodes together, over the generator's whole run"
+print(f"Resources (medians; CPU in cores of the machine's {cores}, servers = all {nodes} nodes together, over the generator's whole run"
       " including warmup; µs/op = server CPU per operation; RSS of each node after the cell's last run).")
 print()
 print("| cell | system | server CPU | generator CPU | server CPU µs/op | RSS per node MiB |")
@@ -458,7 +474,7 @@ EOF
 poll_snapshots() {
 	local _ i
 	for _ in $(seq 1 "$1"); do
-		for i in 0 1 2; do
+		for ((i = 0; i < nodes; i++)); do
 			printf '%s n%d %s\n' "$(date +%s)" $((i + 1)) "$(curl -sf --max-time 1 "http://127.0.0.1:${rk_http[i]}/status" |
 				python3 -c 'import json, sys; print(json.load(sys.stdin)["last_snapshot_index"])' 2>/dev/null || echo '?')"
 		done
@@ -490,7 +506,7 @@ sustained() {
 		echo "# raftkv sustained writes"
 		echo
 		header
-		echo "- writes at c=64, 10,000 keys, 100 B values, round-robin over 3 nodes; RAFT_SNAPSHOT_THRESHOLD=$snapshot_threshold, RAFT_SNAPSHOT_INTERVAL=5s"
+		echo "- writes at c=64, 10,000 keys, 100 B values, round-robin over $nodes nodes; RAFT_SNAPSHOT_THRESHOLD=$snapshot_threshold, RAFT_SNAPSHOT_INTERVAL=5s"
 		echo
 		python3 - "$out/runs/sustained.json" "$out/snapshots.txt" "$(((c1 - c0) * 1000 / clk_tck))" "$(((t1 - t0) / 1000000))" "$(rss_kib "${raftkv_pids[@]}")" <<'EOF'
 import json, statistics, sys
@@ -547,6 +563,6 @@ EOF
 
 # Not called as "f || ...": that would switch off errexit inside them.
 verdict=0
-if [[ $mode == sustained ]]; then sustained; else matrix; fi
+if [[ $mode == sustained ]]; then sustained; else matrix; fi # matrix and scale
 echo "results in $out"
 exit "$verdict"

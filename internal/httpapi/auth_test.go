@@ -97,7 +97,7 @@ func TestCallerIsMember(t *testing.T) {
 
 // testNode runs a one-node cluster whose registered HTTP address is
 // httpAdvertise (never dialed: the node makes no HTTP calls here).
-func testNode(t *testing.T, httpAdvertise string) *node.Node {
+func testNode(t testing.TB, httpAdvertise string) *node.Node {
 	t.Helper()
 	logger := logrus.New()
 	logger.SetOutput(testWriter{t})
@@ -126,7 +126,7 @@ func testNode(t *testing.T, httpAdvertise string) *node.Node {
 	}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
