@@ -94,7 +94,7 @@ func (n *Node) Promote(ctx context.Context, id string) (JoinResult, error) {
 	if err := await(ctx, f); err != nil {
 		return JoinResult{}, mapRaftError("promote "+id, err)
 	}
-	n.log.WithFields(map[string]any{"node": id, "raft_addr": s.Address}).Info("membership changed: learner promoted to voter")
+	n.log.WithFields(map[string]any{"node": id, "raft_addr": s.Address, "change": "promoted"}).Info("membership changed")
 	return JoinResult{Change: "promoted", Index: f.Index(), Voter: true}, nil
 }
 
