@@ -2,23 +2,18 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/testpki"
 )
 
 // envMap is a lookup over a fixed environment, so the test process's own
@@ -137,53 +132,18 @@ type testPKI struct {
 
 func newTestPKI(t *testing.T, dir string, dnsNames []string, ips []net.IP) testPKI {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
+	// Empty, not nil: testpki's defaults would add loopback names, and the
+	// node certificate here must name only what the test gives.
+	if dnsNames == nil {
+		dnsNames = []string{}
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "raftkv test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	if ips == nil {
+		ips = []net.IP{}
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "raftkv node"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: dnsNames, IPAddresses: ips, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := testPKI{caFile: filepath.Join(dir, "ca.pem"), certFile: filepath.Join(dir, "node.pem"), keyFile: filepath.Join(dir, "node-key.pem")}
-	write := func(path, typ string, der []byte) {
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(p.caFile, "CERTIFICATE", caDER)
-	write(p.certFile, "CERTIFICATE", leafDER)
-	write(p.keyFile, "PRIVATE KEY", keyDER)
-	p.pool = x509.NewCertPool()
-	p.pool.AddCert(ca)
-	if p.leaf, err = tls.LoadX509KeyPair(p.certFile, p.keyFile); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	ca := testpki.NewCA(t, "raftkv test CA")
+	leaf := ca.IssueWith(t, "raftkv node", testpki.LeafOptions{DNSNames: dnsNames, IPs: ips})
+	f := leaf.Write(t, dir, "node", ca)
+	return testPKI{caFile: f.CA, certFile: f.Cert, keyFile: f.Key, pool: ca.Pool(), leaf: leaf.TLS}
 }
 
 func TestHealthcheckTLS(t *testing.T) {

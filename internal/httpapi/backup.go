@@ -172,19 +172,13 @@ func (s *Service) receiveBackup(w http.ResponseWriter, r *http.Request) (*os.Fil
 // answer back. It reports false, having written nothing, when this node
 // turns out to be the leader.
 func (s *Service) forwardRestore(w http.ResponseWriter, r *http.Request, f *os.File, size int64) bool {
-	if hopsOf(r) >= maxHops {
-		s.writeError(w, r, ErrHopLimit)
-		return true
+	leader, err := s.leaderElsewhere(r, maxHops)
+	if errors.Is(err, errSelfLeader) {
+		return false
 	}
-	wctx, cancel := s.requestContext(r)
-	leader, err := s.node.WaitLeader(wctx)
-	cancel()
 	if err != nil {
 		s.writeError(w, r, err)
 		return true
-	}
-	if leader.ID == s.node.ID() {
-		return false
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.restoreTimeout(size)+forwardSlack)
 	defer cancel()

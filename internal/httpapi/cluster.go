@@ -106,33 +106,15 @@ type leaveResponse struct {
 // first, then sends the request on to the new leader: that one extra hop is
 // allowed because this node has just stopped leading.
 func (s *Service) handleLeave(w http.ResponseWriter, r *http.Request) {
-	p, err := s.readParams(w, r)
-	var id string
-	if err == nil {
-		id, err = p.required("nodeId")
-	}
-	if err == nil && config.ValidateNodeID(id) != nil {
-		err = fmt.Errorf("%w: nodeId: %v", ErrBadRequest, config.ValidateNodeID(id))
-	}
+	id, p, err := s.nodeIDParam(w, r, true)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if s.forwardOrServe(w, r, r.URL.RequestURI(), p.body) {
-		return
-	}
-	ctx, cancel := s.requestContext(r)
-	defer cancel()
-	index, err := s.node.Leave(ctx, id)
-	if errors.Is(err, node.ErrNotLeader) {
-		s.reforward(w, r, r.URL.RequestURI(), p.body, hopsOf(r)+1)
-		return
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, leaveResponse{NodeID: id, Index: index})
+	s.onLeader(w, r, p.body, hopsOf(r)+1, func(ctx context.Context) (any, error) {
+		index, err := s.node.Leave(ctx, id)
+		return leaveResponse{NodeID: id, Index: index}, err
+	})
 }
 
 func (s *Service) probe(ctx context.Context, httpAddr string) bool {

@@ -98,19 +98,13 @@ func hopsOf(r *http.Request) int {
 // sending, a write's outcome is unknown (502/504).
 func (s *Service) forward(w http.ResponseWriter, r *http.Request, uri string, body []byte, limit int) bool {
 	hops := hopsOf(r)
-	if hops >= limit {
-		s.writeError(w, r, ErrHopLimit)
-		return true
+	leader, err := s.leaderElsewhere(r, limit)
+	if errors.Is(err, errSelfLeader) {
+		return false
 	}
-	wctx, cancel := s.requestContext(r)
-	leader, err := s.node.WaitLeader(wctx)
-	cancel()
 	if err != nil {
 		s.writeError(w, r, err)
 		return true
-	}
-	if leader.ID == s.node.ID() {
-		return false
 	}
 
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout+forwardSlack)
@@ -152,4 +146,49 @@ func (s *Service) forward(w http.ResponseWriter, r *http.Request, uri string, bo
 		s.log.WithError(err).Debug("copy forwarded response")
 	}
 	return true
+}
+
+// onLeader serves a leader-only admin request (leave, promote, transfer):
+// a follower forwards it; on the leader op runs under the request's
+// deadline and its result is the 200 answer. If leadership moved while op
+// ran, the request is sent on to the new leader, with at most hopLimit hops.
+func (s *Service) onLeader(w http.ResponseWriter, r *http.Request, body []byte, hopLimit int, op func(context.Context) (any, error)) {
+	if s.forwardOrServe(w, r, r.URL.RequestURI(), body) {
+		return
+	}
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	res, err := op(ctx)
+	if errors.Is(err, node.ErrNotLeader) {
+		s.reforward(w, r, r.URL.RequestURI(), body, hopLimit)
+		return
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// errSelfLeader: leaderElsewhere found this node leading, so the caller
+// serves the request itself.
+var errSelfLeader = errors.New("this node is the leader")
+
+// leaderElsewhere waits (within the request timeout) for a leader to send r
+// to, refusing a request that has already made limit hops; errSelfLeader
+// when the leader is this node.
+func (s *Service) leaderElsewhere(r *http.Request, limit int) (node.Leader, error) {
+	if hopsOf(r) >= limit {
+		return node.Leader{}, ErrHopLimit
+	}
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	leader, err := s.node.WaitLeader(ctx)
+	if err != nil {
+		return node.Leader{}, err
+	}
+	if leader.ID == s.node.ID() {
+		return node.Leader{}, errSelfLeader
+	}
+	return leader, nil
 }

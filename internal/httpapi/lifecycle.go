@@ -66,21 +66,10 @@ func (s *Service) handlePromote(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if s.forwardOrServe(w, r, r.URL.RequestURI(), p.body) {
-		return
-	}
-	ctx, cancel := s.requestContext(r)
-	defer cancel()
-	res, err := s.node.Promote(ctx, id)
-	if errors.Is(err, node.ErrNotLeader) {
-		s.reforward(w, r, r.URL.RequestURI(), p.body, maxHops)
-		return
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, promoteResponse{NodeID: id, Change: res.Change, Index: res.Index, Voter: res.Voter})
+	s.onLeader(w, r, p.body, maxHops, func(ctx context.Context) (any, error) {
+		res, err := s.node.Promote(ctx, id)
+		return promoteResponse{NodeID: id, Change: res.Change, Index: res.Index, Voter: res.Voter}, err
+	})
 }
 
 type transferResponse struct {
@@ -100,25 +89,14 @@ func (s *Service) handleTransferLeadership(w http.ResponseWriter, r *http.Reques
 		s.writeError(w, r, err)
 		return
 	}
-	if s.forwardOrServe(w, r, r.URL.RequestURI(), p.body) {
-		return
-	}
-	ctx, cancel := s.requestContext(r)
-	defer cancel()
-	leader, err := s.node.TransferLeadership(ctx, id)
-	if errors.Is(err, node.ErrNotLeader) {
-		s.reforward(w, r, r.URL.RequestURI(), p.body, maxHops)
-		return
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	res := transferResponse{PreviousLeader: s.node.ID(), Leader: leader, Change: "transferred"}
-	if leader == s.node.ID() {
-		res.Change = "unchanged"
-	}
-	writeJSON(w, http.StatusOK, res)
+	s.onLeader(w, r, p.body, maxHops, func(ctx context.Context) (any, error) {
+		leader, err := s.node.TransferLeadership(ctx, id)
+		res := transferResponse{PreviousLeader: s.node.ID(), Leader: leader, Change: "transferred"}
+		if leader == s.node.ID() {
+			res.Change = "unchanged"
+		}
+		return res, err
+	})
 }
 
 // PrepareStop is the first step of a graceful stop, before the HTTP server

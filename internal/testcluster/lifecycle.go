@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -16,17 +15,8 @@ import (
 // other goroutine uses the cluster: it grows the member list.
 func (c *Cluster) AddMember(t testing.TB, voter bool) int {
 	t.Helper()
-	i := len(c.members)
-	m := &member{
-		id:  fmt.Sprintf("n%d", i+1),
-		dir: filepath.Join(filepath.Dir(c.members[0].dir), fmt.Sprintf("n%d", i+1)),
-	}
-	c.mu.Lock()
-	c.members = append(c.members, m)
-	c.mu.Unlock()
-	if err := c.startMember(m); err != nil {
-		t.Fatalf("testcluster: start %s: %v", m.id, err)
-	}
+	i := c.AddUnjoined(t)
+	m := c.member(i)
 	via := -1
 	for _, j := range c.Running() {
 		if j != i {
