@@ -61,10 +61,6 @@ type httpMetrics struct {
 	forwardDuration *prometheus.HistogramVec
 }
 
-// latencyBuckets: from a local stale read (sub-millisecond) to a request
-// that waits out its deadline (seconds).
-var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
-
 func newHTTPMetrics(n *node.Node) *httpMetrics {
 	m := &httpMetrics{
 		registry: prometheus.NewRegistry(),
@@ -75,7 +71,7 @@ func newHTTPMetrics(n *node.Node) *httpMetrics {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "raftkv_http_request_duration_seconds",
 			Help:    "Time to serve an HTTP request, forwarding included, by route template and method.",
-			Buckets: latencyBuckets,
+			Buckets: node.LatencyBuckets,
 		}, []string{"route", "method"}),
 		forwards: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "raftkv_forwarded_requests_total",
@@ -84,7 +80,7 @@ func newHTTPMetrics(n *node.Node) *httpMetrics {
 		forwardDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "raftkv_forward_duration_seconds",
 			Help:    "Time of one round trip to the leader, by kind.",
-			Buckets: latencyBuckets,
+			Buckets: node.LatencyBuckets,
 		}, []string{"kind"}),
 	}
 	m.registry.MustRegister(

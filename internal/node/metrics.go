@@ -39,9 +39,11 @@ type metrics struct {
 	leaderChanges    prometheus.Counter
 }
 
-// latencyBuckets span a cached read (sub-millisecond) to a request that
-// waits out a deadline (seconds); a write costs a few fsyncs in between.
-var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+// LatencyBuckets are the histogram buckets of every request-latency metric
+// (here and in the HTTP layer): from a cached read (sub-millisecond) to a
+// request that waits out a deadline (seconds); a write costs a few fsyncs
+// in between.
+var LatencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
 // snapshotBuckets span a small store (milliseconds) to a large one (minutes).
 var snapshotBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
@@ -51,7 +53,7 @@ func newMetrics() *metrics {
 		applyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "raftkv_apply_duration_seconds",
 			Help:    "Time from proposing a command on the leader to its being committed and applied there.",
-			Buckets: latencyBuckets,
+			Buckets: LatencyBuckets,
 		}),
 		applyTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "raftkv_apply_commands_total",

@@ -63,26 +63,7 @@ func TestClusterEndToEnd(t *testing.T) {
 			t.Fatalf("join %s: %d %s %v", n.name, code, body, err)
 		}
 	}
-	waitFor(t, 20*time.Second, "every node to list 3 voters with http addresses", func() error {
-		for _, n := range nodes {
-			var members []member
-			if _, err := httpGetJSON(n.url("/nodes?stale"), &members); err != nil {
-				return err
-			}
-			if len(members) != 3 {
-				return fmt.Errorf("%s lists %d members: %+v", n.name, len(members), members)
-			}
-			for i, m := range members {
-				want := member{ID: nodes[i].name, Voter: true,
-					RaftAddr: fmt.Sprintf("127.0.0.1:%d", nodes[i].raftPort),
-					HTTPAddr: fmt.Sprintf("127.0.0.1:%d", nodes[i].httpPort)}
-				if m != want {
-					return fmt.Errorf("%s lists %+v, want %+v", n.name, m, want)
-				}
-			}
-		}
-		return nil
-	})
+	waitVoters(t, nodes, nodes, 20*time.Second)
 
 	// The seed's pump script against n1.
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)

@@ -267,3 +267,30 @@ func fileExists(path string) bool {
 
 // tail returns the last n lines of the file at path.
 func tail(path string, n int) string { return proc.Tail(path, n) }
+
+// waitVoters waits until every node in nodes lists, in its own view of the
+// configuration (/nodes?stale), exactly want as voters with their HTTP
+// addresses.
+func waitVoters(t *testing.T, nodes, want []*node, timeout time.Duration) time.Duration {
+	t.Helper()
+	return waitFor(t, timeout, fmt.Sprintf("%d nodes to list %d voters", len(nodes), len(want)), func() error {
+		for _, n := range nodes {
+			var members []member
+			if _, err := httpGetJSON(n.url("/nodes?stale"), &members); err != nil {
+				return err
+			}
+			if len(members) != len(want) {
+				return fmt.Errorf("%s lists %d members: %+v", n.name, len(members), members)
+			}
+			for i, m := range members {
+				w := member{ID: want[i].name, Voter: true,
+					RaftAddr: fmt.Sprintf("127.0.0.1:%d", want[i].raftPort),
+					HTTPAddr: fmt.Sprintf("127.0.0.1:%d", want[i].httpPort)}
+				if m != w {
+					return fmt.Errorf("%s lists %+v, want %+v", n.name, m, w)
+				}
+			}
+		}
+		return nil
+	})
+}

@@ -51,32 +51,6 @@ func startExpectCluster(t *testing.T, extra map[string]string) []*node {
 	return nodes
 }
 
-// waitVoters waits until every node in nodes lists exactly want as voters
-// with their HTTP addresses.
-func waitVoters(t *testing.T, nodes, want []*node, timeout time.Duration) time.Duration {
-	t.Helper()
-	return waitFor(t, timeout, fmt.Sprintf("%d nodes to list %d voters", len(nodes), len(want)), func() error {
-		for _, n := range nodes {
-			var members []member
-			if _, err := httpGetJSON(n.url("/nodes"), &members); err != nil {
-				return err
-			}
-			if len(members) != len(want) {
-				return fmt.Errorf("%s lists %d members: %+v", n.name, len(members), members)
-			}
-			for i, m := range members {
-				w := member{ID: want[i].name, Voter: true,
-					RaftAddr: fmt.Sprintf("127.0.0.1:%d", want[i].raftPort),
-					HTTPAddr: fmt.Sprintf("127.0.0.1:%d", want[i].httpPort)}
-				if m != w {
-					return fmt.Errorf("%s lists %+v, want %+v", n.name, m, w)
-				}
-			}
-		}
-		return nil
-	})
-}
-
 // TestBootstrapExpect: three nodes started at once with RAFT_JOIN and
 // RAFT_BOOTSTRAP_EXPECT=3 form one cluster by themselves; a restarted node
 // (volume with state) rejoins it rather than bootstrapping again.
