@@ -17,6 +17,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/internal/config"
 	"github.com/raftkv/raftkv/internal/httpapi"
 	"github.com/raftkv/raftkv/internal/logging"
@@ -85,7 +86,18 @@ func run(cfg config.Config, logger *logrus.Logger) error {
 		ln.Close()
 		return err
 	}
-	apiOpts := httpapi.Options{
+	clusterOpts := cluster.Options{
+		RequestTimeout:  cfg.RequestTimeout,
+		Auth:            authStore,
+		BootstrapExpect: cfg.BootstrapExpect,
+		Logger:          logger,
+	}
+	var serverTLS *tls.Config
+	if httpTLS != nil {
+		serverTLS, clusterOpts.ClientTLS = httpTLS.HTTPServer(), httpTLS.HTTPClient()
+	}
+	cl := cluster.New(n, clusterOpts)
+	api := httpapi.New(n, cl, httpapi.Options{
 		MaxKeyBytes:      cfg.MaxKeyBytes,
 		MaxValueBytes:    cfg.MaxValueBytes,
 		RequestTimeout:   cfg.RequestTimeout,
@@ -93,19 +105,14 @@ func run(cfg config.Config, logger *logrus.Logger) error {
 		Logger:           logger,
 		Auth:             authStore,
 		AllowRemoteAdmin: cfg.AllowRemoteAdmin,
-		BootstrapExpect:  cfg.BootstrapExpect,
 		MaxRestoreBytes:  cfg.MaxRestoreBytes,
-	}
-	var serverTLS *tls.Config
-	if httpTLS != nil {
-		serverTLS, apiOpts.ClientTLS = httpTLS.HTTPServer(), httpTLS.HTTPClient()
-	}
-	api := httpapi.New(n, apiOpts)
+		Collectors:       append(n.Collectors(), cl.Collectors()...),
+	})
 	srv := httpapi.NewServer(api, cfg.RequestTimeout, httpapi.WithServerLog(logger))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	go api.Announce(ctx, cfg.Join)
+	go cl.RetryJoin(ctx, cfg.Join)
 	watchSIGHUP(ctx, authStore, logger)
 
 	serveErr := make(chan error, 1)
@@ -136,7 +143,7 @@ func run(cfg config.Config, logger *logrus.Logger) error {
 	deadline := time.Now().Add(cfg.ShutdownTimeout)
 	if err == nil {
 		handoffCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout/2)
-		api.PrepareStop(handoffCtx, cfg.LeaveOnTerminate)
+		cl.HandOffOrLeave(handoffCtx, cfg.LeaveOnTerminate)
 		cancel()
 	}
 	shutdownCtx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -145,7 +152,7 @@ func run(cfg config.Config, logger *logrus.Logger) error {
 		logger.WithError(e).Warn("in-flight requests did not finish within SHUTDOWN_TIMEOUT; closing their connections")
 		_ = srv.Close()
 	}
-	api.Close()
+	cl.Close()
 	if e := n.Close(); e != nil {
 		return errors.Join(err, e)
 	}

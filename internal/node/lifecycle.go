@@ -14,7 +14,7 @@ import (
 // Suffrage names as the API shows them.
 const (
 	SuffrageVoter    = "voter"
-	SuffrageNonvoter = "nonvoter"
+	SuffrageNonvoter = "learner" // a non-voting member
 )
 
 func suffrageName(s raft.ServerSuffrage) string {

@@ -18,7 +18,7 @@ type Member struct {
 	RaftAddr string `json:"raft_addr"`
 	HTTPAddr string `json:"http_addr,omitempty"`
 	Voter    bool   `json:"voter"`
-	Suffrage string `json:"suffrage"` // "voter" or "nonvoter" (a learner)
+	Suffrage string `json:"suffrage"` // "voter" or "learner"
 	Leader   bool   `json:"leader"`
 }
 

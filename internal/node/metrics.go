@@ -151,7 +151,7 @@ var (
 		"Seconds since this node last heard from the leader; 0 on the leader; absent if it never has.", nil, nil)
 	descHasLeader = prometheus.NewDesc("raftkv_raft_has_leader", "1 if this node knows a leader, else 0.", nil, nil)
 	descMembers   = prometheus.NewDesc("raftkv_raft_members",
-		"Members of the latest Raft configuration, by suffrage (voter, nonvoter, staging).", []string{"suffrage"}, nil)
+		"Members of the latest Raft configuration, by suffrage (voter, learner, staging).", []string{"suffrage"}, nil)
 	descKeys  = prometheus.NewDesc("raftkv_fsm_keys", "Keys in this node's replica.", nil, nil)
 	descBytes = prometheus.NewDesc("raftkv_fsm_bytes", "Sum of key and value lengths in this node's replica.", nil, nil)
 )
@@ -217,13 +217,13 @@ func stateName(s raft.RaftState) string {
 	return "shutdown"
 }
 
-// SuffrageName is the API's name for a suffrage: voter, nonvoter, staging.
+// SuffrageName is the API's name for a suffrage: voter, learner, staging.
 func SuffrageName(s raft.ServerSuffrage) string {
 	switch s {
 	case raft.Voter:
 		return "voter"
 	case raft.Nonvoter:
-		return "nonvoter"
+		return SuffrageNonvoter
 	}
 	return "staging"
 }

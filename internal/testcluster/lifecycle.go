@@ -44,20 +44,20 @@ func (c *Cluster) AddMember(t testing.TB, voter bool) int {
 }
 
 // Stop stops member i the way the daemon does on SIGTERM: first
-// PrepareStop (a leader hands leadership off; with leave, the member
+// HandOffOrLeave (a leader hands leadership off; with leave, the member
 // removes itself from the configuration), then HTTP, then the node. Its
-// directory and ports are kept for Restart. timeout bounds PrepareStop.
+// directory and ports are kept for Restart. timeout bounds HandOffOrLeave.
 func (c *Cluster) Stop(t testing.TB, i int, leave bool, timeout time.Duration) {
 	t.Helper()
 	m := c.member(i)
 	c.mu.Lock()
-	svc := m.svc
+	cl := m.cl
 	c.mu.Unlock()
-	if svc == nil {
+	if cl == nil {
 		t.Fatalf("testcluster: Stop(%d): %s is not running", i, m.id)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	svc.PrepareStop(ctx, leave)
+	cl.HandOffOrLeave(ctx, leave)
 	cancel()
 	if err := c.stopMember(m); err != nil {
 		t.Fatalf("testcluster: Stop(%d): %v", i, err)

@@ -1,7 +1,7 @@
 // Package testcluster runs a raftkv cluster inside one test process, on
 // loopback, for integration tests. Each member is the real stack the daemon
 // wires in cmd/raftkv: a node.Node, an httpapi.Service served by
-// httpapi.NewServer on its own listener, and the Announce loop. Members are
+// httpapi.NewServer on its own listener, and the RetryJoin loop. Members are
 // joined through the HTTP API exactly as the seed scripts document
 // (GET /join?nodeId=nX&raftPort=P sent to the first node), so the tests
 // exercise the same path operators use.
@@ -31,6 +31,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/raftkv/raftkv/internal/auth"
+	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/internal/config"
 	"github.com/raftkv/raftkv/internal/httpapi"
 	"github.com/raftkv/raftkv/internal/logging"
@@ -169,9 +170,10 @@ type member struct {
 	auth   *auth.Store // nil when auth is off
 	node   *node.Node
 	svc    *httpapi.Service
+	cl     *cluster.Cluster
 	srv    *http.Server
-	cancel context.CancelFunc // stops Announce
-	done   chan struct{}      // closed when Serve and Announce returned
+	cancel context.CancelFunc // stops RetryJoin
+	done   chan struct{}      // closed when Serve and RetryJoin returned
 }
 
 // Start runs n members and returns once all are voters, a leader is known
@@ -329,7 +331,13 @@ func (c *Cluster) startMember(m *member) error {
 		_ = n.Close()
 		return fmt.Errorf("raft address %q: %w", n.RaftAddr(), err)
 	}
-	opts := httpapi.Options{
+	clOpts := cluster.Options{RequestTimeout: c.set.requestTimeout, Auth: store, Logger: logger}
+	var serverTLS *tls.Config
+	if tlsMat != nil {
+		serverTLS, clOpts.ClientTLS = tlsMat.HTTPServer(), tlsMat.HTTPClient()
+	}
+	cl := cluster.New(n, clOpts)
+	svc := httpapi.New(n, cl, httpapi.Options{
 		MaxKeyBytes:      c.set.maxKeyBytes,
 		MaxValueBytes:    c.set.maxValueBytes,
 		RequestTimeout:   c.set.requestTimeout,
@@ -338,12 +346,8 @@ func (c *Cluster) startMember(m *member) error {
 		Auth:             store,
 		AllowRemoteAdmin: c.set.allowRemoteAdmin,
 		MaxRestoreBytes:  c.set.maxRestoreBytes,
-	}
-	var serverTLS *tls.Config
-	if tlsMat != nil {
-		serverTLS, opts.ClientTLS = tlsMat.HTTPServer(), tlsMat.HTTPClient()
-	}
-	svc := httpapi.New(n, opts)
+		Collectors:       append(n.Collectors(), cl.Collectors()...),
+	})
 	srv := httpapi.NewServer(svc, c.set.requestTimeout, httpapi.WithServerLog(logger))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -357,14 +361,14 @@ func (c *Cluster) startMember(m *member) error {
 	}()
 	go func() {
 		defer wg.Done()
-		svc.Announce(ctx, nil) // joined explicitly, like the seed scripts
+		cl.RetryJoin(ctx, nil) // joined explicitly through /join
 	}()
 	go func() { wg.Wait(); close(done) }()
 
 	c.mu.Lock()
 	m.raftPort = raftPort
 	m.httpPort = ln.Addr().(*net.TCPAddr).Port
-	m.node, m.svc, m.srv, m.cancel, m.done = n, svc, srv, cancel, done
+	m.node, m.svc, m.cl, m.srv, m.cancel, m.done = n, svc, cl, srv, cancel, done
 	m.auth = store
 	c.mu.Unlock()
 	return nil
@@ -398,8 +402,8 @@ func retryAddrInUse(f func() error) error {
 // directory and ports are kept for Restart.
 func (c *Cluster) stopMember(m *member) error {
 	c.mu.Lock()
-	n, svc, srv, cancel, done := m.node, m.svc, m.srv, m.cancel, m.done
-	m.node, m.svc, m.srv, m.cancel, m.done = nil, nil, nil, nil, nil
+	n, cl, srv, cancel, done := m.node, m.cl, m.srv, m.cancel, m.done
+	m.node, m.svc, m.cl, m.srv, m.cancel, m.done = nil, nil, nil, nil, nil, nil
 	m.auth = nil
 	c.mu.Unlock()
 	if n == nil {
@@ -414,7 +418,7 @@ func (c *Cluster) stopMember(m *member) error {
 	}
 	stop()
 	<-done
-	svc.Close()
+	cl.Close()
 	if err := n.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", m.id, err)
 	}

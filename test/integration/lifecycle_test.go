@@ -162,13 +162,13 @@ func TestJoinSuffrage(t *testing.T) {
 		voter          bool
 		wantN2, wantN3 string
 	}{
-		{"learner re-joins with the default", join("n3", lr, ""), 200, "", "unchanged", false, "voter", "nonvoter"},
-		{"learner re-joins with voter=true", join("n3", lr, "&voter=true"), 200, "", "unchanged", false, "voter", "nonvoter"},
-		{"learner re-joins with voter=false", join("n3", lr, "&voter=false"), 200, "", "unchanged", false, "voter", "nonvoter"},
-		{"voter re-joins", join("n2", 1, ""), 200, "", "unchanged", true, "voter", "nonvoter"},
-		{"voter asks to become a learner", join("n2", 1, "&voter=false"), 409, "suffrage_conflict", "", false, "voter", "nonvoter"},
-		{"voter moves and asks to become a learner", "/join?nodeId=n2&raftAddr=127.0.0.1:1&voter=0", 409, "suffrage_conflict", "", false, "voter", "nonvoter"},
-		{"bad voter value", join("n4", lr, "&voter=maybe"), 400, "bad_request", "", false, "voter", "nonvoter"},
+		{"learner re-joins with the default", join("n3", lr, ""), 200, "", "unchanged", false, "voter", "learner"},
+		{"learner re-joins with voter=true", join("n3", lr, "&voter=true"), 200, "", "unchanged", false, "voter", "learner"},
+		{"learner re-joins with voter=false", join("n3", lr, "&voter=false"), 200, "", "unchanged", false, "voter", "learner"},
+		{"voter re-joins", join("n2", 1, ""), 200, "", "unchanged", true, "voter", "learner"},
+		{"voter asks to become a learner", join("n2", 1, "&voter=false"), 409, "suffrage_conflict", "", false, "voter", "learner"},
+		{"voter moves and asks to become a learner", "/join?nodeId=n2&raftAddr=127.0.0.1:1&voter=0", 409, "suffrage_conflict", "", false, "voter", "learner"},
+		{"bad voter value", join("n4", lr, "&voter=maybe"), 400, "bad_request", "", false, "voter", "learner"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
