@@ -41,4 +41,13 @@ var (
 	ErrTransferFailed = errors.New("leadership transfer did not complete")
 	// ErrAlreadyBootstrapped: Bootstrap on a node that already has state.
 	ErrAlreadyBootstrapped = errors.New("node already has raft state; not bootstrapping")
+	// ErrRestoreInProgress: this node is already installing a backup.
+	ErrRestoreInProgress = errors.New("a restore is already in progress on this node")
+	// ErrLogStoreMismatch: the volume already holds a log of the other
+	// kind. Opening it with the wrong store would start an empty log next
+	// to the real one and silently fork this member's history.
+	ErrLogStoreMismatch = errors.New("volume holds a log of another store kind")
+	// ErrVolumeNotEmpty: RestoreVolume without force found the volume in
+	// use; nothing was written.
+	ErrVolumeNotEmpty = errors.New("volume is not empty; nothing written (force replaces its raftkv state)")
 )

@@ -16,9 +16,6 @@ import (
 	"github.com/raftkv/raftkv/internal/fsm"
 )
 
-// ErrRestoreInProgress: this node is already installing a backup.
-var ErrRestoreInProgress = errors.New("a restore is already in progress on this node")
-
 // restoreIndexSlack is how far past the log's last index a restore is
 // installed. raft installs a user snapshot at max(last index, meta index)+1,
 // and the install stream must name that index before raft reads it (every
@@ -29,10 +26,6 @@ var ErrRestoreInProgress = errors.New("a restore is already in progress on this 
 // that all lose a coin toss to the waiting restore. Restore checks the
 // outcome anyway.
 const restoreIndexSlack = 4096
-
-// uploadDirName is where backups being restored are spooled, under the
-// volume.
-const uploadDirName = "restore-uploads"
 
 // restoreState serialises restores and owns the upload directory.
 type restoreState struct {
@@ -48,7 +41,7 @@ type restoreState struct {
 func (n *Node) UploadDir() (string, error) {
 	st := &n.restore
 	st.dirOnce.Do(func() {
-		st.dir = filepath.Join(n.cfg.Dir, uploadDirName)
+		st.dir = filepath.Join(n.cfg.Dir, uploadsDir)
 		if err := os.RemoveAll(st.dir); err != nil {
 			st.dirError = fmt.Errorf("clear %s: %w", st.dir, err)
 			return
