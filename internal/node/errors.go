@@ -1,6 +1,12 @@
 package node
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/raft"
+)
 
 // Errors a Node returns. They say whether anything was proposed to the log,
 // because that decides what a client may safely do next: retry freely
@@ -51,3 +57,23 @@ var (
 	// use; nothing was written.
 	ErrVolumeNotEmpty = errors.New("volume is not empty; nothing written (force replaces its raftkv state)")
 )
+
+// mapRaftError turns raft's errors (and a passed deadline) into this
+// package's, keeping "nothing proposed" apart from "outcome unknown".
+func mapRaftError(what string, err error) error {
+	var mapped error
+	switch {
+	case errors.Is(err, raft.ErrNotLeader):
+		mapped = ErrNotLeader
+	case errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		mapped = ErrUnavailable
+	case errors.Is(err, raft.ErrRaftShutdown):
+		mapped = ErrShutdown
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrAbortedByRestore),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		mapped = ErrOutcomeUnknown
+	default:
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%s: %w (%v)", what, mapped, err)
+}

@@ -1,5 +1,8 @@
 package node
 
+// The volume: the one list of what a node keeps on disk, its lock, and the
+// offline restore (RestoreVolume), which rewrites a volume from a backup.
+
 import (
 	"bufio"
 	"errors"

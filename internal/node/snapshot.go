@@ -1,5 +1,8 @@
 package node
 
+// Snapshots of the replicated state: taking one now (Snapshot) and the
+// online restore, which installs a backup as a snapshot on the leader.
+
 import (
 	"context"
 	"errors"
@@ -15,6 +18,30 @@ import (
 
 	"github.com/raftkv/raftkv/internal/fsm"
 )
+
+// Snapshot asks raft for a snapshot now. created is false when nothing was
+// applied since the last one.
+func (n *Node) Snapshot(ctx context.Context) (index uint64, created bool, err error) {
+	// raft refuses only when nothing was applied since this process
+	// started; otherwise it writes a duplicate of the latest snapshot.
+	if last := parseUint(n.raft.Stats()["last_snapshot_index"]); last > 0 && last >= n.fsm.AppliedIndex() {
+		return last, false, nil
+	}
+	f := n.raft.Snapshot()
+	err = await(ctx, f)
+	switch {
+	case errors.Is(err, raft.ErrNothingNewToSnapshot):
+		return parseUint(n.raft.Stats()["last_snapshot_index"]), false, nil
+	case err != nil:
+		return 0, false, mapRaftError("snapshot", err)
+	}
+	meta, rc, err := f.Open()
+	if err != nil {
+		return 0, true, fmt.Errorf("open new snapshot: %w", err)
+	}
+	_ = rc.Close()
+	return meta.Index, true, nil
+}
 
 // restoreIndexSlack is how far past the log's last index a restore is
 // installed. raft installs a user snapshot at max(last index, meta index)+1,
