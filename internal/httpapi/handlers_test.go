@@ -222,7 +222,7 @@ func TestNodesProbes(t *testing.T) {
 	s, st, cl := newFakeService(t, Options{})
 	st.members = append(st.members,
 		node.Member{ID: "n2", RaftAddr: "h2:9000", HTTPAddr: "h2:8000", Suffrage: node.SuffrageVoter},
-		node.Member{ID: "n3", RaftAddr: "h3:9000", HTTPAddr: "h3:8000", Suffrage: node.SuffrageNonvoter},
+		node.Member{ID: "n3", RaftAddr: "h3:9000", HTTPAddr: "h3:8000", Suffrage: node.SuffrageLearner},
 		node.Member{ID: "n4", RaftAddr: "h4:9000"})
 	cl.probes = map[string]cluster.Probe{
 		"h2:8000": {Reachable: true, Status: &node.Status{State: "Follower", LastContact: "1.5ms"}},

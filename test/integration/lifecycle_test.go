@@ -43,7 +43,7 @@ func TestLearners(t *testing.T) {
 	a := c.AddMember(t, false)
 	b := c.AddMember(t, false)
 
-	want := map[string]string{"n1": node.SuffrageVoter, "n2": node.SuffrageNonvoter, "n3": node.SuffrageNonvoter}
+	want := map[string]string{"n1": node.SuffrageVoter, "n2": node.SuffrageLearner, "n3": node.SuffrageLearner}
 	for _, i := range []int{0, a, b} {
 		testcluster.WaitFor(t, func() bool { return fmt.Sprint(suffrages(t, c, i)) == fmt.Sprint(want) },
 			testcluster.StartTimeout, "GET /nodes on "+c.ID(i)+" to show "+fmt.Sprint(want))
@@ -89,7 +89,7 @@ func TestLearners(t *testing.T) {
 func TestPromote(t *testing.T) {
 	c := testcluster.Start(t, 1, testcluster.WithRequestTimeout(time.Second))
 	l := c.AddMember(t, false)
-	if got := suffrageOf(t, c, 0, "n2"); got != node.SuffrageNonvoter {
+	if got := suffrageOf(t, c, 0, "n2"); got != node.SuffrageLearner {
 		t.Fatalf("n2 is %q after join with voter=false", got)
 	}
 
@@ -148,7 +148,7 @@ func TestJoinSuffrage(t *testing.T) {
 		}
 		return false
 	}, testcluster.StartTimeout, "the learner to register its HTTP address")
-	if got := suffrageOf(t, c, 0, "n3"); got != node.SuffrageNonvoter {
+	if got := suffrageOf(t, c, 0, "n3"); got != node.SuffrageLearner {
 		t.Fatalf("after its own announcement the learner is %q", got)
 	}
 
