@@ -84,9 +84,6 @@ func New(n *node.Node, opts Options) *Cluster {
 // Close releases idle connections to other nodes.
 func (c *Cluster) Close() { c.client.Close() }
 
-// Client is the one client for calls to other nodes.
-func (c *Cluster) Client() *Client { return c.client }
-
 // Collectors are the forward metrics, for the node's registry.
 func (c *Cluster) Collectors() []prometheus.Collector { return c.metrics.collectors() }
 

@@ -32,7 +32,7 @@ import (
 )
 
 // Header names: one X-Raft-* family, plus the standard X-Request-Id and
-// Idempotency-Key.
+// Idempotency-Key. (X-Raft-Forwarded, node to node, is cluster's.)
 const (
 	// HeaderServedBy names the node that produced the answer.
 	HeaderServedBy = "X-Raft-Served-By"
@@ -56,8 +56,6 @@ const (
 	TrailerBackupSHA256 = "X-Raft-Sha256"
 	// TrailerBackupCRC is the format's own CRC-32C (hex), as in its trailer.
 	TrailerBackupCRC = "X-Raft-Crc32c"
-	// HeaderForwarded marks a request another node forwarded (hops so far).
-	HeaderForwarded = cluster.HeaderForwarded
 	// HeaderRequestID correlates a request's log lines across nodes: taken
 	// from the client when present, and passed on when forwarding.
 	HeaderRequestID = "X-Request-Id"
