@@ -167,7 +167,7 @@ type RouteRole struct {
 func (s *Service) Routes() []RouteRole {
 	out := make([]RouteRole, len(s.routes))
 	for i, rt := range s.routes {
-		out[i] = RouteRole{Path: rt.path, Prefix: rt.prefix, Methods: rt.methods, Role: rt.role}
+		out[i] = RouteRole{Path: rt.path, Prefix: rt.prefix, Methods: slices.Clone(rt.methods), Role: rt.role}
 	}
 	return out
 }
