@@ -72,16 +72,16 @@ func TestLoadTLSValid(t *testing.T) {
 			if c.HTTPTLS() != tt.httpTLS || c.RaftTLS() != tt.raftTLS {
 				t.Fatalf("HTTPTLS=%v RaftTLS=%v, want %v %v", c.HTTPTLS(), c.RaftTLS(), tt.httpTLS, tt.raftTLS)
 			}
-			hm, err := c.LoadHTTPTLS()
-			if err != nil || (hm != nil) != tt.httpTLS {
-				t.Fatalf("LoadHTTPTLS = %v, %v", hm, err)
+			hm := c.HTTPMaterial
+			if (hm != nil) != tt.httpTLS {
+				t.Fatalf("HTTPMaterial = %v", hm)
 			}
 			if hm != nil && (hm.CA != nil) != tt.httpCA {
 				t.Fatalf("HTTP CA loaded: %v, want %v", hm.CA != nil, tt.httpCA)
 			}
-			rm, err := c.LoadRaftTLS()
-			if err != nil || (rm != nil) != tt.raftTLS || rm != nil && rm.CA == nil {
-				t.Fatalf("LoadRaftTLS = %v, %v", rm, err)
+			rm := c.RaftMaterial
+			if (rm != nil) != tt.raftTLS || rm != nil && rm.CA == nil {
+				t.Fatalf("RaftMaterial = %v", rm)
 			}
 		})
 	}
