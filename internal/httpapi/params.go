@@ -20,6 +20,7 @@ import (
 
 	"github.com/raftkv/raftkv/internal/config"
 	"github.com/raftkv/raftkv/internal/fsm"
+	"github.com/raftkv/raftkv/internal/node"
 )
 
 // formOverhead allows for names, separators and escaping in a form body
@@ -142,7 +143,7 @@ func (p params) nodeID(required bool) (string, error) {
 	if !ok || id == "" {
 		return "", fmt.Errorf("%w: missing parameter \"nodeId\"", ErrBadRequest)
 	}
-	if err := config.ValidateNodeID(id); err != nil {
+	if err := node.ValidateNodeID(id); err != nil {
 		return "", fmt.Errorf("%w: nodeId: %v", ErrBadRequest, err)
 	}
 	return id, nil

@@ -326,7 +326,7 @@ func TestAuthRouteMatrix(t *testing.T) {
 // read indexes, sent with the node's own credential) and the proxy
 // (leader reads and membership, sent with the client's token, which the
 // leader checks again). Start itself already relied on the third kind of
-// node-originated request: each member's Announce registers its HTTP
+// node-originated request: each member's RetryJoin registers its HTTP
 // address through an admin-only /join, with the node's credential.
 func TestAuthForwarding(t *testing.T) {
 	ts := newTokenSet(t)

@@ -138,7 +138,7 @@ func TestPromote(t *testing.T) {
 func TestJoinSuffrage(t *testing.T) {
 	c := testcluster.Start(t, 2)
 	lr := c.AddMember(t, false)
-	// The learner's Announce loop registers its HTTP address with a plain
+	// The learner's RetryJoin loop registers its HTTP address with a plain
 	// /join (voter defaults to true): wait for that, then check suffrage.
 	testcluster.WaitFor(t, func() bool {
 		for _, m := range members(t, c, 0) {
