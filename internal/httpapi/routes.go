@@ -91,10 +91,11 @@ func (s *Service) newRouter() *mux.Router {
 	r.UseEncodedPath()
 	for i := range s.routes {
 		rt := &s.routes[i]
+		// Methods upper-cases the slice it gets in place: give it a copy.
 		if rt.prefix {
-			r.PathPrefix(rt.path).Handler(s.adapt(rt)).Methods(rt.methods...)
+			r.PathPrefix(rt.path).Handler(s.adapt(rt)).Methods(slices.Clone(rt.methods)...)
 		} else {
-			r.Handle(rt.path, s.adapt(rt)).Methods(rt.methods...)
+			r.Handle(rt.path, s.adapt(rt)).Methods(slices.Clone(rt.methods)...)
 		}
 	}
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
