@@ -150,27 +150,32 @@ func (c *Cluster) WaitLeader(timeout time.Duration) *Node {
 	return leader
 }
 
-// WaitVoters waits until each node in want lists, in its own view of the
+// Voters checks that each node in want lists, in its own view of the
 // configuration (GET /nodes?stale), exactly want as voters, in name order,
-// with their Raft and HTTP addresses. It returns how long that took.
+// with their Raft and HTTP addresses.
+func (c *Cluster) Voters(want ...*Node) error {
+	for _, n := range want {
+		members, err := n.Members()
+		if err != nil {
+			return err
+		}
+		if len(members) != len(want) {
+			return fmt.Errorf("%s lists %d members: %+v", n.Name, len(members), members)
+		}
+		for i, m := range members {
+			w := want[i]
+			if m.ID != w.Name || !m.Voter || m.RaftAddr != w.RaftAddr || m.HTTPAddr != w.HTTPAddr {
+				return fmt.Errorf("%s lists %+v, want voter %s at raft %s, http %s", n.Name, m, w.Name, w.RaftAddr, w.HTTPAddr)
+			}
+		}
+	}
+	return nil
+}
+
+// WaitVoters waits until Voters holds and returns how long that took.
 func (c *Cluster) WaitVoters(timeout time.Duration, want ...*Node) time.Duration {
 	c.t.Helper()
 	return testwait.For(c.t, timeout, fmt.Sprintf("%d nodes to list %d voters", len(want), len(want)), func() error {
-		for _, n := range want {
-			members, err := n.Members()
-			if err != nil {
-				return err
-			}
-			if len(members) != len(want) {
-				return fmt.Errorf("%s lists %d members: %+v", n.Name, len(members), members)
-			}
-			for i, m := range members {
-				w := want[i]
-				if m.ID != w.Name || !m.Voter || m.RaftAddr != w.RaftAddr || m.HTTPAddr != w.HTTPAddr {
-					return fmt.Errorf("%s lists %+v, want voter %s at raft %s, http %s", n.Name, m, w.Name, w.RaftAddr, w.HTTPAddr)
-				}
-			}
-		}
-		return nil
+		return c.Voters(want...)
 	})
 }
