@@ -2,10 +2,13 @@ package testcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/testwait"
 )
 
 // AddMember starts a new member with an empty directory (it does not
@@ -32,11 +35,13 @@ func (c *Cluster) AddMember(t testing.TB, voter bool) int {
 		target += "&voter=false"
 	}
 	var last Response
-	c.WaitFor(t, func() bool {
+	testwait.For(t, StartTimeout, "join of "+m.id+" via "+c.ID(via), func() error {
 		var err error
-		last, err = c.Do(via, http.MethodPost, target, nil, nil)
-		return err == nil && last.Status == http.StatusOK
-	}, StartTimeout, "join of "+m.id+" via "+c.ID(via))
+		if last, err = c.Do(via, http.MethodPost, target, nil, nil); err == nil && last.Status != http.StatusOK {
+			err = errors.New(last.Summary())
+		}
+		return err
+	})
 	if last.Bool("voter") != voter {
 		t.Fatalf("testcluster: join %s: %s, want voter=%v", m.id, last.Body, voter)
 	}
