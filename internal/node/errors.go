@@ -1,6 +1,12 @@
 package node
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/raft"
+)
 
 // Errors a Node returns. They say whether anything was proposed to the log,
 // because that decides what a client may safely do next: retry freely
@@ -41,4 +47,33 @@ var (
 	ErrTransferFailed = errors.New("leadership transfer did not complete")
 	// ErrAlreadyBootstrapped: Bootstrap on a node that already has state.
 	ErrAlreadyBootstrapped = errors.New("node already has raft state; not bootstrapping")
+	// ErrRestoreInProgress: this node is already installing a backup.
+	ErrRestoreInProgress = errors.New("a restore is already in progress on this node")
+	// ErrLogStoreMismatch: the volume already holds a log of the other
+	// kind. Opening it with the wrong store would start an empty log next
+	// to the real one and silently fork this member's history.
+	ErrLogStoreMismatch = errors.New("volume holds a log of another store kind")
+	// ErrVolumeNotEmpty: RestoreVolume without force found the volume in
+	// use; nothing was written.
+	ErrVolumeNotEmpty = errors.New("volume is not empty; nothing written (force replaces its raftkv state)")
 )
+
+// mapRaftError turns raft's errors (and a passed deadline) into this
+// package's, keeping "nothing proposed" apart from "outcome unknown".
+func mapRaftError(what string, err error) error {
+	var mapped error
+	switch {
+	case errors.Is(err, raft.ErrNotLeader):
+		mapped = ErrNotLeader
+	case errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		mapped = ErrUnavailable
+	case errors.Is(err, raft.ErrRaftShutdown):
+		mapped = ErrShutdown
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrAbortedByRestore),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		mapped = ErrOutcomeUnknown
+	default:
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%s: %w (%v)", what, mapped, err)
+}

@@ -10,7 +10,7 @@ import (
 
 // hashicorp/raft reports its internals (commit time, FSM apply time,
 // replication RPCs, elections, …) through github.com/hashicorp/go-metrics,
-// whose sink is one global per process. RaftMetrics installs a Prometheus
+// whose sink is one global per process. raftMetrics installs a Prometheus
 // sink as that global, once, and returns it as a collector that any number
 // of registries may register.
 //
@@ -24,10 +24,10 @@ var (
 	raftSink     prometheus.Collector
 )
 
-// RaftMetrics returns the process-wide collector of hashicorp/raft's
+// raftMetrics returns the process-wide collector of hashicorp/raft's
 // go-metrics, installing the sink on first use; nil if it could not be
 // installed. Open calls it before raft starts, so no early metric is lost.
-func RaftMetrics() prometheus.Collector {
+func raftMetrics() prometheus.Collector {
 	raftSinkOnce.Do(func() {
 		// The sink registers itself in the registry it is given: give it a
 		// private one, never the global default, so nothing is exported

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -30,22 +29,12 @@ const (
 	LogStoreWAL = "wal"
 )
 
-// ErrLogStoreMismatch: the volume already holds a log of the other kind.
-// Opening it with the wrong store would start an empty log next to the
-// real one and silently fork this member's history.
-var ErrLogStoreMismatch = errors.New("volume holds a log of another store kind")
-
 // logStore is a Raft log plus stable store in one.
 type logStore interface {
 	raft.LogStore
 	raft.StableStore
 	io.Closer
 }
-
-const (
-	boltFile = "raft.db"
-	walDir   = "wal"
-)
 
 // existingLogStore reports which kind of log dir already holds, "" if none.
 func existingLogStore(dir string) (string, error) {
@@ -119,7 +108,7 @@ type walStore struct {
 }
 
 func openWAL(dir string, segmentSize int, logger *logrus.Logger) (*walStore, error) {
-	lock, err := lockFile(filepath.Join(dir, "LOCK"), 2*time.Second)
+	lock, err := lockFile(filepath.Join(dir, walLockFile), 2*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("open raft log %s: %w", dir, err)
 	}
@@ -141,25 +130,4 @@ func openWAL(dir string, segmentSize int, logger *logrus.Logger) (*walStore, err
 func (s *walStore) Close() error {
 	err := s.WAL.Close()
 	return errors.Join(err, s.meta.Close(), s.lock.Close())
-}
-
-// lockFile takes an exclusive flock on path, retrying until timeout:
-// another process still holding the volume is reported, not waited on forever.
-func lockFile(path string, timeout time.Duration) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o640)
-	if err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(timeout)
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return f, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s (is another raftkv using this volume?): %w", path, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -1,16 +1,85 @@
 package node
 
+// Membership: bootstrapping, the member list, and changing it (Join, Leave,
+// Promote). Every change runs on the leader against its latest configuration.
+
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 
 	"github.com/hashicorp/raft"
+	"github.com/sirupsen/logrus"
 
 	"github.com/raftkv/raftkv/internal/fsm"
 )
+
+// Suffrage names as the API and the metrics show them. A learner is a
+// raft non-voter; staging is a suffrage raft defines but does not use.
+const (
+	SuffrageVoter   = "voter"
+	SuffrageLearner = "learner"
+	SuffrageStaging = "staging"
+)
+
+// suffrageName is the name of a raft suffrage.
+func suffrageName(s raft.ServerSuffrage) string {
+	switch s {
+	case raft.Voter:
+		return SuffrageVoter
+	case raft.Nonvoter:
+		return SuffrageLearner
+	}
+	return SuffrageStaging
+}
+
+// Server is one voter of a cluster to bootstrap.
+type Server struct {
+	ID       string
+	RaftAddr string
+}
+
+// HasState reports whether this node has any Raft state: a log entry or a
+// snapshot, from a bootstrap, a join or an earlier run.
+func (n *Node) HasState() bool { return n.raft.LastIndex() > 0 }
+
+// Bootstrap forms a new cluster whose voters are servers (this node among
+// them). Every node given the same servers may call it: hashicorp/raft
+// accepts an identical bootstrap configuration on each, and the first
+// election settles the rest. A node that already has state refuses with
+// ErrAlreadyBootstrapped, so a restart can never fork the cluster.
+func (n *Node) Bootstrap(ctx context.Context, servers []Server) error {
+	servers = slices.Clone(servers)
+	slices.SortFunc(servers, func(a, b Server) int { return cmp.Compare(a.ID, b.ID) })
+	conf := raft.Configuration{}
+	self := false
+	for i, s := range servers {
+		if i > 0 && servers[i-1].ID == s.ID {
+			return fmt.Errorf("bootstrap: server id %s listed twice", s.ID)
+		}
+		self = self || s.ID == n.cfg.ID && s.RaftAddr == n.RaftAddr()
+		conf.Servers = append(conf.Servers, raft.Server{
+			Suffrage: raft.Voter, ID: raft.ServerID(s.ID), Address: raft.ServerAddress(s.RaftAddr),
+		})
+	}
+	if !self {
+		return fmt.Errorf("bootstrap: this node (%s at %s) is not among the servers", n.cfg.ID, n.RaftAddr())
+	}
+	if n.HasState() {
+		return ErrAlreadyBootstrapped
+	}
+	err := await(ctx, n.raft.BootstrapCluster(conf))
+	if errors.Is(err, raft.ErrCantBootstrap) {
+		return ErrAlreadyBootstrapped
+	}
+	if err != nil {
+		return mapRaftError("bootstrap", err)
+	}
+	n.log.WithField("servers", servers).Info("bootstrapped a new cluster")
+	return nil
+}
 
 // Member is one server of the Raft configuration, with its API address.
 type Member struct {
@@ -18,7 +87,7 @@ type Member struct {
 	RaftAddr string `json:"raft_addr"`
 	HTTPAddr string `json:"http_addr,omitempty"`
 	Voter    bool   `json:"voter"`
-	Suffrage string `json:"suffrage"` // "voter" or "nonvoter" (a learner)
+	Suffrage string `json:"suffrage"` // SuffrageVoter or SuffrageLearner
 	Leader   bool   `json:"leader"`
 }
 
@@ -62,6 +131,44 @@ func (n *Node) configuration(ctx context.Context) (raft.Configuration, error) {
 	return f.Configuration(), nil
 }
 
+// servers are the members of a Raft configuration, with the lookups that
+// membership changes and leadership transfers share.
+type servers []raft.Server
+
+// leaderServers reads the configuration on the leader; on any other node
+// it is ErrNotLeader.
+func (n *Node) leaderServers(ctx context.Context) (servers, error) {
+	if n.raft.State() != raft.Leader {
+		return nil, ErrNotLeader
+	}
+	conf, err := n.configuration(ctx)
+	return conf.Servers, err
+}
+
+// find returns the first member that matches.
+func (ss servers) find(match func(raft.Server) bool) (raft.Server, bool) {
+	if i := slices.IndexFunc(ss, match); i >= 0 {
+		return ss[i], true
+	}
+	return raft.Server{}, false
+}
+
+// byID returns the member id.
+func (ss servers) byID(id string) (raft.Server, bool) {
+	return ss.find(func(s raft.Server) bool { return string(s.ID) == id })
+}
+
+// votersBesides lists the voters other than id, in configuration order.
+func (ss servers) votersBesides(id string) []raft.Server {
+	var out []raft.Server
+	for _, s := range ss {
+		if s.Suffrage == raft.Voter && string(s.ID) != id {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // JoinResult says what Join changed.
 type JoinResult struct {
 	Change string // "added", "updated" (same id, new address) or "unchanged"
@@ -78,28 +185,23 @@ type JoinResult struct {
 // rather than evicting that member. httpAddr, when given, is recorded for
 // forwarding.
 func (n *Node) Join(ctx context.Context, id, raftAddr, httpAddr string, voter bool) (JoinResult, error) {
-	if n.raft.State() != raft.Leader {
-		return JoinResult{}, ErrNotLeader
-	}
-	conf, err := n.configuration(ctx)
+	ss, err := n.leaderServers(ctx)
 	if err != nil {
 		return JoinResult{}, err
 	}
+	if s, ok := ss.find(func(s raft.Server) bool { return string(s.Address) == raftAddr && string(s.ID) != id }); ok {
+		return JoinResult{}, fmt.Errorf("join %s at %s: %w (member %s)", id, raftAddr, ErrAddressInUse, s.ID)
+	}
 	res := JoinResult{Change: "added", Voter: voter}
-	for _, s := range conf.Servers {
-		switch {
-		case string(s.ID) == id:
-			if s.Suffrage == raft.Voter && !voter {
-				return JoinResult{}, fmt.Errorf("join %s as a learner: %w", id, ErrSuffrageConflict)
-			}
-			// Re-announcing a learner must not promote it.
-			res.Voter = s.Suffrage == raft.Voter
-			res.Change = "updated"
-			if string(s.Address) == raftAddr {
-				res.Change = "unchanged"
-			}
-		case string(s.Address) == raftAddr:
-			return JoinResult{}, fmt.Errorf("join %s at %s: %w (member %s)", id, raftAddr, ErrAddressInUse, s.ID)
+	if s, ok := ss.byID(id); ok {
+		if s.Suffrage == raft.Voter && !voter {
+			return JoinResult{}, fmt.Errorf("join %s as a learner: %w", id, ErrSuffrageConflict)
+		}
+		// Re-announcing a learner must not promote it.
+		res.Voter = s.Suffrage == raft.Voter
+		res.Change = "updated"
+		if string(s.Address) == raftAddr {
+			res.Change = "unchanged"
 		}
 	}
 	if res.Change != "unchanged" {
@@ -112,7 +214,7 @@ func (n *Node) Join(ctx context.Context, id, raftAddr, httpAddr string, voter bo
 			return JoinResult{}, mapRaftError(what+id, err)
 		}
 		res.Index = f.Index()
-		n.log.WithFields(map[string]any{"node": id, "raft_addr": raftAddr, "change": res.Change, "voter": res.Voter}).Info("membership changed")
+		n.log.WithFields(logrus.Fields{"node": id, "raft_addr": raftAddr, "change": res.Change, "voter": res.Voter}).Info("membership changed")
 	}
 	if httpAddr != "" {
 		if known, _ := n.fsm.NodeHTTPAddr(id); known != httpAddr {
@@ -130,27 +232,15 @@ func (n *Node) Join(ctx context.Context, id, raftAddr, httpAddr string, voter bo
 // leader first hands leadership to another voter and returns ErrNotLeader,
 // so the caller can send the request on to the new leader.
 func (n *Node) Leave(ctx context.Context, id string) (uint64, error) {
-	if n.raft.State() != raft.Leader {
-		return 0, ErrNotLeader
-	}
-	conf, err := n.configuration(ctx)
+	ss, err := n.leaderServers(ctx)
 	if err != nil {
 		return 0, err
 	}
-	found, voters := false, 0
-	for _, s := range conf.Servers {
-		if s.Suffrage == raft.Voter {
-			voters++
-		}
-		if string(s.ID) == id {
-			found = true
-		}
-	}
-	if !found {
+	if _, ok := ss.byID(id); !ok {
 		return 0, fmt.Errorf("leave %s: %w", id, ErrNodeNotFound)
 	}
 	if id == n.cfg.ID {
-		if voters <= 1 {
+		if len(ss.votersBesides(id)) == 0 {
 			return 0, fmt.Errorf("leave %s: %w", id, ErrLastVoter)
 		}
 		n.log.WithField("node", id).Info("transferring leadership before removing this node")
@@ -163,7 +253,7 @@ func (n *Node) Leave(ctx context.Context, id string) (uint64, error) {
 	if err := await(ctx, f); err != nil {
 		return 0, mapRaftError("remove server "+id, err)
 	}
-	n.log.WithFields(map[string]any{"node": id, "change": "removed", "index": f.Index()}).Info("membership changed")
+	n.log.WithFields(logrus.Fields{"node": id, "change": "removed", "index": f.Index()}).Info("membership changed")
 	index := f.Index()
 	if _, known := n.fsm.NodeHTTPAddr(id); known {
 		r, err := n.Apply(ctx, &fsm.Command{Op: fsm.OpForgetNode, NodeID: id})
@@ -175,73 +265,26 @@ func (n *Node) Leave(ctx context.Context, id string) (uint64, error) {
 	return index, nil
 }
 
-// Status is a point-in-time view of this node.
-type Status struct {
-	ID                string   `json:"id"`
-	State             string   `json:"state"`
-	Term              uint64   `json:"term"`
-	LeaderID          string   `json:"leader_id"`
-	LeaderRaftAddr    string   `json:"leader_raft_addr"`
-	LeaderHTTPAddr    string   `json:"leader_http_addr"`
-	CommitIndex       uint64   `json:"commit_index"`
-	AppliedIndex      uint64   `json:"applied_index"`
-	LastLogIndex      uint64   `json:"last_log_index"`
-	LastSnapshotIndex uint64   `json:"last_snapshot_index"`
-	LastContact       string   `json:"last_contact"`
-	Keys              int      `json:"keys"`
-	Configuration     []Member `json:"configuration"`
-}
-
-// Status reports this node's Raft and FSM state.
-func (n *Node) Status(ctx context.Context) (Status, error) {
-	members, err := n.Members(ctx)
+// Promote makes the learner id a voter at its current address. Promoting
+// a voter changes nothing (Change "unchanged").
+func (n *Node) Promote(ctx context.Context, id string) (JoinResult, error) {
+	ss, err := n.leaderServers(ctx)
 	if err != nil {
-		return Status{}, err
+		return JoinResult{}, err
 	}
-	stats := n.raft.Stats()
-	l, _ := n.Leader()
-	return Status{
-		ID:                n.cfg.ID,
-		State:             n.raft.State().String(),
-		Term:              n.raft.CurrentTerm(),
-		LeaderID:          l.ID,
-		LeaderRaftAddr:    l.RaftAddr,
-		LeaderHTTPAddr:    l.HTTPAddr,
-		CommitIndex:       n.raft.CommitIndex(),
-		AppliedIndex:      n.fsm.AppliedIndex(),
-		LastLogIndex:      parseUint(stats["last_log_index"]),
-		LastSnapshotIndex: parseUint(stats["last_snapshot_index"]),
-		LastContact:       stats["last_contact"],
-		Keys:              n.fsm.Stats().Keys,
-		Configuration:     members,
-	}, nil
-}
-
-func parseUint(s string) uint64 {
-	v, _ := strconv.ParseUint(s, 10, 64)
-	return v
-}
-
-// Snapshot asks raft for a snapshot now. created is false when nothing was
-// applied since the last one.
-func (n *Node) Snapshot(ctx context.Context) (index uint64, created bool, err error) {
-	// raft refuses only when nothing was applied since this process
-	// started; otherwise it writes a duplicate of the latest snapshot.
-	if last := parseUint(n.raft.Stats()["last_snapshot_index"]); last > 0 && last >= n.fsm.AppliedIndex() {
-		return last, false, nil
+	s, ok := ss.byID(id)
+	if !ok {
+		return JoinResult{}, fmt.Errorf("promote %s: %w", id, ErrNodeNotFound)
 	}
-	f := n.raft.Snapshot()
-	err = await(ctx, f)
-	switch {
-	case errors.Is(err, raft.ErrNothingNewToSnapshot):
-		return parseUint(n.raft.Stats()["last_snapshot_index"]), false, nil
-	case err != nil:
-		return 0, false, mapRaftError("snapshot", err)
+	if s.Suffrage == raft.Voter {
+		return JoinResult{Change: "unchanged", Voter: true}, nil
 	}
-	meta, rc, err := f.Open()
-	if err != nil {
-		return 0, true, fmt.Errorf("open new snapshot: %w", err)
+	// AddVoter on a known non-voter keeps its id and address and changes
+	// only its suffrage.
+	f := n.raft.AddVoter(s.ID, s.Address, 0, timeLeft(ctx))
+	if err := await(ctx, f); err != nil {
+		return JoinResult{}, mapRaftError("promote "+id, err)
 	}
-	_ = rc.Close()
-	return meta.Index, true, nil
+	n.log.WithFields(logrus.Fields{"node": id, "raft_addr": s.Address, "change": "promoted"}).Info("membership changed")
+	return JoinResult{Change: "promoted", Index: f.Index(), Voter: true}, nil
 }

@@ -119,7 +119,7 @@ func outcomeLabel(err error) string {
 // Collectors returns the node's Prometheus collectors: Raft state and FSM
 // size read at scrape time, apply latency and outcomes, snapshot and
 // restore counts and durations, and hashicorp/raft's own go-metrics (a
-// process-wide collector, see RaftMetrics). Register them in one registry
+// process-wide collector, see raftMetrics). Register them in one registry
 // per node.
 func (n *Node) Collectors() []prometheus.Collector {
 	out := []prometheus.Collector{
@@ -129,7 +129,7 @@ func (n *Node) Collectors() []prometheus.Collector {
 		n.metrics.restoreDuration, n.metrics.restoreTotal,
 		n.metrics.leaderChanges,
 	}
-	if c := RaftMetrics(); c != nil {
+	if c := raftMetrics(); c != nil {
 		out = append(out, c)
 	}
 	return out
@@ -151,7 +151,7 @@ var (
 		"Seconds since this node last heard from the leader; 0 on the leader; absent if it never has.", nil, nil)
 	descHasLeader = prometheus.NewDesc("raftkv_raft_has_leader", "1 if this node knows a leader, else 0.", nil, nil)
 	descMembers   = prometheus.NewDesc("raftkv_raft_members",
-		"Members of the latest Raft configuration, by suffrage (voter, nonvoter, staging).", []string{"suffrage"}, nil)
+		"Members of the latest Raft configuration, by suffrage (voter, learner, staging).", []string{"suffrage"}, nil)
 	descKeys  = prometheus.NewDesc("raftkv_fsm_keys", "Keys in this node's replica.", nil, nil)
 	descBytes = prometheus.NewDesc("raftkv_fsm_bytes", "Sum of key and value lengths in this node's replica.", nil, nil)
 )
@@ -197,7 +197,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 			counts[s.Suffrage]++
 		}
 		for _, s := range []raft.ServerSuffrage{raft.Voter, raft.Nonvoter, raft.Staging} {
-			gauge(descMembers, float64(counts[s]), SuffrageName(s))
+			gauge(descMembers, float64(counts[s]), suffrageName(s))
 		}
 	}
 	st := c.n.fsm.Stats()
@@ -215,17 +215,6 @@ func stateName(s raft.RaftState) string {
 		return "leader"
 	}
 	return "shutdown"
-}
-
-// SuffrageName is the API's name for a suffrage: voter, nonvoter, staging.
-func SuffrageName(s raft.ServerSuffrage) string {
-	switch s {
-	case raft.Voter:
-		return "voter"
-	case raft.Nonvoter:
-		return "nonvoter"
-	}
-	return "staging"
 }
 
 // instrumentedFSM is the state machine as raft sees it: the FSM itself

@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -63,4 +65,24 @@ func (ri *readIndex) run(round *readRound) {
 		}
 		ri.mu.Unlock()
 	}
+}
+
+// ReadIndex returns, on the leader, a commit index that covers every write
+// acknowledged before the call: once a replica has applied it, a read of
+// that replica is linearizable. Followers use it through the leader.
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return 0, ErrNotLeader
+	}
+	if err := n.waitReady(ctx); err != nil {
+		return 0, err
+	}
+	index, err := n.reads.confirm(ctx)
+	if err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return 0, ErrNotLeader
+		}
+		return 0, fmt.Errorf("%w: %v", ErrReadUnconfirmed, err)
+	}
+	return index, nil
 }

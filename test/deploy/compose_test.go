@@ -80,7 +80,7 @@ func TestDockerCompose(t *testing.T) {
 	if err := yaml.Unmarshal(raw, &cf); err != nil {
 		t.Fatalf("docker-compose.yml: %v", err)
 	}
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	configDoc, err := os.ReadFile(filepath.Join(root, "docs", "configuration.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,8 +116,8 @@ func TestDockerCompose(t *testing.T) {
 				default:
 					t.Errorf("environment %s is not a configuration variable (internal/config)", k)
 				}
-				if !strings.Contains(string(readme), "| `"+k+"` |") {
-					t.Errorf("environment %s has no row in README's configuration table", k)
+				if !strings.Contains(string(configDoc), "| `"+k+"` |") {
+					t.Errorf("environment %s has no row in the configuration table (docs/configuration.md)", k)
 				}
 			}
 			// The image's ENV plus the service's must load as a node would.

@@ -73,7 +73,7 @@ func TestSystemdUnit(t *testing.T) {
 		return v[0]
 	}
 	if got := one("EnvironmentFile"); got != "/etc/raftkv/raftkv.env" {
-		t.Errorf("EnvironmentFile=%s, want /etc/raftkv/raftkv.env (what README and the env example say)", got)
+		t.Errorf("EnvironmentFile=%s, want /etc/raftkv/raftkv.env (what docs/operations.md and the env example say)", got)
 	}
 	if got := one("ExecReload"); !strings.Contains(got, "kill -HUP $MAINPID") {
 		t.Errorf("ExecReload=%s: want kill -HUP $MAINPID (token reload)", got)

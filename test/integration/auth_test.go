@@ -200,7 +200,7 @@ func TestAuthRouteMatrix(t *testing.T) {
 				if rc.route == rr.Path && rc.method == m {
 					found = true
 					if rc.role != rr.Role {
-						t.Errorf("%s %s is registered as %s; the matrix (and README) say %s", m, rr.Path, rr.Role, rc.role)
+						t.Errorf("%s %s is registered as %s; the matrix (and docs/security.md) say %s", m, rr.Path, rr.Role, rc.role)
 					}
 				}
 			}

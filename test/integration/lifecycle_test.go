@@ -45,7 +45,7 @@ func TestLearners(t *testing.T) {
 	a := c.AddMember(t, false)
 	b := c.AddMember(t, false)
 
-	want := map[string]string{"n1": node.SuffrageVoter, "n2": node.SuffrageNonvoter, "n3": node.SuffrageNonvoter}
+	want := map[string]string{"n1": node.SuffrageVoter, "n2": node.SuffrageLearner, "n3": node.SuffrageLearner}
 	for _, i := range []int{0, a, b} {
 		testwait.For(t, testcluster.StartTimeout, "GET /nodes on "+c.ID(i)+" to show "+fmt.Sprint(want), func() error {
 			if got := suffrages(t, c, i); fmt.Sprint(got) != fmt.Sprint(want) {
@@ -95,7 +95,7 @@ func TestLearners(t *testing.T) {
 func TestPromote(t *testing.T) {
 	c := testcluster.Start(t, 1, testcluster.WithRequestTimeout(time.Second))
 	l := c.AddMember(t, false)
-	if got := suffrageOf(t, c, 0, "n2"); got != node.SuffrageNonvoter {
+	if got := suffrageOf(t, c, 0, "n2"); got != node.SuffrageLearner {
 		t.Fatalf("n2 is %q after join with voter=false", got)
 	}
 
@@ -155,7 +155,7 @@ func TestJoinSuffrage(t *testing.T) {
 		}
 		return fmt.Errorf("members %+v", ms)
 	})
-	if got := suffrageOf(t, c, 0, "n3"); got != node.SuffrageNonvoter {
+	if got := suffrageOf(t, c, 0, "n3"); got != node.SuffrageLearner {
 		t.Fatalf("after its own announcement the learner is %q", got)
 	}
 
@@ -169,13 +169,13 @@ func TestJoinSuffrage(t *testing.T) {
 		voter          bool
 		wantN2, wantN3 string
 	}{
-		{"learner re-joins with the default", join("n3", lr, ""), 200, "", "unchanged", false, "voter", "nonvoter"},
-		{"learner re-joins with voter=true", join("n3", lr, "&voter=true"), 200, "", "unchanged", false, "voter", "nonvoter"},
-		{"learner re-joins with voter=false", join("n3", lr, "&voter=false"), 200, "", "unchanged", false, "voter", "nonvoter"},
-		{"voter re-joins", join("n2", 1, ""), 200, "", "unchanged", true, "voter", "nonvoter"},
-		{"voter asks to become a learner", join("n2", 1, "&voter=false"), 409, "suffrage_conflict", "", false, "voter", "nonvoter"},
-		{"voter moves and asks to become a learner", "/join?nodeId=n2&raftAddr=127.0.0.1:1&voter=0", 409, "suffrage_conflict", "", false, "voter", "nonvoter"},
-		{"bad voter value", join("n4", lr, "&voter=maybe"), 400, "bad_request", "", false, "voter", "nonvoter"},
+		{"learner re-joins with the default", join("n3", lr, ""), 200, "", "unchanged", false, "voter", "learner"},
+		{"learner re-joins with voter=true", join("n3", lr, "&voter=true"), 200, "", "unchanged", false, "voter", "learner"},
+		{"learner re-joins with voter=false", join("n3", lr, "&voter=false"), 200, "", "unchanged", false, "voter", "learner"},
+		{"voter re-joins", join("n2", 1, ""), 200, "", "unchanged", true, "voter", "learner"},
+		{"voter asks to become a learner", join("n2", 1, "&voter=false"), 409, "suffrage_conflict", "", false, "voter", "learner"},
+		{"voter moves and asks to become a learner", "/join?nodeId=n2&raftAddr=127.0.0.1:1&voter=0", 409, "suffrage_conflict", "", false, "voter", "learner"},
+		{"bad voter value", join("n4", lr, "&voter=maybe"), 400, "bad_request", "", false, "voter", "learner"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

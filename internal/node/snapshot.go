@@ -1,5 +1,8 @@
 package node
 
+// Snapshots of the replicated state: taking one now (Snapshot) and the
+// online restore, which installs a backup as a snapshot on the leader.
+
 import (
 	"context"
 	"errors"
@@ -16,8 +19,29 @@ import (
 	"github.com/raftkv/raftkv/internal/fsm"
 )
 
-// ErrRestoreInProgress: this node is already installing a backup.
-var ErrRestoreInProgress = errors.New("a restore is already in progress on this node")
+// Snapshot asks raft for a snapshot now. created is false when nothing was
+// applied since the last one.
+func (n *Node) Snapshot(ctx context.Context) (index uint64, created bool, err error) {
+	// raft refuses only when nothing was applied since this process
+	// started; otherwise it writes a duplicate of the latest snapshot.
+	if last := parseUint(n.raft.Stats()["last_snapshot_index"]); last > 0 && last >= n.fsm.AppliedIndex() {
+		return last, false, nil
+	}
+	f := n.raft.Snapshot()
+	err = await(ctx, f)
+	switch {
+	case errors.Is(err, raft.ErrNothingNewToSnapshot):
+		return parseUint(n.raft.Stats()["last_snapshot_index"]), false, nil
+	case err != nil:
+		return 0, false, mapRaftError("snapshot", err)
+	}
+	meta, rc, err := f.Open()
+	if err != nil {
+		return 0, true, fmt.Errorf("open new snapshot: %w", err)
+	}
+	_ = rc.Close()
+	return meta.Index, true, nil
+}
 
 // restoreIndexSlack is how far past the log's last index a restore is
 // installed. raft installs a user snapshot at max(last index, meta index)+1,
@@ -29,10 +53,6 @@ var ErrRestoreInProgress = errors.New("a restore is already in progress on this 
 // that all lose a coin toss to the waiting restore. Restore checks the
 // outcome anyway.
 const restoreIndexSlack = 4096
-
-// uploadDirName is where backups being restored are spooled, under the
-// volume.
-const uploadDirName = "restore-uploads"
 
 // restoreState serialises restores and owns the upload directory.
 type restoreState struct {
@@ -48,7 +68,7 @@ type restoreState struct {
 func (n *Node) UploadDir() (string, error) {
 	st := &n.restore
 	st.dirOnce.Do(func() {
-		st.dir = filepath.Join(n.cfg.Dir, uploadDirName)
+		st.dir = filepath.Join(n.cfg.Dir, uploadsDir)
 		if err := os.RemoveAll(st.dir); err != nil {
 			st.dirError = fmt.Errorf("clear %s: %w", st.dir, err)
 			return

@@ -1,0 +1,56 @@
+package node
+
+// Status: a point-in-time view of this node for /status and the test
+// harnesses.
+
+import (
+	"context"
+	"strconv"
+)
+
+// Status is a point-in-time view of this node.
+type Status struct {
+	ID                string   `json:"id"`
+	State             string   `json:"state"`
+	Term              uint64   `json:"term"`
+	LeaderID          string   `json:"leader_id"`
+	LeaderRaftAddr    string   `json:"leader_raft_addr"`
+	LeaderHTTPAddr    string   `json:"leader_http_addr"`
+	CommitIndex       uint64   `json:"commit_index"`
+	AppliedIndex      uint64   `json:"applied_index"`
+	LastLogIndex      uint64   `json:"last_log_index"`
+	LastSnapshotIndex uint64   `json:"last_snapshot_index"`
+	LastContact       string   `json:"last_contact"`
+	Keys              int      `json:"keys"`
+	Configuration     []Member `json:"configuration"`
+}
+
+// Status reports this node's Raft and FSM state.
+func (n *Node) Status(ctx context.Context) (Status, error) {
+	members, err := n.Members(ctx)
+	if err != nil {
+		return Status{}, err
+	}
+	stats := n.raft.Stats()
+	l, _ := n.Leader()
+	return Status{
+		ID:                n.cfg.ID,
+		State:             n.raft.State().String(),
+		Term:              n.raft.CurrentTerm(),
+		LeaderID:          l.ID,
+		LeaderRaftAddr:    l.RaftAddr,
+		LeaderHTTPAddr:    l.HTTPAddr,
+		CommitIndex:       n.raft.CommitIndex(),
+		AppliedIndex:      n.fsm.AppliedIndex(),
+		LastLogIndex:      parseUint(stats["last_log_index"]),
+		LastSnapshotIndex: parseUint(stats["last_snapshot_index"]),
+		LastContact:       stats["last_contact"],
+		Keys:              n.fsm.Stats().Keys,
+		Configuration:     members,
+	}, nil
+}
+
+func parseUint(s string) uint64 {
+	v, _ := strconv.ParseUint(s, 10, 64)
+	return v
+}
