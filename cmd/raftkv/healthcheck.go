@@ -88,12 +88,7 @@ func healthcheck(args []string, lookup func(string) (string, bool), stdout, stde
 		// A node with TLS_CA_FILE requires a client certificate on every
 		// connection: present the node's own, as its peers do.
 		tc := &tls.Config{MinVersion: tlsconfig.MinVersion}
-		m, err := cfg.LoadHTTPTLS()
-		if err != nil {
-			fmt.Fprintf(stderr, "raftkv healthcheck: %v\n", err)
-			return healthUsage
-		}
-		if m != nil {
+		if m := cfg.HTTPMaterial; m != nil { // read by config.Load
 			tc = m.HTTPClient()
 		}
 		tc.ServerName = serverName

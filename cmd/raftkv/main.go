@@ -1,26 +1,20 @@
 // Command raftkv runs one node of a replicated key-value store. It is
-// configured by environment variables (see README.md); with none set it
-// serves a single-node store on 127.0.0.1:8000.
+// configured by environment variables (see docs); with none set it
+// serves a single-node store on 127.0.0.1:8000. The node itself is
+// assembled and stopped by internal/server; this file reads the
+// environment, handles signals and chooses the exit code.
 package main
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
-
-	"github.com/sirupsen/logrus"
 
 	"github.com/raftkv/raftkv/internal/config"
-	"github.com/raftkv/raftkv/internal/httpapi"
 	"github.com/raftkv/raftkv/internal/logging"
-	"github.com/raftkv/raftkv/internal/node"
+	"github.com/raftkv/raftkv/internal/server"
 )
 
 func main() {
@@ -42,113 +36,35 @@ func main() {
 		fmt.Fprintf(os.Stderr, "raftkv: logging: %v\n", err)
 		os.Exit(2)
 	}
-	if err := run(cfg, logger); err != nil {
+	// Catch the signals before the node starts, so one sent while it
+	// starts waits for it rather than taking the default action (SIGHUP's
+	// would kill the process, also with authentication off).
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+
+	srv, err := server.Start(cfg, server.WithLogger(logger))
+	if err != nil {
 		logger.WithError(err).Error("raftkv stopped")
 		os.Exit(1)
 	}
-}
-
-func run(cfg config.Config, logger *logrus.Logger) error {
-	authStore, err := openAuth(cfg, logger)
-	if err != nil {
-		return fmt.Errorf("AUTH_TOKENS_FILE: %w", err)
+	for running := true; running; {
+		select {
+		case <-hup:
+			_ = srv.ReloadTokens() // logged either way
+		case <-ctx.Done():
+			logger.WithField("timeout", cfg.ShutdownTimeout).Info("shutting down")
+			running = false
+		case <-srv.Failed():
+			running = false
+		}
 	}
-	// Certificates were checked by config.Load; load them for use.
-	httpTLS, err := cfg.LoadHTTPTLS()
-	if err != nil {
-		return err
-	}
-	raftTLS, err := cfg.LoadRaftTLS()
-	if err != nil {
-		return err
-	}
-	// Listen first so a port clash fails before any Raft state is touched.
-	ln, err := net.Listen("tcp", cfg.HTTPBind())
-	if err != nil {
-		return fmt.Errorf("listen for http: %w", err)
-	}
-	n, err := node.Open(node.Config{
-		ID:                cfg.NodeID,
-		Dir:               cfg.VolumeDir,
-		LogStore:          cfg.LogStore,
-		RaftBind:          cfg.RaftBind(),
-		RaftAdvertise:     cfg.RaftAdvertise(),
-		HTTPAdvertise:     cfg.HTTPAdvertise(),
-		Bootstrap:         cfg.Bootstrap,
-		SnapshotThreshold: cfg.SnapshotThreshold,
-		SnapshotInterval:  cfg.SnapshotInterval,
-		SnapshotRetain:    cfg.SnapshotRetain,
-		RaftTLS:           raftTLS,
-		Logger:            logger,
-	})
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	apiOpts := httpapi.Options{
-		MaxKeyBytes:      cfg.MaxKeyBytes,
-		MaxValueBytes:    cfg.MaxValueBytes,
-		RequestTimeout:   cfg.RequestTimeout,
-		EnablePprof:      cfg.EnablePprof,
-		Logger:           logger,
-		Auth:             authStore,
-		AllowRemoteAdmin: cfg.AllowRemoteAdmin,
-		BootstrapExpect:  cfg.BootstrapExpect,
-		MaxRestoreBytes:  cfg.MaxRestoreBytes,
-	}
-	var serverTLS *tls.Config
-	if httpTLS != nil {
-		serverTLS, apiOpts.ClientTLS = httpTLS.HTTPServer(), httpTLS.HTTPClient()
-	}
-	api := httpapi.New(n, apiOpts)
-	srv := httpapi.NewServer(api, cfg.RequestTimeout, httpapi.WithServerLog(logger))
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	go api.Announce(ctx, cfg.Join)
-	watchSIGHUP(ctx, authStore, logger)
-
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- httpapi.Serve(srv, ln, serverTLS) }()
-	logger.WithFields(logrus.Fields{
-		"node": cfg.NodeID, "http": cfg.HTTPAdvertise(), "raft": cfg.RaftAdvertise(),
-		"volume": cfg.VolumeDir, "bootstrap_if_empty": cfg.Bootstrap, "bootstrap_expect": cfg.BootstrapExpect,
-		"https": httpTLS != nil, "client_certs": cfg.TLSCAFile != "", "raft_mtls": raftTLS != nil,
-	}).Info("raftkv started")
-
-	select {
-	case <-ctx.Done():
-		logger.WithField("timeout", cfg.ShutdownTimeout).Info("shutting down")
-	case err = <-serveErr:
-		err = fmt.Errorf("http server: %w", err)
-	}
-	// A second signal now ends the process at once (Go's default action);
-	// and whatever happens, the stop cannot outlast its budget by much.
+	// A second SIGINT or SIGTERM now ends the process at once (Go's
+	// default action); SHUTDOWN_TIMEOUT bounds the graceful stop.
 	stop()
-	watchdog := time.AfterFunc(cfg.ShutdownTimeout+15*time.Second, func() {
-		logger.Error("graceful stop overran SHUTDOWN_TIMEOUT by 15s; exiting")
+	if err := srv.Stop(context.Background(), cfg.LeaveOnTerminate); err != nil {
+		logger.WithError(err).Error("raftkv stopped")
 		os.Exit(1)
-	})
-	defer watchdog.Stop()
-	// SHUTDOWN_TIMEOUT bounds the whole graceful stop: the leadership
-	// hand-off (or LEAVE_ON_TERMINATE) takes at most half of it, and
-	// in-flight requests finish within the rest.
-	deadline := time.Now().Add(cfg.ShutdownTimeout)
-	if err == nil {
-		handoffCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout/2)
-		api.PrepareStop(handoffCtx, cfg.LeaveOnTerminate)
-		cancel()
 	}
-	shutdownCtx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	if e := srv.Shutdown(shutdownCtx); e != nil && !errors.Is(e, http.ErrServerClosed) {
-		logger.WithError(e).Warn("in-flight requests did not finish within SHUTDOWN_TIMEOUT; closing their connections")
-		_ = srv.Close()
-	}
-	api.Close()
-	if e := n.Close(); e != nil {
-		return errors.Join(err, e)
-	}
-	logger.Info("raft and its stores closed; stopped")
-	return err
 }

@@ -218,9 +218,15 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	return NewStore(path, t), nil
+}
+
+// NewStore makes a Store holding t, already read from path (see
+// LoadFile); Reload reads path again.
+func NewStore(path string, t *Tokens) *Store {
 	s := &Store{path: path}
 	s.cur.Store(t)
-	return s, nil
+	return s
 }
 
 // Path is the tokens file the store reads.
@@ -249,14 +255,15 @@ func (s *Store) Reload() (*Tokens, error) {
 
 // ReloadAndLog reloads and says so: an error line when the file is bad
 // (the old tokens stay in force), else an info line with the number of
-// tokens per role. Tokens are never logged.
-func (s *Store) ReloadAndLog(log logrus.FieldLogger) {
+// tokens per role. Tokens are never logged. It returns Reload's error.
+func (s *Store) ReloadAndLog(log logrus.FieldLogger) error {
 	t, err := s.Reload()
 	if err != nil {
 		log.WithError(err).Error("auth: reloading AUTH_TOKENS_FILE failed; the previous tokens stay in force")
-		return
+		return err
 	}
 	log.WithFields(t.CountFields()).Info("auth: tokens reloaded")
+	return nil
 }
 
 // CountFields are the per-role token counts as log fields.

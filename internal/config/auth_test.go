@@ -24,7 +24,7 @@ func TestLoadAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.AuthTokensFile != good || !c.AllowRemoteAdmin || !c.AuthEnabled() {
+	if c.AuthTokensFile != good || !c.AllowRemoteAdmin || !c.AuthEnabled() || c.Tokens == nil || c.Tokens.Len() != 1 {
 		t.Fatalf("Load = %+v", c)
 	}
 	if c, err := Load(env()); err != nil || c.AuthEnabled() || c.AllowRemoteAdmin {

@@ -1,7 +1,9 @@
 // Package config reads and validates raftkv's configuration from environment
 // variables. Every variable is checked up front so that a node with a bad
 // setting fails at start with one line naming the variable, rather than
-// misbehaving later inside a cluster.
+// misbehaving later inside a cluster. The files the configuration names
+// (the tokens file, the certificates) are read here, once, and handed on
+// with the Config (files.go).
 package config
 
 import (
@@ -9,143 +11,163 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/auth"
+	"github.com/raftkv/raftkv/internal/node"
+	"github.com/raftkv/raftkv/internal/tlsconfig"
 )
 
-// Config is the complete, validated configuration of one raftkv node.
+// Config is the complete, validated configuration of one raftkv node. Each
+// field names its variable and, where it has one, its default.
 type Config struct {
-	NodeID        string // RAFT_NODE_ID
-	HTTPPort      int    // HTTP_SERVER_PORT
-	RaftPort      int    // RAFT_SERVER_PORT
-	VolumeDir     string // RAFT_VOLUME_DIR
-	BindAddr      string // BIND_ADDR: the IP both listeners bind to
-	AdvertiseAddr string // ADVERTISE_ADDR: host other nodes and clients use
+	// Identity and addresses.
+	NodeID        string // RAFT_NODE_ID; DefaultNodeID
+	HTTPPort      int    // HTTP_SERVER_PORT; DefaultHTTPPort (0, in tests only: any free port)
+	RaftPort      int    // RAFT_SERVER_PORT; DefaultRaftPort (0, in tests only: any free port)
+	BindAddr      string // BIND_ADDR: the IP both listeners bind to; DefaultBindAddr
+	AdvertiseAddr string // ADVERTISE_ADDR: host other nodes and clients use; BIND_ADDR, or the host name for a wildcard bind
+	VolumeDir     string // RAFT_VOLUME_DIR; data/<RAFT_NODE_ID>
 
+	// Membership.
 	// Bootstrap forms a new one-node cluster when the volume holds no state.
-	Bootstrap bool // RAFT_BOOTSTRAP
-	// Join lists HTTP addresses (host:port) of members to ask for admission.
+	Bootstrap bool // RAFT_BOOTSTRAP; true unless RAFT_JOIN or RAFT_BOOTSTRAP_EXPECT is set
+	// Join lists the join addresses: HTTP addresses (host:port) of members
+	// to ask for admission, retried until this node is a member.
 	Join []string // RAFT_JOIN
+	// BootstrapExpect forms a cluster once this many nodes see each other
+	// (0: off).
+	BootstrapExpect  int  // RAFT_BOOTSTRAP_EXPECT
+	LeaveOnTerminate bool // LEAVE_ON_TERMINATE: leave the configuration on SIGTERM/SIGINT
 
-	// LogStore picks the Raft log: "boltdb" (raft.db) or "wal" (wal/).
-	LogStore string // RAFT_LOG_STORE
+	// Raft storage.
+	LogStore          string        // RAFT_LOG_STORE: node.LogStoreBolt (raft.db) or node.LogStoreWAL (wal/); DefaultLogStore
+	SnapshotThreshold uint64        // RAFT_SNAPSHOT_THRESHOLD; DefaultSnapshotThreshold
+	SnapshotInterval  time.Duration // RAFT_SNAPSHOT_INTERVAL; DefaultSnapshotInterval
+	SnapshotRetain    int           // RAFT_SNAPSHOT_RETAIN; DefaultSnapshotRetain
 
-	SnapshotThreshold uint64        // RAFT_SNAPSHOT_THRESHOLD
-	SnapshotInterval  time.Duration // RAFT_SNAPSHOT_INTERVAL
-	SnapshotRetain    int           // RAFT_SNAPSHOT_RETAIN
-
-	MaxKeyBytes   int // MAX_KEY_BYTES
-	MaxValueBytes int // MAX_VALUE_BYTES
-
+	// Requests.
+	MaxKeyBytes     int   // MAX_KEY_BYTES; DefaultMaxKeyBytes
+	MaxValueBytes   int   // MAX_VALUE_BYTES; DefaultMaxValueBytes
+	MaxRestoreBytes int64 // MAX_RESTORE_BYTES: caps a backup uploaded to POST /restore; DefaultMaxRestoreBytes
 	// RequestTimeout bounds every request: raft applies, leadership
 	// confirmation for reads, and waiting for a leader.
-	RequestTimeout time.Duration // REQUEST_TIMEOUT
+	RequestTimeout  time.Duration // REQUEST_TIMEOUT; DefaultRequestTimeout
+	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT: bounds a graceful stop; DefaultShutdownTimeout
+	EnablePprof     bool          // ENABLE_PPROF: serve /debug/pprof/
 
-	LogLevel  string // LOG_LEVEL
-	LogFormat string // LOG_FORMAT
+	// Logging.
+	LogLevel  string // LOG_LEVEL; DefaultLogLevel
+	LogFormat string // LOG_FORMAT; DefaultLogFormat
 
-	EnablePprof bool // ENABLE_PPROF: serve /debug/pprof/
-
-	// Authentication (auth.go).
+	// Authentication.
 	AuthTokensFile   string // AUTH_TOKENS_FILE: bearer tokens; empty = auth off
 	AllowRemoteAdmin bool   // ALLOW_REMOTE_ADMIN: auth off, admin routes from anywhere
-	// Membership and lifecycle (lifecycle.go).
-	BootstrapExpect  int           // RAFT_BOOTSTRAP_EXPECT: form a cluster once this many nodes see each other
-	LeaveOnTerminate bool          // LEAVE_ON_TERMINATE: leave the configuration on SIGTERM/SIGINT
-	ShutdownTimeout  time.Duration // SHUTDOWN_TIMEOUT: bounds a graceful stop
-	// TLS (tls.go): empty file names mean plain TCP.
+
+	// TLS: empty file names mean plain TCP.
 	TLSCertFile     string // TLS_CERT_FILE: the HTTP API serves HTTPS
 	TLSKeyFile      string // TLS_KEY_FILE
 	TLSCAFile       string // TLS_CA_FILE: client certificates required
 	RaftTLSCertFile string // RAFT_TLS_CERT_FILE: mutual TLS on the Raft transport
 	RaftTLSKeyFile  string // RAFT_TLS_KEY_FILE
 	RaftTLSCAFile   string // RAFT_TLS_CA_FILE
-	// MaxRestoreBytes caps a backup uploaded to POST /restore (backup.go).
-	MaxRestoreBytes int64 // MAX_RESTORE_BYTES
+
+	// What those files hold, read once by LoadFiles (files.go). Nothing
+	// reads the files again, except a token reload (SIGHUP).
+	Tokens       *auth.Tokens        // AUTH_TOKENS_FILE; nil when auth is off
+	HTTPMaterial *tlsconfig.Material // TLS_*; nil when the API speaks plain HTTP
+	RaftMaterial *tlsconfig.Material // RAFT_TLS_*; nil when the transport is plain TCP
 }
 
-// Defaults named once, so README and code cannot drift apart silently.
+// Defaults named once, in the order of Config's fields, so README and
+// code cannot drift apart silently.
 const (
-	DefaultNodeID            = "n1"
-	DefaultHTTPPort          = 8000
-	DefaultRaftPort          = 9000
-	DefaultBindAddr          = "127.0.0.1"
-	DefaultLogStore          = "boltdb"
+	DefaultNodeID   = "n1"
+	DefaultHTTPPort = 8000
+	DefaultRaftPort = 9000
+	DefaultBindAddr = "127.0.0.1"
+
+	DefaultLogStore          = node.LogStoreBolt
 	DefaultSnapshotThreshold = 8192
 	DefaultSnapshotInterval  = 30 * time.Second
 	DefaultSnapshotRetain    = 2
-	DefaultMaxKeyBytes       = 1024
-	DefaultMaxValueBytes     = 1 << 20
-	DefaultRequestTimeout    = 5 * time.Second
-	DefaultLogLevel          = "info"
-	DefaultLogFormat         = "text"
+
+	DefaultMaxKeyBytes   = 1024
+	DefaultMaxValueBytes = 1 << 20
+	// DefaultMaxRestoreBytes is generous, since a backup holds the whole store.
+	DefaultMaxRestoreBytes = 1 << 30
+	DefaultRequestTimeout  = 5 * time.Second
+	DefaultShutdownTimeout = 10 * time.Second
+
+	DefaultLogLevel  = "info"
+	DefaultLogFormat = "text"
 )
 
-// HTTPAdvertise is the host:port other nodes and clients use for the API.
-func (c Config) HTTPAdvertise() string {
-	return net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.HTTPPort))
-}
-
-// RaftAdvertise is the host:port other nodes use for the Raft transport.
-func (c Config) RaftAdvertise() string {
-	return net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.RaftPort))
-}
-
-// HTTPBind is the address the HTTP API listens on.
-func (c Config) HTTPBind() string {
-	return net.JoinHostPort(c.BindAddr, strconv.Itoa(c.HTTPPort))
-}
-
-// RaftBind is the address the Raft transport listens on.
-func (c Config) RaftBind() string {
-	return net.JoinHostPort(c.BindAddr, strconv.Itoa(c.RaftPort))
-}
-
 // Load builds a Config from lookup (os.LookupEnv in production, a map in
-// tests). The first invalid variable ends the load with an error that names it.
+// tests) and reads the files it names. The first invalid variable ends
+// the load with an error that names it.
 func Load(lookup func(string) (string, bool)) (Config, error) {
 	p := parser{lookup: lookup}
 	c := Config{
-		NodeID:            p.str("RAFT_NODE_ID", DefaultNodeID),
-		HTTPPort:          p.port("HTTP_SERVER_PORT", DefaultHTTPPort),
-		RaftPort:          p.port("RAFT_SERVER_PORT", DefaultRaftPort),
-		BindAddr:          p.str("BIND_ADDR", DefaultBindAddr),
-		LogStore:          p.oneOf("RAFT_LOG_STORE", DefaultLogStore, "boltdb", "wal"),
+		NodeID:   p.str("RAFT_NODE_ID", DefaultNodeID),
+		HTTPPort: p.port("HTTP_SERVER_PORT", DefaultHTTPPort),
+		RaftPort: p.port("RAFT_SERVER_PORT", DefaultRaftPort),
+		BindAddr: p.str("BIND_ADDR", DefaultBindAddr),
+
+		LogStore:          p.oneOf("RAFT_LOG_STORE", DefaultLogStore, node.LogStoreBolt, node.LogStoreWAL),
 		SnapshotThreshold: uint64(p.intRange("RAFT_SNAPSHOT_THRESHOLD", DefaultSnapshotThreshold, 1, 1<<40)),
 		SnapshotInterval:  p.duration("RAFT_SNAPSHOT_INTERVAL", DefaultSnapshotInterval, 100*time.Millisecond),
 		SnapshotRetain:    p.intRange("RAFT_SNAPSHOT_RETAIN", DefaultSnapshotRetain, 1, 100),
-		MaxKeyBytes:       p.intRange("MAX_KEY_BYTES", DefaultMaxKeyBytes, 1, 64<<10),
-		MaxValueBytes:     p.intRange("MAX_VALUE_BYTES", DefaultMaxValueBytes, 0, 64<<20),
-		RequestTimeout:    p.duration("REQUEST_TIMEOUT", DefaultRequestTimeout, 100*time.Millisecond),
-		LogLevel:          p.oneOf("LOG_LEVEL", DefaultLogLevel, "trace", "debug", "info", "warn", "error"),
-		LogFormat:         p.oneOf("LOG_FORMAT", DefaultLogFormat, "text", "json"),
+
+		MaxKeyBytes:     p.intRange("MAX_KEY_BYTES", DefaultMaxKeyBytes, 1, 64<<10),
+		MaxValueBytes:   p.intRange("MAX_VALUE_BYTES", DefaultMaxValueBytes, 0, 64<<20),
+		MaxRestoreBytes: int64(p.intRange("MAX_RESTORE_BYTES", DefaultMaxRestoreBytes, 1<<10, 1<<40)),
+		RequestTimeout:  p.duration("REQUEST_TIMEOUT", DefaultRequestTimeout, 100*time.Millisecond),
+		ShutdownTimeout: p.duration("SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, 100*time.Millisecond),
+		EnablePprof:     p.boolean("ENABLE_PPROF", false),
+
+		LogLevel:  p.oneOf("LOG_LEVEL", DefaultLogLevel, "trace", "debug", "info", "warn", "error"),
+		LogFormat: p.oneOf("LOG_FORMAT", DefaultLogFormat, "text", "json"),
+
+		AuthTokensFile:   p.str("AUTH_TOKENS_FILE", ""),
+		AllowRemoteAdmin: p.boolean("ALLOW_REMOTE_ADMIN", false),
+
+		TLSCertFile:     p.str("TLS_CERT_FILE", ""),
+		TLSKeyFile:      p.str("TLS_KEY_FILE", ""),
+		TLSCAFile:       p.str("TLS_CA_FILE", ""),
+		RaftTLSCertFile: p.str("RAFT_TLS_CERT_FILE", ""),
+		RaftTLSKeyFile:  p.str("RAFT_TLS_KEY_FILE", ""),
+		RaftTLSCAFile:   p.str("RAFT_TLS_CA_FILE", ""),
 	}
-	c.VolumeDir = p.str("RAFT_VOLUME_DIR", filepath.Join("data", c.NodeID))
 	c.AdvertiseAddr = p.str("ADVERTISE_ADDR", defaultAdvertise(c.BindAddr))
+	c.VolumeDir = p.str("RAFT_VOLUME_DIR", filepath.Join("data", c.NodeID))
 	c.Join = p.list("RAFT_JOIN")
-	c.Bootstrap = p.boolean("RAFT_BOOTSTRAP", len(c.Join) == 0)
-	c.EnablePprof = p.boolean("ENABLE_PPROF", false)
-	c.loadAuth(&p)
-	c.loadLifecycle(&p)
-	c.loadTLS(&p)
-	c.loadBackup(&p)
+	c.BootstrapExpect = p.intRange("RAFT_BOOTSTRAP_EXPECT", 0, 1, 64)
+	c.Bootstrap = p.boolean("RAFT_BOOTSTRAP", len(c.Join) == 0 && c.BootstrapExpect == 0)
+	if c.BootstrapExpect > 0 && c.Bootstrap {
+		// RAFT_BOOTSTRAP_EXPECT replaces the single-node bootstrap: forming
+		// a one-node cluster first would make the others join it instead
+		// of bootstrapping together, so asking for both is a mistake.
+		p.fail("RAFT_BOOTSTRAP_EXPECT", "conflicts with RAFT_BOOTSTRAP=true; set one of them")
+	}
+	c.LeaveOnTerminate = p.boolean("LEAVE_ON_TERMINATE", false)
 	if p.err != nil {
 		return Config{}, p.err
 	}
 	if err := c.validate(); err != nil {
 		return Config{}, err
 	}
-	if err := c.validateTLS(); err != nil {
+	if err := c.LoadFiles(); err != nil {
 		return Config{}, err
 	}
 	return c, nil
 }
 
 func (c Config) validate() error {
-	if err := ValidateNodeID(c.NodeID); err != nil {
+	if err := node.ValidateNodeID(c.NodeID); err != nil {
 		return fmt.Errorf("RAFT_NODE_ID: %w", err)
 	}
 	if _, err := netip.ParseAddr(c.BindAddr); err != nil {
@@ -172,151 +194,43 @@ func (c Config) validate() error {
 	if c.Bootstrap && len(c.Join) > 0 {
 		return errors.New("RAFT_BOOTSTRAP: true conflicts with RAFT_JOIN; a joining node must not form its own cluster")
 	}
-	return c.validateLifecycle()
+	if c.BootstrapExpect > 1 && len(c.Join) == 0 {
+		return fmt.Errorf("RAFT_BOOTSTRAP_EXPECT: %d needs RAFT_JOIN to list the other nodes' HTTP addresses", c.BootstrapExpect)
+	}
+	// RAFT_JOIN may list this node too (the same list on every node), so
+	// it names at most len(Join) others.
+	if c.BootstrapExpect > len(c.Join)+1 {
+		return fmt.Errorf("RAFT_BOOTSTRAP_EXPECT: %d is more nodes than RAFT_JOIN lists (%d) plus this one", c.BootstrapExpect, len(c.Join))
+	}
+	return c.validateTLS()
 }
 
-// ValidateNodeID reports whether id can name a node: short, printable,
-// and free of characters that would need escaping in URLs and logs.
-func ValidateNodeID(id string) error {
-	if id == "" {
-		return errors.New("node id must not be empty")
-	}
-	if len(id) > 64 {
-		return errors.New("node id is longer than 64 bytes")
-	}
-	for _, r := range id {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.'
-		if !ok {
-			return fmt.Errorf("node id %q may hold only letters, digits, '-', '_' and '.'", id)
-		}
-	}
-	return nil
+// HTTPAdvertise is the host:port other nodes and clients use for the API.
+func (c Config) HTTPAdvertise() string {
+	return net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.HTTPPort))
 }
 
-// SplitHostPort parses "host:port" with a non-empty host and a port in 1..65535.
-func SplitHostPort(addr string) (string, int, error) {
-	host, portStr, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, fmt.Errorf("want host:port: %w", err)
-	}
-	if host == "" {
-		return "", 0, errors.New("host is empty")
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil || port < 1 || port > 65535 {
-		return "", 0, fmt.Errorf("port %q is not in 1..65535", portStr)
-	}
-	return host, port, nil
+// RaftAdvertise is the host:port other nodes use for the Raft transport.
+func (c Config) RaftAdvertise() string {
+	return net.JoinHostPort(c.AdvertiseAddr, strconv.Itoa(c.RaftPort))
 }
 
-// defaultAdvertise is the bind address, except that a wildcard bind (as in
-// a container) advertises the host name, which peers can resolve.
-func defaultAdvertise(bind string) string {
-	if ip, err := netip.ParseAddr(bind); err == nil && ip.IsUnspecified() {
-		if h, err := os.Hostname(); err == nil && h != "" {
-			return h
-		}
-	}
-	return bind
+// HTTPBind is the address the HTTP API listens on.
+func (c Config) HTTPBind() string {
+	return net.JoinHostPort(c.BindAddr, strconv.Itoa(c.HTTPPort))
 }
 
-func isIPv6(s string) bool {
-	ip, err := netip.ParseAddr(s)
-	return err == nil && ip.Is6()
+// RaftBind is the address the Raft transport listens on.
+func (c Config) RaftBind() string {
+	return net.JoinHostPort(c.BindAddr, strconv.Itoa(c.RaftPort))
 }
 
-// parser keeps the first error so Load reads as a flat list of fields.
-type parser struct {
-	lookup func(string) (string, bool)
-	err    error
-}
+// AuthEnabled reports whether requests must carry a bearer token.
+func (c Config) AuthEnabled() bool { return c.AuthTokensFile != "" }
 
-func (p *parser) get(name string) (string, bool) {
-	v, ok := p.lookup(name)
-	v = strings.TrimSpace(v)
-	return v, ok && v != ""
-}
+// HTTPTLS reports whether the HTTP API (and every node-to-node HTTP call)
+// uses TLS.
+func (c Config) HTTPTLS() bool { return c.TLSCertFile != "" }
 
-func (p *parser) fail(name, format string, args ...any) {
-	if p.err == nil {
-		p.err = fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...))
-	}
-}
-
-func (p *parser) str(name, def string) string {
-	if v, ok := p.get(name); ok {
-		return v
-	}
-	return def
-}
-
-func (p *parser) intRange(name string, def, lo, hi int) int {
-	v, ok := p.get(name)
-	if !ok {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < lo || n > hi {
-		p.fail(name, "%q is not a whole number in %d..%d", v, lo, hi)
-		return def
-	}
-	return n
-}
-
-func (p *parser) port(name string, def int) int {
-	return p.intRange(name, def, 1, 65535)
-}
-
-func (p *parser) duration(name string, def, min time.Duration) time.Duration {
-	v, ok := p.get(name)
-	if !ok {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < min {
-		p.fail(name, "%q is not a duration of at least %s (e.g. 30s, 500ms)", v, min)
-		return def
-	}
-	return d
-}
-
-func (p *parser) boolean(name string, def bool) bool {
-	v, ok := p.get(name)
-	if !ok {
-		return def
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		p.fail(name, "%q is not true or false", v)
-		return def
-	}
-	return b
-}
-
-func (p *parser) oneOf(name, def string, allowed ...string) string {
-	v, ok := p.get(name)
-	if !ok {
-		return def
-	}
-	for _, a := range allowed {
-		if strings.EqualFold(v, a) {
-			return a
-		}
-	}
-	p.fail(name, "%q is not one of %s", v, strings.Join(allowed, ", "))
-	return def
-}
-
-func (p *parser) list(name string) []string {
-	v, ok := p.get(name)
-	if !ok {
-		return nil
-	}
-	var out []string
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
-}
+// RaftTLS reports whether the Raft transport uses mutual TLS.
+func (c Config) RaftTLS() bool { return c.RaftTLSCertFile != "" }

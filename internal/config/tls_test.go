@@ -72,16 +72,16 @@ func TestLoadTLSValid(t *testing.T) {
 			if c.HTTPTLS() != tt.httpTLS || c.RaftTLS() != tt.raftTLS {
 				t.Fatalf("HTTPTLS=%v RaftTLS=%v, want %v %v", c.HTTPTLS(), c.RaftTLS(), tt.httpTLS, tt.raftTLS)
 			}
-			hm, err := c.LoadHTTPTLS()
-			if err != nil || (hm != nil) != tt.httpTLS {
-				t.Fatalf("LoadHTTPTLS = %v, %v", hm, err)
+			hm := c.HTTPMaterial
+			if (hm != nil) != tt.httpTLS {
+				t.Fatalf("HTTPMaterial = %v", hm)
 			}
 			if hm != nil && (hm.CA != nil) != tt.httpCA {
 				t.Fatalf("HTTP CA loaded: %v, want %v", hm.CA != nil, tt.httpCA)
 			}
-			rm, err := c.LoadRaftTLS()
-			if err != nil || (rm != nil) != tt.raftTLS || rm != nil && rm.CA == nil {
-				t.Fatalf("LoadRaftTLS = %v, %v", rm, err)
+			rm := c.RaftMaterial
+			if (rm != nil) != tt.raftTLS || rm != nil && rm.CA == nil {
+				t.Fatalf("RaftMaterial = %v", rm)
 			}
 		})
 	}
@@ -130,5 +130,42 @@ func TestLoadTLSRejects(t *testing.T) {
 				t.Fatalf("error %q: want one line starting with %q and containing %q", msg, tt.wantVar+":", tt.wantMsg)
 			}
 		})
+	}
+}
+
+// TestLoadFilesOnce: Load reads the files it names once and hands on what
+// they hold; LoadFiles reads only what is not loaded yet, so a Config
+// from Load never reads them again, and one built by hand reads them then.
+func TestLoadFilesOnce(t *testing.T) {
+	files := pkiFiles(t)
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte("0123456789abcdef0123 admin\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := expand(files, []string{"TLS_CERT_FILE", "@cert", "TLS_KEY_FILE", "@key", "TLS_CA_FILE", "@ca",
+		"RAFT_TLS_CERT_FILE", "@cert", "RAFT_TLS_KEY_FILE", "@key", "RAFT_TLS_CA_FILE", "@ca"})
+	c, err := Load(env(append(vars, "AUTH_TOKENS_FILE", tokens)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Tokens == nil || c.HTTPMaterial == nil || c.RaftMaterial == nil {
+		t.Fatalf("Load left material unread: %+v", c)
+	}
+	byHand := Config{AuthTokensFile: c.AuthTokensFile, TLSCertFile: c.TLSCertFile, TLSKeyFile: c.TLSKeyFile, TLSCAFile: c.TLSCAFile,
+		RaftTLSCertFile: c.RaftTLSCertFile, RaftTLSKeyFile: c.RaftTLSKeyFile, RaftTLSCAFile: c.RaftTLSCAFile}
+	if err := byHand.LoadFiles(); err != nil || byHand.Tokens == nil || byHand.HTTPMaterial == nil || byHand.RaftMaterial == nil {
+		t.Fatalf("LoadFiles on a Config built by hand: %v, %+v", err, byHand)
+	}
+	for _, f := range []string{tokens, files["cert"], files["key"], files["ca"]} {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, hm, rm := c.Tokens, c.HTTPMaterial, c.RaftMaterial
+	if err := c.LoadFiles(); err != nil {
+		t.Fatalf("LoadFiles read the files again: %v", err)
+	}
+	if c.Tokens != tok || c.HTTPMaterial != hm || c.RaftMaterial != rm {
+		t.Fatal("LoadFiles replaced material already loaded")
 	}
 }

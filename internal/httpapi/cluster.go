@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/raftkv/raftkv/internal/config"
 	"github.com/raftkv/raftkv/internal/node"
 )
 
@@ -59,7 +58,7 @@ func (s *Service) joinParams(w http.ResponseWriter, r *http.Request) (id, raftAd
 	if id, err = p.required("nodeId"); err != nil {
 		return "", "", "", false, err
 	}
-	if err = config.ValidateNodeID(id); err != nil {
+	if err = node.ValidateNodeID(id); err != nil {
 		return "", "", "", false, fmt.Errorf("%w: nodeId: %v", ErrBadRequest, err)
 	}
 	if voter, err = voterParam(p); err != nil {

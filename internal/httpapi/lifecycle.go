@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/raftkv/raftkv/internal/config"
 	"github.com/raftkv/raftkv/internal/node"
 )
 
@@ -45,7 +44,7 @@ func (s *Service) nodeIDParam(w http.ResponseWriter, r *http.Request, required b
 	if !ok || id == "" {
 		return "", p, fmt.Errorf("%w: missing parameter \"nodeId\"", ErrBadRequest)
 	}
-	if err := config.ValidateNodeID(id); err != nil {
+	if err := node.ValidateNodeID(id); err != nil {
 		return "", p, fmt.Errorf("%w: nodeId: %v", ErrBadRequest, err)
 	}
 	return id, p, nil

@@ -1,10 +1,10 @@
 // Package testcluster runs a raftkv cluster inside one test process, on
-// loopback, for integration tests. Each member is the real stack the daemon
-// wires in cmd/raftkv: a node.Node, an httpapi.Service served by
-// httpapi.NewServer on its own listener, and the Announce loop. Members are
-// joined through the HTTP API exactly as the seed scripts document
-// (GET /join?nodeId=nX&raftPort=P sent to the first node), so the tests
-// exercise the same path operators use.
+// loopback, for integration tests. Each member is built by server.Start
+// and stopped by server.Stop (or Close, for Kill), the daemon's own
+// assembly and stop order, from a config.Config the options fill in.
+// Members are joined through the HTTP API as operators do
+// (GET /join?nodeId=nX&raftPort=P sent to the first node); RAFT_JOIN's
+// retry-join is exercised in internal/server's own tests.
 //
 // Timings are shortened but kept loose enough for `go test -race` on two
 // cores. Set RAFTKV_TEST_LOG (trace, debug, info, warn, error) to change the
@@ -13,7 +13,6 @@ package testcluster
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -24,19 +23,16 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/raftkv/raftkv/internal/auth"
-	"github.com/raftkv/raftkv/internal/config"
-	"github.com/raftkv/raftkv/internal/httpapi"
 	"github.com/raftkv/raftkv/internal/logging"
 	"github.com/raftkv/raftkv/internal/node"
+	"github.com/raftkv/raftkv/internal/server"
 	"github.com/raftkv/raftkv/internal/testwait"
-	"github.com/raftkv/raftkv/internal/tlsconfig"
 )
 
 // Timings every member uses. Raft's defaults (1s, 1s, 500ms) would make
@@ -60,89 +56,6 @@ const (
 // LogEnv names the environment variable that sets the log level.
 const LogEnv = "RAFTKV_TEST_LOG"
 
-// Option adjusts a cluster before it starts.
-type Option func(*settings)
-
-type settings struct {
-	snapshotThreshold uint64
-	snapshotInterval  time.Duration
-	requestTimeout    time.Duration
-	maxKeyBytes       int
-	maxValueBytes     int
-	logStore          string
-	tls               bool // WithTLS
-
-	enablePprof      bool
-	authFile         string // AUTH_TOKENS_FILE; "" = auth off
-	allowRemoteAdmin bool
-	adminToken       string // the file's first admin token, for the cluster's own requests
-	loggerSetup      func(id string, l *logrus.Logger)
-	maxRestoreBytes  int64
-}
-
-// WithSnapshotThreshold makes raft snapshot (and compact its log, keeping
-// n trailing entries) once n entries accumulated since the last snapshot.
-// Raft checks only every snapshot interval; see WithSnapshotInterval.
-func WithSnapshotThreshold(n uint64) Option {
-	return func(s *settings) { s.snapshotThreshold = n }
-}
-
-// WithSnapshotInterval sets how often raft checks the snapshot threshold.
-// The default (raft's, 120s) means snapshots happen only on POST /snapshot
-// within a test's lifetime, which keeps snapshot indexes predictable.
-func WithSnapshotInterval(d time.Duration) Option {
-	return func(s *settings) { s.snapshotInterval = d }
-}
-
-// WithRequestTimeout sets the API's per-request deadline (REQUEST_TIMEOUT).
-func WithRequestTimeout(d time.Duration) Option {
-	return func(s *settings) { s.requestTimeout = d }
-}
-
-// WithMaxKeyBytes sets MAX_KEY_BYTES.
-func WithMaxKeyBytes(n int) Option {
-	return func(s *settings) { s.maxKeyBytes = n }
-}
-
-// WithMaxValueBytes sets MAX_VALUE_BYTES.
-func WithMaxValueBytes(n int) Option {
-	return func(s *settings) { s.maxValueBytes = n }
-}
-
-// testWALSegmentSize keeps raft-wal segments small, so a compaction in a
-// test drops whole segments and a lagging member must take a snapshot, as
-// it would with boltdb.
-const testWALSegmentSize = 2 << 10
-
-// WithLogStore sets RAFT_LOG_STORE (node.LogStoreBolt or node.LogStoreWAL).
-func WithLogStore(kind string) Option {
-	return func(s *settings) { s.logStore = kind }
-}
-
-// WithAuthTokensFile turns authentication on: every member loads the
-// tokens file at path (they share it, as a real cluster's nodes do), and
-// the cluster's own requests (the joins in Start, and the Get, Post, Set,
-// GetKey and Status helpers) send the file's first admin token. Do and
-// MustDo send only the headers they are given. See AuthReload.
-func WithAuthTokensFile(path string) Option {
-	return func(s *settings) { s.authFile = path }
-}
-
-// WithPprof sets ENABLE_PPROF.
-func WithPprof() Option {
-	return func(s *settings) { s.enablePprof = true }
-}
-
-// WithAllowRemoteAdmin sets ALLOW_REMOTE_ADMIN.
-func WithAllowRemoteAdmin() Option {
-	return func(s *settings) { s.allowRemoteAdmin = true }
-}
-
-// WithMaxRestoreBytes sets MAX_RESTORE_BYTES.
-func WithMaxRestoreBytes(n int64) Option {
-	return func(s *settings) { s.maxRestoreBytes = n }
-}
-
 // Cluster is a set of in-process members, indexed 0..n-1 with ids n1..nN.
 // Methods that take a testing.TB fail the test and belong on its goroutine;
 // Do and the accessors (Node, URL, Alive, ...) are safe from any goroutine.
@@ -157,24 +70,6 @@ type Cluster struct {
 	members []*member
 }
 
-// member is one node slot. Its ports and directory survive Kill, so Restart
-// brings the same identity back.
-type member struct {
-	id       string
-	dir      string
-	raftPort int
-	httpPort int
-	boot     bool
-
-	// Set while running; nil after Kill.
-	auth   *auth.Store // nil when auth is off
-	node   *node.Node
-	svc    *httpapi.Service
-	srv    *http.Server
-	cancel context.CancelFunc // stops Announce
-	done   chan struct{}      // closed when Serve and Announce returned
-}
-
 // Start runs n members and returns once all are voters, a leader is known
 // to all, and every member knows every member's HTTP address. Member 0
 // bootstraps; the others are joined through member 0's /join endpoint.
@@ -184,18 +79,13 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 	if n < 1 {
 		t.Fatalf("testcluster: need at least one node, got %d", n)
 	}
-	set := settings{
-		requestTimeout: DefaultRequestTimeout,
-		maxKeyBytes:    config.DefaultMaxKeyBytes,
-		maxValueBytes:  config.DefaultMaxValueBytes,
-
-		maxRestoreBytes: config.DefaultMaxRestoreBytes,
-	}
+	set := defaultSettings()
 	for _, o := range opts {
 		o(&set)
 	}
-	if set.authFile != "" {
-		toks, err := auth.LoadFile(set.authFile)
+	if set.cfg.AuthTokensFile != "" {
+		// The cluster's own client presents the node credential.
+		toks, err := auth.LoadFile(set.cfg.AuthTokensFile)
 		if err != nil {
 			t.Fatalf("testcluster: %v", err)
 		}
@@ -277,167 +167,6 @@ func (c *Cluster) joinViaFirst(t testing.TB, i int) {
 	}
 }
 
-func (c *Cluster) startMember(m *member) error {
-	logger, err := c.newLogger(m.id)
-	if err != nil {
-		return err
-	}
-	var store *auth.Store
-	if c.set.authFile != "" {
-		if store, err = auth.Open(c.set.authFile); err != nil {
-			return err
-		}
-	}
-	// Listen first so the advertised HTTP address is known to the node.
-	ln, err := listen(m.httpPort)
-	if err != nil {
-		return fmt.Errorf("listen for http: %w", err)
-	}
-	raftBind := "127.0.0.1:0"
-	if m.raftPort != 0 {
-		raftBind = net.JoinHostPort("127.0.0.1", strconv.Itoa(m.raftPort))
-	}
-	httpAddr := ln.Addr().String()
-	var tlsMat *tlsconfig.Material
-	if c.pki != nil {
-		if tlsMat, err = c.pki.material(c.t, m.id); err != nil {
-			ln.Close()
-			return err
-		}
-	}
-	var n *node.Node
-	err = retryAddrInUse(func() error {
-		var e error
-		n, e = node.Open(node.Config{
-			ID:                 m.id,
-			Dir:                m.dir,
-			LogStore:           c.set.logStore,
-			WALSegmentSize:     testWALSegmentSize,
-			RaftBind:           raftBind,
-			HTTPAdvertise:      httpAddr,
-			Bootstrap:          m.boot,
-			SnapshotThreshold:  c.set.snapshotThreshold,
-			SnapshotInterval:   c.set.snapshotInterval,
-			SnapshotRetain:     2,
-			HeartbeatTimeout:   HeartbeatTimeout,
-			ElectionTimeout:    ElectionTimeout,
-			LeaderLeaseTimeout: LeaderLeaseTimeout,
-			RaftTLS:            tlsMat,
-			Logger:             logger,
-		})
-		return e
-	})
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	_, raftPort, err := config.SplitHostPort(n.RaftAddr())
-	if err != nil {
-		ln.Close()
-		_ = n.Close()
-		return fmt.Errorf("raft address %q: %w", n.RaftAddr(), err)
-	}
-	opts := httpapi.Options{
-		MaxKeyBytes:      c.set.maxKeyBytes,
-		MaxValueBytes:    c.set.maxValueBytes,
-		RequestTimeout:   c.set.requestTimeout,
-		Logger:           logger,
-		EnablePprof:      c.set.enablePprof,
-		Auth:             store,
-		AllowRemoteAdmin: c.set.allowRemoteAdmin,
-		MaxRestoreBytes:  c.set.maxRestoreBytes,
-	}
-	var serverTLS *tls.Config
-	if tlsMat != nil {
-		serverTLS, opts.ClientTLS = tlsMat.HTTPServer(), tlsMat.HTTPClient()
-	}
-	svc := httpapi.New(n, opts)
-	srv := httpapi.NewServer(svc, c.set.requestTimeout, httpapi.WithServerLog(logger))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		if err := httpapi.Serve(srv, ln, serverTLS); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.WithError(err).Error("http server stopped")
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		svc.Announce(ctx, nil) // joined explicitly, like the seed scripts
-	}()
-	go func() { wg.Wait(); close(done) }()
-
-	c.mu.Lock()
-	m.raftPort = raftPort
-	m.httpPort = ln.Addr().(*net.TCPAddr).Port
-	m.node, m.svc, m.srv, m.cancel, m.done = n, svc, srv, cancel, done
-	m.auth = store
-	c.mu.Unlock()
-	return nil
-}
-
-// listen binds the HTTP port (0: any free one).
-func listen(port int) (net.Listener, error) {
-	var ln net.Listener
-	err := retryAddrInUse(func() error {
-		var e error
-		ln, e = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		return e
-	})
-	return ln, err
-}
-
-// retryAddrInUse retries f for a few seconds while a port it binds is still
-// held, e.g. by a just-closed listener of the previous incarnation.
-func retryAddrInUse(f func() error) error {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := f()
-		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// stopMember stops HTTP first (as the daemon does), then the node. The
-// directory and ports are kept for Restart.
-func (c *Cluster) stopMember(m *member) error {
-	c.mu.Lock()
-	n, svc, srv, cancel, done := m.node, m.svc, m.srv, m.cancel, m.done
-	m.node, m.svc, m.srv, m.cancel, m.done = nil, nil, nil, nil, nil
-	m.auth = nil
-	c.mu.Unlock()
-	if n == nil {
-		return nil
-	}
-	cancel()
-	// In-flight requests may wait up to a request deadline; the tests do
-	// not need them to finish, so give them a moment and then cut them off.
-	ctx, stop := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	if err := srv.Shutdown(ctx); err != nil {
-		_ = srv.Close()
-	}
-	stop()
-	<-done
-	svc.Close()
-	if err := n.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", m.id, err)
-	}
-	return nil
-}
-
-func (c *Cluster) closeAll() {
-	for _, m := range c.members {
-		if err := c.stopMember(m); err != nil {
-			c.t.Errorf("testcluster: %v", err)
-		}
-	}
-	c.client.CloseIdleConnections()
-}
-
 // member returns slot i; a bad index is a bug in the test, so it panics
 // rather than calling Fatal on a testing.TB that may belong to another
 // goroutine.
@@ -496,7 +225,10 @@ func (c *Cluster) Node(i int) *node.Node {
 	m := c.member(i)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return m.node
+	if m.srv == nil {
+		return nil
+	}
+	return m.srv.Node()
 }
 
 // AdminToken is the tokens file's first admin token, or "" with auth off.
@@ -516,12 +248,15 @@ func (c *Cluster) AdminHeader() http.Header {
 func (c *Cluster) AuthReload(i int) error {
 	m := c.member(i)
 	c.mu.Lock()
-	store := m.auth
+	srv := m.srv
 	c.mu.Unlock()
-	if store == nil {
+	if srv == nil {
+		return fmt.Errorf("testcluster: %s is not running", m.id)
+	}
+	err := srv.ReloadTokens()
+	if errors.Is(err, server.ErrAuthOff) {
 		return fmt.Errorf("testcluster: %s is not running with auth on", m.id)
 	}
-	_, err := store.Reload()
 	return err
 }
 
@@ -529,40 +264,13 @@ func (c *Cluster) AuthReload(i int) error {
 func (c *Cluster) Alive(i int) bool { return c.Node(i) != nil }
 
 // RequestTimeout is the API's per-request deadline.
-func (c *Cluster) RequestTimeout() time.Duration { return c.set.requestTimeout }
+func (c *Cluster) RequestTimeout() time.Duration { return c.set.cfg.RequestTimeout }
 
 // MaxKeyBytes is the API's key size limit.
-func (c *Cluster) MaxKeyBytes() int { return c.set.maxKeyBytes }
+func (c *Cluster) MaxKeyBytes() int { return c.set.cfg.MaxKeyBytes }
 
 // MaxValueBytes is the API's value size limit.
-func (c *Cluster) MaxValueBytes() int { return c.set.maxValueBytes }
-
-// Kill stops member i's HTTP server and node, keeping its directory and
-// ports for Restart. The rest of the cluster is not told.
-func (c *Cluster) Kill(t testing.TB, i int) {
-	t.Helper()
-	m := c.member(i)
-	if c.Node(i) == nil {
-		t.Fatalf("testcluster: Kill(%d): %s is not running", i, m.id)
-	}
-	if err := c.stopMember(m); err != nil {
-		t.Fatalf("testcluster: Kill(%d): %v", i, err)
-	}
-}
-
-// Restart starts a killed member i again from its directory, on the same
-// Raft and HTTP ports. It does not join it: a member rejoins from its own
-// log. It returns without waiting; see WaitMembers and testwait.For.
-func (c *Cluster) Restart(t testing.TB, i int) {
-	t.Helper()
-	m := c.member(i)
-	if c.Node(i) != nil {
-		t.Fatalf("testcluster: Restart(%d): %s is running", i, m.id)
-	}
-	if err := c.startMember(m); err != nil {
-		t.Fatalf("testcluster: Restart(%d): %v", i, err)
-	}
-}
+func (c *Cluster) MaxValueBytes() int { return c.set.cfg.MaxValueBytes }
 
 // Running lists the indexes of running members.
 func (c *Cluster) Running() []int {

@@ -7,19 +7,7 @@ import (
 	"testing"
 
 	"github.com/raftkv/raftkv/internal/testpki"
-	"github.com/raftkv/raftkv/internal/tlsconfig"
 )
-
-// WithTLS runs every member as a production node with all six TLS
-// variables set: HTTPS on the API with client certificates required
-// (TLS_CA_FILE), https between nodes, and mutual TLS on the Raft
-// transport. One CA, made for the test, signs every member's certificate
-// (IP SAN 127.0.0.1, serverAuth and clientAuth) and the certificate the
-// cluster's own client presents. Members load their files through
-// tlsconfig.Load, as the daemon does.
-func WithTLS() Option {
-	return func(s *settings) { s.tls = true }
-}
 
 // clusterPKI is the test CA and the files made from it.
 type clusterPKI struct {
@@ -38,16 +26,16 @@ func newClusterPKI(t testing.TB, base string) *clusterPKI {
 	return &clusterPKI{ca: ca, dir: dir, client: ca.Issue(t, "testcluster client")}
 }
 
-// material issues (once per id; a restarted member keeps its files) and
-// loads the certificate of member id.
-func (p *clusterPKI) material(t testing.TB, id string) (*tlsconfig.Material, error) {
+// files issues the certificate of member id (once: a restarted member
+// keeps its files) and returns its files.
+func (p *clusterPKI) files(t testing.TB, id string) testpki.Files {
 	f := testpki.Files{
 		Cert: filepath.Join(p.dir, id+".crt"), Key: filepath.Join(p.dir, id+".key"), CA: filepath.Join(p.dir, id+"-ca.crt"),
 	}
 	if _, err := os.Stat(f.Cert); err != nil {
 		f = p.ca.Issue(t, id).Write(t, p.dir, id, p.ca)
 	}
-	return tlsconfig.Load(f.Cert, f.Key, f.CA)
+	return f
 }
 
 // CA is the cluster's CA when it runs WithTLS, else nil. Tests issue
