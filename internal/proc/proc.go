@@ -1,7 +1,15 @@
-// Package proc builds the raftkv binary and runs it as a child process, for
-// the test suites that drive the real daemon (test/e2e, test/fault): one
-// build per test binary, processes with a minimal environment and a log
-// file, signals, and bounded waits. It has no test-framework dependency.
+// Package proc is the process-level test harness: the one every test that
+// runs the real daemon uses (test/e2e, test/fault), as etcd's
+// tests/framework/e2e serves its e2e and robustness suites.
+//
+// At the bottom are the primitives: build the binary once per test binary
+// (Builder), pick free ports, start a child process with a minimal
+// environment and a log file, signal it and wait for it with a bound
+// (Process). On them stand a Node (one raftkv process: start, stop, kill,
+// pause, restart, its URLs, its log, its /status decoded into node.Status)
+// and a Cluster (start N nodes formed one of three ways, wait for a leader
+// and for each node's own view of the voters). Waits poll through
+// internal/testwait, the one polling loop of all the tests.
 package proc
 
 import (

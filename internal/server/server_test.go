@@ -19,6 +19,7 @@ import (
 	"github.com/raftkv/raftkv/internal/logging"
 	"github.com/raftkv/raftkv/internal/server"
 	"github.com/raftkv/raftkv/internal/testcluster"
+	"github.com/raftkv/raftkv/internal/testwait"
 )
 
 // The nodes here are configured as the daemon is, from environment
@@ -123,20 +124,14 @@ func voters(s *server.Server, want ...*server.Server) string {
 
 func waitVoters(t *testing.T, nodes ...*server.Server) {
 	t.Helper()
-	why := ""
-	defer func() {
-		if t.Failed() {
-			t.Logf("last seen: %s", why)
-		}
-	}()
-	testcluster.WaitFor(t, func() bool {
+	testwait.For(t, testcluster.StartTimeout, "every node to see the others as voters", func() error {
 		for _, s := range nodes {
-			if why = voters(s, nodes...); why != "" {
-				return false
+			if why := voters(s, nodes...); why != "" {
+				return errors.New(why)
 			}
 		}
-		return true
-	}, testcluster.StartTimeout, "every node to see the others as voters")
+		return nil
+	})
 }
 
 func get(t *testing.T, s *server.Server, target string) (int, string) {
@@ -167,7 +162,12 @@ func TestRetryJoinAndStopOrder(t *testing.T) {
 	h := newHarness(t)
 	p := freePorts(t, 6)
 	n1 := h.start("n1", p[0], p[1])
-	testcluster.WaitFor(t, n1.Node().IsLeader, testcluster.StartTimeout, "n1 to lead its bootstrapped cluster")
+	testwait.For(t, testcluster.StartTimeout, "n1 to lead its bootstrapped cluster", func() error {
+		if !n1.Node().IsLeader() {
+			return errors.New("it does not lead")
+		}
+		return nil
+	})
 	join := "RAFT_JOIN"
 	n2 := h.start("n2", p[2], p[3], join, n1.HTTPAddr())
 	n3 := h.start("n3", p[4], p[5], join, "127.0.0.1:1,"+n1.HTTPAddr()) // a dead join address first
@@ -177,10 +177,12 @@ func TestRetryJoinAndStopOrder(t *testing.T) {
 	if code, body := get(t, n3, "/set?key=k&value=v"); code != http.StatusOK {
 		t.Fatalf("write via n3: %d %s", code, body)
 	}
-	testcluster.WaitFor(t, func() bool {
-		code, body := get(t, n2, "/get?key=k&consistency=stale")
-		return code == http.StatusOK && strings.Contains(body, `"v"`)
-	}, testcluster.StartTimeout, "n2 to have k")
+	testwait.For(t, testcluster.StartTimeout, "n2 to have k", func() error {
+		if code, body := get(t, n2, "/get?key=k&consistency=stale"); code != http.StatusOK || !strings.Contains(body, `"v"`) {
+			return fmt.Errorf("stale read: %d %s", code, body)
+		}
+		return nil
+	})
 
 	// The leader stops: it hands leadership off first, so another node
 	// leads the moment Stop returns.

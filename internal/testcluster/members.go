@@ -12,6 +12,7 @@ import (
 
 	"github.com/raftkv/raftkv/internal/config"
 	"github.com/raftkv/raftkv/internal/server"
+	"github.com/raftkv/raftkv/internal/testwait"
 )
 
 // testWALSegmentSize keeps raft-wal segments small, so a compaction in a
@@ -153,7 +154,7 @@ func (c *Cluster) Stop(t testing.TB, i int, leave bool, timeout time.Duration) {
 
 // Restart starts a killed member i again from its directory, on the same
 // Raft and HTTP ports. It does not join it: a member rejoins from its own
-// log. It returns without waiting; see WaitMembers and WaitFor.
+// log. It returns without waiting; see WaitMembers and testwait.For.
 func (c *Cluster) Restart(t testing.TB, i int) {
 	t.Helper()
 	m := c.member(i)
@@ -231,11 +232,13 @@ func (c *Cluster) AddMember(t testing.TB, voter bool) int {
 		target += "&voter=false"
 	}
 	var last Response
-	c.WaitFor(t, func() bool {
+	testwait.For(t, StartTimeout, "join of "+m.id+" via "+c.ID(via), func() error {
 		var err error
-		last, err = c.Do(via, http.MethodPost, target, nil, nil)
-		return err == nil && last.Status == http.StatusOK
-	}, StartTimeout, "join of "+m.id+" via "+c.ID(via))
+		if last, err = c.Do(via, http.MethodPost, target, nil, nil); err == nil && last.Status != http.StatusOK {
+			err = errors.New(last.Summary())
+		}
+		return err
+	})
 	if last.Bool("voter") != voter {
 		t.Fatalf("testcluster: join %s: %s, want voter=%v", m.id, last.Body, voter)
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/raftkv/raftkv/internal/logging"
 	"github.com/raftkv/raftkv/internal/node"
 	"github.com/raftkv/raftkv/internal/server"
+	"github.com/raftkv/raftkv/internal/testwait"
 )
 
 // Timings every member uses. Raft's defaults (1s, 1s, 500ms) would make
@@ -128,7 +129,12 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 			t.Fatalf("testcluster: start %s: %v", m.id, err)
 		}
 	}
-	c.WaitFor(t, func() bool { return c.Node(0).IsLeader() }, StartTimeout, "n1 to lead its bootstrapped cluster")
+	testwait.For(t, StartTimeout, "n1 to lead its bootstrapped cluster", func() error {
+		if !c.Node(0).IsLeader() {
+			return errors.New("it does not lead")
+		}
+		return nil
+	})
 	for i := 1; i < n; i++ {
 		c.joinViaFirst(t, i)
 	}
@@ -147,11 +153,13 @@ func (c *Cluster) joinViaFirst(t testing.TB, i int) {
 	m := c.member(i)
 	target := fmt.Sprintf("/join?nodeId=%s&raftPort=%d", m.id, m.raftPort)
 	var last Response
-	c.WaitFor(t, func() bool {
+	testwait.For(t, StartTimeout, "join of "+m.id+" via n1", func() error {
 		var err error
-		last, err = c.Do(0, http.MethodGet, target, nil, c.AdminHeader())
-		return err == nil && last.Status == http.StatusOK
-	}, StartTimeout, "join of "+m.id+" via n1")
+		if last, err = c.Do(0, http.MethodGet, target, nil, c.AdminHeader()); err == nil && last.Status != http.StatusOK {
+			err = errors.New(last.Summary())
+		}
+		return err
+	})
 	// "unchanged" when an earlier attempt was applied but answered 504
 	// (leadership lost while committing it).
 	if got := last.String("change"); got != "added" && got != "unchanged" {
@@ -280,10 +288,12 @@ func (c *Cluster) Running() []int {
 func (c *Cluster) Leader(t testing.TB) int {
 	t.Helper()
 	leader := -1
-	c.WaitFor(t, func() bool {
-		leader = c.stableLeader()
-		return leader >= 0
-	}, StartTimeout, "a leader all running members agree on")
+	testwait.For(t, StartTimeout, "a leader all running members agree on", func() error {
+		if leader = c.stableLeader(); leader < 0 {
+			return errors.New("none yet")
+		}
+		return nil
+	})
 	return leader
 }
 
@@ -345,9 +355,12 @@ func (c *Cluster) Followers(t testing.TB) []int {
 // leader among them.
 func (c *Cluster) WaitMembers(t testing.TB, idx ...int) {
 	t.Helper()
-	if why := poll(StartTimeout, func() string { return c.membersConverged(idx) }); why != "" {
-		t.Fatalf("timed out after %s waiting for members %v to converge: %s", StartTimeout, idx, why)
-	}
+	testwait.For(t, StartTimeout, fmt.Sprintf("members %v to converge", idx), func() error {
+		if why := c.membersConverged(idx); why != "" {
+			return errors.New(why)
+		}
+		return nil
+	})
 }
 
 // membersConverged returns "" when converged, or what is still missing.
@@ -386,41 +399,6 @@ func (c *Cluster) membersConverged(idx []int) string {
 		leaderID = l.ID
 	}
 	return ""
-}
-
-// WaitFor polls cond every 20ms until it is true, failing the test with msg
-// if timeout passes first.
-func (c *Cluster) WaitFor(t testing.TB, cond func() bool, timeout time.Duration, msg string) {
-	t.Helper()
-	WaitFor(t, cond, timeout, msg)
-}
-
-// WaitFor polls cond every 20ms until it is true, failing the test with msg
-// if timeout passes first. cond runs at least once.
-func WaitFor(t testing.TB, cond func() bool, timeout time.Duration, msg string) {
-	t.Helper()
-	ok := poll(timeout, func() string {
-		if cond() {
-			return ""
-		}
-		return "not yet"
-	}) == ""
-	if !ok {
-		t.Fatalf("timed out after %s waiting for %s", timeout, msg)
-	}
-}
-
-// poll calls cond every 20ms until it returns "" or timeout passes, and
-// returns its last answer.
-func poll(timeout time.Duration, cond func() string) string {
-	deadline := time.Now().Add(timeout)
-	for {
-		why := cond()
-		if why == "" || time.Now().After(deadline) {
-			return why
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // newLogger gives member id its own logger, writing to the test log with

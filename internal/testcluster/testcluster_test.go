@@ -1,8 +1,11 @@
 package testcluster
 
 import (
+	"errors"
 	"net/http"
 	"testing"
+
+	"github.com/raftkv/raftkv/internal/testwait"
 )
 
 // TestStartKillRestart checks the helper's own promises: Start converges,
@@ -55,9 +58,12 @@ func TestStartKillRestart(t *testing.T) {
 			victim, raftPort, c.RaftPort(victim), httpAddr, c.HTTPAddr(victim))
 	}
 	c.WaitMembers(t, 0, 1, 2)
-	WaitFor(t, func() bool {
-		return c.GetKey(t, victim, "k", "stale").String("value") == "v"
-	}, StartTimeout, "the restarted member to have k")
+	testwait.For(t, StartTimeout, "the restarted member to have k", func() error {
+		if r := c.GetKey(t, victim, "k", "stale"); r.String("value") != "v" {
+			return errors.New(r.Summary())
+		}
+		return nil
+	})
 }
 
 func TestSingleNode(t *testing.T) {

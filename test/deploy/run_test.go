@@ -21,6 +21,7 @@ import (
 
 	"github.com/raftkv/raftkv/internal/config"
 	"github.com/raftkv/raftkv/internal/proc"
+	"github.com/raftkv/raftkv/internal/testwait"
 )
 
 // TestDockerfileRun starts the binary the Dockerfile builds the way the
@@ -171,7 +172,7 @@ func TestDockerfileRun(t *testing.T) {
 	}
 
 	started := time.Now()
-	waitFor(t, 20*time.Second, exited, "GET /health", func() error {
+	waitRunning(t, 20*time.Second, exited, "GET /health", func() error {
 		code, body, err := get("/health")
 		if err == nil && code != http.StatusOK {
 			err = fmt.Errorf("%d %s", code, body)
@@ -183,7 +184,7 @@ func TestDockerfileRun(t *testing.T) {
 	// network namespace, polled until it reports healthy.
 	healthArgv := mapArgv(health)
 	var lastOut []byte
-	waitFor(t, 30*time.Second, exited, "the HEALTHCHECK command to exit 0", func() error {
+	waitRunning(t, 30*time.Second, exited, "the HEALTHCHECK command to exit 0", func() error {
 		hc, outPath := startProcess(t, ns, healthArgv, envList, hostDir, "", uid, gid)
 		err := waitProcess(hc, 10*time.Second)
 		lastOut, _ = os.ReadFile(outPath)
@@ -359,28 +360,21 @@ func waitProcess(cmd *exec.Cmd, timeout time.Duration) error {
 	}
 }
 
-// waitFor polls cond until it returns nil, failing the test with its last
-// error after timeout, or at once if the node exits.
-func waitFor(t *testing.T, timeout time.Duration, exited <-chan error, what string, cond func() error) time.Duration {
+// waitRunning is testwait.For, except that it fails the test at once if
+// the node exits: nothing it waits for can happen then.
+func waitRunning(t *testing.T, timeout time.Duration, exited <-chan error, what string, cond func() error) time.Duration {
 	t.Helper()
-	const every = 100 * time.Millisecond
-	start := time.Now()
-	err := errors.New("never checked")
-	for i := 0; i <= int(timeout/every); i++ {
-		if err = cond(); err == nil {
-			return time.Since(start)
+	return testwait.For(t, timeout, what, func() error {
+		err := cond()
+		if err != nil {
+			select {
+			case e := <-exited:
+				t.Fatalf("the node exited (%v) while waiting for %s (last: %v)", e, what, err)
+			default:
+			}
 		}
-		if time.Since(start) > timeout {
-			break
-		}
-		select {
-		case e := <-exited:
-			t.Fatalf("the node exited (%v) while waiting for %s (last: %v)", e, what, err)
-		case <-time.After(every):
-		}
-	}
-	t.Fatalf("timed out after %v waiting for %s: %v", timeout, what, err)
-	return 0
+		return err
+	})
 }
 
 func procUID(t *testing.T, pid int) int {
@@ -461,7 +455,7 @@ func TestHealthcheckNotReady(t *testing.T) {
 	})
 
 	base := "http://127.0.0.1:" + strconv.Itoa(ports[0])
-	waitFor(t, 20*time.Second, exited, "the process to answer /health", func() error {
+	waitRunning(t, 20*time.Second, exited, "the process to answer /health", func() error {
 		hc, out := startProcess(t, nil, []string{img.bin, "healthcheck", base + "/health"}, env, dir, "", -1, -1)
 		err := waitProcess(hc, 10*time.Second)
 		if err != nil {

@@ -17,6 +17,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/proc"
+	"github.com/raftkv/raftkv/internal/testwait"
 )
 
 func e2eToken(t *testing.T) string {
@@ -49,7 +52,7 @@ func authDo(method, u, token string) (int, string, error) {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := client.Do(req)
+	resp, err := proc.Client.Do(req)
 	if err != nil {
 		return 0, "", err
 	}
@@ -71,10 +74,9 @@ func expect(method, u, token string, want int) error {
 }
 
 // logCount counts lines of n's log that contain all of parts.
-func logCount(n *node, parts ...string) int {
-	b, _ := os.ReadFile(n.logPath)
+func logCount(n *proc.Node, parts ...string) int {
 	count := 0
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(n.Log(), "\n") {
 		ok := true
 		for _, p := range parts {
 			ok = ok && strings.Contains(line, p)
@@ -94,41 +96,27 @@ func logCount(n *node, parts ...string) int {
 func TestAuthTokensSIGHUP(t *testing.T) {
 	bin := raftkvBinary(t)
 	tmp := t.TempDir()
-	ports := freePorts(t, 4)
 	tokens := filepath.Join(tmp, "tokens")
 	admin, write, read := e2eToken(t), e2eToken(t), e2eToken(t)
 	replaceFile(t, tokens, fmt.Sprintf("# shared by every node\n%s admin\n%s write\n%s read\n", admin, write, read))
 
-	var nodes []*node
-	for i, name := range []string{"n1", "n2"} {
-		vars := map[string]string{
-			"RAFT_NODE_ID":     name,
-			"HTTP_SERVER_PORT": strconv.Itoa(ports[2*i]),
-			"RAFT_SERVER_PORT": strconv.Itoa(ports[2*i+1]),
-			"RAFT_VOLUME_DIR":  filepath.Join(tmp, name),
-			"AUTH_TOKENS_FILE": tokens,
-			"LOG_LEVEL":        "info",
-		}
-		if i > 0 {
-			vars["RAFT_JOIN"] = "127.0.0.1:" + strconv.Itoa(ports[0])
-		}
-		nodes = append(nodes, startNode(t, bin, name, tmp, vars))
-	}
+	nodes := proc.StartCluster(t, proc.ClusterConfig{Size: 2, Bin: bin, Dir: tmp, Formation: proc.JoinFirst,
+		Env: map[string]string{"AUTH_TOKENS_FILE": tokens, "LOG_LEVEL": "info"}}).Nodes
 	n2 := nodes[1]
 
 	// n2 joins through n1's admin-only /join with its own credential, then
 	// a write through either node reaches the leader.
-	waitFor(t, 30*time.Second, "n2 to join with auth on and a write via n2", func() error {
-		return expect(http.MethodGet, n2.url("/set?key=a&value=1"), write, http.StatusOK)
+	testwait.For(t, 30*time.Second, "n2 to join with auth on and a write via n2", func() error {
+		return expect(http.MethodGet, n2.URL("/set?key=a&value=1"), write, http.StatusOK)
 	})
 	for _, n := range nodes {
 		if got := logCount(n, "authentication on", "admin_tokens=1", "read_tokens=1", "write_tokens=1"); got != 1 {
-			t.Fatalf("%s: want one 'authentication on' line with counts per role, got %d", n.name, got)
+			t.Fatalf("%s: want one 'authentication on' line with counts per role, got %d", n.Name, got)
 		}
-		if err := expect(http.MethodGet, n.url("/get?key=a"), "", http.StatusUnauthorized); err != nil {
+		if err := expect(http.MethodGet, n.URL("/get?key=a"), "", http.StatusUnauthorized); err != nil {
 			t.Fatal(err)
 		}
-		if err := expect(http.MethodGet, n.url("/health"), "", http.StatusOK); err != nil {
+		if err := expect(http.MethodGet, n.URL("/health"), "", http.StatusOK); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -137,21 +125,19 @@ func TestAuthTokensSIGHUP(t *testing.T) {
 	newRead := e2eToken(t)
 	replaceFile(t, tokens, fmt.Sprintf("%s admin\n%s write\n%s read\n", admin, write, newRead))
 	for _, n := range nodes {
-		if err := n.run.Signal(syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
+		n.Signal(syscall.SIGHUP)
 	}
 	for _, n := range nodes {
-		waitFor(t, 10*time.Second, n.name+" to reload", func() error {
+		testwait.For(t, 10*time.Second, n.Name+" to reload", func() error {
 			if logCount(n, "tokens reloaded", "read_tokens=1", "tokens=3") != 1 {
 				return errors.New("no reload line yet")
 			}
 			return nil
 		})
-		if err := expect(http.MethodGet, n.url("/get?key=a"), newRead, http.StatusOK); err != nil {
+		if err := expect(http.MethodGet, n.URL("/get?key=a"), newRead, http.StatusOK); err != nil {
 			t.Fatalf("new token after SIGHUP: %v", err)
 		}
-		if err := expect(http.MethodGet, n.url("/get?key=a"), read, http.StatusUnauthorized); err != nil {
+		if err := expect(http.MethodGet, n.URL("/get?key=a"), read, http.StatusUnauthorized); err != nil {
 			t.Fatalf("removed token after SIGHUP: %v", err)
 		}
 	}
@@ -159,12 +145,10 @@ func TestAuthTokensSIGHUP(t *testing.T) {
 	// A broken file: an error line, and the tokens in force stay.
 	replaceFile(t, tokens, fmt.Sprintf("%s admin\n%s sudo\n", e2eToken(t), read))
 	for _, n := range nodes {
-		if err := n.run.Signal(syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
+		n.Signal(syscall.SIGHUP)
 	}
 	for _, n := range nodes {
-		waitFor(t, 10*time.Second, n.name+" to refuse the broken file", func() error {
+		testwait.For(t, 10*time.Second, n.Name+" to refuse the broken file", func() error {
 			if logCount(n, "level=error", "reloading AUTH_TOKENS_FILE failed", "line 2") != 1 {
 				return errors.New("no error line yet")
 			}
@@ -174,24 +158,24 @@ func TestAuthTokensSIGHUP(t *testing.T) {
 			token string
 			want  int
 		}{{newRead, http.StatusOK}, {read, http.StatusUnauthorized}} {
-			if err := expect(http.MethodGet, n.url("/get?key=a"), c.token, c.want); err != nil {
+			if err := expect(http.MethodGet, n.URL("/get?key=a"), c.token, c.want); err != nil {
 				t.Fatalf("after a broken file: %v", err)
 			}
 		}
-		if err := expect(http.MethodGet, n.url("/set?key=b&value=2"), write, http.StatusOK); err != nil {
-			t.Fatalf("write via %s after a broken file: %v", n.name, err)
+		if err := expect(http.MethodGet, n.URL("/set?key=b&value=2"), write, http.StatusOK); err != nil {
+			t.Fatalf("write via %s after a broken file: %v", n.Name, err)
 		}
 	}
 	for _, n := range nodes {
 		for _, tok := range []string{admin, write, read, newRead} {
 			if logCount(n, tok) != 0 {
-				t.Fatalf("%s's log holds a token", n.name)
+				t.Fatalf("%s's log holds a token", n.Name)
 			}
 		}
 	}
 	for _, n := range nodes {
-		if err := n.signal(syscall.SIGTERM, 10*time.Second); err != nil {
-			t.Fatalf("%s exit after SIGTERM: %v", n.name, err)
+		if err := n.Stop(10 * time.Second); err != nil {
+			t.Fatalf("%s exit after SIGTERM: %v", n.Name, err)
 		}
 	}
 }
@@ -203,28 +187,26 @@ func TestAuthOffWarnsAndSurvivesSIGHUP(t *testing.T) {
 	bin := raftkvBinary(t)
 	tmp := t.TempDir()
 	ports := freePorts(t, 2)
-	n := startNode(t, bin, "open", tmp, map[string]string{
+	n := proc.StartNode(t, proc.Config{Name: "open", Bin: bin, Dir: tmp, Env: map[string]string{
 		"HTTP_SERVER_PORT": strconv.Itoa(ports[0]),
 		"RAFT_SERVER_PORT": strconv.Itoa(ports[1]),
 		"RAFT_VOLUME_DIR":  filepath.Join(tmp, "volume"),
-	})
-	waitFor(t, 20*time.Second, "a write on the open node", func() error { return n.set("a", "1") })
+	}})
+	testwait.For(t, 20*time.Second, "a write on the open node", func() error { return set(n, "a", "1") })
 	if got := logCount(n, "level=warning", "AUTHENTICATION IS OFF"); got != 1 {
 		t.Fatalf("want one warning line about authentication being off, got %d", got)
 	}
-	if err := n.run.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "the SIGHUP to be handled", func() error {
+	n.Signal(syscall.SIGHUP)
+	testwait.For(t, 10*time.Second, "the SIGHUP to be handled", func() error {
 		if logCount(n, "nothing to reload") != 1 {
 			return errors.New("not yet")
 		}
 		return nil
 	})
-	if !n.run.Running() {
+	if !n.Running() {
 		t.Fatal("SIGHUP killed the node")
 	}
-	if err := expect(http.MethodPost, n.url("/snapshot"), "", http.StatusOK); err != nil {
+	if err := expect(http.MethodPost, n.URL("/snapshot"), "", http.StatusOK); err != nil {
 		t.Fatalf("admin route from loopback with auth off: %v", err)
 	}
 }
@@ -247,7 +229,7 @@ func TestAuthBadTokensFileFailsFast(t *testing.T) {
 			defer cancel()
 			cmd := exec.CommandContext(ctx, bin)
 			cmd.Dir = tmp
-			cmd.Env = append(baseEnv(), "AUTH_TOKENS_FILE="+tokens, "RAFT_VOLUME_DIR="+filepath.Join(tmp, "volume"),
+			cmd.Env = append(proc.BaseEnv(), "AUTH_TOKENS_FILE="+tokens, "RAFT_VOLUME_DIR="+filepath.Join(tmp, "volume"),
 				"HTTP_SERVER_PORT="+strconv.Itoa(freePorts(t, 1)[0]), "RAFT_SERVER_PORT="+strconv.Itoa(freePorts(t, 1)[0]))
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr

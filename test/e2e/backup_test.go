@@ -12,9 +12,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/proc"
+	"github.com/raftkv/raftkv/internal/testwait"
 )
 
 // runRestore runs `raftkv restore args...` with env and returns its exit
@@ -24,7 +26,7 @@ func runRestore(t *testing.T, bin string, env map[string]string, args ...string)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, append([]string{"restore"}, args...)...)
-	cmd.Env = baseEnv()
+	cmd.Env = proc.BaseEnv()
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
@@ -54,18 +56,18 @@ func TestOfflineRestore(t *testing.T) {
 
 	// The cluster that will die.
 	ports := freePorts(t, 6)
-	src := startNode(t, bin, "src", tmp, map[string]string{
+	src := proc.StartNode(t, proc.Config{Name: "src", Bin: bin, Dir: tmp, Env: map[string]string{
 		"RAFT_NODE_ID": "old1", "RAFT_VOLUME_DIR": filepath.Join(tmp, "src"),
 		"HTTP_SERVER_PORT": strconv.Itoa(ports[0]), "RAFT_SERVER_PORT": strconv.Itoa(ports[1]),
-	})
-	waitFor(t, 20*time.Second, "the source node to take writes", func() error { return src.set("0", "0") })
+	}})
+	testwait.For(t, 20*time.Second, "the source node to take writes", func() error { return set(src, "0", "0") })
 	for i := 1; i < keys; i++ {
-		if err := src.set(strconv.Itoa(i), strconv.Itoa(i)); err != nil {
+		if err := set(src, strconv.Itoa(i), strconv.Itoa(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	backup := filepath.Join(tmp, "backup.snap")
-	resp, err := client.Get(src.url("/backup"))
+	resp, err := proc.Client.Get(src.URL("/backup"))
 	if err != nil {
 		t.Fatalf("GET /backup: %v", err)
 	}
@@ -77,9 +79,7 @@ func TestOfflineRestore(t *testing.T) {
 	if err := os.WriteFile(backup, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := src.run.Kill(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	src.Kill()
 
 	volume := filepath.Join(tmp, "r1")
 	env := map[string]string{
@@ -116,28 +116,28 @@ func TestOfflineRestore(t *testing.T) {
 	}
 
 	// The restored node forms a one-node cluster with the data.
-	r1 := startNode(t, bin, "r1", tmp, env)
-	waitFor(t, 20*time.Second, "a linearizable read on the restored node", func() error {
-		v, err := r1.get(strconv.Itoa(keys-1), "")
+	r1 := proc.StartNode(t, proc.Config{Name: "r1", Bin: bin, Dir: tmp, Env: env})
+	testwait.For(t, 20*time.Second, "a linearizable read on the restored node", func() error {
+		v, err := get(r1, strconv.Itoa(keys-1), "")
 		if err == nil && v != strconv.Itoa(keys-1) {
 			err = fmt.Errorf("value %q", v)
 		}
 		return err
 	})
-	t.Logf("restored node served its first linearizable read %v after start", time.Since(r1.started()).Round(time.Millisecond))
+	t.Logf("restored node served its first linearizable read %v after start", time.Since(r1.Started()).Round(time.Millisecond))
 	checkKeys(t, r1, 0, keys-1, "")
-	if err := r1.set("after", "restore"); err != nil {
+	if err := set(r1, "after", "restore"); err != nil {
 		t.Fatal(err)
 	}
 
 	// A second node joins with an empty volume and receives everything.
-	r2 := startNode(t, bin, "r2", tmp, map[string]string{
+	r2 := proc.StartNode(t, proc.Config{Name: "r2", Bin: bin, Dir: tmp, Env: map[string]string{
 		"RAFT_NODE_ID": "r2", "RAFT_VOLUME_DIR": filepath.Join(tmp, "r2"),
 		"HTTP_SERVER_PORT": strconv.Itoa(ports[4]), "RAFT_SERVER_PORT": strconv.Itoa(ports[5]),
-		"RAFT_JOIN": fmt.Sprintf("127.0.0.1:%d", ports[2]),
-	})
-	waitFor(t, 30*time.Second, "r2 to join and catch up", func() error {
-		v, err := r2.get("after", "stale")
+		"RAFT_JOIN": r1.HTTPAddr,
+	}})
+	testwait.For(t, 30*time.Second, "r2 to join and catch up", func() error {
+		v, err := get(r2, "after", "stale")
 		if err == nil && v != "restore" {
 			err = fmt.Errorf("value %q", v)
 		}
@@ -145,22 +145,22 @@ func TestOfflineRestore(t *testing.T) {
 	})
 	checkKeys(t, r2, 0, keys-1, "stale")
 	checkKeys(t, r2, 0, 10, "")
-	st, err := r1.status()
+	st, err := r1.Status()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(st.Configuration) != 2 || !st.Configuration[0].Voter || !st.Configuration[1].Voter {
 		t.Fatalf("configuration after the join: %+v", st.Configuration)
 	}
-	if err := r2.set("via", "r2"); err != nil {
+	if err := set(r2, "via", "r2"); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := r1.get("via", ""); err != nil || v != "r2" {
+	if v, err := get(r1, "via", ""); err != nil || v != "r2" {
 		t.Fatalf("read of a write through r2 on r1: %q, %v", v, err)
 	}
-	for _, n := range []*node{r1, r2} {
-		if err := n.signal(syscall.SIGTERM, 10*time.Second); err != nil {
-			t.Errorf("%s exit after SIGTERM: %v", n.name, err)
+	for _, n := range []*proc.Node{r1, r2} {
+		if err := n.Stop(10 * time.Second); err != nil {
+			t.Errorf("%s exit after SIGTERM: %v", n.Name, err)
 		}
 	}
 }

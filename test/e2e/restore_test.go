@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/proc"
+	"github.com/raftkv/raftkv/internal/testwait"
 )
 
 // TestOfflineRestoreForceOverUsedVolume: `raftkv restore --force` into the
@@ -30,12 +32,12 @@ func TestOfflineRestoreForceOverUsedVolume(t *testing.T) {
 				"RAFT_NODE_ID": "n1", "RAFT_VOLUME_DIR": volume, "RAFT_LOG_STORE": store,
 				"HTTP_SERVER_PORT": strconv.Itoa(ports[0]), "RAFT_SERVER_PORT": strconv.Itoa(ports[1]),
 			}
-			n := startNode(t, bin, "n1", tmp, env)
-			waitFor(t, 20*time.Second, "the node to take writes", func() error { return n.set("kept", "1") })
-			if err := n.set("deleted-later", "2"); err != nil {
+			n := proc.StartNode(t, proc.Config{Name: "n1", Bin: bin, Dir: tmp, Env: env})
+			testwait.For(t, 20*time.Second, "the node to take writes", func() error { return set(n, "kept", "1") })
+			if err := set(n, "deleted-later", "2"); err != nil {
 				t.Fatal(err)
 			}
-			resp, err := client.Get(n.url("/backup"))
+			resp, err := proc.Client.Get(n.URL("/backup"))
 			if err != nil {
 				t.Fatalf("GET /backup: %v", err)
 			}
@@ -48,15 +50,15 @@ func TestOfflineRestoreForceOverUsedVolume(t *testing.T) {
 			if err := os.WriteFile(backup, b, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if code, body, err := httpDo(http.MethodPost, n.url("/remove?key=deleted-later")); err != nil || code != http.StatusOK {
+			if code, body, err := n.Do(http.MethodPost, "/remove?key=deleted-later", nil); err != nil || code != http.StatusOK {
 				t.Fatalf("remove: %d %s %v", code, body, err)
 			}
 			for _, kv := range [][2]string{{"written-later", "3"}, {"kept", "changed"}} {
-				if err := n.set(kv[0], kv[1]); err != nil {
+				if err := set(n, kv[0], kv[1]); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if err := n.signal(syscall.SIGTERM, 10*time.Second); err != nil {
+			if err := n.Stop(10 * time.Second); err != nil {
 				t.Fatalf("exit after SIGTERM: %v", err)
 			}
 
@@ -71,22 +73,22 @@ func TestOfflineRestoreForceOverUsedVolume(t *testing.T) {
 				}
 			}
 
-			n.start()
-			waitFor(t, 20*time.Second, "a linearizable read on the restored node", func() error {
-				v, err := n.get("kept", "")
+			n.Restart()
+			testwait.For(t, 20*time.Second, "a linearizable read on the restored node", func() error {
+				v, err := get(n, "kept", "")
 				if err == nil && v != "1" {
 					err = fmt.Errorf("kept = %q, want the backup's 1", v)
 				}
 				return err
 			})
-			if v, err := n.get("deleted-later", ""); err != nil || v != "2" {
+			if v, err := get(n, "deleted-later", ""); err != nil || v != "2" {
 				t.Errorf("deleted-later after the restore: %q, %v; want the backup's 2", v, err)
 			}
-			code, err = httpGetJSON(n.url("/get?"+url.Values{"key": {"written-later"}}.Encode()), nil)
+			code, body, err := n.Do(http.MethodGet, "/get?"+url.Values{"key": {"written-later"}}.Encode(), nil)
 			if code != http.StatusNotFound {
-				t.Errorf("written-later after the restore: status %d (%v), want 404: it was written after the backup", code, err)
+				t.Errorf("written-later after the restore: status %d %s (%v), want 404: it was written after the backup", code, body, err)
 			}
-			if err := n.signal(syscall.SIGTERM, 10*time.Second); err != nil {
+			if err := n.Stop(10 * time.Second); err != nil {
 				t.Errorf("exit after SIGTERM: %v", err)
 			}
 		})

@@ -3,13 +3,11 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -17,7 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/node"
+	"github.com/raftkv/raftkv/internal/proc"
 	"github.com/raftkv/raftkv/internal/testpki"
+	"github.com/raftkv/raftkv/internal/testwait"
 )
 
 // tlsEnv is the six TLS variables for a node whose HTTP certificate is
@@ -29,26 +30,6 @@ func tlsEnv(api, raft testpki.Files) map[string]string {
 	}
 }
 
-// httpsGet GETs u with client and decodes a 200 answer into out.
-func httpsGet(client *http.Client, u string, out any) error {
-	resp, err := client.Get(u)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %d %s", u, resp.StatusCode, bytes.TrimSpace(body))
-	}
-	if out != nil {
-		return json.Unmarshal(body, out)
-	}
-	return nil
-}
-
 // TestTLSClusterEndToEnd runs three real processes with all six TLS
 // variables, forming the cluster by RAFT_JOIN over HTTPS, then a fourth
 // whose HTTP certificate is good but whose Raft certificate comes from a
@@ -56,57 +37,25 @@ func httpsGet(client *http.Client, u string, out any) error {
 func TestTLSClusterEndToEnd(t *testing.T) {
 	bin := raftkvBinary(t)
 	tmp := t.TempDir()
-	ports := freePorts(t, 8)
 	ca := testpki.NewCA(t, "cluster CA")
 	rogue := testpki.NewCA(t, "rogue CA")
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		Proxy: nil, TLSClientConfig: testpki.ClientConfig(ca, ca.Issue(t, "operator")),
 	}}
-	base := func(i int) string { return fmt.Sprintf("https://127.0.0.1:%d", ports[2*i]) }
 
-	// nodeVars is the environment of node i (n1 bootstraps, the others
-	// join it by RAFT_JOIN, over HTTPS) with the given Raft certificate.
-	nodeVars := func(i int, raft testpki.Files) map[string]string {
-		name := fmt.Sprintf("n%d", i+1)
-		vars := tlsEnv(ca.Issue(t, name).Write(t, tmp, name+"-api", ca), raft)
-		vars["RAFT_NODE_ID"] = name
-		vars["HTTP_SERVER_PORT"] = strconv.Itoa(ports[2*i])
-		vars["RAFT_SERVER_PORT"] = strconv.Itoa(ports[2*i+1])
-		vars["RAFT_VOLUME_DIR"] = filepath.Join(tmp, name)
-		vars["LOG_LEVEL"] = "info"
-		if i > 0 {
-			vars["RAFT_JOIN"] = fmt.Sprintf("127.0.0.1:%d", ports[0])
-		}
-		return vars
-	}
-	names := []string{"n1", "n2", "n3"}
-	var nodes []*node
-	for i, name := range names {
-		raft := ca.Issue(t, name).Write(t, tmp, name+"-raft", ca)
-		nodes = append(nodes, startNode(t, bin, name, tmp, nodeVars(i, raft)))
-	}
-
-	waitFor(t, 30*time.Second, "three voters with their https addresses on every node", func() error {
-		for i := range nodes {
-			var members []member
-			if err := httpsGet(client, base(i)+"/nodes", &members); err != nil {
-				return err
-			}
-			if len(members) != 3 {
-				return fmt.Errorf("%s lists %d members", names[i], len(members))
-			}
-			for _, m := range members {
-				if !m.Voter || m.HTTPAddr == "" {
-					return fmt.Errorf("%s lists %+v", names[i], m)
-				}
-			}
-		}
-		return nil
-	})
+	// n1 bootstraps, the others join it by RAFT_JOIN, over HTTPS; each has
+	// its own API and Raft certificates from the cluster CA.
+	c := proc.StartCluster(t, proc.ClusterConfig{Size: 3, Bin: bin, Dir: tmp, Formation: proc.JoinFirst, Client: client,
+		Env: map[string]string{"LOG_LEVEL": "info"},
+		NodeEnv: func(_ int, name string) map[string]string {
+			return tlsEnv(ca.Issue(t, name).Write(t, tmp, name+"-api", ca), ca.Issue(t, name).Write(t, tmp, name+"-raft", ca))
+		}})
+	nodes := c.Nodes
+	c.WaitVoters(30*time.Second, nodes...)
 
 	// Writes through a follower, reads through another, all over HTTPS.
-	var st status
-	if err := httpsGet(client, base(0)+"/status", &st); err != nil {
+	st, err := nodes[0].Status()
+	if err != nil {
 		t.Fatal(err)
 	}
 	writer, reader := 1, 2
@@ -115,19 +64,19 @@ func TestTLSClusterEndToEnd(t *testing.T) {
 	}
 	for k := range 20 {
 		q := url.Values{"key": {fmt.Sprintf("k%d", k)}, "value": {strconv.Itoa(k)}}
-		if err := httpsGet(client, base(writer)+"/set?"+q.Encode(), nil); err != nil {
-			t.Fatalf("write via %s: %v", names[writer], err)
+		if err := nodes[writer].GetJSON("/set?"+q.Encode(), nil); err != nil {
+			t.Fatalf("write via %s: %v", nodes[writer].Name, err)
 		}
 	}
 	var got struct {
 		Value string `json:"value"`
 	}
-	if err := httpsGet(client, base(reader)+"/get?key=k19", &got); err != nil || got.Value != "19" {
-		t.Fatalf("linearizable read via %s: %q, %v", names[reader], got.Value, err)
+	if err := nodes[reader].GetJSON("/get?key=k19", &got); err != nil || got.Value != "19" {
+		t.Fatalf("linearizable read via %s: %q, %v", nodes[reader].Name, got.Value, err)
 	}
 
 	// Refused: plain http, and https without a client certificate.
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/get?key=k1", ports[0]))
+	resp, err := http.Get("http://" + nodes[0].HTTPAddr + "/get?key=k1")
 	if err != nil {
 		t.Fatalf("plain http: %v", err)
 	}
@@ -136,37 +85,40 @@ func TestTLSClusterEndToEnd(t *testing.T) {
 		t.Fatalf("plain http to an https node: %d, want 400", resp.StatusCode)
 	}
 	noCert := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: testpki.ClientConfig(ca, nil)}}
-	if err := httpsGet(noCert, base(0)+"/get?key=k1", nil); err == nil || !strings.Contains(err.Error(), "certificate required") {
+	if resp, err = noCert.Get(nodes[0].URL("/get?key=k1")); err == nil {
+		resp.Body.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "certificate required") {
 		t.Fatalf("https without a client certificate: %v, want the handshake refused", err)
 	}
 
 	// The rogue joins itself over HTTPS (its API certificate is good), but
 	// Raft refuses it: it never applies an entry while the cluster commits.
-	n4 := startNode(t, bin, "n4", tmp, nodeVars(3, rogue.Issue(t, "n4").Write(t, tmp, "n4-raft", rogue)))
-	waitFor(t, 30*time.Second, "n4 in the configuration and its Raft port refusing the leader", func() error {
-		var members []member
-		if err := httpsGet(client, base(0)+"/nodes", &members); err != nil {
+	ports := freePorts(t, 2)
+	env := tlsEnv(ca.Issue(t, "n4").Write(t, tmp, "n4-api", ca), rogue.Issue(t, "n4").Write(t, tmp, "n4-raft", rogue))
+	maps.Copy(env, map[string]string{"RAFT_NODE_ID": "n4", "HTTP_SERVER_PORT": strconv.Itoa(ports[0]), "RAFT_SERVER_PORT": strconv.Itoa(ports[1]),
+		"RAFT_VOLUME_DIR": filepath.Join(tmp, "n4"), "LOG_LEVEL": "info", "RAFT_JOIN": nodes[0].HTTPAddr})
+	n4 := proc.StartNode(t, proc.Config{Name: "n4", Bin: bin, Dir: tmp, Env: env, Client: client})
+	testwait.For(t, 30*time.Second, "n4 in the configuration and its Raft port refusing the leader", func() error {
+		var members []node.Member
+		if err := nodes[0].GetJSON("/nodes", &members); err != nil {
 			return err
 		}
 		if len(members) != 4 {
 			return fmt.Errorf("%d members", len(members))
 		}
-		log, _ := os.ReadFile(n4.logPath)
-		if !bytes.Contains(log, []byte("refused a connection")) {
+		if !strings.Contains(n4.Log(), "refused a connection") {
 			return errors.New("n4 has not refused a connection yet")
 		}
 		return nil
 	})
 	for k := 20; k < 30; k++ {
-		if err := httpsGet(client, base(writer)+fmt.Sprintf("/set?key=k%d&value=%d", k, k), nil); err != nil {
+		if err := nodes[writer].GetJSON(fmt.Sprintf("/set?key=k%d&value=%d", k, k), nil); err != nil {
 			t.Fatalf("write with the rogue in the configuration: %v", err)
 		}
 	}
-	var rogueSt struct {
-		status
-		Keys int `json:"keys"`
-	}
-	if err := httpsGet(client, base(3)+"/status", &rogueSt); err != nil {
+	rogueSt, err := n4.Status()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if rogueSt.AppliedIndex != 0 || rogueSt.Keys != 0 || rogueSt.LeaderID != "" {
@@ -199,7 +151,7 @@ func TestTLSBadConfigFailsFast(t *testing.T) {
 			defer cancel()
 			cmd := exec.CommandContext(ctx, bin)
 			cmd.Dir = tmp
-			cmd.Env = append(append(baseEnv(), "RAFT_VOLUME_DIR="+filepath.Join(tmp, "volume")), tt.env...)
+			cmd.Env = append(append(proc.BaseEnv(), "RAFT_VOLUME_DIR="+filepath.Join(tmp, "volume")), tt.env...)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			err := cmd.Run()

@@ -74,33 +74,33 @@ func hostile(r *run) {
 
 	end := r.begin("bad requests to every node")
 	reqs := badRequests(r.cas, r.idem)
-	for _, n := range c.nodes {
+	for _, n := range c.Nodes {
 		for _, br := range reqs {
 			start := time.Now()
-			code, err := sendBad(n.httpAddr, br)
+			code, err := sendBad(n.HTTPAddr, br)
 			took := time.Since(start)
 			switch {
 			case err != nil:
-				t.Errorf("S16 %s via %s: %v", br.name, n.id, err)
+				t.Errorf("S16 %s via %s: %v", br.name, n.Name, err)
 			case code != br.want:
-				t.Errorf("S16 %s via %s: status %d, want %d", br.name, n.id, code, br.want)
+				t.Errorf("S16 %s via %s: status %d, want %d", br.name, n.Name, code, br.want)
 			case took > time.Second:
-				t.Errorf("S16 %s via %s: answered in %v, want < 1s", br.name, n.id, took)
+				t.Errorf("S16 %s via %s: answered in %v, want < 1s", br.name, n.Name, took)
 			}
 		}
 	}
 	end()
 
-	target := c.nodes[r.leader()]
-	end = r.begin(fmt.Sprintf("20 slowloris connections and a slow body to %s", target.id))
-	closed, slowBody := slowloris(target.httpAddr, 20), slowPut(target.httpAddr)
+	target := c.Nodes[r.leader()]
+	end = r.begin(fmt.Sprintf("20 slowloris connections and a slow body to %s", target.Name))
+	closed, slowBody := slowloris(target.HTTPAddr, 20), slowPut(target.HTTPAddr)
 	// A fresh client is served promptly throughout (reads and health).
 	fresh := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{Proxy: nil}}
 	var worst time.Duration
 	for deadline := time.Now().Add(7 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		for _, path := range []string{"/health", "/kv/r0"} {
 			start := time.Now()
-			resp, err := fresh.Get(target.url(path))
+			resp, err := fresh.Get(target.URL(path))
 			took := time.Since(start)
 			worst = max(worst, took)
 			if err != nil {
@@ -127,11 +127,11 @@ func hostile(r *run) {
 	slowBody.Close()
 	end()
 
-	end = r.begin("garbage to the raft port of " + c.nodes[0].id)
+	end = r.begin("garbage to the raft port of " + c.Nodes[0].Name)
 	garbage := make([]byte, 4096)
 	_, _ = rand.Read(garbage)
 	for _, payload := range [][]byte{garbage, []byte("GET / HTTP/1.1\r\nHost: h\r\n\r\n")} {
-		if conn, err := net.DialTimeout("tcp", c.nodes[0].raftAddr, time.Second); err == nil {
+		if conn, err := net.DialTimeout("tcp", c.Nodes[0].RaftAddr, time.Second); err == nil {
 			_ = conn.SetDeadline(time.Now().Add(time.Second))
 			_, _ = conn.Write(payload)
 			_, _ = io.Copy(io.Discard, conn)
@@ -144,7 +144,7 @@ func hostile(r *run) {
 	after := appliedIndexes(r)
 	for i := range before {
 		if after[i] != before[i] {
-			t.Errorf("S16: %s applied index moved from %d to %d: a hostile request was applied", c.nodes[i].id, before[i], after[i])
+			t.Errorf("S16: %s applied index moved from %d to %d: a hostile request was applied", c.Nodes[i].Name, before[i], after[i])
 		}
 	}
 	c.waitReady(10 * time.Second)
@@ -152,8 +152,8 @@ func hostile(r *run) {
 
 func appliedIndexes(r *run) []uint64 {
 	var out []uint64
-	for i := range r.c.nodes {
-		st, err := r.c.status(i)
+	for i := range r.c.Nodes {
+		st, err := r.c.Nodes[i].Status()
 		if err != nil {
 			r.t.Fatal(err)
 		}

@@ -174,8 +174,8 @@ func (r *run) saveArtifacts() {
 	}
 	_ = os.WriteFile(filepath.Join(dir, "timeline.txt"), []byte(timeline.String()), 0o644)
 	if r.c != nil {
-		for _, n := range r.c.nodes {
-			copyFile(n.logPath, filepath.Join(dir, n.id+".log"))
+		for _, n := range r.c.Nodes {
+			copyFile(n.LogPath, filepath.Join(dir, n.Name+".log"))
 		}
 	}
 	t.Logf("artifacts: %s", dir)

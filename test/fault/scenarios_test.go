@@ -9,11 +9,12 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/raftkv/raftkv/internal/testwait"
 )
 
 // scenario is one fault schedule. inject runs after the warm-up with the
@@ -222,12 +223,12 @@ func (r *run) checkNoPhantomKeys() []string {
 		}
 	}
 	var problems []string
-	for i, n := range r.c.nodes {
-		st, err := r.c.status(i)
+	for _, n := range r.c.Nodes {
+		st, err := n.Status()
 		if err != nil {
 			problems = append(problems, err.Error())
 		} else if st.Keys != want {
-			problems = append(problems, fmt.Sprintf("C2: %s holds %d keys, but the final reads found %d: a key no client wrote exists, or a read missed one", n.id, st.Keys, want))
+			problems = append(problems, fmt.Sprintf("C2: %s holds %d keys, but the final reads found %d: a key no client wrote exists, or a read missed one", n.Name, st.Keys, want))
 		}
 	}
 	return problems
@@ -236,7 +237,7 @@ func (r *run) checkNoPhantomKeys() []string {
 // sleep waits d scaled by FAULT_DURATION.
 func (r *run) sleep(d time.Duration) { time.Sleep(time.Duration(float64(d) * config.scale)) }
 
-func (r *run) leader() int { return r.c.waitLeader(15 * time.Second) }
+func (r *run) leader() int { return r.c.index(r.c.WaitLeader(15 * time.Second)) }
 
 // follower picks one of the two followers at random (seeded).
 func (r *run) follower() int {
@@ -247,7 +248,7 @@ func (r *run) follower() int {
 func (r *run) ids(nodes []int) []string {
 	var out []string
 	for _, i := range nodes {
-		out = append(out, r.c.nodes[i].id)
+		out = append(out, r.c.Nodes[i].Name)
 	}
 	return out
 }
@@ -266,31 +267,31 @@ func (r *run) begin(what string) func() {
 func (r *run) crash(victims []int, hold time.Duration) {
 	l := r.leader()
 	end := r.begin("SIGKILL " + strings.Join(r.ids(victims), ", "))
-	if len(victims) == len(r.c.nodes) {
+	if len(victims) == len(r.c.Nodes) {
 		r.c.killAll()
 	} else {
 		for _, v := range victims {
-			r.c.kill(v)
+			r.c.Nodes[v].Kill()
 		}
 	}
 	start := time.Since(r.h.t0)
-	if 2*len(victims) > len(r.c.nodes) && !slices.Contains(victims, l) && r.idem {
+	if 2*len(victims) > len(r.c.Nodes) && !slices.Contains(victims, l) && r.idem {
 		// The leader is alone: give it steps that cannot commit now but may
 		// once it is re-elected (see burstCounters).
-		r.w.burstCounters(r.c.nodes[l], 12)
+		r.w.burstCounters(r.c.Nodes[l], 12)
 	}
 	r.sleep(hold)
 	var survivors []int
-	for i := range r.c.nodes {
+	for i := range r.c.Nodes {
 		if !slices.Contains(victims, i) {
 			survivors = append(survivors, i)
 		}
 	}
-	if 2*len(victims) > len(r.c.nodes) && len(survivors) > 0 {
+	if 2*len(victims) > len(r.c.Nodes) && len(survivors) > 0 {
 		r.wins = append(r.wins, window{start: start, end: time.Since(r.h.t0), minority: r.ids(survivors)})
 	}
 	for _, v := range victims {
-		r.c.start(v)
+		r.c.Nodes[v].Restart()
 	}
 	end()
 	r.recover()
@@ -303,17 +304,17 @@ func (r *run) crash(victims []int, hold time.Duration) {
 // from its own state without confirming its leadership gets caught.
 func (r *run) pause(i int, hold time.Duration) {
 	wasLeader := i == r.leader()
-	end := r.begin("SIGSTOP " + r.c.nodes[i].id)
-	r.c.signal(i, syscall.SIGSTOP)
+	end := r.begin("SIGSTOP " + r.c.Nodes[i].Name)
+	r.c.Nodes[i].Pause()
 	if !wasLeader {
 		r.sleep(hold)
 	} else {
 		r.sleep(hold - time.Second)
-		done := r.w.burstReads(r.c.nodes[i], 16)
+		done := r.w.burstReads(r.c.Nodes[i], 16)
 		time.Sleep(time.Second)
 		defer func() { <-done }()
 	}
-	r.c.signal(i, syscall.SIGCONT)
+	r.c.Nodes[i].Resume()
 	end()
 	r.recover()
 }
@@ -323,7 +324,7 @@ func (r *run) pause(i int, hold time.Duration) {
 func (r *run) partition(hold time.Duration, minority []int, links ...[2]int) {
 	var desc []string
 	for _, l := range links {
-		desc = append(desc, r.c.nodes[l[0]].id+"-"+r.c.nodes[l[1]].id)
+		desc = append(desc, r.c.Nodes[l[0]].Name+"-"+r.c.Nodes[l[1]].Name)
 	}
 	end := r.begin("partition " + strings.Join(desc, " "))
 	for _, l := range links {
@@ -348,7 +349,7 @@ func (r *run) partition(hold time.Duration, minority []int, links ...[2]int) {
 func (r *run) recover() {
 	start := time.Now()
 	for i := 0; ; i++ {
-		n := r.c.nodes[i%len(r.c.nodes)]
+		n := r.c.Nodes[i%len(r.c.Nodes)]
 		if r.w.probe.setAdd(n).Outcome == outcomeOK {
 			break
 		}
@@ -366,11 +367,13 @@ func (r *run) recover() {
 // rollingRestart (S9) SIGTERMs each node in turn, restarts it, and waits
 // for it to catch up before the next.
 func rollingRestart(r *run) {
-	for i := range r.c.nodes {
-		end := r.begin("SIGTERM " + r.c.nodes[i].id)
-		r.c.terminate(i)
+	for i, n := range r.c.Nodes {
+		end := r.begin("SIGTERM " + n.Name)
+		if err := n.Stop(15 * time.Second); err != nil {
+			r.t.Errorf("%s exited uncleanly after SIGTERM: %v", n.Name, err)
+		}
 		r.sleep(time.Second)
-		r.c.start(i)
+		n.Restart()
 		end()
 		r.recover()
 		r.waitCaughtUp(i, 15*time.Second)
@@ -380,16 +383,16 @@ func rollingRestart(r *run) {
 
 // waitCaughtUp waits until node i has applied the leader's commit index.
 func (r *run) waitCaughtUp(i int, timeout time.Duration) time.Duration {
-	return waitFor(r.t, timeout, r.c.nodes[i].id+" to catch up", func() error {
-		l, err := r.c.leader()
+	return testwait.For(r.t, timeout, r.c.Nodes[i].Name+" to catch up", func() error {
+		l, err := r.c.Leader()
 		if err != nil {
 			return err
 		}
-		ls, err := r.c.status(l)
+		ls, err := l.Status()
 		if err != nil {
 			return err
 		}
-		st, err := r.c.status(i)
+		st, err := r.c.Nodes[i].Status()
 		if err != nil {
 			return err
 		}
@@ -405,14 +408,14 @@ func (r *run) waitCaughtUp(i int, timeout time.Duration) time.Duration {
 // catch up by installing a snapshot.
 func snapshotCatchUp(r *run) {
 	f := r.follower()
-	st, err := r.c.status(f)
+	st, err := r.c.Nodes[f].Status()
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	end := r.begin("SIGKILL " + r.c.nodes[f].id + " while the log grows")
-	r.c.kill(f)
-	waitFor(r.t, time.Duration(float64(60*time.Second)*config.scale), "the leader to compact past the follower", func() error {
-		ls, err := r.c.status(r.leader())
+	end := r.begin("SIGKILL " + r.c.Nodes[f].Name + " while the log grows")
+	r.c.Nodes[f].Kill()
+	testwait.For(r.t, time.Duration(float64(60*time.Second)*config.scale), "the leader to compact past the follower", func() error {
+		ls, err := r.c.Nodes[r.leader()].Status()
 		if err != nil {
 			return err
 		}
@@ -421,13 +424,12 @@ func snapshotCatchUp(r *run) {
 		}
 		return nil
 	})
-	r.c.start(f)
+	r.c.Nodes[f].Restart()
 	end()
 	r.recover()
 	d := r.waitCaughtUp(f, 20*time.Second)
-	b, _ := os.ReadFile(r.c.nodes[f].logPath)
-	if !strings.Contains(string(b), "Installed remote snapshot") {
-		r.t.Errorf("%s caught up without installing a snapshot (no \"Installed remote snapshot\" in its log)", r.c.nodes[f].id)
+	if !strings.Contains(r.c.Nodes[f].Log(), "Installed remote snapshot") {
+		r.t.Errorf("%s caught up without installing a snapshot (no \"Installed remote snapshot\" in its log)", r.c.Nodes[f].Name)
 	}
 	r.res.notes = append(r.res.notes, fmt.Sprintf("follower caught up via snapshot in %v", d.Round(time.Millisecond)))
 }
@@ -435,17 +437,17 @@ func snapshotCatchUp(r *run) {
 // leaveRejoin (S12, S13) removes node i with /leave (for the leader: a
 // leadership transfer first), waits, and adds it back under the same id.
 func (r *run) leaveRejoin(i int) {
-	n := r.c.nodes[i]
-	end := r.begin("leave and re-join " + n.id)
-	via := r.c.nodes[(i+1)%3]
-	code, body, err := r.c.do(http.MethodPost, via.url("/leave?nodeId="+n.id), nil)
+	n := r.c.Nodes[i]
+	end := r.begin("leave and re-join " + n.Name)
+	via := r.c.Nodes[(i+1)%3]
+	code, body, err := via.Do(http.MethodPost, "/leave?nodeId="+n.Name, nil)
 	if err != nil || code != http.StatusOK {
-		r.t.Fatalf("leave %s: %d %s %v", n.id, code, body, err)
+		r.t.Fatalf("leave %s: %d %s %v", n.Name, code, body, err)
 	}
 	r.sleep(3 * time.Second)
-	join := fmt.Sprintf("/join?nodeId=%s&raftAddr=%s&httpAddr=%s", n.id, n.raftAddr, n.httpAddr)
-	waitFor(r.t, 15*time.Second, "the re-join of "+n.id, func() error {
-		code, body, err := r.c.do(http.MethodPost, via.url(join), nil)
+	join := fmt.Sprintf("/join?nodeId=%s&raftAddr=%s&httpAddr=%s", n.Name, n.RaftAddr, n.HTTPAddr)
+	testwait.For(r.t, 15*time.Second, "the re-join of "+n.Name, func() error {
+		code, body, err := via.Do(http.MethodPost, join, nil)
 		if err == nil && code != http.StatusOK {
 			err = fmt.Errorf("join: %d %s", code, body)
 		}
@@ -467,15 +469,15 @@ func checkFeatures(t *testing.T, c *cluster) (cas, idem bool) {
 	if config.cas == "0" {
 		return false, false
 	}
-	l := c.waitLeader(10 * time.Second)
-	n := c.nodes[(l+1)%len(c.nodes)]
+	l := c.index(c.WaitLeader(10 * time.Second))
+	n := c.Nodes[(l+1)%len(c.Nodes)]
 	type answer struct {
 		code     int
 		index    string
 		replayed bool
 	}
 	send := func(method, path, rid string) answer {
-		req, _ := http.NewRequest(method, n.url(path), strings.NewReader("x"))
+		req, _ := http.NewRequest(method, n.URL(path), strings.NewReader("x"))
 		if rid != "" {
 			req.Header.Set("Idempotency-Key", rid)
 		}

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/proc"
 )
 
 // Operation kinds. get/put/cas/del act on the register keys and ctr on a
@@ -135,10 +137,10 @@ func newWorkload(c *cluster, h *history, opts workloadOpts) *workload {
 		w.keys = append(w.keys, fmt.Sprintf("r%d", i))
 	}
 	for i := range opts.clients {
-		w.clients = append(w.clients, w.newClient(i, c.nodes[i%len(c.nodes)]))
+		w.clients = append(w.clients, w.newClient(i, c.Nodes[i%len(c.Nodes)]))
 	}
-	w.probe = w.newClient(opts.clients, c.nodes[0])
-	w.checker = w.newClient(opts.clients+1, c.nodes[0])
+	w.probe = w.newClient(opts.clients, c.Nodes[0])
+	w.checker = w.newClient(opts.clients+1, c.Nodes[0])
 	return w
 }
 
@@ -180,7 +182,7 @@ const (
 // client is one workload goroutine's state.
 type client struct {
 	id   int
-	node *knode
+	node *proc.Node
 	w    *workload
 	rng  *rand.Rand
 	http *http.Client
@@ -198,7 +200,7 @@ type client struct {
 	ctrErrors  []string
 }
 
-func (w *workload) newClient(id int, n *knode) *client {
+func (w *workload) newClient(id int, n *proc.Node) *client {
 	return &client{
 		id: id, node: n, w: w,
 		rng: rand.New(rand.NewPCG(w.opts.seed, uint64(id))),
@@ -242,7 +244,7 @@ func (cl *client) registerOp() {
 		cl.w.h.add(cl.read(cl.node, key))
 		return
 	}
-	o := &op{Client: cl.id, Node: cl.node.id, Key: key, Kind: opPut}
+	o := &op{Client: cl.id, Node: cl.node.Name, Key: key, Kind: opPut}
 	switch {
 	case r < 0.90:
 		cl.seq++
@@ -266,9 +268,9 @@ func (cl *client) registerOp() {
 }
 
 // setAdd writes a fresh key of the set keyspace through n.
-func (cl *client) setAdd(n *knode) *op {
+func (cl *client) setAdd(n *proc.Node) *op {
 	cl.seq++
-	o := &op{Client: cl.id, Node: n.id, Kind: opSet, Key: fmt.Sprintf("s/c%d-%d", cl.id, cl.seq), Value: "v"}
+	o := &op{Client: cl.id, Node: n.Name, Kind: opSet, Key: fmt.Sprintf("s/c%d-%d", cl.id, cl.seq), Value: "v"}
 	cl.sendWrite(n, o, 1)
 	cl.w.h.add(o)
 	return o
@@ -300,7 +302,7 @@ func (cl *client) counterInc() {
 	o := cl.ctrPending
 	if o == nil {
 		next := cl.ctrValue + 1
-		o = &op{Client: cl.id, Node: cl.node.id, Kind: opCtr, Key: cl.ctrKey, Value: strconv.FormatUint(next, 10),
+		o = &op{Client: cl.id, Node: cl.node.Name, Kind: opCtr, Key: cl.ctrKey, Value: strconv.FormatUint(next, 10),
 			HasCAS: true, CAS: cl.ctrIndex, RID: fmt.Sprintf("%s-ctr%d-%d", cl.w.run, cl.id, next)}
 	}
 	cl.write(o, 3)
@@ -338,7 +340,7 @@ func (cl *client) write(o *op, maxAttempts int) { cl.sendWrite(cl.node, o, maxAt
 // only with an idempotency key, and only while the outcome is not definite:
 // once any attempt's outcome was unknown, a later 503 does not make the
 // whole op definite, as the earlier attempt may still have applied.
-func (cl *client) sendWrite(n *knode, o *op, maxAttempts int) {
+func (cl *client) sendWrite(n *proc.Node, o *op, maxAttempts int) {
 	method, path := http.MethodPut, "/kv/"+o.Key
 	if o.Kind == opDel {
 		method = http.MethodDelete
@@ -360,7 +362,7 @@ func (cl *client) sendWrite(n *knode, o *op, maxAttempts int) {
 			o.Call = a.call
 		}
 		o.Attempts++
-		o.Node = n.id
+		o.Node = n.Name
 		res := a.classify(o.Kind)
 		a.fill(o)
 		switch {
@@ -382,8 +384,8 @@ func (cl *client) sendWrite(n *knode, o *op, maxAttempts int) {
 }
 
 // read is a linearizable GET of key through n.
-func (cl *client) read(n *knode, key string) *op {
-	o := &op{Client: cl.id, Node: n.id, Kind: opGet, Key: key}
+func (cl *client) read(n *proc.Node, key string) *op {
+	o := &op{Client: cl.id, Node: n.Name, Kind: opGet, Key: key}
 	a := cl.send(n, http.MethodGet, "/kv/"+key+"?consistency=linearizable", nil, "", opTimeout)
 	o.Call, o.Attempts = a.call, 1
 	o.Outcome = a.classify(opGet)
@@ -422,11 +424,11 @@ type attempt struct {
 	noRetryAfter bool
 }
 
-func (cl *client) send(n *knode, method, path string, body []byte, rid string, timeout time.Duration) attempt {
+func (cl *client) send(n *proc.Node, method, path string, body []byte, rid string, timeout time.Duration) attempt {
 	h := cl.w.h
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, n.url(path), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, n.URL(path), bytes.NewReader(body))
 	if err != nil {
 		panic(err) // our own URL
 	}
@@ -541,7 +543,7 @@ func notSent(err error) bool {
 // burstReads sends n concurrent linearizable reads of random register keys
 // through node, each from its own client, recorded like any other op. The
 // returned channel closes when all have returned.
-func (w *workload) burstReads(node *knode, n int) <-chan struct{} {
+func (w *workload) burstReads(node *proc.Node, n int) <-chan struct{} {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range n {
@@ -561,7 +563,7 @@ func (w *workload) burstReads(node *knode, n int) <-chan struct{} {
 }
 
 // newBurstClient makes a client outside the steady workload.
-func (w *workload) newBurstClient(node *knode) *client {
+func (w *workload) newBurstClient(node *proc.Node) *client {
 	cl := w.newClient(w.opts.clients+2+w.bursts, node)
 	w.bursts++
 	return cl
@@ -573,7 +575,7 @@ func (w *workload) newBurstClient(node *knode) *client {
 // the steps sit uncommitted in its log, come back as unknown, and may
 // commit later while their clients resend: the case idempotency keys
 // exist for.
-func (w *workload) burstCounters(node *knode, n int) {
+func (w *workload) burstCounters(node *proc.Node, n int) {
 	for range n {
 		cl := w.newBurstClient(node)
 		w.extra = append(w.extra, cl)
@@ -641,7 +643,7 @@ func (w *workload) finishCounters(timeout time.Duration) []string {
 // definitely; the op joins the history. nil if none did by deadline.
 func (w *workload) finalRead(key string, deadline time.Time) *op {
 	for i := 0; time.Now().Before(deadline); i++ {
-		o := w.checker.read(w.c.nodes[i%len(w.c.nodes)], key)
+		o := w.checker.read(w.c.Nodes[i%len(w.c.Nodes)], key)
 		if o.Outcome == outcomeOK {
 			w.h.add(o)
 			w.present[key] = o.Present

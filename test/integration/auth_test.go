@@ -18,6 +18,7 @@ import (
 	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/httpapi"
 	"github.com/raftkv/raftkv/internal/testcluster"
+	"github.com/raftkv/raftkv/internal/testwait"
 )
 
 // tokenSet is a tokens file the test generated, with one token per role.
@@ -233,17 +234,15 @@ func TestAuthRouteMatrix(t *testing.T) {
 	settled := func(t *testing.T) []uint64 {
 		t.Helper()
 		var now []uint64
-		if !poll(catchUp, func() bool {
+		testwait.For(t, catchUp, "the applied indexes to converge", func() error {
 			now = applied()
 			for _, a := range now {
 				if a != now[0] {
-					return false
+					return fmt.Errorf("applied %v", now)
 				}
 			}
-			return true
-		}) {
-			t.Fatalf("applied indexes did not converge: %v", now)
-		}
+			return nil
+		})
 		return now
 	}
 	leader := c.Leader(t)

@@ -23,6 +23,7 @@ import (
 	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/httpapi"
 	"github.com/raftkv/raftkv/internal/testcluster"
+	"github.com/raftkv/raftkv/internal/testwait"
 )
 
 // streamClient moves backups; its timeout bounds every transfer.
@@ -39,20 +40,17 @@ func loadKeys(t *testing.T, c *testcluster.Cluster, prefix string, n int, value 
 			cmd := fsm.Command{Op: fsm.OpSet, Key: fmt.Sprintf("%s%06d", prefix, i), Value: value(i)}
 			cmds = append(cmds, cmd.Encode(nil))
 		}
-		ok := poll(30*time.Second, func() bool {
+		testwait.For(t, 30*time.Second, fmt.Sprintf("keys %d..%d to be written", start, start+batch), func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			for _, out := range c.Node(c.Leader(t)).ApplyEncoded(ctx, cmds) {
 				if out.Err != nil || out.Result.Err != nil {
 					t.Logf("batch at %d: %v %v (retrying)", start, out.Err, out.Result)
-					return false // sets are idempotent: resend the whole batch
+					return fmt.Errorf("%v %v", out.Err, out.Result) // sets are idempotent: resend the whole batch
 				}
 			}
-			return true
+			return nil
 		})
-		if !ok {
-			t.Fatalf("could not write keys %d..%d", start, start+batch)
-		}
 	}
 }
 
@@ -151,8 +149,12 @@ func scanFile(t *testing.T, path string) (map[string]string, fsm.BackupInfo) {
 func waitApplied(t *testing.T, c *testcluster.Cluster, index uint64) {
 	t.Helper()
 	for _, i := range c.Running() {
-		c.WaitFor(t, func() bool { return c.Node(i).FSM().AppliedIndex() >= index }, catchUp,
-			fmt.Sprintf("%s to apply index %d", c.ID(i), index))
+		testwait.For(t, catchUp, fmt.Sprintf("%s to apply index %d", c.ID(i), index), func() error {
+			if got := c.Node(i).FSM().AppliedIndex(); got < index {
+				return fmt.Errorf("applied %d", got)
+			}
+			return nil
+		})
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/raftkv/raftkv/internal/node"
 	"github.com/raftkv/raftkv/internal/testcluster"
+	"github.com/raftkv/raftkv/internal/testwait"
 )
 
 // TestLeaderFailover: killing the leader elects another, no acknowledged
@@ -85,14 +86,15 @@ func TestMemberRemoval(t *testing.T) {
 	removed := func(t *testing.T, gone int) {
 		t.Helper()
 		rest := others(c, gone)
-		testcluster.WaitFor(t, func() bool {
+		testwait.For(t, catchUp, c.ID(gone)+" to leave every remaining configuration", func() error {
 			for _, i := range rest {
-				if found, _ := hasMember(members(t, c, i), c.ID(gone)); found || len(members(t, c, i)) != 2 {
-					return false
+				ms := members(t, c, i)
+				if found, _ := hasMember(ms, c.ID(gone)); found || len(ms) != 2 {
+					return fmt.Errorf("%s lists %+v", c.ID(i), ms)
 				}
 			}
-			return true
-		}, catchUp, c.ID(gone)+" to leave every remaining configuration")
+			return nil
+		})
 		c.WaitMembers(t, rest...)
 		if l := c.Leader(t); l == gone {
 			t.Fatalf("removed %s still leads", c.ID(gone))

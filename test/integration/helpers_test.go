@@ -2,12 +2,14 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/raftkv/raftkv/internal/node"
 	"github.com/raftkv/raftkv/internal/testcluster"
+	"github.com/raftkv/raftkv/internal/testwait"
 )
 
 // catchUp bounds how long a follower may take to show a write.
@@ -16,14 +18,12 @@ const catchUp = 10 * time.Second
 // waitStale polls member i's stale read of key until it returns want.
 func waitStale(t *testing.T, c *testcluster.Cluster, i int, key, want string) {
 	t.Helper()
-	var last testcluster.Response
-	ok := poll(catchUp, func() bool {
-		last = c.GetKey(t, i, key, "stale")
-		return last.Status == http.StatusOK && last.String("value") == want
+	testwait.For(t, catchUp, fmt.Sprintf("a stale read of %q on %s to give %q", key, c.ID(i), want), func() error {
+		if r := c.GetKey(t, i, key, "stale"); r.Status != http.StatusOK || r.String("value") != want {
+			return fmt.Errorf("got %s", r.Summary())
+		}
+		return nil
 	})
-	if !ok {
-		t.Fatalf("stale read of %q on %s: got %s, want value %q", key, c.ID(i), last.Summary(), want)
-	}
 }
 
 // mustRead does a linearizable read of key through member i and checks
@@ -33,20 +33,6 @@ func mustRead(t *testing.T, c *testcluster.Cluster, i int, key, want string) {
 	r := c.GetKey(t, i, key, "")
 	if r.Status != http.StatusOK || r.String("value") != want {
 		t.Fatalf("linearizable read of %q via %s: got %s, want value %q", key, c.ID(i), r.Summary(), want)
-	}
-}
-
-// poll calls cond every 20ms until it is true or timeout passes.
-func poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/raftkv/raftkv/internal/node"
 	"github.com/raftkv/raftkv/internal/testcluster"
+	"github.com/raftkv/raftkv/internal/testwait"
 )
 
 // suffrageOf returns id's suffrage in member i's configuration, or "" if
@@ -45,8 +47,12 @@ func TestLearners(t *testing.T) {
 
 	want := map[string]string{"n1": node.SuffrageVoter, "n2": node.SuffrageLearner, "n3": node.SuffrageLearner}
 	for _, i := range []int{0, a, b} {
-		testcluster.WaitFor(t, func() bool { return fmt.Sprint(suffrages(t, c, i)) == fmt.Sprint(want) },
-			testcluster.StartTimeout, "GET /nodes on "+c.ID(i)+" to show "+fmt.Sprint(want))
+		testwait.For(t, testcluster.StartTimeout, "GET /nodes on "+c.ID(i)+" to show "+fmt.Sprint(want), func() error {
+			if got := suffrages(t, c, i); fmt.Sprint(got) != fmt.Sprint(want) {
+				return fmt.Errorf("shows %v", got)
+			}
+			return nil
+		})
 	}
 
 	// Learners receive the log, and a write through one is forwarded.
@@ -140,14 +146,15 @@ func TestJoinSuffrage(t *testing.T) {
 	lr := c.AddMember(t, false)
 	// The learner's RetryJoin loop registers its HTTP address with a plain
 	// /join (voter defaults to true): wait for that, then check suffrage.
-	testcluster.WaitFor(t, func() bool {
-		for _, m := range members(t, c, 0) {
-			if m.ID == "n3" {
-				return m.HTTPAddr == c.HTTPAddr(lr)
+	testwait.For(t, testcluster.StartTimeout, "the learner to register its HTTP address", func() error {
+		ms := members(t, c, 0)
+		for _, m := range ms {
+			if m.ID == "n3" && m.HTTPAddr == c.HTTPAddr(lr) {
+				return nil
 			}
 		}
-		return false
-	}, testcluster.StartTimeout, "the learner to register its HTTP address")
+		return fmt.Errorf("members %+v", ms)
+	})
 	if got := suffrageOf(t, c, 0, "n3"); got != node.SuffrageLearner {
 		t.Fatalf("after its own announcement the learner is %q", got)
 	}
@@ -280,15 +287,15 @@ func TestGracefulStop(t *testing.T) {
 		t.Fatalf("no leader among %v right after the leader's graceful stop: no hand-off", rest)
 	}
 	var newLeader int
-	testcluster.WaitFor(t, func() bool {
+	testwait.For(t, testcluster.StartTimeout, "a new leader after the graceful stop", func() error {
 		for _, i := range rest {
 			if n := c.Node(i); n != nil && n.IsLeader() {
 				newLeader = i
-				return true
+				return nil
 			}
 		}
-		return false
-	}, testcluster.StartTimeout, "a new leader after the graceful stop")
+		return errors.New("none of the rest leads")
+	})
 	gap := time.Since(start)
 	t.Logf("graceful stop of leader %s: %s leads %v after the stop began (election timeout %v)", c.ID(l), c.ID(newLeader), gap, testcluster.ElectionTimeout)
 	if found, _ := hasMember(members(t, c, newLeader), c.ID(l)); !found {
@@ -310,7 +317,12 @@ func TestGracefulStop(t *testing.T) {
 	if len(last) != 1 {
 		t.Fatalf("running: %v, want one member", last)
 	}
-	testcluster.WaitFor(t, func() bool { return c.Node(last[0]).IsLeader() }, testcluster.StartTimeout, "the last member to lead alone")
+	testwait.For(t, testcluster.StartTimeout, "the last member to lead alone", func() error {
+		if !c.Node(last[0]).IsLeader() {
+			return errors.New("it does not lead")
+		}
+		return nil
+	})
 	ms := members(t, c, last[0])
 	if len(ms) != 1 || ms[0].ID != c.ID(last[0]) {
 		t.Fatalf("configuration after two leaves: %+v, want only %s", ms, c.ID(last[0]))

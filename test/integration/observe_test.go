@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/raftkv/raftkv/internal/httpapi"
 	"github.com/raftkv/raftkv/internal/testcluster"
+	"github.com/raftkv/raftkv/internal/testwait"
 )
 
 // notReadyCodes are the reasons /ready may give while a node is not ready.
@@ -59,19 +61,16 @@ func waitReady(t *testing.T, c *testcluster.Cluster, i int, timeout time.Duratio
 	t.Helper()
 	var last testcluster.Response
 	var seen []string
-	ok := poll(timeout, func() bool {
+	testwait.For(t, timeout, "/ready on "+c.ID(i)+" to answer 200", func() error {
 		last = ready(t, c, i)
 		if last.Status == http.StatusOK {
-			return true
+			return nil
 		}
 		if len(seen) == 0 || seen[len(seen)-1] != last.Code() {
 			seen = append(seen, last.Code())
 		}
-		return false
+		return fmt.Errorf("last %s (reasons seen %v)", last.Summary(), seen)
 	})
-	if !ok {
-		t.Fatalf("/ready on %s: not 200 after %s; last %s (reasons seen %v)", c.ID(i), timeout, last.Summary(), seen)
-	}
 	return last, seen
 }
 
@@ -140,19 +139,19 @@ func TestReadyLosesQuorum(t *testing.T) {
 			}
 			start := time.Now()
 			var last testcluster.Response
-			if !poll(catchUp, func() bool {
-				last = ready(t, c, target)
-				return last.Status == http.StatusServiceUnavailable
-			}) {
-				t.Fatalf("/ready on %s still 200 %s after losing both peers", c.ID(target), catchUp)
-			}
+			testwait.For(t, catchUp, "/ready on "+c.ID(target)+" to answer 503 after losing both peers", func() error {
+				if last = ready(t, c, target); last.Status != http.StatusServiceUnavailable {
+					return fmt.Errorf("still %s", last.Summary())
+				}
+				return nil
+			})
 			t.Logf("%s not ready %v after losing quorum: %s", c.ID(target), time.Since(start).Round(time.Millisecond), last.Body)
-			if !poll(catchUp, func() bool {
-				last = ready(t, c, target)
-				return last.Status == http.StatusServiceUnavailable && last.Code() == "no_leader"
-			}) {
-				t.Fatalf("/ready on %s: %s, want it to settle on 503 no_leader", c.ID(target), last.Summary())
-			}
+			testwait.For(t, catchUp, "/ready on "+c.ID(target)+" to settle on 503 no_leader", func() error {
+				if last = ready(t, c, target); last.Status != http.StatusServiceUnavailable || last.Code() != "no_leader" {
+					return fmt.Errorf("got %s", last.Summary())
+				}
+				return nil
+			})
 			// The check is bounded even with no leader to ask.
 			t0 := time.Now()
 			ready(t, c, target)
@@ -384,9 +383,11 @@ func TestRequestAndEventLogs(t *testing.T) {
 		t.Helper()
 		var got []logrus.Entry
 		// The line is written after the answer: poll briefly.
-		poll(2*time.Second, func() bool {
-			got = lc.find(id, "request", logrus.DebugLevel, match)
-			return len(got) > 0
+		testwait.For(t, 2*time.Second, id+"'s request line", func() error {
+			if got = lc.find(id, "request", logrus.DebugLevel, match); len(got) == 0 {
+				return errors.New("no matching line yet")
+			}
+			return nil
 		})
 		if len(got) != 1 {
 			t.Fatalf("%s: %d matching request lines, want 1", id, len(got))
@@ -452,11 +453,12 @@ func TestRequestAndEventLogs(t *testing.T) {
 	nl := c.Leader(t)
 	for _, i := range c.Running() {
 		id := c.ID(i)
-		if !poll(catchUp, func() bool {
-			return len(lc.find(id, "leader changed", logrus.InfoLevel, func(d logrus.Fields) bool { return d["leader_id"] == c.ID(nl) })) > 0
-		}) {
-			t.Errorf("%s logged no info line for the new leader %s", id, c.ID(nl))
-		}
+		testwait.For(t, catchUp, id+" to log an info line for the new leader "+c.ID(nl), func() error {
+			if len(lc.find(id, "leader changed", logrus.InfoLevel, func(d logrus.Fields) bool { return d["leader_id"] == c.ID(nl) })) == 0 {
+				return errors.New("no such line yet")
+			}
+			return nil
+		})
 	}
 }
 
@@ -502,17 +504,18 @@ func TestNodesLag(t *testing.T) {
 	fid := c.ID(f)
 
 	var rows map[string]nodesRow
-	if !poll(catchUp, func() bool {
+	testwait.For(t, catchUp, "every lag to reach 0", func() error {
 		rows, _ = getNodes(t, c, l, "/nodes")
 		for _, row := range rows {
 			if row.Lag == nil || *row.Lag != 0 {
-				return false
+				return fmt.Errorf("rows %+v", rows)
 			}
 		}
-		return len(rows) == 3
-	}) {
-		t.Fatalf("lags did not all reach 0: %+v", rows)
-	}
+		if len(rows) != 3 {
+			return fmt.Errorf("rows %+v", rows)
+		}
+		return nil
+	})
 	for id, row := range rows {
 		if !row.Reachable || row.Suffrage != "voter" || !row.Voter || row.MatchIndex == nil || row.AppliedIndex == nil || row.LastContactMs == nil {
 			t.Errorf("row %s: %+v", id, row)
@@ -544,12 +547,12 @@ func TestNodesLag(t *testing.T) {
 		t.Errorf("row of the stopped %s: %+v, want unreachable with no lag", fid, row)
 	}
 	c.RestartMoved(t, f)
-	if !poll(catchUp, func() bool {
-		rows, _ = getNodes(t, c, l, "/nodes")
-		return rows[fid].Reachable && rows[fid].Lag != nil
-	}) {
-		t.Fatalf("moved %s never reachable: %+v", fid, rows[fid])
-	}
+	testwait.For(t, catchUp, "the moved "+fid+" to be reachable", func() error {
+		if rows, _ = getNodes(t, c, l, "/nodes"); !rows[fid].Reachable || rows[fid].Lag == nil {
+			return fmt.Errorf("row %+v", rows[fid])
+		}
+		return nil
+	})
 	if lag := *rows[fid].Lag; lag < writes {
 		t.Errorf("moved %s: lag %d, want at least %d", fid, lag, writes)
 	}
@@ -562,11 +565,11 @@ func TestNodesLag(t *testing.T) {
 	if r.Status != http.StatusOK || r.String("change") != "updated" {
 		t.Fatalf("re-join of moved %s: %s", fid, r.Summary())
 	}
-	if !poll(catchUp, func() bool {
-		rows, _ = getNodes(t, c, l, "/nodes")
-		return rows[fid].Lag != nil && *rows[fid].Lag == 0
-	}) {
-		t.Fatalf("moved %s did not catch up: %+v", fid, rows[fid])
-	}
+	testwait.For(t, catchUp, "the moved "+fid+" to catch up", func() error {
+		if rows, _ = getNodes(t, c, l, "/nodes"); rows[fid].Lag == nil || *rows[fid].Lag != 0 {
+			return fmt.Errorf("row %+v", rows[fid])
+		}
+		return nil
+	})
 	waitReady(t, c, f, catchUp)
 }

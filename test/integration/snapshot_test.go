@@ -9,6 +9,7 @@ import (
 
 	"github.com/raftkv/raftkv/internal/node"
 	"github.com/raftkv/raftkv/internal/testcluster"
+	"github.com/raftkv/raftkv/internal/testwait"
 )
 
 // TestSnapshots: with a low threshold, POST /snapshot compacts the log,
@@ -77,16 +78,20 @@ func testSnapshots(t *testing.T, store string) {
 	c.WaitMembers(t, 0, 1, 2)
 	// raft records the installed snapshot's index just after the FSM has
 	// restored it, so the data can show up a moment before the status.
-	var got uint64
-	if !poll(catchUp, func() bool {
-		got = c.Status(t, f).Uint("last_snapshot_index")
-		return got >= compacted
-	}) {
-		t.Errorf("%s's last_snapshot_index %d after catching up, want >= %d (an installed snapshot)", c.ID(f), got, compacted)
-	}
+	testwait.For(t, catchUp, fmt.Sprintf("%s's last_snapshot_index to reach %d (an installed snapshot)", c.ID(f), compacted), func() error {
+		if got := c.Status(t, f).Uint("last_snapshot_index"); got < compacted {
+			return fmt.Errorf("last_snapshot_index %d", got)
+		}
+		return nil
+	})
 
 	ln, fn := c.Node(l).FSM(), c.Node(f).FSM()
-	testcluster.WaitFor(t, func() bool { return fn.AppliedIndex() == ln.AppliedIndex() }, catchUp, "the follower to apply everything")
+	testwait.For(t, catchUp, "the follower to apply everything", func() error {
+		if f, l := fn.AppliedIndex(), ln.AppliedIndex(); f != l {
+			return fmt.Errorf("follower applied %d, leader %d", f, l)
+		}
+		return nil
+	})
 	if ls, fs := ln.Stats(), fn.Stats(); ls != fs {
 		t.Fatalf("stats differ: leader %+v, follower %+v", ls, fs)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/raftkv/raftkv/internal/node"
 	"github.com/raftkv/raftkv/internal/testcluster"
 	"github.com/raftkv/raftkv/internal/testpki"
+	"github.com/raftkv/raftkv/internal/testwait"
 	"github.com/raftkv/raftkv/internal/tlsconfig"
 )
 
@@ -220,17 +222,15 @@ func TestRaftTLSRefusesPeers(t *testing.T) {
 			c.Kill(t, down)
 			up := others(c, down)
 			if tt.replicates {
-				var last testcluster.Response
-				if !poll(catchUp, func() bool {
+				testwait.For(t, catchUp, "a write to commit with n4 valid and one follower down", func() error {
+					var last testcluster.Response
 					for _, i := range up {
 						if last = c.Set(t, i, "one-down", "v"); last.Status == http.StatusOK {
-							return true
+							return nil
 						}
 					}
-					return false
-				}) {
-					t.Fatalf("with n4 valid and one follower down, no write committed: %s", last.Summary())
-				}
+					return fmt.Errorf("last %s", last.Summary())
+				})
 			} else {
 				// No write can commit without n4, whatever the timing, so a
 				// few refused attempts through each live node settle it.
@@ -256,14 +256,15 @@ func TestRaftTLSRefusesPeers(t *testing.T) {
 			// The failure was the missing quorum, not damage: with the real
 			// follower back the cluster commits again.
 			c.Restart(t, down)
-			c.WaitFor(t, func() bool {
+			testwait.For(t, catchUp, "a write once the follower is back", func() error {
+				var last testcluster.Response
 				for _, i := range c.Running() {
-					if c.Set(t, i, "recovered", "v").Status == http.StatusOK {
-						return true
+					if last = c.Set(t, i, "recovered", "v"); last.Status == http.StatusOK {
+						return nil
 					}
 				}
-				return false
-			}, catchUp, "a write once the follower is back")
+				return fmt.Errorf("last %s", last.Summary())
+			})
 		})
 	}
 }
