@@ -25,8 +25,8 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Role is what a token may do. Roles are ordered: each may do everything
-// the roles below it may.
+// Role is what a token may do, and the least a route needs. Roles are
+// ordered: each may do everything the roles below it may.
 type Role int
 
 // Roles a token can hold. The zero value is no role at all.
@@ -35,7 +35,16 @@ const (
 	RoleRead
 	RoleWrite
 	RoleAdmin
+	// RolePeer marks node-to-node routes (the peer protocol). No token
+	// holds it: with authentication on such a route needs an admin token
+	// (nodes present their own, NodeToken); with it off it is open, like
+	// the Raft port.
+	RolePeer
 )
+
+// RolePublic marks routes anyone may call, with or without a token
+// (liveness and readiness for load balancers).
+const RolePublic = RoleNone
 
 // Roles lists the roles a tokens file may name, lowest first.
 var Roles = []Role{RoleRead, RoleWrite, RoleAdmin}
@@ -48,6 +57,8 @@ func (r Role) String() string {
 		return "write"
 	case RoleAdmin:
 		return "admin"
+	case RolePeer:
+		return "peer"
 	}
 	return "none"
 }

@@ -14,9 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/sirupsen/logrus"
 
 	"github.com/raftkv/raftkv/internal/auth"
 	"github.com/raftkv/raftkv/internal/node"
@@ -95,44 +92,6 @@ func TestCallerIsMember(t *testing.T) {
 	}
 }
 
-// testNode runs a one-node cluster whose registered HTTP address is
-// httpAdvertise (never dialed: the node makes no HTTP calls here).
-func testNode(t testing.TB, httpAdvertise string) *node.Node {
-	t.Helper()
-	logger := logrus.New()
-	logger.SetOutput(testWriter{t})
-	logger.SetLevel(logrus.WarnLevel)
-	n, err := node.Open(node.Config{
-		ID: "n1", Dir: t.TempDir(), RaftBind: "127.0.0.1:0", HTTPAdvertise: httpAdvertise, Bootstrap: true, SnapshotRetain: 1,
-		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, LeaderLeaseTimeout: 250 * time.Millisecond,
-		Logger: logger,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Close() })
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		ms, err := n.Members(ctx)
-		cancel()
-		if err == nil && len(ms) == 1 && ms[0].HTTPAddr == httpAdvertise {
-			return n
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node did not register its HTTP address: %v %v", ms, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
 // errorOf decodes a JSON error body.
 func errorOf(t *testing.T, rec *httptest.ResponseRecorder) errorBody {
 	t.Helper()
@@ -147,33 +106,33 @@ func errorOf(t *testing.T, rec *httptest.ResponseRecorder) errorBody {
 // an admin route: loopback and member hosts, anyone with
 // ALLOW_REMOTE_ADMIN; every other route stays open.
 func TestAuthOffAdminCallers(t *testing.T) {
-	n := testNode(t, "192.0.2.7:8000") // TEST-NET: this member's host, never dialed
-	reached := func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }
+	reached := func(w http.ResponseWriter, _ *http.Request) error { w.WriteHeader(http.StatusNoContent); return nil }
 	tests := []struct {
 		name        string
 		allowRemote bool
-		role        Role
+		role        auth.Role
 		remote      string
 		want        int
 	}{
-		{"admin from loopback v4", false, RoleAdmin, "127.0.0.1:40000", 204},
-		{"admin from loopback 127.0.0.2", false, RoleAdmin, "127.0.0.2:40000", 204},
-		{"admin from loopback v6", false, RoleAdmin, "[::1]:40000", 204},
-		{"admin from a member's host", false, RoleAdmin, "192.0.2.7:40000", 204},
-		{"admin from a member's host, v4-mapped", false, RoleAdmin, "[::ffff:192.0.2.7]:40000", 204},
-		{"admin from a stranger", false, RoleAdmin, "192.0.2.8:40000", 403},
-		{"admin from a stranger v6", false, RoleAdmin, "[2001:db8::1]:40000", 403},
-		{"admin from a garbled address", false, RoleAdmin, "nonsense", 403},
-		{"admin from a stranger, remote admin allowed", true, RoleAdmin, "192.0.2.8:40000", 204},
-		{"write from a stranger", false, RoleWrite, "192.0.2.8:40000", 204},
-		{"read from a stranger", false, RoleRead, "192.0.2.8:40000", 204},
-		{"peer from a stranger", false, RolePeer, "192.0.2.8:40000", 204},
-		{"public from a stranger", false, RolePublic, "192.0.2.8:40000", 204},
+		{"admin from loopback v4", false, auth.RoleAdmin, "127.0.0.1:40000", 204},
+		{"admin from loopback 127.0.0.2", false, auth.RoleAdmin, "127.0.0.2:40000", 204},
+		{"admin from loopback v6", false, auth.RoleAdmin, "[::1]:40000", 204},
+		{"admin from a member's host", false, auth.RoleAdmin, "192.0.2.7:40000", 204},
+		{"admin from a member's host, v4-mapped", false, auth.RoleAdmin, "[::ffff:192.0.2.7]:40000", 204},
+		{"admin from a stranger", false, auth.RoleAdmin, "192.0.2.8:40000", 403},
+		{"admin from a stranger v6", false, auth.RoleAdmin, "[2001:db8::1]:40000", 403},
+		{"admin from a garbled address", false, auth.RoleAdmin, "nonsense", 403},
+		{"admin from a stranger, remote admin allowed", true, auth.RoleAdmin, "192.0.2.8:40000", 204},
+		{"write from a stranger", false, auth.RoleWrite, "192.0.2.8:40000", 204},
+		{"read from a stranger", false, auth.RoleRead, "192.0.2.8:40000", 204},
+		{"peer from a stranger", false, auth.RolePeer, "192.0.2.8:40000", 204},
+		{"public from a stranger", false, auth.RolePublic, "192.0.2.8:40000", 204},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := New(n, Options{RequestTimeout: time.Second, AllowRemoteAdmin: tt.allowRemote, Logger: logrus.New()})
-			h := s.authorize(tt.role, http.HandlerFunc(reached))
+			s, st, _ := newFakeService(t, Options{AllowRemoteAdmin: tt.allowRemote})
+			st.members = []node.Member{{ID: "n1", RaftAddr: "127.0.0.1:9001", HTTPAddr: "192.0.2.7:8000"}} // TEST-NET: never dialed
+			h := s.adapt(&route{role: tt.role, serve: reached})
 			req := httptest.NewRequest(http.MethodPost, "/join?nodeId=x&raftPort=1", nil)
 			req.RemoteAddr = tt.remote
 			rec := httptest.NewRecorder()
@@ -194,7 +153,6 @@ func TestAuthOffAdminCallers(t *testing.T) {
 // TestAuthOnChecks drives authorize directly: every role × every kind of
 // credential, with status, code and challenge.
 func TestAuthOnChecks(t *testing.T) {
-	n := testNode(t, "127.0.0.1:1")
 	tok := map[auth.Role]string{auth.RoleRead: randomToken(t), auth.RoleWrite: randomToken(t), auth.RoleAdmin: randomToken(t)}
 	path := filepath.Join(t.TempDir(), "tokens")
 	file := fmt.Sprintf("%s read\n%s write\n%s admin\n", tok[auth.RoleRead], tok[auth.RoleWrite], tok[auth.RoleAdmin])
@@ -206,8 +164,8 @@ func TestAuthOnChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	// ALLOW_REMOTE_ADMIN must not weaken token checks.
-	s := New(n, Options{RequestTimeout: time.Second, Auth: store, AllowRemoteAdmin: true, Logger: logrus.New()})
-	reached := func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }
+	s, _, _ := newFakeService(t, Options{Auth: store, AllowRemoteAdmin: true})
+	reached := func(w http.ResponseWriter, _ *http.Request) error { w.WriteHeader(http.StatusNoContent); return nil }
 
 	creds := []struct {
 		name   string
@@ -222,22 +180,26 @@ func TestAuthOnChecks(t *testing.T) {
 		{"write", "Bearer " + tok[auth.RoleWrite], auth.RoleWrite},
 		{"admin", "bearer " + tok[auth.RoleAdmin], auth.RoleAdmin},
 	}
-	for _, route := range []Role{RolePublic, RoleRead, RoleWrite, RoleAdmin, RolePeer} {
+	for _, need := range []auth.Role{auth.RolePublic, auth.RoleRead, auth.RoleWrite, auth.RoleAdmin, auth.RolePeer} {
 		for _, c := range creds {
-			t.Run(route.String()+"/"+c.name, func(t *testing.T) {
+			t.Run(need.String()+"/"+c.name, func(t *testing.T) {
 				req := httptest.NewRequest(http.MethodGet, "/x", nil)
 				req.RemoteAddr = "127.0.0.1:40000"
 				if c.header != "" {
 					req.Header.Set("Authorization", c.header)
 				}
 				rec := httptest.NewRecorder()
-				s.authorize(route, http.HandlerFunc(reached)).ServeHTTP(rec, req)
+				s.adapt(&route{role: need, serve: reached}).ServeHTTP(rec, req)
+				least := need
+				if need == auth.RolePeer {
+					least = auth.RoleAdmin // nodes present their admin credential
+				}
 				want, code := 204, ""
 				switch {
-				case route == RolePublic:
+				case need == auth.RolePublic:
 				case c.role == auth.RoleNone:
 					want, code = 401, "unauthorized"
-				case c.role < route.tokenRole():
+				case c.role < least:
 					want, code = 403, "forbidden"
 				}
 				if rec.Code != want {
@@ -264,16 +226,4 @@ func TestAuthOnChecks(t *testing.T) {
 		}
 	}
 
-	// The node's own credential is the file's first admin token.
-	req, err := s.peerRequest(context.Background(), http.MethodPost, "http://127.0.0.1:1/internal/apply", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := req.Header.Get("Authorization"); got != "Bearer "+tok[auth.RoleAdmin] {
-		t.Fatalf("peerRequest sends %q", got)
-	}
-	off := New(n, Options{RequestTimeout: time.Second, Logger: logrus.New()})
-	if req, _ := off.peerRequest(context.Background(), http.MethodGet, "http://127.0.0.1:1/health", nil); req.Header.Get("Authorization") != "" {
-		t.Fatalf("with auth off peerRequest must send no credential")
-	}
 }

@@ -18,18 +18,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/node"
-)
-
-// Backup headers and trailers.
-const (
-	// HeaderBackupKeys is the number of keys in a backup.
-	HeaderBackupKeys = "X-Raftkv-Keys"
-	// TrailerBackupSHA256 is the hex SHA-256 of the whole backup body.
-	TrailerBackupSHA256 = "X-Raftkv-Sha256"
-	// TrailerBackupCRC is the format's own CRC-32C (hex), as in its trailer.
-	TrailerBackupCRC = "X-Raftkv-Crc32c"
 )
 
 // streamIdleTimeout is how long a backup or restore body may stall.
@@ -40,9 +31,6 @@ const streamIdleTimeout = 30 * time.Second
 // it sizes the restore deadline on top of REQUEST_TIMEOUT.
 const restoreBytesPerSecond = 4 << 20
 
-// ErrBadBackup: an uploaded backup failed verification; nothing changed.
-var ErrBadBackup = errors.New("not a valid raftkv backup; nothing was changed")
-
 type restoreResponse struct {
 	node.RestoreResult
 	Bytes       int64  `json:"bytes"`
@@ -52,15 +40,14 @@ type restoreResponse struct {
 // handleBackup streams this node's replica after a linearizable barrier, so
 // the backup holds every write acknowledged before the request. Any node
 // serves it; the state is captured in O(1) and streamed while writes go on.
-func (s *Service) handleBackup(w http.ResponseWriter, r *http.Request) {
+func (s *Service) handleBackup(w http.ResponseWriter, r *http.Request) error {
 	if err := s.linearizable(r); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
-	c := s.node.FSM().Capture()
+	c := s.store.FSM().Capture()
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="raftkv-%s-%d.snap"`, s.node.ID(), c.AppliedIndex()))
+	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="raftkv-%s-%d.snap"`, s.store.ID(), c.AppliedIndex()))
 	h.Set(HeaderBackupKeys, strconv.Itoa(c.Keys()))
 	h.Set("Trailer", TrailerBackupSHA256+", "+TrailerBackupCRC)
 	setIndexHeader(w, HeaderRaftIndex, c.AppliedIndex())
@@ -81,12 +68,13 @@ func (s *Service) handleBackup(w http.ResponseWriter, r *http.Request) {
 	s.log.WithFields(map[string]any{
 		"index": c.AppliedIndex(), "keys": c.Keys(), "bytes": dw.n, "duration": time.Since(start).Round(time.Millisecond),
 	}).Info("backup served")
+	return nil
 }
 
 // handleRestore spools the upload under the volume, verifies all of it,
 // and only then installs it: on the leader itself, or by passing the
 // verified file on to the leader.
-func (s *Service) handleRestore(w http.ResponseWriter, r *http.Request) {
+func (s *Service) handleRestore(w http.ResponseWriter, r *http.Request) error {
 	f, info, err := s.receiveBackup(w, r)
 	if f != nil {
 		defer func() {
@@ -95,33 +83,26 @@ func (s *Service) handleRestore(w http.ResponseWriter, r *http.Request) {
 		}()
 	}
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	timeout := s.restoreTimeout(info.Size)
 	// The answer comes after the install, which may outlast the server's
 	// WriteTimeout for a large backup.
-	if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout + 2*forwardSlack)); err != nil {
+	if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout + 2*cluster.ForwardSlack)); err != nil {
 		s.log.WithError(err).Debug("cannot extend the write deadline for /restore")
 	}
-	if !s.node.IsLeader() && s.forwardRestore(w, r, f, info.Size) {
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
-	defer cancel()
-	res, err := s.node.Restore(ctx, f, info)
-	if errors.Is(err, node.ErrNotLeader) {
-		if !s.forwardRestore(w, r, f, info.Size) {
-			s.writeError(w, r, node.ErrNotLeader)
+	fwd := cluster.Forward{Body: f, Size: info.Size, Timeout: timeout}
+	return s.onLeader(w, r, fwd, func() error {
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		res, err := s.store.Restore(ctx, f, info)
+		if err != nil {
+			return err
 		}
-		return
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	setIndexHeader(w, HeaderRaftIndex, res.Index)
-	writeJSON(w, http.StatusOK, restoreResponse{RestoreResult: res, Bytes: info.Size, BackupIndex: info.Applied})
+		setIndexHeader(w, HeaderRaftIndex, res.Index)
+		writeJSON(w, http.StatusOK, restoreResponse{RestoreResult: res, Bytes: info.Size, BackupIndex: info.Applied})
+		return nil
+	})
 }
 
 // restoreTimeout bounds a restore of size bytes.
@@ -138,7 +119,7 @@ func (s *Service) receiveBackup(w http.ResponseWriter, r *http.Request) (*os.Fil
 		w.Header().Set("Connection", "close") // do not drain the refused body
 		return nil, fsm.BackupInfo{}, fmt.Errorf("%w: backup of %d bytes exceeds MAX_RESTORE_BYTES (%d)", ErrTooLarge, r.ContentLength, limit)
 	}
-	dir, err := s.node.UploadDir()
+	dir, err := s.store.UploadDir()
 	if err != nil {
 		return nil, fsm.BackupInfo{}, err
 	}
@@ -166,54 +147,6 @@ func (s *Service) receiveBackup(w http.ResponseWriter, r *http.Request) (*os.Fil
 	}
 	_, err = f.Seek(0, io.SeekStart)
 	return f, info, err
-}
-
-// forwardRestore sends the verified backup to the leader and copies its
-// answer back. It reports false, having written nothing, when this node
-// turns out to be the leader.
-func (s *Service) forwardRestore(w http.ResponseWriter, r *http.Request, f *os.File, size int64) bool {
-	leader, err := s.leaderElsewhere(r, maxHops)
-	if errors.Is(err, errSelfLeader) {
-		return false
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return true
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.restoreTimeout(size)+forwardSlack)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.nodeURL(leader.HTTPAddr, "/restore"),
-		io.NopCloser(io.NewSectionReader(f, 0, size)))
-	if err != nil {
-		s.writeError(w, r, err)
-		return true
-	}
-	req.ContentLength = size
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set(HeaderForwarded, strconv.Itoa(hopsOf(r)+1))
-	// The client's own credential goes with it: the leader checks it again.
-	if a := r.Header.Get("Authorization"); a != "" {
-		req.Header.Set("Authorization", a)
-	}
-	resp, err := s.sendToLeader(req, true)
-	if err != nil {
-		s.writeError(w, r, err)
-		return true
-	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		s.writeError(w, r, errors.Join(ErrForwardUnknown, err))
-		return true
-	}
-	for _, h := range forwardedHeaders {
-		if v := resp.Header.Get(h); v != "" {
-			w.Header().Set(h, v)
-		}
-	}
-	w.WriteHeader(resp.StatusCode)
-	_, _ = w.Write(answer)
-	return true
 }
 
 // deadlineWriter pushes the connection's write deadline forward as data

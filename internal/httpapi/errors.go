@@ -5,45 +5,28 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/node"
 )
 
-// Errors raised by this package itself. Errors from the node and the FSM
-// pass through unchanged; errorTable is the one place that maps them all
-// to HTTP.
+// Errors raised by this package itself. Errors from the node, the FSM and
+// the cluster pass through unchanged; errorTable is the one place that
+// maps them all to HTTP.
 var (
 	ErrBadRequest       = errors.New("bad request")
 	ErrTooLarge         = errors.New("too large")
 	ErrMethodNotAllowed = errors.New("method not allowed")
 	ErrRouteNotFound    = errors.New("no such endpoint")
-	// ErrLeaderUnreachable: the forward to the leader failed before the
-	// request was sent, so nothing was proposed.
-	ErrLeaderUnreachable = errors.New("leader unreachable: request not sent")
-	// ErrForwardFailed: forwarding a read failed after the request was
-	// sent; nothing changed, the answer is just lost.
-	ErrForwardFailed = errors.New("forwarding the read to the leader failed")
-	// ErrForwardUnknown: forwarding a write failed after the request was
-	// sent, so the leader may have applied it.
-	ErrForwardUnknown = errors.New("forwarding the write to the leader failed after sending; outcome unknown")
-	// ErrForwardTimeout: the leader did not answer in time; a write's
-	// outcome is unknown.
-	ErrForwardTimeout = errors.New("leader did not answer in time; outcome unknown")
-	// ErrHopLimit: a forwarded request reached a node that is not the
-	// leader either; it is not forwarded again, so leadership flapping
-	// cannot make requests loop.
-	ErrHopLimit = errors.New("forwarded request reached a non-leader; retry")
-	// ErrIndexNotReached: a read's min_index was not applied in time.
-	ErrIndexNotReached = errors.New("min_index not applied on this node in time")
+	// ErrBadBackup: an uploaded backup failed verification; nothing changed.
+	ErrBadBackup = errors.New("not a valid raftkv backup; nothing was changed")
+	// ErrIndexNotReached: a read's minIndex was not applied in time.
+	ErrIndexNotReached = errors.New("minIndex not applied on this node in time")
 	// ErrUnauthorized: authentication is on and the request has no valid
 	// bearer token.
 	ErrUnauthorized = errors.New("unauthorized")
 	// ErrForbidden: the token is valid but its role is below the route's.
 	ErrForbidden = errors.New("forbidden")
-	// ErrPeerUnauthorized: the leader refused this node's own credential
-	// on the peer protocol, so nothing was proposed. The nodes' tokens
-	// files differ (or one was not reloaded).
-	ErrPeerUnauthorized = errors.New("the leader refused this node's credential; nothing was applied (tokens files differ between nodes?)")
 	// ErrRemoteAdmin: authentication is off and an admin route was called
 	// from a host that is neither this one nor a cluster member's.
 	ErrRemoteAdmin = errors.New("admin endpoints accept only callers on this host or on a cluster member's host while authentication is off; " +
@@ -73,6 +56,8 @@ var errorTable = []struct {
 	code   string
 }{
 	{ErrBadRequest, http.StatusBadRequest, "bad_request"},
+	{cluster.ErrRejected, http.StatusBadRequest, "bad_request"},
+	{cluster.ErrBadBatch, http.StatusBadRequest, "bad_request"},
 	{ErrBadBackup, http.StatusBadRequest, "bad_backup"},
 	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
 	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed"},
@@ -96,17 +81,17 @@ var errorTable = []struct {
 	{node.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	{node.ErrShutdown, http.StatusServiceUnavailable, "shutting_down"},
 	{node.ErrReadUnconfirmed, http.StatusServiceUnavailable, "read_unconfirmed"},
-	{ErrLeaderUnreachable, http.StatusServiceUnavailable, "leader_unreachable"},
-	{ErrHopLimit, http.StatusServiceUnavailable, "hop_limit"},
-	{ErrPeerUnauthorized, http.StatusServiceUnavailable, "peer_unauthorized"},
+	{cluster.ErrLeaderUnreachable, http.StatusServiceUnavailable, "leader_unreachable"},
+	{cluster.ErrHopLimit, http.StatusServiceUnavailable, "hop_limit"},
+	{cluster.ErrPeerUnauthorized, http.StatusServiceUnavailable, "peer_unauthorized"},
 	{ErrIndexNotReached, http.StatusServiceUnavailable, "index_not_reached"},
 	{node.ErrTransferFailed, http.StatusServiceUnavailable, "transfer_failed"},
 	{ErrNotMember, http.StatusServiceUnavailable, "not_member"},
 	{ErrCatchingUp, http.StatusServiceUnavailable, "catching_up"},
 	// 502: a read's forward broke. 504: a write's outcome is unknown.
-	{ErrForwardFailed, http.StatusBadGateway, "forward_failed"},
-	{ErrForwardUnknown, http.StatusGatewayTimeout, "forward_unknown"},
-	{ErrForwardTimeout, http.StatusGatewayTimeout, "forward_timeout"},
+	{cluster.ErrForwardFailed, http.StatusBadGateway, "forward_failed"},
+	{cluster.ErrForwardUnknown, http.StatusGatewayTimeout, "forward_unknown"},
+	{cluster.ErrForwardTimeout, http.StatusGatewayTimeout, "forward_timeout"},
 	{node.ErrOutcomeUnknown, http.StatusGatewayTimeout, "outcome_unknown"},
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/node"
 )
@@ -25,13 +26,16 @@ func TestStatusOf(t *testing.T) {
 		{fmt.Errorf("apply set: %w (raft: leadership lost)", node.ErrOutcomeUnknown), 504, "outcome_unknown"},
 		{node.ErrNoLeader, 503, "no_leader"},
 		{fmt.Errorf("%w: ctx", node.ErrReadUnconfirmed), 503, "read_unconfirmed"},
-		{errors.Join(ErrLeaderUnreachable, errors.New("dial")), 503, "leader_unreachable"},
-		{errors.Join(ErrForwardUnknown, errors.New("reset")), 504, "forward_unknown"},
-		{errors.Join(ErrForwardFailed, errors.New("reset")), 502, "forward_failed"},
+		{errors.Join(cluster.ErrLeaderUnreachable, errors.New("dial")), 503, "leader_unreachable"},
+		{errors.Join(cluster.ErrForwardUnknown, errors.New("reset")), 504, "forward_unknown"},
+		{errors.Join(cluster.ErrForwardFailed, errors.New("reset")), 502, "forward_failed"},
 		{fmt.Errorf("join n2 as a learner: %w", node.ErrSuffrageConflict), 409, "suffrage_conflict"},
 		{fmt.Errorf("transfer leadership to n3: %w", node.ErrNotVoter), 409, "not_voter"},
 		{fmt.Errorf("transfer leadership: %w", node.ErrNoTransferTarget), 409, "no_transfer_target"},
 		{fmt.Errorf("%w: leadership transfer timeout", node.ErrTransferFailed), 503, "transfer_failed"},
+		{cluster.ErrRejected, 400, "bad_request"},
+		{fmt.Errorf("%w: batch frame", cluster.ErrBadBatch), 400, "bad_request"},
+		{fmt.Errorf("%w: truncated", ErrBadBackup), 400, "bad_backup"},
 		{errors.New("something else"), 500, "internal"},
 	}
 	for _, tt := range tests {
@@ -46,13 +50,15 @@ func TestStatusOf(t *testing.T) {
 // an unmapped sentinel would surface as a 500.
 func TestErrorTableCoversSentinels(t *testing.T) {
 	sentinels := []error{
-		ErrBadRequest, ErrTooLarge, ErrMethodNotAllowed, ErrRouteNotFound, ErrLeaderUnreachable,
-		ErrForwardFailed, ErrForwardUnknown, ErrForwardTimeout, ErrHopLimit, ErrIndexNotReached,
-		ErrUnauthorized, ErrForbidden, ErrRemoteAdmin, ErrPeerUnauthorized,
+		ErrBadRequest, ErrTooLarge, ErrMethodNotAllowed, ErrRouteNotFound, ErrIndexNotReached, ErrBadBackup,
+		ErrUnauthorized, ErrForbidden, ErrRemoteAdmin,
+		cluster.ErrLeaderUnreachable, cluster.ErrForwardFailed, cluster.ErrForwardUnknown, cluster.ErrForwardTimeout,
+		cluster.ErrHopLimit, cluster.ErrPeerUnauthorized, cluster.ErrRejected, cluster.ErrBadBatch,
 		fsm.ErrKeyNotFound, fsm.ErrCASFailed,
 		node.ErrNotLeader, node.ErrNoLeader, node.ErrUnavailable, node.ErrShutdown, node.ErrOutcomeUnknown,
 		node.ErrReadUnconfirmed, node.ErrNodeNotFound, node.ErrAddressInUse, node.ErrLastVoter,
 		node.ErrSuffrageConflict, node.ErrNotVoter, node.ErrNoTransferTarget, node.ErrTransferFailed, node.ErrAlreadyBootstrapped,
+		node.ErrRestoreInProgress,
 		ErrNotMember, ErrCatchingUp,
 	}
 	for _, e := range sentinels {
@@ -62,7 +68,10 @@ func TestErrorTableCoversSentinels(t *testing.T) {
 	}
 }
 
-func TestIsWrite(t *testing.T) {
+// TestRouteWriteClass: the route table says which requests may change
+// state, which decides the class of a forward that breaks after sending.
+func TestRouteWriteClass(t *testing.T) {
+	s, _, _ := newFakeService(t, Options{})
 	tests := []struct {
 		method, target string
 		write          bool
@@ -71,15 +80,26 @@ func TestIsWrite(t *testing.T) {
 		{"POST", "/remove?key=a", true},
 		{"GET", "/join?nodeId=n2&raftPort=9001", true},
 		{"POST", "/leave?nodeId=n2", true},
+		{"POST", "/promote?nodeId=n2", true},
+		{"POST", "/transfer-leadership", true},
+		{"POST", "/restore", true},
 		{"PUT", "/kv/a", true},
 		{"DELETE", "/kv/a", true},
 		{"GET", "/kv/a", false},
 		{"GET", "/get?key=a", false},
 		{"POST", "/get", false},
+		{"GET", "/nodes", false},
+		{"GET", "/status", false},
+		{"GET", "/health", false},
 	}
 	for _, tt := range tests {
-		if got := isWrite(httptest.NewRequest(tt.method, tt.target, nil)); got != tt.write {
-			t.Errorf("isWrite(%s %s) = %v, want %v", tt.method, tt.target, got, tt.write)
+		r := httptest.NewRequest(tt.method, tt.target, nil)
+		rt := s.match(r.Method, r.URL.Path)
+		if rt == nil {
+			t.Fatalf("%s %s: no route", tt.method, tt.target)
+		}
+		if rt.write != tt.write {
+			t.Errorf("%s %s: write %v, want %v", tt.method, tt.target, rt.write, tt.write)
 		}
 	}
 }

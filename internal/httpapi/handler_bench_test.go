@@ -1,33 +1,25 @@
 package httpapi
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/raftkv/raftkv/internal/fsm"
 )
 
 // BenchmarkHandler measures the HTTP handler path without Raft's network
 // or disk: routing, parameter checks, the FSM read and the JSON answer,
-// through Service.ServeHTTP with a recorder (no sockets). The node is a
-// real one-node cluster, used only as the FSM holder; the write case is
+// through Service.ServeHTTP with a recorder (no sockets). The store and
+// the cluster are fakes over a real FSM: no Raft at all. The write case is
 // refused before anything is proposed.
 func BenchmarkHandler(b *testing.B) {
-	n := testNode(b, "127.0.0.1:1")
-	s := New(n, Options{MaxKeyBytes: 1024, MaxValueBytes: 1 << 20, RequestTimeout: 5 * time.Second})
-	defer s.Close()
+	s, st, _ := newFakeService(b, Options{RequestTimeout: 5 * time.Second})
 	const keys = 1000
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	for i := range keys {
-		cmd := &fsm.Command{Op: fsm.OpSet, Key: fmt.Sprintf("key-%04d", i), Value: strings.Repeat("v", 100)}
-		if _, err := n.Apply(ctx, cmd); err != nil {
-			b.Fatalf("preload: %v", err)
+		if res := st.set(fmt.Sprintf("key-%04d", i), strings.Repeat("v", 100)); res.Err != nil {
+			b.Fatalf("preload: %v", res.Err)
 		}
 	}
 	long := strings.Repeat("k", 2000)

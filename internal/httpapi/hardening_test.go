@@ -17,7 +17,6 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
 
-	"github.com/raftkv/raftkv/internal/node"
 	"github.com/raftkv/raftkv/internal/testpki"
 )
 
@@ -52,7 +51,8 @@ func TestPanicBecomes500(t *testing.T) {
 	r.HandleFunc("/fine", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"ok": "yes"})
 	})
-	s := &Service{node: &node.Node{}, log: logger.WithField("component", "http"), router: r, metrics: newHTTPMetrics(nil)}
+	s, _, _ := newFakeService(t, Options{Logger: logger})
+	s.router = r
 	addr := serve(t, s, nil, logger)
 
 	for range 2 { // twice: the first panic did not break the server

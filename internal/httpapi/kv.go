@@ -1,15 +1,14 @@
 package httpapi
 
 import (
-	"context"
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
-	"strings"
 	"unicode/utf8"
 
+	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/node"
 )
@@ -30,265 +29,151 @@ type readResponse struct {
 	ModIndex    uint64 `json:"mod_index"`
 }
 
-func (s *Service) handleSet(w http.ResponseWriter, r *http.Request) {
-	var (
-		key, value string
-		opts       writeOptions
-	)
-	p, err := s.readParams(w, r)
-	if err == nil {
-		key, err = s.keyParam(p)
-	}
-	if err == nil {
-		value, err = s.valueParam(p)
-	}
-	if err == nil {
-		opts, err = writeOptionsOf(r, p)
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.set(w, r, key, value, opts)
+func (s *Service) handleSet(w http.ResponseWriter, r *http.Request) error {
+	return s.write(w, r, fsm.OpSet)
 }
 
-func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
-	var (
-		key  string
-		opts readOptions
-	)
-	p, err := s.readParams(w, r)
-	if err == nil {
-		key, err = s.keyParam(p)
-	}
-	if err == nil {
-		opts, err = readOptionsOf(p)
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	e, ok := s.read(w, r, key, opts, p.body)
-	if !ok {
-		return
-	}
-	setIndexHeader(w, HeaderRaftIndex, e.ModIndex)
-	writeJSON(w, http.StatusOK, readResponse{
-		Key: e.Key, Value: e.Value, Index: e.ModIndex, CreateIndex: e.CreateIndex, ModIndex: e.ModIndex,
-	})
+func (s *Service) handleRemove(w http.ResponseWriter, r *http.Request) error {
+	return s.write(w, r, fsm.OpDelete)
 }
 
-func (s *Service) handleRemove(w http.ResponseWriter, r *http.Request) {
-	var (
-		key  string
-		opts writeOptions
-	)
-	p, err := s.readParams(w, r)
-	if err == nil {
-		key, err = s.keyParam(p)
-	}
-	if err == nil {
-		opts, err = writeOptionsOf(r, p)
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.remove(w, r, key, opts)
-}
-
-// handleKV serves the REST form. The key is the rest of the path after
-// /kv/, unescaped, so it may contain '/' (and "%2F" for a literal one).
-// Options (cas, consistency, …) come from the query string.
-func (s *Service) handleKV(w http.ResponseWriter, r *http.Request) {
-	key, err := url.PathUnescape(strings.TrimPrefix(r.URL.EscapedPath(), "/kv/"))
-	if err != nil {
-		err = fmt.Errorf("%w: key in path: %v", ErrBadRequest, err)
-	} else {
-		err = s.checkKey(key)
-	}
-	var p params
-	if err == nil {
-		p, err = s.readParams(w, r)
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if r.Method == http.MethodGet {
-		s.getRaw(w, r, key, p)
-		return
-	}
-	opts, err := writeOptionsOf(r, p)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+// handleKVWrite serves PUT and DELETE /kv/{key}.
+func (s *Service) handleKVWrite(w http.ResponseWriter, r *http.Request) error {
 	if r.Method == http.MethodDelete {
-		s.remove(w, r, key, opts)
-		return
+		return s.write(w, r, fsm.OpDelete)
 	}
-	body, err := readBody(w, r, int64(s.opts.MaxValueBytes))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.set(w, r, key, string(body), opts)
+	return s.write(w, r, fsm.OpSet)
 }
 
-// getRaw answers GET /kv/{key} with the value's bytes.
-func (s *Service) getRaw(w http.ResponseWriter, r *http.Request, key string, p params) {
-	opts, err := readOptionsOf(p)
+// write parses, applies and answers a key write.
+func (s *Service) write(w http.ResponseWriter, r *http.Request, op fsm.Op) error {
+	cmd, err := s.parseWrite(w, r, op)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
-	e, ok := s.read(w, r, key, opts, nil)
-	if !ok {
-		return
+	res, err := s.apply(w, r, cmd)
+	if err != nil {
+		return err
 	}
-	setIndexHeader(w, HeaderRaftIndex, e.ModIndex)
-	setIndexHeader(w, "X-Raft-Create-Index", e.CreateIndex)
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Length", strconv.Itoa(len(e.Value)))
-	_, _ = w.Write([]byte(e.Value))
-}
-
-func (s *Service) set(w http.ResponseWriter, r *http.Request, key, value string, o writeOptions) {
-	cmd := &fsm.Command{Op: fsm.OpSet, Key: key, Value: value, HasCAS: o.hasCAS, CAS: o.cas, RequestID: o.requestID}
-	res, ok := s.apply(w, r, cmd)
-	if !ok {
-		return
-	}
-	resp := writeResponse{Key: key, Index: res.Index}
-	if utf8.ValidString(value) {
-		resp.Value = &value
+	resp := writeResponse{Key: cmd.Key, Index: res.Index}
+	if op == fsm.OpSet && utf8.ValidString(cmd.Value) {
+		resp.Value = &cmd.Value
 	}
 	writeJSON(w, http.StatusOK, resp)
+	return nil
 }
 
-func (s *Service) remove(w http.ResponseWriter, r *http.Request, key string, o writeOptions) {
-	cmd := &fsm.Command{Op: fsm.OpDelete, Key: key, HasCAS: o.hasCAS, CAS: o.cas, RequestID: o.requestID}
-	res, ok := s.apply(w, r, cmd)
-	if !ok {
-		return
-	}
-	writeJSON(w, http.StatusOK, writeResponse{Key: key, Index: res.Index})
-}
-
-// apply runs a validated write on the leader (through the peer protocol
-// when this node is a follower) and handles the outcomes every write
-// shares. ok is false once a response has been written.
-func (s *Service) apply(w http.ResponseWriter, r *http.Request, cmd *fsm.Command) (*fsm.Result, bool) {
-	res, servedBy, err := s.propose(r, cmd)
+// apply runs a validated write on the leader and sets the headers every
+// write shares; the command's own failure (not found, CAS) is its error.
+func (s *Service) apply(w http.ResponseWriter, r *http.Request, cmd *fsm.Command) (*fsm.Result, error) {
+	res, servedBy, err := s.cluster.Propose(r.Context(), cmd)
 	if servedBy != "" {
 		w.Header().Set(HeaderServedBy, servedBy)
 		noteForward(w, servedBy)
 	}
 	if err != nil {
-		s.writeError(w, r, err)
-		return nil, false
+		return nil, err
 	}
 	if res.Replayed {
 		w.Header().Set(HeaderReplayed, "true")
 	}
 	switch {
 	case errors.Is(res.Err, fsm.ErrCASFailed):
-		s.writeError(w, r, casConflict{current: res.Current})
-		return nil, false
+		return nil, casConflict{current: res.Current}
 	case res.Err != nil:
-		s.writeError(w, r, fmt.Errorf("%w: %q", res.Err, cmd.Key))
-		return nil, false
+		return nil, fmt.Errorf("%w: %q", res.Err, cmd.Key)
 	}
 	setIndexHeader(w, HeaderRaftIndex, res.Index)
-	return res, true
+	return res, nil
 }
 
-// propose applies cmd here if this node leads, else hands it to the
-// leader; servedBy names the leader that applied it. Leadership can move
-// while a request waits, so it tries twice; ErrNotLeader is only ever met
-// before anything was proposed.
-func (s *Service) propose(r *http.Request, cmd *fsm.Command) (*fsm.Result, string, error) {
-	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout+forwardSlack)
-	defer cancel()
-	for range 2 {
-		if s.node.IsLeader() {
-			res, err := s.node.Apply(ctx, cmd)
-			if !errors.Is(err, node.ErrNotLeader) {
-				return res, "", err
-			}
+func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) error {
+	q, err := s.parseRead(w, r)
+	if err != nil {
+		return err
+	}
+	return s.read(w, r, q, func(e fsm.Entry) {
+		setIndexHeader(w, HeaderRaftIndex, e.ModIndex)
+		writeJSON(w, http.StatusOK, readResponse{
+			Key: e.Key, Value: e.Value, Index: e.ModIndex, CreateIndex: e.CreateIndex, ModIndex: e.ModIndex,
+		})
+	})
+}
+
+// handleKVGet answers GET /kv/{key} with the value's bytes.
+func (s *Service) handleKVGet(w http.ResponseWriter, r *http.Request) error {
+	q, err := s.parseRead(w, r)
+	if err != nil {
+		return err
+	}
+	return s.read(w, r, q, func(e fsm.Entry) {
+		setIndexHeader(w, HeaderRaftIndex, e.ModIndex)
+		setIndexHeader(w, HeaderCreateIndex, e.CreateIndex)
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.Itoa(len(e.Value)))
+		_, _ = w.Write([]byte(e.Value))
+	})
+}
+
+// read serves q at its consistency level and answers the entry with
+// answer. A leader read on a follower is answered by the leader.
+func (s *Service) read(w http.ResponseWriter, r *http.Request, q readReq, answer func(fsm.Entry)) error {
+	local := func() error {
+		e, err := s.readLocal(w, r, q)
+		if err != nil {
+			return err
 		}
-		res, leaderID, local, err := s.proposeViaLeader(ctx, cmd)
-		if !local {
-			return res, leaderID, err
+		answer(e)
+		return nil
+	}
+	switch q.consistency {
+	case consistencyLeader:
+		return s.onLeader(w, r, cluster.Forward{Body: bytes.NewReader(q.body), Size: int64(len(q.body))}, local)
+	case consistencyLinearizable:
+		if err := s.linearizable(r); err != nil {
+			return err
 		}
 	}
-	return nil, "", node.ErrNotLeader
+	return local()
+}
+
+// readLocal reads q's key from this node's replica, once it has applied
+// q.minIndex.
+func (s *Service) readLocal(w http.ResponseWriter, r *http.Request, q readReq) (fsm.Entry, error) {
+	f := s.store.FSM()
+	if q.minIndex > 0 {
+		ctx, cancel := s.requestContext(r)
+		err := f.WaitApplied(ctx, q.minIndex)
+		cancel()
+		if err != nil {
+			return fsm.Entry{}, fmt.Errorf("%w: %v", ErrIndexNotReached, err)
+		}
+	}
+	if q.consistency == consistencyStale {
+		setIndexHeader(w, HeaderAppliedIndex, f.AppliedIndex())
+		if since, ok := s.store.SinceLeaderContact(); ok {
+			setIndexHeader(w, HeaderLastContact, uint64(since.Milliseconds()))
+		}
+	}
+	e, ok := f.Get(q.key)
+	if !ok {
+		return fsm.Entry{}, fmt.Errorf("%w: %q", fsm.ErrKeyNotFound, q.key)
+	}
+	return e, nil
 }
 
 // linearizable returns once this node's replica may serve a linearizable
 // read: it has applied a read index the leader confirmed after the read
-// began (the leader's own, when this node leads).
+// began.
 func (s *Service) linearizable(r *http.Request) error {
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	for range 2 {
-		var index uint64
-		var err error
-		if s.node.IsLeader() {
-			index, err = s.node.ReadIndex(ctx)
-		} else {
-			index, err = s.readIndexViaLeader(ctx)
-		}
-		if errors.Is(err, node.ErrNotLeader) {
-			continue // leadership moved before confirming; ask again
-		}
-		if err != nil {
-			return err
-		}
-		if err := s.node.FSM().WaitApplied(ctx, index); err != nil {
-			return fmt.Errorf("%w: %v", node.ErrReadUnconfirmed, err)
-		}
-		return nil
+	index, err := s.cluster.ReadIndex(ctx)
+	if err != nil {
+		return err
 	}
-	return node.ErrNotLeader
-}
-
-// read returns key's entry at the requested consistency, forwarding to the
-// leader when this node cannot serve it. ok is false once a response has
-// been written (an error, or the leader's forwarded answer).
-func (s *Service) read(w http.ResponseWriter, r *http.Request, key string, o readOptions, body []byte) (fsm.Entry, bool) {
-	switch o.consistency {
-	case consistencyStale:
-	case consistencyLeader:
-		if s.forwardOrServe(w, r, r.URL.RequestURI(), body) {
-			return fsm.Entry{}, false
-		}
-	default:
-		if err := s.linearizable(r); err != nil {
-			s.writeError(w, r, err)
-			return fsm.Entry{}, false
-		}
+	if err := s.store.FSM().WaitApplied(ctx, index); err != nil {
+		return fmt.Errorf("%w: %v", node.ErrReadUnconfirmed, err)
 	}
-	if o.minIndex > 0 {
-		ctx, cancel := s.requestContext(r)
-		err := s.node.FSM().WaitApplied(ctx, o.minIndex)
-		cancel()
-		if err != nil {
-			s.writeError(w, r, fmt.Errorf("%w: %v", ErrIndexNotReached, err))
-			return fsm.Entry{}, false
-		}
-	}
-	if o.consistency == consistencyStale {
-		setIndexHeader(w, HeaderAppliedIndex, s.node.FSM().AppliedIndex())
-		if since, ok := s.node.SinceLeaderContact(); ok {
-			setIndexHeader(w, HeaderLastContact, uint64(since.Milliseconds()))
-		}
-	}
-	e, ok := s.node.FSM().Get(key)
-	if !ok {
-		s.writeError(w, r, fmt.Errorf("%w: %q", fsm.ErrKeyNotFound, key))
-		return fsm.Entry{}, false
-	}
-	return e, true
+	return nil
 }

@@ -1,5 +1,10 @@
 package httpapi
 
+// Each endpoint parses its parameters once, here, into a request struct.
+// Parameter names are camelCase (nodeId, raftPort, minIndex, …); boolean
+// flags have one rule (flag); a parameter given twice, a malformed escape
+// or invalid UTF-8 is a 400 rather than a silent guess.
+
 import (
 	"errors"
 	"fmt"
@@ -15,6 +20,7 @@ import (
 
 	"github.com/raftkv/raftkv/internal/config"
 	"github.com/raftkv/raftkv/internal/fsm"
+	"github.com/raftkv/raftkv/internal/node"
 )
 
 // formOverhead allows for names, separators and escaping in a form body
@@ -28,8 +34,7 @@ type params struct {
 	body   []byte
 }
 
-// readParams parses parameters strictly: a malformed escape, or a parameter
-// given twice, is a 400 rather than a silent guess.
+// readParams parses parameters strictly.
 func (s *Service) readParams(w http.ResponseWriter, r *http.Request) (params, error) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
@@ -101,22 +106,47 @@ func (p params) required(name string) (string, error) {
 	return v, nil
 }
 
-// keyParam is the required, checked "key" parameter.
-func (s *Service) keyParam(p params) (string, error) {
-	key, err := p.required("key")
-	if err != nil {
-		return "", err
+// flag reads a boolean parameter, def when absent. The one rule: a bare
+// "?name", "=true" or "=1" is true; "=false" or "=0" is false; anything
+// else is a 400.
+func (p params) flag(name string, def bool) (bool, error) {
+	v, ok := p.get(name)
+	switch {
+	case !ok:
+		return def, nil
+	case v == "" || v == "true" || v == "1":
+		return true, nil
+	case v == "false" || v == "0":
+		return false, nil
 	}
-	return key, s.checkKey(key)
+	return false, fmt.Errorf("%w: %s=%q is not true or false (or 1, 0, or a bare ?%s)", ErrBadRequest, name, v, name)
 }
 
-// valueParam is the required "value" parameter; empty is a legal value.
-func (s *Service) valueParam(p params) (string, error) {
-	v, ok := p.get("value")
+// uint reads a non-negative integer parameter; ok is false when absent.
+func (p params) uint(name string) (n uint64, ok bool, err error) {
+	v, ok := p.get(name)
 	if !ok {
-		return "", fmt.Errorf("%w: missing parameter \"value\"", ErrBadRequest)
+		return 0, false, nil
 	}
-	return v, s.checkValue(len(v))
+	if n, err = strconv.ParseUint(v, 10, 64); err != nil {
+		return 0, true, fmt.Errorf("%w: %s=%q is not a non-negative integer", ErrBadRequest, name, v)
+	}
+	return n, true, nil
+}
+
+// nodeID reads the nodeId parameter: "" when absent and not required.
+func (p params) nodeID(required bool) (string, error) {
+	id, ok := p.get("nodeId")
+	if !ok && !required {
+		return "", nil
+	}
+	if !ok || id == "" {
+		return "", fmt.Errorf("%w: missing parameter \"nodeId\"", ErrBadRequest)
+	}
+	if err := node.ValidateNodeID(id); err != nil {
+		return "", fmt.Errorf("%w: nodeId: %v", ErrBadRequest, err)
+	}
+	return id, nil
 }
 
 func (s *Service) checkKey(key string) error {
@@ -138,6 +168,85 @@ func (s *Service) checkValue(n int) error {
 	return nil
 }
 
+// checkCommand checks a key write as strictly as the API's own parsing
+// does; the leader applies it to commands followers hand it.
+func (s *Service) checkCommand(cmd *fsm.Command) error {
+	if err := s.checkKey(cmd.Key); err != nil {
+		return err
+	}
+	return s.checkValue(len(cmd.Value))
+}
+
+// keyed reads the parameters and the key: from the path under /kv/
+// (unescaped, so it may contain '/', and "%2F" for a literal one), else
+// the "key" parameter.
+func (s *Service) keyed(w http.ResponseWriter, r *http.Request) (params, string, error) {
+	if rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/kv/"); ok {
+		key, err := url.PathUnescape(rest)
+		if err != nil {
+			return params{}, "", fmt.Errorf("%w: key in path: %v", ErrBadRequest, err)
+		}
+		if err := s.checkKey(key); err != nil {
+			return params{}, "", err
+		}
+		p, err := s.readParams(w, r)
+		return p, key, err
+	}
+	p, err := s.readParams(w, r)
+	if err != nil {
+		return p, "", err
+	}
+	key, err := p.required("key")
+	if err != nil {
+		return p, "", err
+	}
+	return p, key, s.checkKey(key)
+}
+
+// parseWrite reads a write of op: /set and /remove take key (and value)
+// as parameters; PUT and DELETE /kv/{key} take the key from the path and
+// PUT's value from the body. cas and the idempotency key (header or
+// requestId) are optional.
+func (s *Service) parseWrite(w http.ResponseWriter, r *http.Request, op fsm.Op) (*fsm.Command, error) {
+	p, key, err := s.keyed(w, r)
+	if err != nil {
+		return nil, err
+	}
+	cmd := &fsm.Command{Op: op, Key: key}
+	fromBody := r.Method == http.MethodPut
+	if op == fsm.OpSet && !fromBody {
+		v, ok := p.get("value")
+		if !ok {
+			return nil, fmt.Errorf("%w: missing parameter \"value\"", ErrBadRequest)
+		}
+		if err := s.checkValue(len(v)); err != nil {
+			return nil, err
+		}
+		cmd.Value = v
+	}
+	if cmd.CAS, cmd.HasCAS, err = p.uint("cas"); err != nil {
+		return nil, err
+	}
+	cmd.RequestID = r.Header.Get(HeaderIdempotencyKey)
+	if v, ok := p.get("requestId"); ok {
+		if cmd.RequestID != "" && cmd.RequestID != v {
+			return nil, fmt.Errorf("%w: requestId and %s disagree", ErrBadRequest, HeaderIdempotencyKey)
+		}
+		cmd.RequestID = v
+	}
+	if len(cmd.RequestID) > fsm.MaxRequestIDBytes || !utf8.ValidString(cmd.RequestID) {
+		return nil, fmt.Errorf("%w: idempotency key must be valid UTF-8 of at most %d bytes", ErrBadRequest, fsm.MaxRequestIDBytes)
+	}
+	if op == fsm.OpSet && fromBody {
+		body, err := readBody(w, r, int64(s.opts.MaxValueBytes))
+		if err != nil {
+			return nil, err
+		}
+		cmd.Value = string(body)
+	}
+	return cmd, nil
+}
+
 // Read consistency levels.
 const (
 	consistencyLinearizable = "linearizable"
@@ -145,16 +254,102 @@ const (
 	consistencyStale        = "stale"
 )
 
-func consistencyOf(p params) (string, error) {
-	v, ok := p.get("consistency")
-	if !ok || v == "" {
-		return consistencyLinearizable, nil
+// readReq is a read: its key, consistency level and the applied index it
+// must wait for (0: none).
+type readReq struct {
+	key         string
+	consistency string
+	minIndex    uint64
+	body        []byte // the form body, sent again if the read is forwarded
+}
+
+// parseRead reads /get (key parameter) and GET /kv/{key}: consistency
+// (linearizable by default, leader or stale) and minIndex (min_index is
+// its deprecated alias).
+func (s *Service) parseRead(w http.ResponseWriter, r *http.Request) (readReq, error) {
+	p, key, err := s.keyed(w, r)
+	if err != nil {
+		return readReq{}, err
 	}
-	switch v {
-	case consistencyLinearizable, consistencyLeader, consistencyStale:
-		return v, nil
+	q := readReq{key: key, consistency: consistencyLinearizable, body: p.body}
+	switch v, _ := p.get("consistency"); v {
+	case "", consistencyLinearizable:
+	case consistencyLeader, consistencyStale:
+		q.consistency = v
+	default:
+		return q, fmt.Errorf("%w: consistency %q is not linearizable, leader or stale", ErrBadRequest, v)
 	}
-	return "", fmt.Errorf("%w: consistency %q is not linearizable, leader or stale", ErrBadRequest, v)
+	index, given, err := p.uint("minIndex")
+	if err != nil {
+		return q, err
+	}
+	old, givenOld, err := p.uint("min_index")
+	switch {
+	case err != nil:
+		return q, err
+	case given && givenOld:
+		return q, fmt.Errorf("%w: give minIndex or its deprecated alias min_index, not both", ErrBadRequest)
+	case givenOld:
+		index = old
+	}
+	q.minIndex = index
+	return q, nil
+}
+
+// joinReq is a /join: the node's id and addresses, and its suffrage.
+type joinReq struct {
+	id, raftAddr, httpAddr string
+	voter                  bool
+}
+
+// parseJoin reads /join: nodeId, then raftAddr=host:port, or raftPort
+// with the caller's IP as the host; optional httpAddr and voter.
+func (s *Service) parseJoin(w http.ResponseWriter, r *http.Request) (joinReq, error) {
+	var q joinReq
+	p, err := s.readParams(w, r)
+	if err != nil {
+		return q, err
+	}
+	if q.id, err = p.nodeID(true); err != nil {
+		return q, err
+	}
+	if q.voter, err = p.flag("voter", true); err != nil {
+		return q, err
+	}
+	if v, ok := p.get("raftAddr"); ok {
+		q.raftAddr, err = hostPort("raftAddr", v)
+	} else if v, ok := p.get("raftPort"); ok {
+		var port string
+		if port, err = portParam("raftPort", v); err == nil {
+			q.raftAddr = net.JoinHostPort(callerHost(r), port)
+		}
+	} else {
+		err = fmt.Errorf("%w: missing parameter \"raftPort\" (or \"raftAddr\")", ErrBadRequest)
+	}
+	if err != nil {
+		return q, err
+	}
+	if v, ok := p.get("httpAddr"); ok {
+		q.httpAddr, err = hostPort("httpAddr", v)
+	}
+	return q, err
+}
+
+// nodeReq is an admin request about one member (/leave, /promote,
+// /transfer-leadership).
+type nodeReq struct {
+	id   string // "" when optional and absent
+	body []byte // the form body, sent again if forwarded
+}
+
+// parseNodeID reads nodeId, required or optional.
+func (s *Service) parseNodeID(w http.ResponseWriter, r *http.Request, required bool) (nodeReq, error) {
+	p, err := s.readParams(w, r)
+	if err != nil {
+		return nodeReq{}, err
+	}
+	id, err := p.nodeID(required)
+	return nodeReq{id: id, body: p.body}, err
 }
 
 // hostPort checks a host:port parameter that another node will dial.
@@ -172,7 +367,7 @@ func hostPort(name, v string) (string, error) {
 	return v, nil
 }
 
-// callerHost is the IP the request came from, as the seed's /join uses it.
+// callerHost is the IP the request came from, as /join?raftPort= uses it.
 func callerHost(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -187,58 +382,4 @@ func portParam(name, v string) (string, error) {
 		return "", fmt.Errorf("%w: %s=%q is not a port in 1..65535", ErrBadRequest, name, v)
 	}
 	return strconv.Itoa(n), nil
-}
-
-// writeOptions are a write's optional conditions.
-type writeOptions struct {
-	hasCAS    bool
-	cas       uint64
-	requestID string
-}
-
-// HeaderIdempotencyKey names a write so that a retry returns its first
-// outcome instead of applying it twice; ?requestId= is the query form.
-const HeaderIdempotencyKey = "Idempotency-Key"
-
-func writeOptionsOf(r *http.Request, p params) (writeOptions, error) {
-	var o writeOptions
-	if v, ok := p.get("cas"); ok {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return o, fmt.Errorf("%w: cas=%q is not a non-negative integer", ErrBadRequest, v)
-		}
-		o.hasCAS, o.cas = true, n
-	}
-	o.requestID = r.Header.Get(HeaderIdempotencyKey)
-	if v, ok := p.get("requestId"); ok {
-		if o.requestID != "" && o.requestID != v {
-			return o, fmt.Errorf("%w: requestId and %s disagree", ErrBadRequest, HeaderIdempotencyKey)
-		}
-		o.requestID = v
-	}
-	if len(o.requestID) > fsm.MaxRequestIDBytes || !utf8.ValidString(o.requestID) {
-		return o, fmt.Errorf("%w: idempotency key must be valid UTF-8 of at most %d bytes", ErrBadRequest, fsm.MaxRequestIDBytes)
-	}
-	return o, nil
-}
-
-// readOptions are a read's consistency level and the applied index it
-// must wait for (0: none).
-type readOptions struct {
-	consistency string
-	minIndex    uint64
-}
-
-func readOptionsOf(p params) (readOptions, error) {
-	c, err := consistencyOf(p)
-	if err != nil {
-		return readOptions{}, err
-	}
-	o := readOptions{consistency: c}
-	if v, ok := p.get("min_index"); ok {
-		if o.minIndex, err = strconv.ParseUint(v, 10, 64); err != nil {
-			return o, fmt.Errorf("%w: min_index=%q is not a non-negative integer", ErrBadRequest, v)
-		}
-	}
-	return o, nil
 }

@@ -42,12 +42,12 @@ type readyResponse struct {
 // the leader had committed when the check began; otherwise 503 with the
 // reason. It costs one read-index round trip to the leader, shared with
 // concurrent linearizable reads.
-func (s *Service) handleReady(w http.ResponseWriter, r *http.Request) {
+func (s *Service) handleReady(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), min(readyTimeout, s.opts.RequestTimeout))
 	defer cancel()
 	resp, err := s.checkReady(ctx)
-	resp.ID = s.node.ID()
-	resp.AppliedIndex = s.node.FSM().AppliedIndex()
+	resp.ID = s.store.ID()
+	resp.AppliedIndex = s.store.FSM().AppliedIndex()
 	if err != nil {
 		_, code := statusOf(err)
 		resp.Status, resp.Code, resp.Error = "not_ready", code, err.Error()
@@ -55,21 +55,22 @@ func (s *Service) handleReady(w http.ResponseWriter, r *http.Request) {
 		// elsewhere), readiness has two answers.
 		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusServiceUnavailable, resp)
-		return
+		return nil
 	}
 	resp.Ready, resp.Status = true, "ready"
 	writeJSON(w, http.StatusOK, resp)
+	return nil
 }
 
 // checkReady runs the checks in order; the first that fails is the reason.
 func (s *Service) checkReady(ctx context.Context) (readyResponse, error) {
 	var resp readyResponse
-	leader, ok := s.node.Leader()
+	leader, ok := s.store.Leader()
 	if !ok {
 		return resp, fmt.Errorf("%w: this node knows no leader", node.ErrNoLeader)
 	}
 	resp.LeaderID = leader.ID
-	members, err := s.node.Members(ctx)
+	members, err := s.store.Members(ctx)
 	if err != nil {
 		return resp, err
 	}
@@ -78,15 +79,15 @@ func (s *Service) checkReady(ctx context.Context) (readyResponse, error) {
 		// not yet received the leader's log or snapshot.
 		return resp, fmt.Errorf("%w: the cluster configuration has not reached this node yet", ErrCatchingUp)
 	}
-	if !hasMember(members, s.node.ID()) {
-		return resp, fmt.Errorf("%w: %s is not in the cluster configuration", ErrNotMember, s.node.ID())
+	if !hasMember(members, s.store.ID()) {
+		return resp, fmt.Errorf("%w: %s is not in the cluster configuration", ErrNotMember, s.store.ID())
 	}
 	if leader.HTTPAddr == "" {
 		// The leader's address is replicated state: not knowing it means
 		// this node has not applied the leader's registration yet.
 		return resp, fmt.Errorf("%w: the leader's address (%s) is not replicated here yet", ErrCatchingUp, leader.ID)
 	}
-	index, err := s.readIndexViaLeader(ctx)
+	index, err := s.cluster.ReadIndex(ctx)
 	if errors.Is(err, node.ErrNotLeader) {
 		// This node led when the check began and no longer does.
 		return resp, fmt.Errorf("%w: leadership moved during the check", node.ErrNoLeader)
@@ -97,9 +98,9 @@ func (s *Service) checkReady(ctx context.Context) (readyResponse, error) {
 	resp.LeaderCommitIndex = index
 	wctx, cancel := context.WithTimeout(ctx, readyApplyWait)
 	defer cancel()
-	if err := s.node.FSM().WaitApplied(wctx, index); err != nil {
+	if err := s.store.FSM().WaitApplied(wctx, index); err != nil {
 		return resp, fmt.Errorf("%w: applied index %d is behind the leader's commit index %d",
-			ErrCatchingUp, s.node.FSM().AppliedIndex(), index)
+			ErrCatchingUp, s.store.FSM().AppliedIndex(), index)
 	}
 	return resp, nil
 }
@@ -111,4 +112,9 @@ func hasMember(members []node.Member, id string) bool {
 		}
 	}
 	return false
+}
+
+func (s *Service) handleHealth(w http.ResponseWriter, _ *http.Request) error {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "id": s.store.ID()})
+	return nil
 }

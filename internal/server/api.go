@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/raftkv/raftkv/internal/auth"
+	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/internal/config"
 	"github.com/raftkv/raftkv/internal/httpapi"
 	"github.com/raftkv/raftkv/internal/node"
@@ -19,15 +20,28 @@ import (
 // node-to-node work (retry-join, bootstrap-expect, hand-off and leave):
 // Start and the stop order reach them only through api.
 
-// api is a node's HTTP side: the service, its server and the server's TLS.
+// api is a node's HTTP side: the cluster (node-to-node work), the service
+// over it, its server and the server's TLS.
 type api struct {
+	cluster   *cluster.Cluster
 	svc       *httpapi.Service
 	srv       *http.Server
 	serverTLS *tls.Config // nil: plain HTTP
 }
 
 func newAPI(cfg config.Config, n *node.Node, tokens *auth.Store, logger *logrus.Logger) *api {
-	opts := httpapi.Options{
+	clOpts := cluster.Options{
+		RequestTimeout:  cfg.RequestTimeout,
+		Auth:            tokens,
+		BootstrapExpect: cfg.BootstrapExpect,
+		Logger:          logger,
+	}
+	a := &api{}
+	if m := cfg.HTTPMaterial; m != nil {
+		a.serverTLS, clOpts.ClientTLS = m.HTTPServer(), m.HTTPClient()
+	}
+	a.cluster = cluster.New(n, clOpts)
+	a.svc = httpapi.New(n, a.cluster, httpapi.Options{
 		MaxKeyBytes:      cfg.MaxKeyBytes,
 		MaxValueBytes:    cfg.MaxValueBytes,
 		RequestTimeout:   cfg.RequestTimeout,
@@ -35,14 +49,9 @@ func newAPI(cfg config.Config, n *node.Node, tokens *auth.Store, logger *logrus.
 		Logger:           logger,
 		Auth:             tokens,
 		AllowRemoteAdmin: cfg.AllowRemoteAdmin,
-		BootstrapExpect:  cfg.BootstrapExpect,
 		MaxRestoreBytes:  cfg.MaxRestoreBytes,
-	}
-	a := &api{}
-	if m := cfg.HTTPMaterial; m != nil {
-		a.serverTLS, opts.ClientTLS = m.HTTPServer(), m.HTTPClient()
-	}
-	a.svc = httpapi.New(n, opts)
+		Collectors:       append(n.Collectors(), a.cluster.Collectors()...),
+	})
 	a.srv = httpapi.NewServer(a.svc, cfg.RequestTimeout, httpapi.WithServerLog(logger))
 	return a
 }
@@ -60,12 +69,14 @@ func (a *api) serve(ln net.Listener) error {
 // retryJoin keeps this node a member until ctx ends: it asks the join
 // addresses (or the leader) to admit it, and with bootstrap-expect forms
 // the cluster once enough nodes see each other.
-func (a *api) retryJoin(ctx context.Context, join []string) { a.svc.Announce(ctx, join) }
+func (a *api) retryJoin(ctx context.Context, join []string) { a.cluster.RetryJoin(ctx, join) }
 
 // handOffOrLeave is the first step of a graceful stop: a leader hands
 // leadership off, or with leave the node leaves the configuration. It
 // logs its failures; ctx bounds it.
-func (a *api) handOffOrLeave(ctx context.Context, leave bool) { a.svc.PrepareStop(ctx, leave) }
+func (a *api) handOffOrLeave(ctx context.Context, leave bool) {
+	a.cluster.HandOffOrLeave(ctx, leave)
+}
 
 // drain stops accepting requests and waits for those in flight until ctx
 // ends, then cuts their connections; it reports whether any were cut.
@@ -78,4 +89,4 @@ func (a *api) drain(ctx context.Context) (cut bool) {
 }
 
 // close releases the connections the node keeps to its peers.
-func (a *api) close() { a.svc.Close() }
+func (a *api) close() { a.cluster.Close() }

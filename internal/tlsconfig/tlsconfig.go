@@ -4,7 +4,7 @@
 //   - the HTTP API server (TLS_CERT_FILE, TLS_KEY_FILE; with TLS_CA_FILE it
 //     requires and verifies client certificates),
 //   - the client a node uses to call other nodes' HTTP APIs (forwarding,
-//     the peer protocol, announce, /nodes probes): it trusts TLS_CA_FILE, or
+//     the peer protocol, retry-join, /nodes probes): it trusts TLS_CA_FILE, or
 //     the system roots when that is unset, checks the host name as any HTTPS
 //     client does, and presents the node's own certificate when asked,
 //   - both ends of the Raft transport (RAFT_TLS_*): mutual TLS where the

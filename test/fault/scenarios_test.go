@@ -494,7 +494,7 @@ func checkFeatures(t *testing.T, c *cluster) (cas, idem bool) {
 		if idx == "" {
 			idx = fmt.Sprint(body.Index)
 		}
-		return answer{resp.StatusCode, idx, resp.Header.Get("X-Raftkv-Replayed") != ""}
+		return answer{resp.StatusCode, idx, resp.Header.Get("X-Raft-Replayed") != ""}
 	}
 	const k = "/kv/feature-check"
 	// A cas that cannot hold on an absent key: 409 if cas is supported.

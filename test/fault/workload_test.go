@@ -448,8 +448,8 @@ func (cl *client) send(n *proc.Node, method, path string, body []byte, rid strin
 	}
 	a.status = resp.StatusCode
 	a.noRetryAfter = a.status == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == ""
-	a.servedBy = resp.Header.Get("X-Raftkv-Served-By")
-	a.replayed = resp.Header.Get("X-Raftkv-Replayed") != ""
+	a.servedBy = resp.Header.Get("X-Raft-Served-By")
+	a.replayed = resp.Header.Get("X-Raft-Replayed") != ""
 	if method == http.MethodGet && a.status == http.StatusOK {
 		a.index, _ = strconv.ParseUint(resp.Header.Get("X-Raft-Index"), 10, 64)
 		return a

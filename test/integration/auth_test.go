@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/auth"
 	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/httpapi"
 	"github.com/raftkv/raftkv/internal/testcluster"
@@ -89,7 +90,7 @@ var formHeader = http.Header{"Content-Type": {"application/x-www-form-urlencoded
 type routeCase struct {
 	method string
 	route  string // the registered path (a prefix for /kv/ and /debug/pprof/)
-	role   httpapi.Role
+	role   auth.Role
 	// target and body for a call under key k (unique per call).
 	target func(k string) string
 	body   func(k string) []byte
@@ -131,7 +132,7 @@ func routeCases(t *testing.T, c *testcluster.Cluster) []routeCase {
 		}
 	}
 	n1 := func(string) string { return q("/join", "nodeId", c.ID(0), "raftAddr", c.RaftAddr(0)) }
-	R, W, A, P := httpapi.RoleRead, httpapi.RoleWrite, httpapi.RoleAdmin, httpapi.RolePeer
+	R, W, A, P := auth.RoleRead, auth.RoleWrite, auth.RoleAdmin, auth.RolePeer
 	return []routeCase{
 		{method: "GET", route: "/set", role: W, target: func(k string) string { return q("/set", "key", k, "value", "v") }},
 		{method: "POST", route: "/set", role: W, target: func(string) string { return "/set" }, body: form("key", "$k", "value", "v"), header: formHeader},
@@ -165,8 +166,8 @@ func routeCases(t *testing.T, c *testcluster.Cluster) []routeCase {
 		// nothing is restored.
 		{method: "POST", route: "/restore", role: A, target: func(string) string { return "/restore" }, okLeader: http.StatusBadRequest, okFollower: http.StatusBadRequest},
 		{method: "GET", route: "/metrics", role: R, target: func(string) string { return "/metrics" }},
-		{method: "GET", route: "/ready", role: httpapi.RolePublic, target: func(string) string { return "/ready" }},
-		{method: "GET", route: "/health", role: httpapi.RolePublic, target: func(string) string { return "/health" }},
+		{method: "GET", route: "/ready", role: auth.RolePublic, target: func(string) string { return "/ready" }},
+		{method: "GET", route: "/health", role: auth.RolePublic, target: func(string) string { return "/health" }},
 		{method: "POST", route: "/internal/apply", role: P, target: func(string) string { return "/internal/apply" }, body: applyBatch, header: http.Header{"Content-Type": {"application/octet-stream"}}},
 		// Only the leader confirms read indexes: a follower's 503 still
 		// shows the request got past authentication.
@@ -192,7 +193,7 @@ func TestAuthRouteMatrix(t *testing.T) {
 	cases := routeCases(t, c)
 
 	// Every registered route and method has a row with the same role.
-	registered := httpapi.New(c.Node(0), httpapi.Options{EnablePprof: true, RequestTimeout: time.Second}).Routes()
+	registered := httpapi.New(c.Node(0), nil, httpapi.Options{EnablePprof: true, RequestTimeout: time.Second}).Routes()
 	for _, rr := range registered {
 		for _, m := range rr.Methods {
 			found := false
@@ -213,13 +214,13 @@ func TestAuthRouteMatrix(t *testing.T) {
 	creds := []struct {
 		name  string
 		token string
-		role  httpapi.Role // what it grants; RolePublic: nothing
+		role  auth.Role // what it grants; RolePublic: nothing
 	}{
-		{"no token", "", httpapi.RolePublic},
-		{"bad token", ts.bad, httpapi.RolePublic},
-		{"read", ts.read, httpapi.RoleRead},
-		{"write", ts.write, httpapi.RoleWrite},
-		{"admin", ts.admin, httpapi.RoleAdmin},
+		{"no token", "", auth.RolePublic},
+		{"bad token", ts.bad, auth.RolePublic},
+		{"read", ts.read, auth.RoleRead},
+		{"write", ts.write, auth.RoleWrite},
+		{"admin", ts.admin, auth.RoleAdmin},
 	}
 	applied := func() []uint64 {
 		var out []uint64
@@ -256,8 +257,8 @@ func TestAuthRouteMatrix(t *testing.T) {
 				t.Run(name, func(t *testing.T) {
 					key := fmt.Sprintf("m-%s-%d-%s", on.name, ci, strings.ReplaceAll(cr.name, " ", ""))
 					need := rc.role
-					if need == httpapi.RolePeer {
-						need = httpapi.RoleAdmin // peers present the admin credential
+					if need == auth.RolePeer {
+						need = auth.RoleAdmin // peers present the admin credential
 					}
 					want := rc.okLeader
 					if on.i != leader {
@@ -267,8 +268,8 @@ func TestAuthRouteMatrix(t *testing.T) {
 						want = http.StatusOK
 					}
 					switch {
-					case rc.role == httpapi.RolePublic:
-					case cr.role == httpapi.RolePublic:
+					case rc.role == auth.RolePublic:
+					case cr.role == auth.RolePublic:
 						want = http.StatusUnauthorized
 					case cr.role < need:
 						want = http.StatusForbidden
@@ -324,7 +325,7 @@ func TestAuthRouteMatrix(t *testing.T) {
 // read indexes, sent with the node's own credential) and the proxy
 // (leader reads and membership, sent with the client's token, which the
 // leader checks again). Start itself already relied on the third kind of
-// node-originated request: each member's Announce registers its HTTP
+// node-originated request: each member's RetryJoin registers its HTTP
 // address through an admin-only /join, with the node's credential.
 func TestAuthForwarding(t *testing.T) {
 	ts := newTokenSet(t)

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/httpapi"
 	"github.com/raftkv/raftkv/internal/testcluster"
@@ -412,11 +413,12 @@ func TestBackupRestoreOutliveServerTimeouts(t *testing.T) {
 	t.Logf("load: %v", time.Since(start))
 
 	// The same API on a second listener, with one-second server timeouts.
-	svc := httpapi.New(c.Node(0), httpapi.Options{
+	cl := cluster.New(c.Node(0), cluster.Options{RequestTimeout: c.RequestTimeout()})
+	defer cl.Close()
+	svc := httpapi.New(c.Node(0), cl, httpapi.Options{
 		MaxKeyBytes: c.MaxKeyBytes(), MaxValueBytes: c.MaxValueBytes(), RequestTimeout: c.RequestTimeout(),
 		MaxRestoreBytes: 1 << 30,
 	})
-	defer svc.Close()
 	srv := httptest.NewUnstartedServer(svc)
 	srv.Config.ReadTimeout, srv.Config.WriteTimeout = time.Second, time.Second
 	srv.Start()

@@ -67,6 +67,7 @@ func TestBadInput(t *testing.T) {
 		{name: "get bogus consistency", method: "GET", target: "/get?key=existing&consistency=bogus", status: 400, code: "bad_request", on: both},
 		{name: "set non-numeric cas", method: "GET", target: "/set?key=c&value=1&cas=abc", status: 400, code: "bad_request", on: both},
 		{name: "get non-numeric min_index", method: "GET", target: "/get?key=existing&min_index=x", status: 400, code: "bad_request", on: both},
+		{name: "get non-numeric minIndex", method: "GET", target: "/get?key=existing&minIndex=x", status: 400, code: "bad_request", on: both},
 		{
 			name: "requestId disagrees with Idempotency-Key", method: "GET", target: "/set?key=c&value=1&requestId=a",
 			header: http.Header{"Idempotency-Key": {"b"}}, status: 400, code: "bad_request", on: both,

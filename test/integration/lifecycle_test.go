@@ -144,7 +144,7 @@ func TestPromote(t *testing.T) {
 func TestJoinSuffrage(t *testing.T) {
 	c := testcluster.Start(t, 2)
 	lr := c.AddMember(t, false)
-	// The learner's Announce loop registers its HTTP address with a plain
+	// The learner's RetryJoin loop registers its HTTP address with a plain
 	// /join (voter defaults to true): wait for that, then check suffrage.
 	testwait.For(t, testcluster.StartTimeout, "the learner to register its HTTP address", func() error {
 		ms := members(t, c, 0)

@@ -125,7 +125,7 @@ func TestTLSRefusesClients(t *testing.T) {
 				resp.Body.Close()
 				if cl.status == http.StatusOK {
 					// The control: reached the API (any API answer, not a refusal).
-					if resp.Header.Get("X-Raftkv-Served-By") == "" {
+					if resp.Header.Get("X-Raft-Served-By") == "" {
 						t.Fatalf("%s %s with the cluster certificate: %d %s, want an API answer", method, p, resp.StatusCode, body)
 					}
 					continue

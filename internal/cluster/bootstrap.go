@@ -1,13 +1,14 @@
-package httpapi
+package cluster
 
 // RAFT_BOOTSTRAP_EXPECT: nodes started together, each listing the others
 // in RAFT_JOIN, form one cluster without an operator. A node with an empty
-// volume asks every seed who it is (GET /internal/info). As soon as it sees
-// N nodes (itself included) that are in no cluster and expect the same N,
-// it bootstraps with all of them as voters; each of them does the same with
-// the same list, and hashicorp/raft accepts an identical bootstrap
-// configuration on every member (as Consul's bootstrap_expect does). If any
-// seed is already in a cluster, the node joins that cluster instead.
+// volume asks every join address who is there (GET /internal/info). As soon
+// as it sees N nodes (itself included) that are in no cluster and expect the
+// same N, it bootstraps with all of them as voters; each of them does the
+// same with the same list, and hashicorp/raft accepts an identical
+// bootstrap configuration on every member (as Consul's bootstrap_expect
+// does). If any of them is already in a cluster, the node joins that
+// cluster instead.
 
 import (
 	"cmp"
@@ -24,17 +25,16 @@ import (
 )
 
 const (
-	pathPeerInfo = "/internal/info"
 	// expectPoll is how often a node waiting for RAFT_BOOTSTRAP_EXPECT
-	// peers asks the seeds again.
+	// peers asks the join addresses again.
 	expectPoll = 500 * time.Millisecond
-	// peerInfoTimeout bounds one seed's answer: a seed that is not up yet
+	// PeerInfoTimeout bounds one node's answer: a node that is not up yet
 	// must not hold back the others.
-	peerInfoTimeout = 2 * time.Second
+	PeerInfoTimeout = 2 * time.Second
 )
 
-// peerInfo is a node's answer on GET /internal/info.
-type peerInfo struct {
+// PeerInfo is a node's answer on GET /internal/info.
+type PeerInfo struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	HTTPAddr string `json:"http_addr"`
@@ -45,29 +45,19 @@ type peerInfo struct {
 	BootstrapExpect int `json:"bootstrap_expect"`
 }
 
-func (s *Service) info(ctx context.Context) (peerInfo, error) {
-	members, err := s.node.Members(ctx)
+// Info is this node's answer on GET /internal/info.
+func (c *Cluster) Info(ctx context.Context) (PeerInfo, error) {
+	members, err := c.node.Members(ctx)
 	if err != nil {
-		return peerInfo{}, err
+		return PeerInfo{}, err
 	}
-	return peerInfo{
-		ID:              s.node.ID(),
-		RaftAddr:        s.node.RaftAddr(),
-		HTTPAddr:        s.node.HTTPAdvertise(),
+	return PeerInfo{
+		ID:              c.node.ID(),
+		RaftAddr:        c.node.RaftAddr(),
+		HTTPAddr:        c.node.HTTPAdvertise(),
 		InCluster:       len(members) > 0,
-		BootstrapExpect: s.opts.BootstrapExpect,
+		BootstrapExpect: c.opts.BootstrapExpect,
 	}, nil
-}
-
-func (s *Service) handlePeerInfo(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := s.requestContext(r)
-	defer cancel()
-	in, err := s.info(ctx)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, in)
 }
 
 // expectDecision is what a node waiting for RAFT_BOOTSTRAP_EXPECT does next:
@@ -79,8 +69,8 @@ type expectDecision struct {
 }
 
 // decideBootstrap applies the RAFT_BOOTSTRAP_EXPECT rules to what the
-// seeds answered (peers, in seed order; unreachable seeds are absent).
-func decideBootstrap(self peerInfo, peers []peerInfo, expect int) expectDecision {
+// join addresses answered (peers, in order; the unreachable are absent).
+func decideBootstrap(self PeerInfo, peers []PeerInfo, expect int) expectDecision {
 	var d expectDecision
 	for _, p := range peers {
 		if p.InCluster && p.ID != self.ID {
@@ -90,11 +80,11 @@ func decideBootstrap(self peerInfo, peers []peerInfo, expect int) expectDecision
 	if len(d.joinVia) > 0 {
 		return d
 	}
-	byID := map[string]peerInfo{self.ID: self}
+	byID := map[string]PeerInfo{self.ID: self}
 	byRaft := map[string]string{self.RaftAddr: self.ID}
 	for _, p := range peers {
 		if p.ID == self.ID && p.RaftAddr == self.RaftAddr {
-			continue // this node, listed among the seeds
+			continue // this node, listed among the join addresses
 		}
 		if p.BootstrapExpect != expect {
 			if p.BootstrapExpect != 0 {
@@ -130,11 +120,12 @@ func decideBootstrap(self peerInfo, peers []peerInfo, expect int) expectDecision
 	return d
 }
 
-// expectBootstrap returns the discovery step of Announce for a node with
-// an empty volume and RAFT_BOOTSTRAP_EXPECT set. Each call asks the seeds
-// once; it returns the addresses to join through when a seed is already in
-// a cluster, and nil while waiting or once it has bootstrapped.
-func (s *Service) expectBootstrap(seeds []string) func(ctx context.Context) []string {
+// expectBootstrap returns the discovery step of RetryJoin for a node with
+// an empty volume and RAFT_BOOTSTRAP_EXPECT set. Each call asks the join
+// addresses once; it returns the addresses to join through when one of
+// them is already in a cluster, and nil while waiting or once it has
+// bootstrapped.
+func (c *Cluster) expectBootstrap(joinAddrs []string) func(ctx context.Context) []string {
 	said := ""
 	say := func(msg string, warn bool) {
 		if msg == said {
@@ -142,63 +133,63 @@ func (s *Service) expectBootstrap(seeds []string) func(ctx context.Context) []st
 		}
 		said = msg
 		if warn {
-			s.log.Warn(msg)
+			c.log.Warn(msg)
 		} else {
-			s.log.Info(msg)
+			c.log.Info(msg)
 		}
 	}
 	return func(ctx context.Context) []string {
-		self, err := s.info(ctx)
+		self, err := c.Info(ctx)
 		if err != nil {
 			return nil
 		}
-		d := decideBootstrap(self, s.askSeeds(ctx, seeds), s.opts.BootstrapExpect)
+		d := decideBootstrap(self, c.askJoinAddrs(ctx, joinAddrs), c.opts.BootstrapExpect)
 		switch {
 		case len(d.joinVia) > 0:
-			say("a seed is already in a cluster; joining it instead of bootstrapping", false)
+			say("a node at a join address is already in a cluster; joining it instead of bootstrapping", false)
 			return d.joinVia
 		case d.servers == nil:
 			say(d.why, strings.Contains(d.why, "not bootstrapping"))
 			return nil
 		}
-		bctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+		bctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
 		defer cancel()
-		err = s.node.Bootstrap(bctx, d.servers)
+		err = c.node.Bootstrap(bctx, d.servers)
 		switch {
 		case errors.Is(err, node.ErrAlreadyBootstrapped):
 		case err != nil:
 			say(fmt.Sprintf("RAFT_BOOTSTRAP_EXPECT: bootstrap failed: %v", err), true)
 		default:
-			say(fmt.Sprintf("RAFT_BOOTSTRAP_EXPECT=%d reached: bootstrapped with %d voters", s.opts.BootstrapExpect, len(d.servers)), false)
+			say(fmt.Sprintf("RAFT_BOOTSTRAP_EXPECT=%d reached: bootstrapped with %d voters", c.opts.BootstrapExpect, len(d.servers)), false)
 		}
 		return nil
 	}
 }
 
-// askSeeds asks every seed other than this node's own address for its
-// /internal/info, in parallel; unreachable seeds are left out.
-func (s *Service) askSeeds(ctx context.Context, seeds []string) []peerInfo {
-	answers := make([]*peerInfo, len(seeds))
+// askJoinAddrs asks every join address other than this node's own for its
+// /internal/info, in parallel; the unreachable are left out.
+func (c *Cluster) askJoinAddrs(ctx context.Context, joinAddrs []string) []PeerInfo {
+	answers := make([]*PeerInfo, len(joinAddrs))
 	var wg sync.WaitGroup
-	for i, addr := range seeds {
-		if addr == s.node.HTTPAdvertise() {
+	for i, addr := range joinAddrs {
+		if addr == c.node.HTTPAdvertise() {
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(ctx, peerInfoTimeout)
+			ctx, cancel := context.WithTimeout(ctx, PeerInfoTimeout)
 			defer cancel()
-			var in peerInfo
-			if _, err := s.peerCall(ctx, http.MethodGet, s.nodeURL(addr, pathPeerInfo), &in); err != nil {
-				s.log.WithError(err).Debug("seed did not answer")
+			var in PeerInfo
+			if _, err := c.client.Call(ctx, http.MethodGet, addr, PathInfo, &in); err != nil {
+				c.log.WithError(err).Debug("join address did not answer")
 				return
 			}
 			answers[i] = &in
 		}()
 	}
 	wg.Wait()
-	var out []peerInfo
+	var out []PeerInfo
 	for _, a := range answers {
 		if a != nil {
 			out = append(out, *a)

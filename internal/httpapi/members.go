@@ -1,20 +1,13 @@
 package httpapi
 
 import (
-	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/internal/node"
 )
-
-// probeTimeout bounds each member probe of /nodes.
-const probeTimeout = time.Second
 
 // nodeView is one row of GET /nodes: the member as the configuration
 // lists it, plus what the serving node (the leader, unless ?stale) learned
@@ -39,39 +32,37 @@ type nodeView struct {
 // handleNodes lists the members with their replication progress, from the
 // leader's view: a follower forwards the request unless ?stale is given,
 // in which case it answers from its own configuration and log. The serving
-// node probes each member's /status in parallel (one second each).
-func (s *Service) handleNodes(w http.ResponseWriter, r *http.Request) {
+// node probes each member in parallel (one second each).
+func (s *Service) handleNodes(w http.ResponseWriter, r *http.Request) error {
 	p, err := s.readParams(w, r)
-	stale := false
-	if err == nil {
-		if v, ok := p.get("stale"); ok {
-			if stale, err = parseFlag(v); err != nil {
-				err = fmt.Errorf("%w: stale: %v", ErrBadRequest, err)
-			}
-		}
-	}
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
-	if !stale && s.forwardOrServe(w, r, r.URL.RequestURI(), nil) {
-		return
+	stale, err := p.flag("stale", false)
+	if err != nil {
+		return err
 	}
+	if stale {
+		return s.listNodes(w, r)
+	}
+	return s.onLeader(w, r, cluster.Forward{}, func() error { return s.listNodes(w, r) })
+}
+
+func (s *Service) listNodes(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	st, err := s.node.Status(ctx)
+	st, err := s.store.Status(ctx)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	out := make([]nodeView, len(st.Configuration))
 	var wg sync.WaitGroup
 	for i, m := range st.Configuration {
 		out[i].Member = m
-		if m.ID == s.node.ID() {
+		if m.ID == s.store.ID() {
 			out[i].Reachable = true
 			out[i].fill(st, st.LastLogIndex)
-			if since, ok := s.node.SinceLeaderContact(); ok {
+			if since, ok := s.store.SinceLeaderContact(); ok {
 				ms := float64(since.Microseconds()) / 1000
 				out[i].LastContactMs = &ms
 			}
@@ -83,16 +74,13 @@ func (s *Service) handleNodes(w http.ResponseWriter, r *http.Request) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ms, ok := s.probeStatus(ctx, m.HTTPAddr)
-			if !ok {
-				// /status may be slow while raft is busy; /health still
-				// tells whether the process answers.
-				out[i].Reachable = s.probe(ctx, m.HTTPAddr)
+			p := s.cluster.Probe(ctx, m.HTTPAddr)
+			out[i].Reachable = p.Reachable
+			if p.Status == nil {
 				return
 			}
-			out[i].Reachable = true
-			out[i].fill(ms, st.LastLogIndex)
-			if d, ok := parseLastContact(ms.LastContact); ok {
+			out[i].fill(*p.Status, st.LastLogIndex)
+			if d, ok := parseLastContact(p.Status.LastContact); ok {
 				v := float64(d.Microseconds()) / 1000
 				out[i].LastContactMs = &v
 			}
@@ -100,6 +88,7 @@ func (s *Service) handleNodes(w http.ResponseWriter, r *http.Request) {
 	}
 	wg.Wait()
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
 // fill copies a member's reported progress; ref is the serving node's last
@@ -111,29 +100,6 @@ func (v *nodeView) fill(st node.Status, ref uint64) {
 		lag = ref - match
 	}
 	v.State, v.MatchIndex, v.AppliedIndex, v.Lag = st.State, &match, &applied, &lag
-}
-
-// probeStatus fetches a member's GET /status.
-func (s *Service) probeStatus(ctx context.Context, httpAddr string) (node.Status, bool) {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	req, err := s.peerRequest(ctx, http.MethodGet, s.nodeURL(httpAddr, "/status"), nil)
-	if err != nil {
-		return node.Status{}, false
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return node.Status{}, false
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return node.Status{}, false
-	}
-	var st node.Status
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
-		return node.Status{}, false
-	}
-	return st, true
 }
 
 // parseLastContact reads /status's last_contact, which is raft's: "0" on
@@ -149,10 +115,13 @@ func parseLastContact(v string) (time.Duration, bool) {
 	return d, true
 }
 
-// parseFlag reads a boolean query flag; a bare "?stale" means true.
-func parseFlag(v string) (bool, error) {
-	if v == "" {
-		return true, nil
+func (s *Service) handleStatus(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	st, err := s.store.Status(ctx)
+	if err != nil {
+		return err
 	}
-	return strconv.ParseBool(v)
+	writeJSON(w, http.StatusOK, st)
+	return nil
 }

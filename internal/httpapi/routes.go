@@ -1,0 +1,174 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/pprof"
+	"slices"
+	"strings"
+
+	"github.com/gorilla/mux"
+
+	"github.com/raftkv/raftkv/internal/auth"
+	"github.com/raftkv/raftkv/internal/cluster"
+)
+
+// handlerFunc serves one request. It returns nil once it has answered;
+// an error is answered by the route's adapter through the error table.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// route is every fact about one route: the request log and the metrics
+// label it by path, the 405's Allow header is derived from the methods,
+// and write decides the class of a forward to the leader that breaks
+// after sending (a write's outcome is unknown, 504; a read's answer is
+// merely lost, 502).
+type route struct {
+	path    string
+	prefix  bool // path is a prefix (/kv/, /debug/pprof/)
+	methods []string
+	role    auth.Role // the least role that may call it (middleware.go)
+	write   bool      // may change state
+	serve   handlerFunc
+}
+
+var (
+	get     = []string{http.MethodGet}
+	post    = []string{http.MethodPost}
+	getPost = []string{http.MethodGet, http.MethodPost}
+)
+
+// routeTable is the one list of routes.
+func (s *Service) routeTable() []route {
+	const (
+		public, read, write, admin, peer = auth.RolePublic, auth.RoleRead, auth.RoleWrite, auth.RoleAdmin, auth.RolePeer
+	)
+	rs := []route{
+		{path: "/set", methods: getPost, role: write, write: true, serve: s.handleSet},
+		{path: "/get", methods: getPost, role: read, serve: s.handleGet},
+		{path: "/remove", methods: getPost, role: write, write: true, serve: s.handleRemove},
+		// GET needs read, PUT and DELETE need write: one prefix, two routes.
+		{path: "/kv/", prefix: true, methods: get, role: read, serve: s.handleKVGet},
+		{path: "/kv/", prefix: true, methods: []string{http.MethodPut, http.MethodDelete}, role: write, write: true, serve: s.handleKVWrite},
+
+		{path: "/join", methods: getPost, role: admin, write: true, serve: s.handleJoin},
+		{path: "/leave", methods: post, role: admin, write: true, serve: s.handleLeave},
+		{path: "/nodes", methods: get, role: read, serve: s.handleNodes},
+		{path: "/status", methods: get, role: read, serve: s.handleStatus},
+		{path: "/snapshot", methods: post, role: admin, write: true, serve: s.handleSnapshot},
+		{path: "/promote", methods: post, role: admin, write: true, serve: s.handlePromote},
+		{path: "/transfer-leadership", methods: post, role: admin, write: true, serve: s.handleTransferLeadership},
+		{path: "/backup", methods: get, role: admin, serve: s.handleBackup},
+		{path: "/restore", methods: post, role: admin, write: true, serve: s.handleRestore},
+		{path: "/health", methods: get, role: public, serve: s.handleHealth},
+		{path: "/ready", methods: get, role: public, serve: s.handleReady},
+		{path: "/metrics", methods: get, role: read, serve: s.handleMetrics},
+
+		{path: cluster.PathApply, methods: post, role: peer, write: true, serve: s.handlePeerApply},
+		{path: cluster.PathReadIndex, methods: post, role: peer, serve: s.handlePeerReadIndex},
+		{path: cluster.PathInfo, methods: get, role: peer, serve: s.handlePeerInfo},
+	}
+	if s.opts.EnablePprof {
+		rs = append(rs,
+			route{path: "/debug/pprof/cmdline", methods: get, role: admin, serve: plain(pprof.Cmdline)},
+			route{path: "/debug/pprof/profile", methods: get, role: admin, serve: plain(pprof.Profile)},
+			route{path: "/debug/pprof/symbol", methods: getPost, role: admin, serve: plain(pprof.Symbol)},
+			route{path: "/debug/pprof/trace", methods: get, role: admin, serve: plain(pprof.Trace)},
+			route{path: "/debug/pprof/", prefix: true, methods: get, role: admin, serve: plain(pprof.Index)},
+		)
+	}
+	return rs
+}
+
+// plain adapts a handler that answers everything itself.
+func plain(h http.HandlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error { h(w, r); return nil }
+}
+
+func (s *Service) newRouter() *mux.Router {
+	r := mux.NewRouter()
+	// Keys are taken byte-exact from the path: never clean "a//b" into "a/b".
+	r.SkipClean(true)
+	r.UseEncodedPath()
+	for i := range s.routes {
+		rt := &s.routes[i]
+		// Methods upper-cases the slice it gets in place: give it a copy.
+		if rt.prefix {
+			r.PathPrefix(rt.path).Handler(s.adapt(rt)).Methods(slices.Clone(rt.methods)...)
+		} else {
+			r.Handle(rt.path, s.adapt(rt)).Methods(slices.Clone(rt.methods)...)
+		}
+	}
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, fmt.Errorf("%w: %s", ErrRouteNotFound, r.URL.Path))
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", s.allow(r.URL.Path))
+		s.writeError(w, r, fmt.Errorf("%w: %s %s", ErrMethodNotAllowed, r.Method, r.URL.Path))
+	})
+	return r
+}
+
+// adapt is the one place a route's handler is wrapped: it names the route
+// for the request log and the metrics, checks the caller's role, and
+// answers a returned error through the error table.
+func (s *Service) adapt(rt *route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o, ok := w.(*observedWriter); ok {
+			o.route = rt
+		}
+		err := s.authorize(w, r, rt.role)
+		if err == nil {
+			err = rt.serve(w, r)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// match is the route that serves method on path, or nil.
+func (s *Service) match(method, path string) *route {
+	for i, rt := range s.routes {
+		if rt.matches(path) && slices.Contains(rt.methods, method) {
+			return &s.routes[i]
+		}
+	}
+	return nil
+}
+
+func (rt route) matches(path string) bool {
+	if rt.prefix {
+		return strings.HasPrefix(path, rt.path)
+	}
+	return path == rt.path
+}
+
+// allow is the Allow header of a 405 on path: every method a route there
+// accepts.
+func (s *Service) allow(path string) string {
+	var methods []string
+	for _, rt := range s.routes {
+		if rt.matches(path) {
+			methods = append(methods, rt.methods...)
+		}
+	}
+	return strings.Join(methods, ", ")
+}
+
+// RouteRole is one registered route and the role it needs, for tests that
+// check every route is guarded as documented.
+type RouteRole struct {
+	Path    string
+	Prefix  bool // Path is a prefix (/kv/, /debug/pprof/)
+	Methods []string
+	Role    auth.Role
+}
+
+// Routes lists the routes, in table order.
+func (s *Service) Routes() []RouteRole {
+	out := make([]RouteRole, len(s.routes))
+	for i, rt := range s.routes {
+		out[i] = RouteRole{Path: rt.path, Prefix: rt.prefix, Methods: slices.Clone(rt.methods), Role: rt.role}
+	}
+	return out
+}
