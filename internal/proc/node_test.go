@@ -17,7 +17,7 @@ func TestNodeLifecycle(t *testing.T) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "daemon")
 	// The loop is bounded (about a minute) in case the harness leaks it.
-	script := "#!/bin/sh\ntrap 'echo bye; exit 0' TERM\necho \"up $RAFT_NODE_ID\"\n" +
+	script := "#!/bin/sh\ntrap 'echo bye; exit 0' TERM\necho \"up $RAFT_NODE_ID $$\"\n" +
 		"i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n"
 	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
@@ -32,8 +32,12 @@ func TestNodeLifecycle(t *testing.T) {
 	if n.HTTPAddr != "127.0.0.1:1" || n.RaftAddr != "127.0.0.1:2" || n.URL("/a") != "https://127.0.0.1:1/a" {
 		t.Fatalf("addresses %s %s %s", n.HTTPAddr, n.RaftAddr, n.URL("/a"))
 	}
-	testwait.For(t, 10*time.Second, "the start line", func() error {
-		if !strings.Contains(n.Log(), "up x1") {
+	// The log spans both runs (the first may have died before printing):
+	// wait for the restarted run's own start line, printed after it has
+	// set its TERM trap.
+	started := fmt.Sprintf("up x1 %d", n.process().Pid())
+	testwait.For(t, 10*time.Second, "the restarted run's start line", func() error {
+		if !strings.Contains(n.Log(), started) {
 			return fmt.Errorf("log %q", n.Log())
 		}
 		return nil
