@@ -4,6 +4,7 @@ package httpapi
 // cluster, which owns the protocol and its codec.
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/raftkv/raftkv/internal/cluster"
@@ -17,26 +18,26 @@ func (s *Service) handlePeerApply(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	ctx, cancel := s.requestContext(r)
-	defer cancel()
-	answer, err := s.cluster.ServeApply(ctx, body, s.checkCommand)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	_, _ = w.Write(answer)
-	return nil
+	return s.peerAnswer(w, r, "application/octet-stream", func(ctx context.Context) ([]byte, error) {
+		return s.cluster.ServeApply(ctx, body, s.checkCommand)
+	})
 }
 
 // handlePeerReadIndex answers a follower's read-index request.
 func (s *Service) handlePeerReadIndex(w http.ResponseWriter, r *http.Request) error {
+	return s.peerAnswer(w, r, "text/plain", s.cluster.ServeReadIndex)
+}
+
+// peerAnswer runs serve within the request's deadline and writes its
+// encoded answer.
+func (s *Service) peerAnswer(w http.ResponseWriter, r *http.Request, contentType string, serve func(context.Context) ([]byte, error)) error {
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
-	answer, err := s.cluster.ServeReadIndex(ctx)
+	answer, err := serve(ctx)
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("Content-Type", contentType)
 	_, _ = w.Write(answer)
 	return nil
 }
