@@ -230,22 +230,24 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) (string, error
 		// strings: leadership has not moved, a retry may succeed.
 		return "", fmt.Errorf("%w: %v", ErrTransferFailed, err)
 	}
-	n.log.WithFields(logrus.Fields{"to": id, "term": from}).Info("leadership transferred")
 	// raft answers once this node has stepped down; the new leader is
-	// known here when its first heartbeat arrives.
+	// known here when its first heartbeat arrives, and the log line names
+	// it then (with id "" raft chose it).
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		if l, ok := n.Leader(); ok && l.ID != n.cfg.ID {
+			n.log.WithFields(logrus.Fields{"to": l.ID, "term": from}).Info("leadership transferred")
 			return l.ID, nil
 		}
 		select {
 		case <-ctx.Done():
-			return "", nil
 		case <-n.stop:
-			return "", nil
 		case <-tick.C:
+			continue
 		}
+		n.log.WithFields(logrus.Fields{"asked": id, "term": from}).Info("leadership transferred; new leader not heard from yet")
+		return "", nil
 	}
 }
 
