@@ -428,12 +428,12 @@ func fileExists(path string) bool {
 }
 
 // TestHealthcheckNotReady runs the real binary as a node that can never be
-// ready (it waits to join a seed that does not exist) and checks that the
+// ready (its only join address is one nobody serves) and checks that the
 // process is up while `raftkv healthcheck` still fails and says why: the
 // container must not be reported healthy before it is in a cluster.
 func TestHealthcheckNotReady(t *testing.T) {
 	img := dockerImage(t)
-	ports, err := proc.FreePorts(3) // HTTP, Raft, and a seed nobody serves
+	ports, err := proc.FreePorts(3) // HTTP, Raft, and a join address nobody serves
 	if err != nil {
 		t.Fatal(err)
 	}

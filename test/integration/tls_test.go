@@ -29,7 +29,7 @@ import (
 // over HTTP: a write through a follower (batched peer protocol), a
 // linearizable read served by a follower (read index from the leader), a
 // consistency=leader read and a /join sent to a follower (the forwarding
-// proxy), the announce that registers each member's HTTP address (Start
+// proxy), the retry-join that registers each member's HTTP address (Start
 // waits for it) and the /nodes probes.
 func TestTLSCluster(t *testing.T) {
 	c := testcluster.Start(t, 3, testcluster.WithTLS())

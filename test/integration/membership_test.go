@@ -139,7 +139,7 @@ func TestPromote(t *testing.T) {
 }
 
 // TestJoinSuffrage: a repeated join never changes suffrage. A learner's own
-// re-announcement (to register its HTTP address) and an explicit join
+// retry-join (which registers its HTTP address) and an explicit join
 // leave it a learner; asking to make a voter a learner is a 409.
 func TestJoinSuffrage(t *testing.T) {
 	c := testcluster.Start(t, 2)
@@ -156,7 +156,7 @@ func TestJoinSuffrage(t *testing.T) {
 		return fmt.Errorf("members %+v", ms)
 	})
 	if got := suffrageOf(t, c, 0, "n3"); got != node.SuffrageLearner {
-		t.Fatalf("after its own announcement the learner is %q", got)
+		t.Fatalf("after its own retry-join the learner is %q", got)
 	}
 
 	join := func(id string, i int, extra string) string {
