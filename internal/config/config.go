@@ -187,7 +187,7 @@ func (c Config) validate() error {
 		return errors.New("RAFT_VOLUME_DIR: must not be empty")
 	}
 	for _, a := range c.Join {
-		if _, _, err := SplitHostPort(a); err != nil {
+		if _, _, err := node.SplitHostPort(a); err != nil {
 			return fmt.Errorf("RAFT_JOIN: %q: %w", a, err)
 		}
 	}

@@ -1,9 +1,7 @@
 package config
 
 import (
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -106,22 +104,6 @@ func (p *parser) list(name string) []string {
 		}
 	}
 	return out
-}
-
-// SplitHostPort parses "host:port" with a non-empty host and a port in 1..65535.
-func SplitHostPort(addr string) (string, int, error) {
-	host, portStr, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, fmt.Errorf("want host:port: %w", err)
-	}
-	if host == "" {
-		return "", 0, errors.New("host is empty")
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil || port < 1 || port > 65535 {
-		return "", 0, fmt.Errorf("port %q is not in 1..65535", portStr)
-	}
-	return host, port, nil
 }
 
 // defaultAdvertise is the bind address, except that a wildcard bind (as in

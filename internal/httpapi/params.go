@@ -18,7 +18,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/raftkv/raftkv/internal/config"
 	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/node"
 )
@@ -354,7 +353,7 @@ func (s *Service) parseNodeID(w http.ResponseWriter, r *http.Request, required b
 
 // hostPort checks a host:port parameter that another node will dial.
 func hostPort(name, v string) (string, error) {
-	host, _, err := config.SplitHostPort(v)
+	host, _, err := node.SplitHostPort(v)
 	if err == nil && strings.ContainsAny(host, "/ @?#") {
 		err = fmt.Errorf("host %q is not a host name or IP", host)
 	}

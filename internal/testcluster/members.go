@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/internal/config"
+	"github.com/raftkv/raftkv/internal/node"
 	"github.com/raftkv/raftkv/internal/server"
 	"github.com/raftkv/raftkv/internal/testwait"
 )
@@ -70,10 +71,10 @@ func (c *Cluster) startMember(m *member) error {
 	if err != nil {
 		return err
 	}
-	_, raftPort, err := config.SplitHostPort(srv.RaftAddr())
+	_, raftPort, err := node.SplitHostPort(srv.RaftAddr())
 	httpPort := 0
 	if err == nil {
-		_, httpPort, err = config.SplitHostPort(srv.HTTPAddr())
+		_, httpPort, err = node.SplitHostPort(srv.HTTPAddr())
 	}
 	if err != nil {
 		_ = srv.Close()

@@ -3,7 +3,12 @@ package node
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 )
+
+// The names a member is known by: its id, and the host:port addresses
+// other nodes dial.
 
 // ValidateNodeID reports whether id can name a node: short, printable,
 // and free of characters that would need escaping in URLs and logs.
@@ -21,4 +26,20 @@ func ValidateNodeID(id string) error {
 		}
 	}
 	return nil
+}
+
+// SplitHostPort parses "host:port" with a non-empty host and a port in 1..65535.
+func SplitHostPort(addr string) (string, int, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("want host:port: %w", err)
+	}
+	if host == "" {
+		return "", 0, errors.New("host is empty")
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 1 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q is not in 1..65535", portStr)
+	}
+	return host, port, nil
 }
