@@ -65,6 +65,11 @@ func (s *Service) handleReady(w http.ResponseWriter, r *http.Request) error {
 // checkReady runs the checks in order; the first that fails is the reason.
 func (s *Service) checkReady(ctx context.Context) (readyResponse, error) {
 	var resp readyResponse
+	// A node whose volume refuses writes cannot take its share of any
+	// write, whoever leads.
+	if err := s.store.StorageFault(); err != nil {
+		return resp, err
+	}
 	leader, ok := s.store.Leader()
 	if !ok {
 		return resp, fmt.Errorf("%w: this node knows no leader", node.ErrNoLeader)

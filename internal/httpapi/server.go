@@ -75,6 +75,9 @@ type Store interface {
 	Members(ctx context.Context) ([]node.Member, error)
 	Status(ctx context.Context) (node.Status, error)
 	Snapshot(ctx context.Context) (index uint64, created bool, err error)
+	// StorageFault is nil while the volume takes writes; otherwise it wraps
+	// node.ErrStorageUnavailable (/ready's storage_unavailable).
+	StorageFault() error
 
 	// Leader-only changes; node.ErrNotLeader when this node does not lead.
 	Join(ctx context.Context, id, raftAddr, httpAddr string, voter bool) (node.JoinResult, error)

@@ -48,6 +48,15 @@ type Config struct {
 	LeaderLeaseTimeout time.Duration
 
 	Logger *logrus.Logger
+
+	// OnFatal stops the process when raft cannot go on without a write that
+	// failed (saving the term). Nil: log one line and exit with status 1,
+	// which supervisors restart (a Go panic exits 2, which the shipped
+	// systemd unit does not). It must not return.
+	OnFatal func(error)
+
+	// wrapStore, in tests, wraps the log and stable store (fault injection).
+	wrapStore func(logStore) logStore
 }
 
 // Node is one running Raft member.
@@ -58,6 +67,7 @@ type Node struct {
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
 	store     logStore
+	health    storageHealth // storage.go
 	snapshots *raft.FileSnapshotStore
 	reads     *readIndex
 	metrics   *metrics
@@ -89,6 +99,7 @@ func Open(cfg Config) (*Node, error) {
 		stop:     make(chan struct{}),
 		metrics:  newMetrics(),
 	}
+	n.health.log = n.log
 	raftMetrics() // before raft starts: its go-metrics sink is process-wide
 	if err := n.open(); err != nil {
 		n.closeStores()
@@ -113,6 +124,14 @@ func (n *Node) open() error {
 		return err
 	}
 	n.store = store
+	if cfg.wrapStore != nil {
+		store = cfg.wrapStore(store)
+	}
+	fatal := cfg.OnFatal
+	if fatal == nil {
+		fatal = exitOnStorageFailure(n.log)
+	}
+	fs := &faultStore{logStore: store, h: &n.health, fatal: fatal}
 
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, cfg.SnapshotRetain, hlog.Named("snapshot"))
 	if err != nil {
@@ -160,7 +179,7 @@ func (n *Node) open() error {
 	}
 
 	if cfg.Bootstrap {
-		has, err := raft.HasExistingState(store, store, snaps)
+		has, err := raft.HasExistingState(fs, fs, snaps)
 		if err != nil {
 			return fmt.Errorf("inspect volume: %w", err)
 		}
@@ -170,18 +189,19 @@ func (n *Node) open() error {
 			conf := raft.Configuration{Servers: []raft.Server{{
 				Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr(),
 			}}}
-			if err := raft.BootstrapCluster(rc, store, store, snaps, trans, conf); err != nil {
+			if err := raft.BootstrapCluster(rc, fs, fs, snaps, trans, conf); err != nil {
 				return fmt.Errorf("bootstrap: %w", err)
 			}
 			n.log.WithField("raft_addr", trans.LocalAddr()).Info("bootstrapped a new single-node cluster")
 		}
 	}
 
-	logs, err := raft.NewLogCache(512, store)
+	cache, err := raft.NewLogCache(512, fs)
 	if err != nil {
 		return fmt.Errorf("log cache: %w", err)
 	}
-	r, err := raft.NewRaft(rc, instrumentedFSM{FSM: n.fsm, m: n.metrics}, logs, store, snaps, trans)
+	logs := classedLogs{LogStore: cache, h: &n.health}
+	r, err := raft.NewRaft(rc, instrumentedFSM{FSM: n.fsm, m: n.metrics}, logs, fs, snapshotStore{SnapshotStore: snaps, h: &n.health}, trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}

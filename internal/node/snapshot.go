@@ -32,6 +32,10 @@ func (n *Node) Snapshot(ctx context.Context) (index uint64, created bool, err er
 	switch {
 	case errors.Is(err, raft.ErrNothingNewToSnapshot):
 		return parseUint(n.raft.Stats()["last_snapshot_index"]), false, nil
+	case err != nil && nothingWritten(err):
+		// raft reports the sink's error as text; the snapshot was cancelled
+		// and no state changed.
+		return 0, false, fmt.Errorf("snapshot: %w", &StorageError{Op: "write a snapshot", Err: err, NotSaved: true})
 	case err != nil:
 		return 0, false, mapRaftError("snapshot", err)
 	}
