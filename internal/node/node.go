@@ -138,6 +138,11 @@ func (n *Node) open() error {
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
 	n.snapshots = snaps
+	// Before raft opens them: raft falls back past a corrupt snapshot and
+	// then panics on a log that no longer reaches back.
+	if err := checkSnapshots(cfg.Dir, cfg.ID, snaps, fs, n.log); err != nil {
+		return err
+	}
 
 	var advertise net.Addr
 	if cfg.RaftAdvertise != "" {

@@ -1,0 +1,126 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/internal/fsm"
+)
+
+// flipNewestSnapshot flips one byte in the middle of the newest snapshot's
+// state.bin under dir and returns that snapshot's id.
+func flipNewestSnapshot(t *testing.T, dir string) string {
+	t.Helper()
+	snaps, err := raft.NewFileSnapshotStore(dir, 5, os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metas, err := snaps.List()
+	if err != nil || len(metas) == 0 {
+		t.Fatalf("list snapshots: %d, %v", len(metas), err)
+	}
+	path := filepath.Join(dir, snapshotsDir, metas[0].ID, "state.bin")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x40
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return metas[0].ID
+}
+
+func snapshotNow(t *testing.T, n *Node) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	index, _, err := n.Snapshot(ctx)
+	if err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	return index
+}
+
+func setN(prefix string, count int) []*fsm.Command {
+	var cmds []*fsm.Command
+	for i := range count {
+		cmds = append(cmds, &fsm.Command{Op: fsm.OpSet, Key: fmt.Sprintf("%s%d", prefix, i), Value: "v"})
+	}
+	return cmds
+}
+
+// TestCorruptSnapshotFallsBack: with the log still reaching back to the
+// older snapshot, a corrupt newest snapshot is set aside (not deleted, out
+// of raft's directory) and the node starts from the older one plus the log,
+// with every key.
+func TestCorruptSnapshotFallsBack(t *testing.T) {
+	for _, store := range []string{LogStoreBolt, LogStoreWAL} {
+		t.Run(store, func(t *testing.T) {
+			cfg := testConfig(t.TempDir(), store)
+			n := openLeader(t, cfg)
+			apply(t, n, setN("a", 5)...)
+			snapshotNow(t, n)
+			apply(t, n, setN("b", 5)...)
+			snapshotNow(t, n)
+			apply(t, n, setN("c", 5)...)
+			if err := n.Close(); err != nil {
+				t.Fatal(err)
+			}
+			bad := flipNewestSnapshot(t, cfg.Dir)
+
+			n = openLeader(t, cfg)
+			for _, k := range []string{"a4", "b4", "c4"} {
+				if _, ok := linearizableGet(t, n, k); !ok {
+					t.Errorf("%s missing after falling back", k)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(cfg.Dir, corruptDir, bad, "state.bin")); err != nil {
+				t.Errorf("corrupt snapshot not set aside: %v", err)
+			}
+			if _, err := os.Stat(filepath.Join(cfg.Dir, snapshotsDir, bad)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("corrupt snapshot still in %s: %v", snapshotsDir, err)
+			}
+		})
+	}
+}
+
+// TestCorruptSnapshotGapAlone: when the log no longer reaches back to the
+// older snapshot and no other member could send a copy, Open refuses with
+// ErrCorruptState instead of raft panicking ("log not found") in the
+// background on every start.
+func TestCorruptSnapshotGapAlone(t *testing.T) {
+	for _, store := range []string{LogStoreBolt, LogStoreWAL} {
+		t.Run(store, func(t *testing.T) {
+			cfg := testConfig(t.TempDir(), store)
+			cfg.SnapshotThreshold = 4 // and TrailingLogs 4: compactions leave a gap
+			cfg.SnapshotInterval = time.Hour
+			n := openLeader(t, cfg)
+			apply(t, n, setN("a", 10)...)
+			snapshotNow(t, n)
+			apply(t, n, setN("b", 10)...)
+			snapshotNow(t, n)
+			apply(t, n, setN("c", 3)...)
+			if err := n.Close(); err != nil {
+				t.Fatal(err)
+			}
+			flipNewestSnapshot(t, cfg.Dir)
+
+			n, err := Open(cfg)
+			if err == nil {
+				_ = n.Close()
+				t.Fatal("Open started a node whose log has a gap after its only intact snapshot")
+			}
+			if !errors.Is(err, ErrCorruptState) {
+				t.Fatalf("Open: %v, want ErrCorruptState", err)
+			}
+		})
+	}
+}
