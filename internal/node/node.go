@@ -101,7 +101,7 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.health.log = n.log
 	raftMetrics() // before raft starts: its go-metrics sink is process-wide
-	if err := n.open(); err != nil {
+	if err := n.openRecovered(); err != nil {
 		n.closeStores()
 		return nil, err
 	}
@@ -110,6 +110,19 @@ func Open(cfg Config) (*Node, error) {
 	go n.watchLeadership()
 	go n.observeLeader()
 	return n, nil
+}
+
+// openRecovered is open with raft's panics while it restores the volume
+// (a snapshot that does not restore, a log entry that cannot be read)
+// turned into an error, so the process stops with one line and exit
+// status 1, which supervisors restart, rather than a panic's 2.
+func (n *Node) openRecovered() (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: raft could not start on this volume: %v", ErrCorruptState, p)
+		}
+	}()
+	return n.open()
 }
 
 func (n *Node) open() error {

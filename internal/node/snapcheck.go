@@ -21,10 +21,10 @@ import (
 	"github.com/raftkv/raftkv/internal/fsm"
 )
 
-// ErrCorruptState: the volume's snapshots are corrupt, what is left cannot
-// be replayed, and no other member could send a copy. The node does not
-// start; restore it from a backup.
-var ErrCorruptState = errors.New("the volume's state is corrupt and no other member holds a copy")
+// ErrCorruptState: the volume's state cannot be used (its snapshots are
+// corrupt and what is left cannot be replayed, with no other member to send
+// a copy; or raft failed restoring it). The node does not start.
+var ErrCorruptState = errors.New("the volume's raft state is corrupt")
 
 // checkSnapshots verifies every snapshot under dir (raft's CRC-64 over
 // state.bin, then the FSM format and its CRC-32C), moves each corrupt one
@@ -108,7 +108,7 @@ func checkSnapshots(dir, id string, snaps *raft.FileSnapshotStore, logs raft.Log
 		latestConf = &c
 	}
 	if latestConf == nil || !hasOtherVoter(*latestConf, id) {
-		return fmt.Errorf("%w: the log starts at index %d but no intact snapshot reaches index %d; restore this node from a backup (raftkv restore --force)",
+		return fmt.Errorf("%w: the log starts at index %d but no intact snapshot reaches index %d, and no other voter holds a copy; restore this node from a backup (raftkv restore --force)",
 			ErrCorruptState, first, first-1)
 	}
 	for _, m := range good {

@@ -124,3 +124,23 @@ func TestCorruptSnapshotGapAlone(t *testing.T) {
 		})
 	}
 }
+
+// panickyStore panics where raft reads the volume at start.
+type panickyStore struct{ logStore }
+
+func (panickyStore) GetUint64([]byte) (uint64, error) { panic("unreadable page") }
+
+// TestOpenRecoversRaftPanic: a panic while raft reads the volume at start
+// becomes ErrCorruptState (exit 1 in the binary), not a crash (exit 2).
+func TestOpenRecoversRaftPanic(t *testing.T) {
+	cfg := testConfig(t.TempDir(), LogStoreBolt)
+	cfg.wrapStore = func(s logStore) logStore { return panickyStore{s} }
+	n, err := Open(cfg)
+	if err == nil {
+		_ = n.Close()
+		t.Fatal("Open succeeded on a store that panics")
+	}
+	if !errors.Is(err, ErrCorruptState) {
+		t.Fatalf("Open: %v, want ErrCorruptState", err)
+	}
+}

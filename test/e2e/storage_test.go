@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -148,6 +149,84 @@ func TestCorruptFollowerSnapshot(t *testing.T) {
 			if !strings.Contains(logText, "starting with an empty log") {
 				t.Errorf("%s's log does not say it started with an empty log:\n%s", f.Name, f.Tail(40))
 			}
+		})
+	}
+}
+
+// exitsCleanly1 waits for n's run to end by itself and checks that it
+// stopped the way a supervisor restarts: exit status 1 (a Go panic's is 2,
+// which the shipped systemd unit does not restart), one error line naming
+// the cause, no panic.
+func exitsCleanly1(t *testing.T, n *proc.Node, want string) {
+	t.Helper()
+	err := n.Wait(30 * time.Second)
+	var exit interface{ ExitCode() int }
+	if err == nil || !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("%s exited with %v, want status 1:\n%s", n.Name, err, n.Tail(30))
+	}
+	logText := n.Log()
+	if strings.Contains(logText, "panic:") || strings.Contains(logText, "goroutine ") {
+		t.Errorf("%s panicked:\n%s", n.Name, n.Tail(40))
+	}
+	if !strings.Contains(logText, want) {
+		t.Errorf("%s's log does not say %q:\n%s", n.Name, want, n.Tail(20))
+	}
+	t.Logf("%s stopped with:\n%s", n.Name, n.Tail(2))
+}
+
+// TestCorruptVolumeStops: a node whose volume cannot be used and that no
+// other member could repair stops with one line and exit status 1, never a
+// panic: its only intact snapshot is followed by a gap in the log, its bbolt
+// file (log and stable store) does not open, its raft-wal meta database
+// (the stable store) does not open.
+func TestCorruptVolumeStops(t *testing.T) {
+	bin := raftkvBinary(t)
+	overwrite := func(t *testing.T, path string, at, n int) {
+		t.Helper()
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteAt(bytes.Repeat([]byte{0xAB}, n), int64(at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		name, store string
+		damage      func(t *testing.T, volume string)
+		want        string
+	}{
+		{"snapshot gap, only voter", "boltdb", func(t *testing.T, volume string) {
+			state := filepath.Join(volume, "snapshots", newestSnapshot(t, volume), "state.bin")
+			overwrite(t, state, 20, 1)
+		}, "restore this node from a backup"},
+		{"bolt file", "boltdb", func(t *testing.T, volume string) {
+			overwrite(t, filepath.Join(volume, "raft.db"), 0, 16<<10) // both meta pages
+		}, "open raft log"},
+		{"wal meta database", "wal", func(t *testing.T, volume string) {
+			overwrite(t, filepath.Join(volume, "wal", "wal-meta.db"), 0, 16<<10)
+		}, "open raft log"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := proc.StartCluster(t, proc.ClusterConfig{Size: 1, Bin: bin, Dir: t.TempDir(), Formation: proc.JoinFirst,
+				Env: map[string]string{"RAFT_LOG_STORE": tt.store, "RAFT_SNAPSHOT_THRESHOLD": "8", "RAFT_SNAPSHOT_INTERVAL": "1h"}})
+			n := c.WaitLeader(20 * time.Second)
+			for round := range 2 {
+				for i := range 30 {
+					key := fmt.Sprintf("k%d-%02d", round, i)
+					if err := set(n, key, key); err != nil {
+						t.Fatal(err)
+					}
+				}
+				snapshotOn(t, n)
+			}
+			if err := n.Stop(20 * time.Second); err != nil {
+				t.Fatalf("stop: %v", err)
+			}
+			tt.damage(t, n.Volume)
+			n.Restart()
+			exitsCleanly1(t, n, tt.want)
 		})
 	}
 }
