@@ -139,6 +139,9 @@ func unreadableHint(err error) string {
 	if errors.Is(err, bolterrors.ErrTimeout) || errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
 		return ""
 	}
+	if nothingWritten(err) {
+		return "; the volume is full or read-only: free space and start the node again"
+	}
 	return "; the log store is unreadable: if the other members hold the data, move this volume aside and start the node " +
 		"with an empty one (leave and join it again), otherwise restore from a backup (raftkv restore --force)"
 }

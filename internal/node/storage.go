@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
 	"github.com/sirupsen/logrus"
 )
 
@@ -25,14 +26,19 @@ import (
 type StorageError struct {
 	Op       string // "append to the log", "save the term", "write a snapshot", …
 	Err      error
-	NotSaved bool // the error proves nothing was written
+	NotSaved bool   // the error proves nothing was written
+	Reason   string // what went wrong, for users; empty: the system error's name
 }
 
 func (e *StorageError) Error() string {
-	if e.NotSaved {
-		return fmt.Sprintf("storage unavailable: could not %s (%s); nothing was applied", e.Op, errnoText(e.Err))
+	reason := e.Reason
+	if reason == "" {
+		reason = errnoText(e.Err)
 	}
-	return fmt.Sprintf("storage error: could not %s (%s); the write may or may not be applied", e.Op, errnoText(e.Err))
+	if e.NotSaved {
+		return fmt.Sprintf("storage unavailable: could not %s (%s); nothing was applied", e.Op, reason)
+	}
+	return fmt.Sprintf("storage error: could not %s (%s); the write may or may not be applied", e.Op, reason)
 }
 
 func (e *StorageError) Unwrap() []error {
@@ -123,7 +129,9 @@ type storageHealth struct {
 	// the store beneath raft's LogCache (which flattens errors into text)
 	// to the wrapper above it. raft appends from one goroutine at a time.
 	last *StorageError
-	log  *logrus.Entry
+	// stopping is set once a fault made the node call fatal.
+	stopping bool
+	log      *logrus.Entry
 }
 
 func (h *storageHealth) fail(op string, err error) *StorageError {
@@ -162,8 +170,12 @@ func (h *storageHealth) fault() error {
 	if h.err == nil {
 		return nil
 	}
+	reason := h.err.Reason
+	if reason == "" {
+		reason = errnoText(h.err.Err)
+	}
 	return fmt.Errorf("%w: the last write to the volume failed %s ago (%s)",
-		ErrStorageUnavailable, time.Since(h.since).Round(time.Second), errnoText(h.err.Err))
+		ErrStorageUnavailable, time.Since(h.since).Round(time.Second), reason)
 }
 
 // StorageFault is nil while this node's volume takes writes, else an error
@@ -183,6 +195,9 @@ func (s *faultStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Lo
 
 func (s *faultStore) StoreLogs(logs []*raft.Log) error {
 	if err := s.logStore.StoreLogs(logs); err != nil {
+		if errors.Is(err, wal.ErrSealed) {
+			return s.walStuck(err)
+		}
 		se := s.h.fail("append to the log", err)
 		s.h.mu.Lock()
 		s.h.last = se
@@ -220,6 +235,29 @@ func (s *faultStore) SetUint64(key []byte, val uint64) error {
 	return nil
 }
 
+// walStuck handles raft-wal refusing an append because its segment is
+// full and the next one could not be created (its background rotation
+// failed, as on a full volume; raft-wal only logs "rotate error"). Nothing
+// was written (the check comes before any write), so the write answers
+// 503; but raft-wal never retries the rotation, so the store refuses every
+// append until it is reopened. The node stops (exit 1) for its supervisor
+// to restart it; the restart fails the same way until space is freed.
+func (s *faultStore) walStuck(err error) error {
+	se := s.h.fail("append to the log", err)
+	se.NotSaved = true
+	se.Reason = "raft-wal could not start a new segment, most likely for lack of space"
+	s.h.mu.Lock()
+	s.h.last = se
+	first := !s.h.stopping
+	s.h.stopping = true
+	s.h.mu.Unlock()
+	if first {
+		// Not on raft's goroutine: raft first answers the write (503).
+		go s.fatal(fmt.Errorf("%w: the log store accepts no more entries until the node restarts", se))
+	}
+	return se
+}
+
 // keyCurrentTerm is the stable-store key raft panics on when it cannot
 // save it (raft.go setCurrentTerm).
 const keyCurrentTerm = "CurrentTerm"
@@ -247,7 +285,7 @@ func (c classedLogs) StoreLogs(logs []*raft.Log) error {
 // exitOnStorageFailure is the default Config.OnFatal: one clear line, exit 1.
 func exitOnStorageFailure(log *logrus.Entry) func(error) {
 	return func(err error) {
-		log.WithError(err).Error("cannot continue without saving raft state; stopping (exit 1) so the supervisor restarts the node once the volume takes writes")
+		log.WithError(err).Error("cannot continue after a storage failure; stopping (exit 1) so the supervisor restarts the node once the volume takes writes")
 		os.Exit(1)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
 
 	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/testwait"
@@ -133,5 +134,36 @@ func TestTermSaveFailureIsFatal(t *testing.T) {
 	err = s.SetUint64([]byte(keyCurrentTerm), 3)
 	if !errors.Is(err, ErrStorageUnavailable) || !errors.Is(fatal, ErrStorageUnavailable) {
 		t.Fatalf("saving the term on a full volume: err %v, fatal %v; want both ErrStorageUnavailable", err, fatal)
+	}
+}
+
+// TestWALSealedStops: raft-wal refusing appends because it could not start
+// a new segment (a full volume at rotation) answers the write as not
+// applied and stops the node for a restart, since raft-wal never retries.
+func TestWALSealedStops(t *testing.T) {
+	var fs *failingStore
+	fatal := make(chan error, 1)
+	cfg := testConfig(t.TempDir(), LogStoreWAL)
+	cfg.OnFatal = func(err error) { fatal <- err }
+	cfg.wrapStore = func(s logStore) logStore {
+		fs = &failingStore{logStore: s}
+		return fs
+	}
+	n := openLeader(t, cfg)
+	sealed := error(wal.ErrSealed)
+	fs.failWith.Store(&sealed)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	_, err := n.Apply(ctx, &fsm.Command{Op: fsm.OpSet, Key: "k", Value: "v"})
+	if !errors.Is(err, ErrStorageUnavailable) {
+		t.Fatalf("apply on a sealed WAL: %v, want ErrStorageUnavailable", err)
+	}
+	select {
+	case err := <-fatal:
+		if !errors.Is(err, wal.ErrSealed) {
+			t.Fatalf("fatal: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the node did not stop on a WAL that accepts no more entries")
 	}
 }

@@ -2,13 +2,16 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -229,4 +232,186 @@ func TestCorruptVolumeStops(t *testing.T) {
 			exitsCleanly1(t, n, tt.want)
 		})
 	}
+}
+
+// tmpfsVolume mounts a tmpfs of size at dir/n1 (the volume of a cluster's
+// first node) until the test ends; it skips the test when not root.
+func tmpfsVolume(t *testing.T, dir, size string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: mounts a small tmpfs as the node's volume to fill it")
+	}
+	volume := filepath.Join(dir, "n1")
+	if err := os.MkdirAll(volume, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", volume).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", volume).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", volume, err, out)
+		}
+	})
+	return volume
+}
+
+// putValue writes a value of size bytes to key with PUT /kv.
+func putValue(n *proc.Node, key string, size int) (int, []byte, error) {
+	return n.Do(http.MethodPut, "/kv/"+key, bytes.Repeat([]byte("v"), size))
+}
+
+// checkValues reads every key in keys through n and checks its size.
+func checkValues(t *testing.T, n *proc.Node, keys []string, size int) {
+	t.Helper()
+	for _, key := range keys {
+		code, body, err := n.Do(http.MethodGet, "/kv/"+key, nil)
+		if err != nil || code != http.StatusOK || len(body) != size {
+			t.Errorf("get %s: %d, %d bytes, %v", key, code, len(body), err)
+		}
+	}
+}
+
+// TestFullVolume: a node whose bbolt volume (a small tmpfs) fills up
+// answers a write it cannot store with 503 storage_unavailable, never 500;
+// once space is freed, writes succeed without a restart and every
+// acknowledged write is there. Needs root to mount the tmpfs.
+func TestFullVolume(t *testing.T) {
+	dir := t.TempDir()
+	volume := tmpfsVolume(t, dir, "8m")
+	bin := raftkvBinary(t)
+	c := proc.StartCluster(t, proc.ClusterConfig{Size: 1, Bin: bin, Dir: dir, Formation: proc.JoinFirst,
+		Env: map[string]string{"RAFT_LOG_STORE": "boltdb", "RAFT_SNAPSHOT_INTERVAL": "1h"}})
+	n := c.WaitLeader(20 * time.Second)
+	const size = 256 << 10
+	var acked []string
+	for i := range 4 {
+		key := fmt.Sprintf("before-%d", i)
+		if code, body, err := putValue(n, key, size); err != nil || code != http.StatusOK {
+			t.Fatalf("put %s: %d %s %v", key, code, bytes.TrimSpace(body), err)
+		}
+		acked = append(acked, key)
+	}
+	filler := filepath.Join(volume, "filler")
+	fill(t, filler)
+
+	var refused bool
+	for i := range 40 {
+		key := fmt.Sprintf("full-%d", i)
+		code, body, err := putValue(n, key, size)
+		if err != nil {
+			t.Fatalf("put %s on a full volume: %v\n%s", key, err, n.Tail(20))
+		}
+		if code == http.StatusOK {
+			acked = append(acked, key) // bbolt reused free pages
+			continue
+		}
+		var e struct{ Code string }
+		_ = json.Unmarshal(body, &e)
+		if code != http.StatusServiceUnavailable || e.Code != "storage_unavailable" {
+			t.Fatalf("put %s on a full volume: %d %s, want 503 storage_unavailable", key, code, bytes.TrimSpace(body))
+		}
+		refused = true
+		break
+	}
+	if !refused {
+		t.Fatal("40 writes of 256 KiB succeeded on a full 8 MiB volume")
+	}
+	if !strings.Contains(n.Log(), "storage failure") {
+		t.Errorf("no 'storage failure' line in the log:\n%s", n.Tail(20))
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 20*time.Second, "a write after space was freed", func() error {
+		code, body, err := putValue(n, "after", size)
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("%d %s", code, bytes.TrimSpace(body))
+		}
+		return err
+	})
+	acked = append(acked, "after")
+	if !n.Running() {
+		t.Fatalf("the node stopped:\n%s", n.Tail(20))
+	}
+	checkValues(t, n, acked, size)
+	if strings.Contains(n.Log(), "panic:") {
+		t.Errorf("the node panicked:\n%s", n.Tail(40))
+	}
+}
+
+// TestFullVolumeWAL: raft-wal preallocates its 64 MiB segments, so a full
+// volume shows when the next segment cannot be created; raft-wal then
+// refuses every append until reopened. The write is refused (503, or the
+// connection closes as the node stops), the node exits 1 for its supervisor,
+// and once space is freed it starts again with every acknowledged write.
+func TestFullVolumeWAL(t *testing.T) {
+	dir := t.TempDir()
+	volume := tmpfsVolume(t, dir, "72m")
+	bin := raftkvBinary(t)
+	c := proc.StartCluster(t, proc.ClusterConfig{Size: 1, Bin: bin, Dir: dir, Formation: proc.JoinFirst,
+		Env: map[string]string{"RAFT_LOG_STORE": "wal", "RAFT_SNAPSHOT_INTERVAL": "1h"}})
+	n := c.WaitLeader(20 * time.Second)
+	filler := filepath.Join(volume, "filler")
+	fill(t, filler)
+
+	const size = 512 << 10
+	var acked []string
+	refused := false
+	for i := range 200 { // 64 MiB of segment holds fewer than 130
+		key := fmt.Sprintf("k-%03d", i)
+		code, body, err := putValue(n, key, size)
+		if err == nil && code == http.StatusOK {
+			acked = append(acked, key)
+			continue
+		}
+		if err == nil {
+			var e struct{ Code string }
+			_ = json.Unmarshal(body, &e)
+			if code != http.StatusServiceUnavailable || e.Code != "storage_unavailable" {
+				t.Fatalf("put %s on a full volume: %d %s, want 503 storage_unavailable", key, code, bytes.TrimSpace(body))
+			}
+		}
+		refused = true
+		break
+	}
+	if !refused {
+		t.Fatal("200 writes of 512 KiB succeeded on a 72 MiB volume")
+	}
+	exitsCleanly1(t, n, "could not start a new segment")
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	n.Restart()
+	c.WaitLeader(20 * time.Second)
+	testwait.For(t, 20*time.Second, "a write after the restart", func() error {
+		code, body, err := putValue(n, "after", size)
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("%d %s", code, bytes.TrimSpace(body))
+		}
+		return err
+	})
+	checkValues(t, n, append(acked, "after"), size)
+}
+
+// fill writes path until the file system is full.
+func fill(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 64<<10)
+	for range 1 << 14 { // bounded: 1 GiB, far above the tmpfs
+		if _, err := f.Write(chunk); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				return
+			}
+			t.Fatal(err)
+		}
+	}
+	t.Fatal("the volume never filled")
 }
