@@ -153,6 +153,10 @@ func (n *Node) Restore(ctx context.Context, src io.ReadSeeker, info fsm.BackupIn
 			// raft refuses while a configuration change is uncommitted.
 			return RestoreResult{}, fmt.Errorf("restore: %w (%v)", ErrUnavailable, err)
 		}
+		if nothingWritten(err) {
+			// The snapshot sink failed before raft changed anything.
+			return RestoreResult{}, fmt.Errorf("restore: %w", &StorageError{Op: "write the restored snapshot", Err: err, NotSaved: true})
+		}
 		return RestoreResult{}, mapRaftError("restore", err)
 	}
 	if got := parseUint(n.raft.Stats()["last_snapshot_index"]); got != index {
