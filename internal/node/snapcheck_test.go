@@ -2,10 +2,13 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc64"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,5 +145,56 @@ func TestOpenRecoversRaftPanic(t *testing.T) {
 	}
 	if !errors.Is(err, ErrCorruptState) {
 		t.Fatalf("Open: %v, want ErrCorruptState", err)
+	}
+}
+
+// TestVerifySnapshot: an intact snapshot passes; a flipped byte fails
+// raft's CRC-64; the same flip with meta.json's CRC-64 rewritten to match
+// (a snapshot written wrong, not damaged later) still fails the FSM's own
+// checks.
+func TestVerifySnapshot(t *testing.T) {
+	cfg := testConfig(t.TempDir(), LogStoreBolt)
+	n := openLeader(t, cfg)
+	apply(t, n, setN("a", 20)...)
+	snapshotNow(t, n)
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	names, err := os.ReadDir(filepath.Join(cfg.Dir, snapshotsDir))
+	if err != nil || len(names) != 1 {
+		t.Fatalf("snapshots: %v %v", names, err)
+	}
+	id := names[0].Name()
+	if err := verifySnapshot(cfg.Dir, id); err != nil {
+		t.Fatalf("intact snapshot: %v", err)
+	}
+	flipNewestSnapshot(t, cfg.Dir)
+	if err := verifySnapshot(cfg.Dir, id); err == nil || !strings.Contains(err.Error(), "CRC-64") {
+		t.Fatalf("flipped byte: %v, want a CRC-64 mismatch", err)
+	}
+	state, err := os.ReadFile(filepath.Join(cfg.Dir, snapshotsDir, id, "state.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	metaPath := filepath.Join(cfg.Dir, snapshotsDir, id, "meta.json")
+	b, err := os.ReadFile(metaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta map[string]any
+	if err := json.Unmarshal(b, &meta); err != nil {
+		t.Fatal(err)
+	}
+	sum := crc64.New(crc64.MakeTable(crc64.ECMA))
+	sum.Write(state)
+	meta["CRC"] = sum.Sum(nil)
+	if b, err = json.Marshal(meta); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(metaPath, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := verifySnapshot(cfg.Dir, id); !errors.Is(err, fsm.ErrCorruptSnapshot) {
+		t.Fatalf("flipped byte under a matching CRC-64: %v, want fsm.ErrCorruptSnapshot", err)
 	}
 }
