@@ -99,7 +99,7 @@ func Open(cfg Config) (*Node, error) {
 		stop:     make(chan struct{}),
 		metrics:  newMetrics(),
 	}
-	n.health.log = n.log
+	n.health.log, n.health.failures = n.log, n.metrics.storageFailures
 	raftMetrics() // before raft starts: its go-metrics sink is process-wide
 	if err := n.openRecovered(); err != nil {
 		n.closeStores()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 )
 
@@ -91,7 +92,7 @@ func (s snapshotStore) Create(version raft.SnapshotVersion, index, term uint64, 
 	sink, err := s.SnapshotStore.Create(version, index, term, conf, confIndex, trans)
 	if err != nil {
 		if ioFailure(err) {
-			return nil, s.h.fail("write a snapshot", err)
+			return nil, s.h.fail(storeSnapshot, "write a snapshot", err)
 		}
 		return nil, err
 	}
@@ -106,7 +107,7 @@ type snapshotSink struct {
 func (s *snapshotSink) Write(p []byte) (int, error) {
 	n, err := s.SnapshotSink.Write(p)
 	if err != nil && ioFailure(err) {
-		return n, s.h.fail("write a snapshot", err)
+		return n, s.h.fail(storeSnapshot, "write a snapshot", err)
 	}
 	return n, err
 }
@@ -114,7 +115,7 @@ func (s *snapshotSink) Write(p []byte) (int, error) {
 func (s *snapshotSink) Close() error {
 	err := s.SnapshotSink.Close()
 	if err != nil && ioFailure(err) {
-		return s.h.fail("write a snapshot", err)
+		return s.h.fail(storeSnapshot, "write a snapshot", err)
 	}
 	return err
 }
@@ -132,9 +133,20 @@ type storageHealth struct {
 	// stopping is set once a fault made the node call fatal.
 	stopping bool
 	log      *logrus.Entry
+	failures *prometheus.CounterVec // raftkv_storage_failures_total; nil in tests of the store alone
 }
 
-func (h *storageHealth) fail(op string, err error) *StorageError {
+// Stores, as raftkv_storage_failures_total labels them.
+const (
+	storeLog      = "log"
+	storeStable   = "stable"
+	storeSnapshot = "snapshot"
+)
+
+func (h *storageHealth) fail(store, op string, err error) *StorageError {
+	if h.failures != nil {
+		h.failures.WithLabelValues(store).Inc()
+	}
 	se := &StorageError{Op: op, Err: err, NotSaved: nothingWritten(err)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -198,7 +210,7 @@ func (s *faultStore) StoreLogs(logs []*raft.Log) error {
 		if errors.Is(err, wal.ErrSealed) {
 			return s.walStuck(err)
 		}
-		se := s.h.fail("append to the log", err)
+		se := s.h.fail(storeLog, "append to the log", err)
 		s.h.mu.Lock()
 		s.h.last = se
 		s.h.mu.Unlock()
@@ -210,14 +222,14 @@ func (s *faultStore) StoreLogs(logs []*raft.Log) error {
 
 func (s *faultStore) DeleteRange(min, max uint64) error {
 	if err := s.logStore.DeleteRange(min, max); err != nil {
-		return s.h.fail("compact the log", err)
+		return s.h.fail(storeLog, "compact the log", err)
 	}
 	return nil
 }
 
 func (s *faultStore) Set(key, val []byte) error {
 	if err := s.logStore.Set(key, val); err != nil {
-		return s.h.fail("save "+string(key), err)
+		return s.h.fail(storeStable, "save "+string(key), err)
 	}
 	s.h.ok()
 	return nil
@@ -225,7 +237,7 @@ func (s *faultStore) Set(key, val []byte) error {
 
 func (s *faultStore) SetUint64(key []byte, val uint64) error {
 	if err := s.logStore.SetUint64(key, val); err != nil {
-		se := s.h.fail("save "+string(key), err)
+		se := s.h.fail(storeStable, "save "+string(key), err)
 		if string(key) == keyCurrentTerm {
 			s.fatal(se)
 		}
@@ -243,7 +255,7 @@ func (s *faultStore) SetUint64(key []byte, val uint64) error {
 // append until it is reopened. The node stops (exit 1) for its supervisor
 // to restart it; the restart fails the same way until space is freed.
 func (s *faultStore) walStuck(err error) error {
-	se := s.h.fail("append to the log", err)
+	se := s.h.fail(storeLog, "append to the log", err)
 	se.NotSaved = true
 	se.Reason = "raft-wal could not start a new segment, most likely for lack of space"
 	s.h.mu.Lock()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/testwait"
@@ -74,6 +75,10 @@ func TestFullVolumeWrite(t *testing.T) {
 			}
 			if err := n.StorageFault(); !errors.Is(err, ErrStorageUnavailable) {
 				t.Fatalf("StorageFault after a failed append: %v", err)
+			}
+			var m dto.Metric
+			if err := n.metrics.storageFailures.WithLabelValues(storeLog).Write(&m); err != nil || m.GetCounter().GetValue() < 1 {
+				t.Fatalf("raftkv_storage_failures_total{store=log} = %v (%v) after a failed append", m.GetCounter().GetValue(), err)
 			}
 
 			fs.failWith.Store(nil)
