@@ -40,7 +40,7 @@ var ErrCorruptState = errors.New("the volume's raft state is corrupt")
 // and vote in the stable store (so this node cannot vote twice in a term);
 // raft then starts empty and the leader sends it a snapshot. As the only
 // voter it refuses to start (ErrCorruptState).
-func checkSnapshots(dir, id string, snaps *raft.FileSnapshotStore, logs raft.LogStore, log *logrus.Entry) error {
+func checkSnapshots(dir, id string, snaps *raft.FileSnapshotStore, logs logStore, log *logrus.Entry) error {
 	snapDir := filepath.Join(dir, snapshotsDir)
 	metas, err := snaps.List() // newest first; skips snapshots whose meta.json does not parse
 	if err != nil {
@@ -100,29 +100,43 @@ func checkSnapshots(dir, id string, snaps *raft.FileSnapshotStore, logs raft.Log
 	if len(good) > 0 {
 		base = good[0].Index
 	}
-	if last == 0 || first <= base+1 {
+	// Replayable: the newest intact snapshot and the log after it, or the
+	// whole log from index 1.
+	if (last == 0 && len(good) > 0) || (last > 0 && first <= base+1) {
 		if len(good) > 0 {
 			log.WithField("snapshot", good[0].ID).Warn("starting from an older intact snapshot and the log after it")
 		}
-		return nil // raft replays the log from base
+		return nil
 	}
 
-	// A gap: entries base+1 … first-1 are in no intact snapshot and no
-	// longer in the log. Only another member can fill it.
-	if c, ok := lastLogConfiguration(logs, first, last); ok {
-		latestConf = &c
+	// A gap (entries base+1 … first-1 are in no intact snapshot and no
+	// longer in the log), or nothing left at all (a volume that held only
+	// a snapshot, as the offline restore writes it). Only another member
+	// can fill it; with nothing left and no term saved, raft would even
+	// bootstrap a new, empty cluster.
+	missing := fmt.Sprintf("the log starts at index %d but no intact snapshot reaches index %d", first, max(first, 1)-1)
+	if last == 0 {
+		missing = "no intact snapshot is left and the log is empty"
 	}
-	if latestConf == nil || !hasOtherVoter(*latestConf, id) {
-		return fmt.Errorf("%w: the log starts at index %d but no intact snapshot reaches index %d, and no other voter holds a copy; restore this node from a backup (raftkv restore --force)",
-			ErrCorruptState, first, first-1)
+	if last > 0 {
+		if c, ok := lastLogConfiguration(logs, first, last); ok {
+			latestConf = &c
+		}
+	}
+	term, _ := logs.GetUint64([]byte(keyCurrentTerm))
+	if latestConf == nil || !hasOtherVoter(*latestConf, id) || term == 0 {
+		return fmt.Errorf("%w: %s, and no other voter holds a copy; restore this node from a backup (raftkv restore --force)",
+			ErrCorruptState, missing)
 	}
 	for _, m := range good {
 		if err := moveAside(dir, m.ID); err != nil {
 			return err
 		}
 	}
-	if err := logs.DeleteRange(first, last); err != nil {
-		return fmt.Errorf("empty the log: %w", err)
+	if last > 0 {
+		if err := logs.DeleteRange(first, last); err != nil {
+			return fmt.Errorf("empty the log: %w", err)
+		}
 	}
 	log.WithFields(logrus.Fields{"deleted_log": fmt.Sprintf("%d-%d", first, last), "intact_snapshots_set_aside": len(good)}).
 		Error("no intact snapshot reaches the start of the log; starting with an empty log (term and vote kept) to receive a copy from the leader")

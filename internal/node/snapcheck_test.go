@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -196,5 +197,32 @@ func TestVerifySnapshot(t *testing.T) {
 	}
 	if err := verifySnapshot(cfg.Dir, id); !errors.Is(err, fsm.ErrCorruptSnapshot) {
 		t.Fatalf("flipped byte under a matching CRC-64: %v, want fsm.ErrCorruptSnapshot", err)
+	}
+}
+
+// TestCorruptRestoredVolume: a volume the offline restore wrote holds one
+// snapshot and no log. With that snapshot corrupt nothing is left, and raft
+// alone would bootstrap a new, empty cluster on it: Open refuses instead.
+func TestCorruptRestoredVolume(t *testing.T) {
+	src := openLeader(t, testConfig(t.TempDir(), LogStoreBolt))
+	apply(t, src, setN("a", 5)...)
+	var backup bytes.Buffer
+	if _, err := src.FSM().Capture().Write(&backup); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t.TempDir(), LogStoreBolt)
+	cfg.RaftAdvertise = "127.0.0.1:1"
+	if _, err := RestoreVolume(cfg, bytes.NewReader(backup.Bytes()), false); err != nil {
+		t.Fatal(err)
+	}
+	cfg.RaftAdvertise = ""
+	flipNewestSnapshot(t, cfg.Dir)
+	n, err := Open(cfg)
+	if err == nil {
+		_ = n.Close()
+		t.Fatal("Open started on a restored volume whose only snapshot is corrupt")
+	}
+	if !errors.Is(err, ErrCorruptState) {
+		t.Fatalf("Open: %v, want ErrCorruptState", err)
 	}
 }
