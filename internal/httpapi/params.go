@@ -53,6 +53,12 @@ func (s *Service) readParams(w http.ResponseWriter, r *http.Request) (params, er
 		if err != nil {
 			return params{}, fmt.Errorf("%w: form body: %v", ErrBadRequest, err)
 		}
+		// The query was checked before the handler ran (route.checkQuery).
+		if rt, ok := r.Context().Value(routeKey{}).(*route); ok {
+			if err := rt.checkParams(form); err != nil {
+				return params{}, err
+			}
+		}
 		for k, vs := range form {
 			p.values[k] = append(p.values[k], vs...)
 		}
