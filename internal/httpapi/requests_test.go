@@ -1,0 +1,118 @@
+package httpapi
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+)
+
+// jsonOf decodes a JSON object answer.
+func jsonOf(t *testing.T, body []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatalf("answer %q is not a JSON object: %v", body, err)
+	}
+	return m
+}
+
+// TestValuesNeverAltered: a value that is not valid UTF-8 comes back in
+// JSON as value_base64 (standard base64 of its bytes), never as a "value"
+// with bytes replaced; a valid UTF-8 value comes back as "value",
+// unchanged. Both in the write's echo and in /get.
+func TestValuesNeverAltered(t *testing.T) {
+	s, _, _ := newFakeService(t, Options{})
+	tests := []struct {
+		name, value string
+		utf8        bool
+	}{
+		{"bytes ff fe", "\xff\xfe", false},
+		{"valid then invalid", "ok\xc3", false},
+		{"multi-byte UTF-8", "héllo ✓ 日本 🙂", true},
+		{"empty", "", true},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			key := "v" + strconv.Itoa(i)
+			put := call(s, http.MethodPut, "/kv/"+key, tt.value, nil)
+			if put.Code != 200 {
+				t.Fatalf("PUT: %d %s", put.Code, put.Body)
+			}
+			get := call(s, http.MethodGet, "/get?key="+key, "", nil)
+			if get.Code != 200 {
+				t.Fatalf("GET: %d %s", get.Code, get.Body)
+			}
+			for what, body := range map[string][]byte{"write echo": put.Body.Bytes(), "/get": get.Body.Bytes()} {
+				m := jsonOf(t, body)
+				v, hasV := m["value"]
+				b, hasB := m["value_base64"]
+				if tt.utf8 {
+					if !hasV || hasB || v != tt.value {
+						t.Errorf("%s: %s, want value %q and no value_base64", what, body, tt.value)
+					}
+					continue
+				}
+				if hasV || !hasB {
+					t.Fatalf("%s: %s, want value_base64 only", what, body)
+				}
+				raw, err := base64.StdEncoding.DecodeString(b.(string))
+				if err != nil || string(raw) != tt.value {
+					t.Errorf("%s: value_base64 %q decodes to %q (%v), want %q", what, b, raw, err, tt.value)
+				}
+			}
+			raw := call(s, http.MethodGet, "/kv/"+key, "", nil)
+			if raw.Body.String() != tt.value {
+				t.Errorf("GET /kv: %q, want %q", raw.Body.String(), tt.value)
+			}
+		})
+	}
+}
+
+// TestHeadAnswersAsGet: HEAD on a read route answers the GET's status and
+// headers (Content-Length included) with an empty body, not 405.
+func TestHeadAnswersAsGet(t *testing.T) {
+	s, st, _ := newFakeService(t, Options{})
+	st.set("k", "some value")
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	for _, target := range []string{"/get?key=k", "/kv/k", "/status", "/health", "/nodes?stale", "/get?key=absent"} {
+		t.Run(target, func(t *testing.T) {
+			do := func(method string) (*http.Response, []byte) {
+				req, err := http.NewRequest(method, srv.URL+target, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp, err := srv.Client().Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, err := io.ReadAll(resp.Body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return resp, b
+			}
+			g, gb := do(http.MethodGet)
+			h, hb := do(http.MethodHead)
+			if h.StatusCode != g.StatusCode {
+				t.Fatalf("HEAD %d, GET %d", h.StatusCode, g.StatusCode)
+			}
+			if len(hb) != 0 {
+				t.Errorf("HEAD has a body: %q", hb)
+			}
+			if h.ContentLength != int64(len(gb)) || h.ContentLength != g.ContentLength {
+				t.Errorf("HEAD Content-Length %d, GET's %d with a %d-byte body", h.ContentLength, g.ContentLength, len(gb))
+			}
+			for _, name := range []string{"Content-Type", HeaderServedBy, HeaderRaftIndex, HeaderCreateIndex, "Retry-After"} {
+				if h.Header.Get(name) != g.Header.Get(name) {
+					t.Errorf("%s: HEAD %q, GET %q", name, h.Header.Get(name), g.Header.Get(name))
+				}
+			}
+		})
+	}
+}
