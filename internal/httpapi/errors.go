@@ -31,6 +31,9 @@ var (
 	// from a host that is neither this one nor a cluster member's.
 	ErrRemoteAdmin = errors.New("admin endpoints accept only callers on this host or on a cluster member's host while authentication is off; " +
 		"set AUTH_TOKENS_FILE to use tokens, or ALLOW_REMOTE_ADMIN=true to accept admin requests from anywhere")
+	// ErrCrossSite: a state-changing request that a browser marks as sent
+	// by another site's page (see crossSite).
+	ErrCrossSite = errors.New("cross-site request refused: a web page from another origin may not change this store")
 	// ErrNotMember: /ready on a node outside the cluster configuration.
 	ErrNotMember = errors.New("not a member of the cluster")
 	// ErrCatchingUp: /ready on a node that has not yet applied what the
@@ -65,6 +68,7 @@ var errorTable = []struct {
 	{ErrUnauthorized, http.StatusUnauthorized, "unauthorized"},
 	{ErrForbidden, http.StatusForbidden, "forbidden"},
 	{ErrRemoteAdmin, http.StatusForbidden, "remote_admin_refused"},
+	{ErrCrossSite, http.StatusForbidden, "cross_site_refused"},
 	{fsm.ErrKeyNotFound, http.StatusNotFound, "key_not_found"},
 	{node.ErrNodeNotFound, http.StatusNotFound, "node_not_found"},
 	{node.ErrAddressInUse, http.StatusConflict, "address_in_use"},

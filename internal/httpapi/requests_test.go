@@ -116,3 +116,66 @@ func TestHeadAnswersAsGet(t *testing.T) {
 		})
 	}
 }
+
+// TestCrossSiteWritesRefused: a request a browser marks as cross-site (or
+// same-site: another origin) to any state-changing route is refused with
+// 403 cross_site_refused whatever its method, and applies nothing;
+// same-origin and direct navigation pass, as do requests with neither
+// Sec-Fetch-Site nor Origin (curl, scripts, other nodes). Reads are not
+// affected.
+func TestCrossSiteWritesRefused(t *testing.T) {
+	s, st, _ := newFakeService(t, Options{})
+	refused := []struct {
+		name   string
+		header http.Header
+	}{
+		{"cross-site", http.Header{"Sec-Fetch-Site": {"cross-site"}, "Origin": {"https://evil.example"}}},
+		{"same-site", http.Header{"Sec-Fetch-Site": {"same-site"}}},
+		{"foreign Origin only", http.Header{"Origin": {"https://evil.example"}}},
+		{"Origin on another port", http.Header{"Origin": {"http://example.com:8080"}}},
+	}
+	for _, rt := range s.Routes() {
+		if !rt.Write {
+			continue
+		}
+		for _, m := range rt.Methods {
+			for _, tt := range refused {
+				t.Run(m+" "+rt.Path+" "+tt.name, func(t *testing.T) {
+					applied, calls := st.f.AppliedIndex(), len(st.calls)
+					rec := call(s, m, concrete(rt)+"?key=x&value=1&nodeId=n9&raftPort=9", "", tt.header)
+					if rec.Code != http.StatusForbidden || errorOf(t, rec).Code != "cross_site_refused" {
+						t.Fatalf("%d %s, want 403 cross_site_refused", rec.Code, rec.Body)
+					}
+					if st.f.AppliedIndex() != applied || len(st.calls) != calls {
+						t.Fatalf("refused request changed something: calls %v", st.calls[calls:])
+					}
+				})
+			}
+		}
+	}
+	allowed := []struct {
+		name   string
+		header http.Header
+	}{
+		{"curl", nil},
+		{"same-origin", http.Header{"Sec-Fetch-Site": {"same-origin"}, "Origin": {"http://example.com"}}},
+		{"typed into the address bar", http.Header{"Sec-Fetch-Site": {"none"}}},
+		{"Origin matching Host", http.Header{"Origin": {"http://example.com"}}},
+	}
+	for i, tt := range allowed {
+		t.Run("GET /set "+tt.name, func(t *testing.T) {
+			key := "ok" + strconv.Itoa(i)
+			rec := call(s, http.MethodGet, "/set?key="+key+"&value=1", "", tt.header)
+			if rec.Code != 200 {
+				t.Fatalf("%d %s, want 200", rec.Code, rec.Body)
+			}
+			if _, ok := st.f.Get(key); !ok {
+				t.Fatal("not applied")
+			}
+		})
+	}
+	rec := call(s, http.MethodGet, "/get?key=ok0", "", refused[0].header)
+	if rec.Code != 200 {
+		t.Fatalf("cross-site read: %d %s, want 200", rec.Code, rec.Body)
+	}
+}

@@ -130,14 +130,22 @@ func (s *Service) newRouter() *mux.Router {
 }
 
 // adapt is the one place a route's handler is wrapped: it names the route
-// for the request log and the metrics, checks the caller's role, and
+// for the request log and the metrics, refuses a cross-site browser
+// request to a write route, checks the caller's role and the parameters'
+// names, and
 // answers a returned error through the error table.
 func (s *Service) adapt(rt *route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if o, ok := w.(*observedWriter); ok {
 			o.route = rt
 		}
-		err := s.authorize(w, r, rt.role)
+		var err error
+		if rt.write {
+			err = crossSite(r)
+		}
+		if err == nil {
+			err = s.authorize(w, r, rt.role)
+		}
 		if err == nil {
 			err = rt.checkQuery(r)
 		}

@@ -77,6 +77,10 @@ func TestBadInput(t *testing.T) {
 		{name: "set unknown in form", method: "POST", target: "/set", body: []byte("key=a&value=1&ttl=2"), header: form, status: 400, code: "bad_request", on: both},
 		{name: "DELETE /kv recurse", method: "DELETE", target: "/kv/existing?recurse=true", status: 400, code: "bad_request", on: both},
 		{name: "get index and wait", method: "GET", target: "/get?key=existing&index=5&wait=10s", status: 400, code: "bad_request", on: both},
+		{
+			name: "browser cross-site GET /set", method: "GET", target: "/set?key=a&value=1",
+			header: http.Header{"Sec-Fetch-Site": {"cross-site"}, "Origin": {"http://evil.example"}}, status: 403, code: "cross_site_refused", on: both,
+		},
 		{name: "leave unknown node", method: "POST", target: "/leave?nodeId=ghost", status: 404, code: "node_not_found", on: leaderOnly},
 		{name: "leave without nodeId", method: "POST", target: "/leave", status: 400, code: "bad_request", on: both},
 		{name: "leave bad nodeId", method: "POST", target: "/leave?nodeId=a%20b", status: 400, code: "bad_request", on: both},
