@@ -135,7 +135,7 @@ func (s *Service) receiveBackup(w http.ResponseWriter, r *http.Request) (*os.Fil
 			return f, fsm.BackupInfo{}, fmt.Errorf("%w: backup exceeds MAX_RESTORE_BYTES (%d)", ErrTooLarge, limit)
 		}
 		if body.readErr {
-			return f, fsm.BackupInfo{}, fmt.Errorf("%w: read body: %v", ErrBadRequest, err)
+			return f, fsm.BackupInfo{}, fmt.Errorf("%w: the backup could not be read to its end", ErrBadRequest)
 		}
 		return f, fsm.BackupInfo{}, fmt.Errorf("spool backup: %w", err)
 	}

@@ -165,7 +165,7 @@ func (s *Service) readLocal(w http.ResponseWriter, r *http.Request, q readReq) (
 		err := f.WaitApplied(ctx, q.minIndex)
 		cancel()
 		if err != nil {
-			return fsm.Entry{}, fmt.Errorf("%w: %v", ErrIndexNotReached, err)
+			return fsm.Entry{}, userErrorf(ErrIndexNotReached, "applied index %d < minIndex %d", f.AppliedIndex(), q.minIndex)
 		}
 	}
 	if q.consistency == consistencyStale {

@@ -113,7 +113,8 @@ func readBody(w http.ResponseWriter, r *http.Request, lim bodyLimit) ([]byte, er
 			discardRefused(w, r, lim.n, true)
 			return nil, fmt.Errorf("%w: the body exceeds %s", ErrTooLarge, lim.name)
 		}
-		return nil, fmt.Errorf("%w: the request body could not be read: %v", ErrBadRequest, err)
+		// What broke (a reset, a timeout) is the client's side: not repeated.
+		return nil, fmt.Errorf("%w: the request body could not be read to its end", ErrBadRequest)
 	}
 	return b, nil
 }

@@ -1,13 +1,21 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/raftkv/raftkv/internal/cluster"
 )
 
 // jsonOf decodes a JSON object answer.
@@ -177,5 +185,52 @@ func TestCrossSiteWritesRefused(t *testing.T) {
 	rec := call(s, http.MethodGet, "/get?key=ok0", "", refused[0].header)
 	if rec.Code != 200 {
 		t.Fatalf("cross-site read: %d %s, want 200", rec.Code, rec.Body)
+	}
+}
+
+// TestErrorMessagesForUsers: the "error" field never carries Go internals
+// (a dial error, a file path) or raw newlines: a 5xx says what happened in
+// its class's words and names the request id, under which the log has the
+// detail; a 4xx keeps what the user needs (the key, the parameter).
+func TestErrorMessagesForUsers(t *testing.T) {
+	s, st, cl := newFakeService(t, Options{})
+	var logged bytes.Buffer
+	s.opts.Logger.SetOutput(&logged)
+	s.opts.Logger.SetLevel(logrus.DebugLevel)
+
+	cl.err = fmt.Errorf("%w: dial tcp 10.0.0.9:8000: connect: connection refused\nsecond line", cluster.ErrLeaderUnreachable)
+	rec := call(s, http.MethodGet, "/set?key=a&value=1", "", http.Header{HeaderRequestID: {"req-42"}})
+	b := errorOf(t, rec)
+	if rec.Code != 503 || b.Code != "leader_unreachable" {
+		t.Fatalf("%d %+v", rec.Code, b)
+	}
+	for _, internal := range []string{"dial", "10.0.0.9", "connection refused", "\n", "second line"} {
+		if strings.Contains(b.Error, internal) {
+			t.Errorf("error %q carries %q", b.Error, internal)
+		}
+	}
+	if !strings.HasPrefix(b.Error, cluster.ErrLeaderUnreachable.Error()) || !strings.Contains(b.Error, "req-42") {
+		t.Errorf("error %q does not say what happened and name the request id", b.Error)
+	}
+	if !strings.Contains(logged.String(), "connection refused") || !strings.Contains(logged.String(), "req-42") {
+		t.Errorf("the detail is not in the log with the request id: %s", logged.String())
+	}
+	cl.err = nil
+
+	st.err = errors.New("open /var/lib/raftkv/n1/snap: permission denied")
+	rec = call(s, http.MethodPost, "/snapshot", "", nil)
+	b = errorOf(t, rec)
+	if rec.Code != 500 || b.Code != "internal" || strings.Contains(b.Error, "/var/lib") || !strings.Contains(b.Error, "request id") {
+		t.Errorf("internal error answered %d %+v", rec.Code, b)
+	}
+	st.err = nil
+
+	rec = call(s, http.MethodGet, "/get?key=no%0Ahere", "", nil)
+	b = errorOf(t, rec)
+	if b.Code != "key_not_found" || !strings.Contains(b.Error, `no\nhere`) || strings.Contains(b.Error, "\n") {
+		t.Errorf("404 must name the key on one line: %+v", b)
+	}
+	if msg, _ := publicMessage(fmt.Errorf("%w: first\nsecond\r\tthird", ErrBadRequest), 400); strings.ContainsAny(msg, "\n\r\t") || !strings.Contains(msg, "second") {
+		t.Errorf("4xx message %q is not one line, or lost its text", msg)
 	}
 }
