@@ -224,8 +224,9 @@ func TestNodesProbes(t *testing.T) {
 		node.Member{ID: "n2", RaftAddr: "h2:9000", HTTPAddr: "h2:8000", Suffrage: node.SuffrageVoter},
 		node.Member{ID: "n3", RaftAddr: "h3:9000", HTTPAddr: "h3:8000", Suffrage: node.SuffrageLearner},
 		node.Member{ID: "n4", RaftAddr: "h4:9000"})
+	contact := 1.5
 	cl.probes = map[string]cluster.Probe{
-		"h2:8000": {Reachable: true, Status: &node.Status{State: "Follower", LastContact: "1.5ms"}},
+		"h2:8000": {Reachable: true, Status: &node.Status{State: "Follower", LastContactMs: &contact}},
 		"h3:8000": {Reachable: true}, // /health only
 	}
 	rec := call(s, "GET", "/nodes", "", nil)

@@ -234,3 +234,28 @@ func TestErrorMessagesForUsers(t *testing.T) {
 		t.Errorf("4xx message %q is not one line, or lost its text", msg)
 	}
 }
+
+// TestLastContactOneFormat: /status and /nodes give "last contact" the
+// same way, a number of milliseconds named last_contact_ms, as the stale
+// read's X-Raft-Last-Contact header does.
+func TestLastContactOneFormat(t *testing.T) {
+	s, _, _ := newFakeService(t, Options{})
+	status := jsonOf(t, call(s, http.MethodGet, "/status", "", nil).Body.Bytes())
+	if _, old := status["last_contact"]; old {
+		t.Errorf("/status still has last_contact: %v", status)
+	}
+	if v, ok := status["last_contact_ms"].(float64); !ok || v != 3 {
+		t.Errorf("/status last_contact_ms = %#v, want the number 3", status["last_contact_ms"])
+	}
+	var nodes []map[string]any
+	if err := json.Unmarshal(call(s, http.MethodGet, "/nodes", "", nil).Body.Bytes(), &nodes); err != nil || len(nodes) != 1 {
+		t.Fatalf("/nodes: %v %v", nodes, err)
+	}
+	if v, ok := nodes[0]["last_contact_ms"].(float64); !ok || v != 3 {
+		t.Errorf("/nodes last_contact_ms = %#v, want the number 3", nodes[0]["last_contact_ms"])
+	}
+	rec := call(s, http.MethodGet, "/get?key=x&consistency=stale", "", nil)
+	if rec.Header().Get(HeaderLastContact) != "3" {
+		t.Errorf("%s = %q, want 3", HeaderLastContact, rec.Header().Get(HeaderLastContact))
+	}
+}
