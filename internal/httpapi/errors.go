@@ -78,6 +78,7 @@ var errorTable = []struct {
 	// 503: definitely not applied; safe to retry anywhere.
 	{node.ErrNotLeader, http.StatusServiceUnavailable, "not_leader"},
 	{node.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},
+	{cluster.ErrBootstrapPending, http.StatusServiceUnavailable, "bootstrap_pending"},
 	{node.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	{node.ErrShutdown, http.StatusServiceUnavailable, "shutting_down"},
 	{node.ErrReadUnconfirmed, http.StatusServiceUnavailable, "read_unconfirmed"},

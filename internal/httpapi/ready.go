@@ -67,6 +67,9 @@ func (s *Service) checkReady(ctx context.Context) (readyResponse, error) {
 	var resp readyResponse
 	leader, ok := s.store.Leader()
 	if !ok {
+		if err := s.cluster.BootstrapPending(); err != nil {
+			return resp, err
+		}
 		return resp, fmt.Errorf("%w: this node knows no leader", node.ErrNoLeader)
 	}
 	resp.LeaderID = leader.ID
