@@ -84,6 +84,7 @@ var errorTable = []struct {
 	// 503: definitely not applied; safe to retry anywhere.
 	{node.ErrNotLeader, http.StatusServiceUnavailable, "not_leader"},
 	{node.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},
+	{cluster.ErrBootstrapPending, http.StatusServiceUnavailable, "bootstrap_pending"},
 	{node.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	{node.ErrShutdown, http.StatusServiceUnavailable, "shutting_down"},
 	{node.ErrReadUnconfirmed, http.StatusServiceUnavailable, "read_unconfirmed"},
@@ -116,8 +117,13 @@ type userError struct {
 	msg   string
 }
 
-func (e userError) Error() string { return e.msg }
-func (e userError) Unwrap() error { return e.class }
+func (e userError) Error() string       { return e.msg }
+func (e userError) Unwrap() error       { return e.class }
+func (e userError) UserMessage() string { return e.msg }
+
+// userMessager is any error, from this package or another (the cluster's
+// bootstrap-expect wait), whose message is written for users in full.
+type userMessager interface{ UserMessage() string }
 
 // userErrorf is class's message followed by a detail for users.
 func userErrorf(class error, format string, args ...any) error {
@@ -130,12 +136,12 @@ func userErrorf(class error, format string, args ...any) error {
 // as this package wrote it; a 5xx says what happened in the class's own
 // words (its sentinel's message, the one user message per row of the
 // error table), without the wrapped internals (dial errors, paths, raft's
-// words), unless it is a userError. Either way it is one line.
+// words), unless it is a userMessager. Either way it is one line.
 func publicMessage(err error, status int) (string, bool) {
-	var ue userError
+	var um userMessager
 	switch {
-	case errors.As(err, &ue):
-		return oneLine(ue.msg), false
+	case errors.As(err, &um):
+		return oneLine(um.UserMessage()), false
 	case status < 500:
 		return oneLine(err.Error()), false
 	}

@@ -136,6 +136,8 @@ func (c *fakeCluster) OnLeader(w http.ResponseWriter, r *http.Request, f cluster
 	return "n2@127.0.0.1:8002", nil
 }
 
+func (c *fakeCluster) BootstrapPending() error { return nil }
+
 func (c *fakeCluster) Probe(_ context.Context, httpAddr string) cluster.Probe {
 	return c.probes[httpAddr]
 }

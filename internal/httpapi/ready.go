@@ -70,6 +70,9 @@ func (s *Service) checkReady(ctx context.Context) (readyResponse, error) {
 	var resp readyResponse
 	leader, ok := s.store.Leader()
 	if !ok {
+		if err := s.cluster.BootstrapPending(); err != nil {
+			return resp, err
+		}
 		return resp, userErrorf(node.ErrNoLeader, "this node knows no leader")
 	}
 	resp.LeaderID = leader.ID

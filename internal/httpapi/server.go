@@ -96,6 +96,9 @@ type Cluster interface {
 	// OnLeader runs local when this node leads, else forwards the request
 	// and copies the leader's answer to w (err nil once answered).
 	OnLeader(w http.ResponseWriter, r *http.Request, f cluster.Forward, local func() error) (via string, err error)
+	// BootstrapPending says what a node waiting for its
+	// RAFT_BOOTSTRAP_EXPECT peers waits for (nil when it is not waiting).
+	BootstrapPending() error
 	// Probe asks a member about itself, for /nodes.
 	Probe(ctx context.Context, httpAddr string) cluster.Probe
 
