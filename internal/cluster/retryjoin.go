@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -19,6 +20,9 @@ func (c *Cluster) RetryJoin(ctx context.Context, joinAddrs []string) {
 	const steady, maxBackoff = time.Second, 10 * time.Second
 	wait, failures, wasMember, said := time.Duration(0), 0, false, ""
 	discover := c.expectBootstrap(joinAddrs)
+	if c.opts.BootstrapExpect > 0 && !c.node.HasState() {
+		c.setPending(fmt.Sprintf("waiting for RAFT_BOOTSTRAP_EXPECT=%d nodes to bootstrap with; asking %s", c.opts.BootstrapExpect, strings.Join(joinAddrs, ", ")))
+	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -55,7 +55,7 @@ func TestStatusOf(t *testing.T) {
 func TestErrorTableCoversSentinels(t *testing.T) {
 	sentinels := []error{
 		ErrBadRequest, ErrTooLarge, ErrMethodNotAllowed, ErrRouteNotFound, ErrIndexNotReached, ErrBadBackup,
-		ErrUnauthorized, ErrForbidden, ErrRemoteAdmin,
+		ErrUnauthorized, ErrForbidden, ErrRemoteAdmin, ErrCrossSite,
 		cluster.ErrLeaderUnreachable, cluster.ErrForwardFailed, cluster.ErrForwardUnknown, cluster.ErrForwardTimeout,
 		cluster.ErrHopLimit, cluster.ErrPeerUnauthorized, cluster.ErrRejected, cluster.ErrBadBatch,
 		fsm.ErrKeyNotFound, fsm.ErrCASFailed,
@@ -118,6 +118,9 @@ func TestStorageFaultAnswers(t *testing.T) {
 	if rec.Code != http.StatusServiceUnavailable || errorOf(t, rec).Code != "storage_unavailable" || rec.Header().Get("Retry-After") == "" {
 		t.Fatalf("write on a full volume: %d %s (Retry-After %q), want 503 storage_unavailable with Retry-After",
 			rec.Code, rec.Body, rec.Header().Get("Retry-After"))
+	}
+	if msg := errorOf(t, rec).Error; !strings.Contains(msg, "no space left on device") || strings.Contains(msg, "apply set") {
+		t.Errorf("message %q: want the storage error in users' words, without internals", msg)
 	}
 	c.err = nil
 	st.mu.Lock()

@@ -42,6 +42,10 @@ func (e *StorageError) Error() string {
 	return fmt.Sprintf("storage error: could not %s (%s); the write may or may not be applied", e.Op, reason)
 }
 
+// UserMessage is Error: the text names no path or Go type, so the HTTP
+// layer may show it whole.
+func (e *StorageError) UserMessage() string { return e.Error() }
+
 func (e *StorageError) Unwrap() []error {
 	if e.NotSaved {
 		return []error{ErrStorageUnavailable, e.Err}
@@ -186,9 +190,17 @@ func (h *storageHealth) fault() error {
 	if reason == "" {
 		reason = errnoText(h.err.Err)
 	}
-	return fmt.Errorf("%w: the last write to the volume failed %s ago (%s)",
-		ErrStorageUnavailable, time.Since(h.since).Round(time.Second), reason)
+	return storageFault(fmt.Sprintf("%v: the last write to the volume failed %s ago (%s)",
+		ErrStorageUnavailable, time.Since(h.since).Round(time.Second), reason))
 }
+
+// storageFault is StorageFault's error: ErrStorageUnavailable in words fit
+// for users (the HTTP layer shows a UserMessage whole).
+type storageFault string
+
+func (f storageFault) Error() string       { return string(f) }
+func (f storageFault) UserMessage() string { return string(f) }
+func (f storageFault) Unwrap() error       { return ErrStorageUnavailable }
 
 // StorageFault is nil while this node's volume takes writes, else an error
 // wrapping ErrStorageUnavailable that says since when it has not.
