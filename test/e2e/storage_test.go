@@ -239,14 +239,14 @@ func TestCorruptVolumeStops(t *testing.T) {
 	}
 }
 
-// tmpfsVolume mounts a tmpfs of size at dir/n1 (the volume of a cluster's
-// first node) until the test ends; it skips the test when not root.
-func tmpfsVolume(t *testing.T, dir, size string) string {
+// tmpfsVolume mounts a tmpfs of size at dir/name (the volume of that node
+// of a cluster in dir) until the test ends; it skips the test when not root.
+func tmpfsVolume(t *testing.T, dir, name, size string) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: mounts a small tmpfs as the node's volume to fill it")
 	}
-	volume := filepath.Join(dir, "n1")
+	volume := filepath.Join(dir, name)
 	if err := os.MkdirAll(volume, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +283,7 @@ func checkValues(t *testing.T, n *proc.Node, keys []string, size int) {
 // acknowledged write is there. Needs root to mount the tmpfs.
 func TestFullVolume(t *testing.T) {
 	dir := t.TempDir()
-	volume := tmpfsVolume(t, dir, "8m")
+	volume := tmpfsVolume(t, dir, "n1", "8m")
 	bin := raftkvBinary(t)
 	c := proc.StartCluster(t, proc.ClusterConfig{Size: 1, Bin: bin, Dir: dir, Formation: proc.JoinFirst,
 		Env: map[string]string{"RAFT_LOG_STORE": "boltdb", "RAFT_SNAPSHOT_INTERVAL": "1h"}})
@@ -353,7 +353,7 @@ func TestFullVolume(t *testing.T) {
 // and once space is freed it starts again with every acknowledged write.
 func TestFullVolumeWAL(t *testing.T) {
 	dir := t.TempDir()
-	volume := tmpfsVolume(t, dir, "72m")
+	volume := tmpfsVolume(t, dir, "n1", "72m")
 	bin := raftkvBinary(t)
 	c := proc.StartCluster(t, proc.ClusterConfig{Size: 1, Bin: bin, Dir: dir, Formation: proc.JoinFirst,
 		Env: map[string]string{"RAFT_LOG_STORE": "wal", "RAFT_SNAPSHOT_INTERVAL": "1h"}})
@@ -419,4 +419,76 @@ func fill(t *testing.T, path string) {
 		}
 	}
 	t.Fatal("the volume never filled")
+}
+
+// readyCode is n's /ready answer: its status and code.
+func readyCode(n *proc.Node) (int, string, error) {
+	code, body, err := n.Do(http.MethodGet, "/ready", nil)
+	if err != nil {
+		return 0, "", err
+	}
+	var r struct{ Code string }
+	if err := json.Unmarshal(body, &r); err != nil {
+		return code, "", fmt.Errorf("/ready body %q: %v", body, err)
+	}
+	return code, r.Code, nil
+}
+
+// TestFullFollowerVolume: a follower whose volume is full does not hold up
+// the cluster: writes through the leader go on with the other follower,
+// the full one's /ready says storage_unavailable, and once space is freed
+// it catches up by itself (no restart) with every acknowledged write.
+func TestFullFollowerVolume(t *testing.T) {
+	dir := t.TempDir()
+	volume := tmpfsVolume(t, dir, "n3", "8m")
+	bin := raftkvBinary(t)
+	c := proc.StartCluster(t, proc.ClusterConfig{Size: 3, Bin: bin, Dir: dir, Formation: proc.JoinFirst,
+		Env: map[string]string{"RAFT_SNAPSHOT_INTERVAL": "1h"}})
+	c.WaitVoters(30*time.Second, c.Nodes...)
+	leader, f := c.WaitLeader(20*time.Second), c.Nodes[2]
+	if leader == f {
+		t.Fatalf("%s leads; the test needs it as a follower", f.Name)
+	}
+	const size = 256 << 10
+	var acked []string
+	put := func(key string) {
+		t.Helper()
+		if code, body, err := putValue(leader, key, size); err != nil || code != http.StatusOK {
+			t.Fatalf("put %s through the leader: %d %s %v", key, code, bytes.TrimSpace(body), err)
+		}
+		acked = append(acked, key)
+	}
+	put("before")
+	filler := filepath.Join(volume, "filler")
+	fill(t, filler)
+	for i := range 12 { // 3 MiB: more than the full volume has room for
+		put(fmt.Sprintf("while-full-%02d", i))
+	}
+	testwait.For(t, 10*time.Second, f.Name+"'s /ready to say storage_unavailable", func() error {
+		code, reason, err := readyCode(f)
+		if err == nil && (code != http.StatusServiceUnavailable || reason != "storage_unavailable") {
+			err = fmt.Errorf("/ready %d %q", code, reason)
+		}
+		return err
+	})
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 20*time.Second, f.Name+" to be ready again", func() error {
+		code, reason, err := readyCode(f)
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("/ready %d %q", code, reason)
+		}
+		return err
+	})
+	for _, key := range acked {
+		code, body, err := f.Do(http.MethodGet, "/kv/"+key+"?consistency=stale", nil)
+		if err != nil || code != http.StatusOK || len(body) != size {
+			t.Errorf("stale get %s on %s: %d, %d bytes, %v", key, f.Name, code, len(body), err)
+		}
+	}
+	if !f.Running() || strings.Contains(f.Log(), "panic:") {
+		t.Errorf("%s stopped or panicked:\n%s", f.Name, f.Tail(30))
+	}
 }
