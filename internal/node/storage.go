@@ -268,9 +268,9 @@ func (s *faultStore) SetUint64(key []byte, val uint64) error {
 // to restart it; the restart fails the same way until space is freed.
 func (s *faultStore) walStuck(err error) error {
 	se := s.h.fail(storeLog, "append to the log", err)
+	s.h.mu.Lock() // se is h.err: fault reads it under the lock
 	se.NotSaved = true
 	se.Reason = "raft-wal could not start a new segment, most likely for lack of space"
-	s.h.mu.Lock()
 	s.h.last = se
 	first := !s.h.stopping
 	s.h.stopping = true
