@@ -156,6 +156,15 @@ func (n *Node) open() error {
 	if err := checkSnapshots(cfg.Dir, cfg.ID, snaps, fs, n.log); err != nil {
 		return err
 	}
+	// The log too, read through the store itself (faultStore's GetLog
+	// stops the node on a bad entry; here it can still be repaired).
+	var snapConf *raft.Configuration
+	if metas, err := snaps.List(); err == nil && len(metas) > 0 {
+		snapConf = &metas[0].Configuration
+	}
+	if err := checkLog(cfg.ID, store, snapConf, n.log); err != nil {
+		return err
+	}
 
 	var advertise net.Addr
 	if cfg.RaftAdvertise != "" {

@@ -218,6 +218,9 @@ type faultStore struct {
 func (s *faultStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
 
 func (s *faultStore) StoreLogs(logs []*raft.Log) error {
+	for _, l := range logs {
+		sealEntry(l) // logcheck.go
+	}
 	if err := s.logStore.StoreLogs(logs); err != nil {
 		if errors.Is(err, wal.ErrSealed) {
 			return s.walStuck(err)
@@ -229,6 +232,21 @@ func (s *faultStore) StoreLogs(logs []*raft.Log) error {
 		return se
 	}
 	s.h.ok()
+	return nil
+}
+
+// GetLog checks the entry's checksum. A mismatch at run time stops the
+// node (raft would apply the entry, or panic on the error); at the next
+// start checkLog repairs or refuses the log.
+func (s *faultStore) GetLog(index uint64, l *raft.Log) error {
+	if err := s.logStore.GetLog(index, l); err != nil {
+		return err
+	}
+	if !entryIntact(l) {
+		err := corruptEntry(index)
+		s.fatal(err)
+		return err
+	}
 	return nil
 }
 
