@@ -72,11 +72,13 @@ func New(n *node.Node, opts Options) *Cluster {
 	if opts.Auth != nil {
 		token = opts.Auth.NodeToken
 	}
+	client := newClient(opts.ClientTLS, token, opts.RequestTimeout+ForwardSlack)
+	client.clusterID = n.ClusterID
 	return &Cluster{
 		node:    n,
 		opts:    opts,
 		log:     opts.Logger.WithField("component", "cluster"),
-		client:  newClient(opts.ClientTLS, token, opts.RequestTimeout+ForwardSlack),
+		client:  client,
 		metrics: newForwardMetrics(),
 	}
 }

@@ -28,6 +28,9 @@ func (c *Cluster) RetryJoin(ctx context.Context, joinAddrs []string) {
 		wait = steady
 		member, registered := c.membership(ctx)
 		wasMember = wasMember || member
+		if member {
+			c.learnClusterID(ctx)
+		}
 		if member && registered || c.node.IsLeader() {
 			continue
 		}

@@ -68,7 +68,8 @@ func (s *Service) handleJoin(w http.ResponseWriter, r *http.Request) error {
 	// would be this node.
 	f := cluster.Forward{URI: cluster.JoinURI(q.id, q.raftAddr, q.httpAddr, q.voter)}
 	return s.leaderOp(w, r, f, func(ctx context.Context) (any, error) {
-		res, err := s.store.Join(ctx, q.id, q.raftAddr, q.httpAddr, q.voter)
+		admit := func(ctx context.Context) error { return s.cluster.CheckJoiner(ctx, q.id, q.raftAddr, q.httpAddr) }
+		res, err := s.store.Join(ctx, q.id, q.raftAddr, q.httpAddr, q.voter, admit)
 		return joinResponse{NodeID: q.id, RaftAddr: q.raftAddr, HTTPAddr: q.httpAddr, Change: res.Change, Index: res.Index, Voter: res.Voter}, err
 	})
 }

@@ -73,6 +73,10 @@ var errorTable = []struct {
 	{node.ErrNotVoter, http.StatusConflict, "not_voter"},
 	{node.ErrNoTransferTarget, http.StatusConflict, "no_transfer_target"},
 	{node.ErrAlreadyBootstrapped, http.StatusConflict, "already_bootstrapped"},
+	{node.ErrJoinerUnreachable, http.StatusConflict, "joiner_unreachable"},
+	{node.ErrJoinerHasState, http.StatusConflict, "joiner_has_state"},
+	{node.ErrJoinerMismatch, http.StatusConflict, "joiner_mismatch"},
+	{node.ErrOtherCluster, http.StatusConflict, "other_cluster"},
 	{fsm.ErrCASFailed, http.StatusConflict, "cas_failed"},
 	{node.ErrRestoreInProgress, http.StatusConflict, "restore_in_progress"},
 	// 503: definitely not applied; safe to retry anywhere.

@@ -77,7 +77,10 @@ func (n *Node) Bootstrap(ctx context.Context, servers []Server) error {
 	if err != nil {
 		return mapRaftError("bootstrap", err)
 	}
-	n.log.WithField("servers", servers).Info("bootstrapped a new cluster")
+	if err := n.AdoptClusterID(DeriveClusterID(servers)); err != nil {
+		return err
+	}
+	n.log.WithFields(logrus.Fields{"servers": servers, "cluster_id": n.ClusterID()}).Info("bootstrapped a new cluster")
 	return nil
 }
 
@@ -184,7 +187,11 @@ type JoinResult struct {
 // ErrSuffrageConflict. A Raft address held by a different id is refused
 // rather than evicting that member. httpAddr, when given, is recorded for
 // forwarding.
-func (n *Node) Join(ctx context.Context, id, raftAddr, httpAddr string, voter bool) (JoinResult, error) {
+//
+// admit, when set, is asked before anything changes for a node that is
+// not yet a member at raftAddr (cluster.CheckJoiner contacts it); its
+// error refuses the join.
+func (n *Node) Join(ctx context.Context, id, raftAddr, httpAddr string, voter bool, admit func(context.Context) error) (JoinResult, error) {
 	ss, err := n.leaderServers(ctx)
 	if err != nil {
 		return JoinResult{}, err
@@ -202,6 +209,11 @@ func (n *Node) Join(ctx context.Context, id, raftAddr, httpAddr string, voter bo
 		res.Change = "updated"
 		if string(s.Address) == raftAddr {
 			res.Change = "unchanged"
+		}
+	}
+	if res.Change != "unchanged" && admit != nil {
+		if err := admit(ctx); err != nil {
+			return JoinResult{}, err
 		}
 	}
 	if res.Change != "unchanged" {

@@ -11,6 +11,7 @@ import (
 // Status is a point-in-time view of this node.
 type Status struct {
 	ID                string   `json:"id"`
+	ClusterID         string   `json:"cluster_id"`
 	State             string   `json:"state"`
 	Term              uint64   `json:"term"`
 	LeaderID          string   `json:"leader_id"`
@@ -35,6 +36,7 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 	l, _ := n.Leader()
 	return Status{
 		ID:                n.cfg.ID,
+		ClusterID:         n.ClusterID(),
 		State:             n.raft.State().String(),
 		Term:              n.raft.CurrentTerm(),
 		LeaderID:          l.ID,
