@@ -45,6 +45,8 @@ type PeerInfo struct {
 	BootstrapExpect int `json:"bootstrap_expect"`
 	// ClusterID is the id of its cluster ("" while it has none).
 	ClusterID string `json:"cluster_id"`
+	// AppliedIndex is the last log index its replica has applied.
+	AppliedIndex uint64 `json:"applied_index"`
 }
 
 // Info is this node's answer on GET /internal/info.
@@ -60,6 +62,7 @@ func (c *Cluster) Info(ctx context.Context) (PeerInfo, error) {
 		InCluster:       len(members) > 0,
 		BootstrapExpect: c.opts.BootstrapExpect,
 		ClusterID:       c.node.ClusterID(),
+		AppliedIndex:    c.node.FSM().AppliedIndex(),
 	}, nil
 }
 

@@ -19,6 +19,13 @@ func (c *Cluster) RetryJoin(ctx context.Context, joinAddrs []string) {
 	const steady, maxBackoff = time.Second, 10 * time.Second
 	wait, failures, wasMember, said := time.Duration(0), 0, false, ""
 	discover := c.expectBootstrap(joinAddrs)
+	// The leader's promotion loop lives as long as this one (promote.go).
+	promoting := make(chan struct{})
+	defer func() { <-promoting }()
+	go func() {
+		defer close(promoting)
+		c.promoteLoop(ctx)
+	}()
 	for {
 		select {
 		case <-ctx.Done():

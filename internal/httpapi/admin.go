@@ -54,6 +54,9 @@ type joinResponse struct {
 	Change   string `json:"change"` // added, updated or unchanged
 	Index    uint64 `json:"index,omitempty"`
 	Voter    bool   `json:"voter"` // suffrage after the join
+	// AutoPromote: added as a learner, made a voter by the leader once
+	// it has caught up.
+	AutoPromote bool `json:"auto_promote,omitempty"`
 }
 
 // handleJoin adds a voter: /join?nodeId=n2&raftPort=9001 (the Raft host
@@ -70,7 +73,7 @@ func (s *Service) handleJoin(w http.ResponseWriter, r *http.Request) error {
 	return s.leaderOp(w, r, f, func(ctx context.Context) (any, error) {
 		admit := func(ctx context.Context) error { return s.cluster.CheckJoiner(ctx, q.id, q.raftAddr, q.httpAddr) }
 		res, err := s.store.Join(ctx, q.id, q.raftAddr, q.httpAddr, q.voter, admit)
-		return joinResponse{NodeID: q.id, RaftAddr: q.raftAddr, HTTPAddr: q.httpAddr, Change: res.Change, Index: res.Index, Voter: res.Voter}, err
+		return joinResponse{NodeID: q.id, RaftAddr: q.raftAddr, HTTPAddr: q.httpAddr, Change: res.Change, Index: res.Index, Voter: res.Voter, AutoPromote: res.AutoPromote}, err
 	})
 }
 

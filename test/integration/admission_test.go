@@ -5,14 +5,18 @@ package integration
 // first (issue 10, section 1).
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/raftkv/raftkv/internal/cluster"
+	"github.com/raftkv/raftkv/internal/node"
 	"github.com/raftkv/raftkv/internal/testcluster"
+	"github.com/raftkv/raftkv/internal/testwait"
 )
 
 // TestClusterIDRefusesForeignCalls: the members of a cluster report one id
@@ -100,4 +104,82 @@ func TestJoinContactsJoiner(t *testing.T) {
 		t.Fatalf("join of a fresh node: %s", r.Summary())
 	}
 	waitClusterID(t, a, 0, n)
+}
+
+// TestSeedFlowLearnerFirst: the seed flow (n1 bootstraps; n2 and n3 wait
+// with empty volumes; two /join?raftPort= calls) gives three voters within
+// seconds: each joiner is added as a learner ("voter":false,
+// "auto_promote":true) and the leader promotes it once it answers on its
+// API with this cluster's id and has caught up. A learner joined with
+// voter=false stays one.
+func TestSeedFlowLearnerFirst(t *testing.T) {
+	c := testcluster.Start(t, 1)
+	c.MustSet(t, 0, "before", "v")
+	learner := c.AddUnjoined(t)
+	if r := c.Get(t, 0, fmt.Sprintf("/join?nodeId=%s&raftPort=%d&voter=false", c.ID(learner), c.RaftPort(learner))); r.Status != http.StatusOK ||
+		r.Bool("voter") || r.Bool("auto_promote") {
+		t.Fatalf("join with voter=false: %s, want 200, voter false, no auto_promote", r.Summary())
+	}
+	start := time.Now()
+	var joined []int
+	for range 2 {
+		i := c.AddUnjoined(t)
+		joined = append(joined, i)
+		r := c.Get(t, 0, fmt.Sprintf("/join?nodeId=%s&raftPort=%d", c.ID(i), c.RaftPort(i)))
+		if r.Status != http.StatusOK || r.String("change") != "added" || r.Bool("voter") || !r.Bool("auto_promote") {
+			t.Fatalf("join %s: %s, want 200 added, voter false, auto_promote true", c.ID(i), r.Summary())
+		}
+	}
+	testwait.For(t, 10*time.Second, "the two joiners to be promoted to voters", func() error {
+		got := suffrages(t, c, 0)
+		for _, i := range joined {
+			if got[c.ID(i)] != node.SuffrageVoter {
+				return fmt.Errorf("members %v", got)
+			}
+		}
+		return nil
+	})
+	t.Logf("three voters %s after the first join", time.Since(start).Round(time.Millisecond))
+	if got := suffrageOf(t, c, 0, c.ID(learner)); got != node.SuffrageLearner {
+		t.Fatalf("%s joined with voter=false is %q, want learner", c.ID(learner), got)
+	}
+	for _, i := range joined {
+		waitStale(t, c, i, "before", "v")
+	}
+}
+
+// TestUnservingJoinerCostsNoQuorum: a node that answers on Raft but whose
+// API never does (here a bare Raft node) is added as a learner and never
+// promoted, so a one-node store keeps writing when it goes away, and
+// /leave removes it: the way back from a bad join.
+func TestUnservingJoinerCostsNoQuorum(t *testing.T) {
+	c := testcluster.Start(t, 1)
+	peer, _ := openPeer(t, "s2", nil)
+	r := c.Get(t, 0, fmt.Sprintf("/join?nodeId=s2&raftAddr=%s", peer.RaftAddr()))
+	if r.Status != http.StatusOK || r.Bool("voter") {
+		t.Fatalf("join s2: %s, want 200 as a learner", r.Summary())
+	}
+	index := c.MustSet(t, 0, "k", "v")
+	ctx, cancel := context.WithTimeout(context.Background(), catchUp)
+	defer cancel()
+	if err := peer.FSM().WaitApplied(ctx, index); err != nil {
+		t.Fatalf("s2 did not receive the log: %v", err)
+	}
+	if err := peer.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Several promotion rounds pass while these writes commit; had s2
+	// been made a voter, one of two voters down would stop them.
+	for i := range 8 {
+		c.MustSet(t, 0, fmt.Sprintf("alone-%d", i), "v")
+	}
+	if got := suffrageOf(t, c, 0, "s2"); got != node.SuffrageLearner {
+		t.Fatalf("s2 is %q, want learner", got)
+	}
+	if r := c.Post(t, 0, "/leave?nodeId=s2"); r.Status != http.StatusOK {
+		t.Fatalf("leave s2: %s", r.Summary())
+	}
+	if ms := members(t, c, 0); len(ms) != 1 {
+		t.Fatalf("members after /leave: %+v", ms)
+	}
 }
