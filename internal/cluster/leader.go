@@ -105,6 +105,9 @@ func (c *Cluster) Propose(ctx context.Context, cmd *fsm.Command) (res *fsm.Resul
 				return res, "", err
 			}
 		}
+		if c.node.Removed() {
+			return nil, "", node.ErrRemoved
+		}
 		leader, err := c.node.WaitLeader(ctx)
 		if err != nil {
 			return nil, "", err
@@ -136,6 +139,9 @@ func (c *Cluster) ReadIndex(ctx context.Context) (uint64, error) {
 func (c *Cluster) readIndexOnce(ctx context.Context) (uint64, error) {
 	if c.node.IsLeader() {
 		return c.node.ReadIndex(ctx)
+	}
+	if c.node.Removed() {
+		return 0, node.ErrRemoved
 	}
 	leader, err := c.node.WaitLeader(ctx)
 	if err != nil {
@@ -179,6 +185,9 @@ var errSelfLeader = errors.New("this node is the leader")
 // here); err is what is left to answer, nil once w holds the answer.
 func (c *Cluster) OnLeader(w http.ResponseWriter, r *http.Request, f Forward, local func() error) (via string, err error) {
 	if !c.node.IsLeader() {
+		if c.node.Removed() {
+			return "", node.ErrRemoved
+		}
 		via, err = c.forward(w, r, f, maxHops)
 		if !errors.Is(err, errSelfLeader) {
 			return via, err

@@ -91,6 +91,7 @@ var errorTable = []struct {
 	{ErrIndexNotReached, http.StatusServiceUnavailable, "index_not_reached"},
 	{node.ErrTransferFailed, http.StatusServiceUnavailable, "transfer_failed"},
 	{ErrNotMember, http.StatusServiceUnavailable, "not_member"},
+	{node.ErrRemoved, http.StatusServiceUnavailable, "not_member"},
 	{ErrCatchingUp, http.StatusServiceUnavailable, "catching_up"},
 	// 502: a read's forward broke. 504: a write's outcome is unknown.
 	{cluster.ErrForwardFailed, http.StatusBadGateway, "forward_failed"},

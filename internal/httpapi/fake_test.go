@@ -72,6 +72,8 @@ func (s *fakeStore) Status(context.Context) (node.Status, error) {
 func (s *fakeStore) Snapshot(context.Context) (uint64, bool, error) {
 	return s.f.AppliedIndex(), true, s.record("snapshot")
 }
+func (s *fakeStore) Removed() bool { return false }
+
 func (s *fakeStore) Join(_ context.Context, id, raftAddr, httpAddr string, voter bool, _ func(context.Context) error) (node.JoinResult, error) {
 	return node.JoinResult{Change: "added", Index: 7, Voter: voter}, s.record("join " + id + " " + raftAddr + " " + httpAddr)
 }

@@ -72,6 +72,8 @@ type Store interface {
 	FSM() *fsm.FSM
 	Leader() (node.Leader, bool)
 	SinceLeaderContact() (time.Duration, bool)
+	// Removed: this node was a member and /leave removed it.
+	Removed() bool
 	Members(ctx context.Context) ([]node.Member, error)
 	Status(ctx context.Context) (node.Status, error)
 	Snapshot(ctx context.Context) (index uint64, created bool, err error)

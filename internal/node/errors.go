@@ -59,6 +59,9 @@ var (
 	// ErrJoinerMismatch: the node at the given address runs under another
 	// id than the one to be joined.
 	ErrJoinerMismatch = errors.New("the node at that address runs under another id; nothing was changed")
+	// ErrRemoved: this node was removed from the cluster (Removed); it
+	// serves no request for the cluster and forwards nothing.
+	ErrRemoved = errors.New("this node is not a member of the cluster (it was removed; /join on a member adds it back); nothing was done")
 	// ErrRestoreInProgress: this node is already installing a backup.
 	ErrRestoreInProgress = errors.New("a restore is already in progress on this node")
 	// ErrLogStoreMismatch: the volume already holds a log of the other

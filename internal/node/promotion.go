@@ -7,7 +7,11 @@ package node
 // learner still marked when leadership moves stays a learner until
 // /promote (the new leader did not see the join).
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/hashicorp/raft"
+)
 
 // markForPromotion records that id was joined as a voter and waits, as a
 // learner, for the promotion loop.
@@ -42,3 +46,22 @@ func (n *Node) PendingPromotions() []string {
 
 // CommitIndex is the latest index this node knows to be committed.
 func (n *Node) CommitIndex() uint64 { return n.raft.CommitIndex() }
+
+// Removed reports whether this node was a member and no longer is: it has
+// Raft state, and the latest configuration it knows is not empty and does
+// not list it (/leave removed it). Such a node keeps running (raft's
+// ShutdownOnRemove is off, so /join can add it back) but must not act for
+// the cluster: it is no longer sent the log, so what it knows of the
+// leader and the data is stale. A node waiting to be joined (no state) is
+// not removed.
+func (n *Node) Removed() bool {
+	if n.raft.LastIndex() == 0 || n.raft.State() == raft.Leader {
+		return false
+	}
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	ss := f.Configuration().Servers
+	return len(ss) > 0 && !slices.ContainsFunc(ss, func(s raft.Server) bool { return string(s.ID) == n.cfg.ID })
+}

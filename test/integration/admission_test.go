@@ -183,3 +183,44 @@ func TestUnservingJoinerCostsNoQuorum(t *testing.T) {
 		t.Fatalf("members after /leave: %+v", ms)
 	}
 }
+
+// TestRemovedNodeKnowsIt: a node removed with /leave says not_member on
+// /status, /ready and for client requests, forwards nothing (a write sent
+// to it is not applied anywhere), and a linearizable read fails at once.
+// Before, it kept following its old leader: the write was forwarded and
+// applied, the read hung for the request timeout.
+func TestRemovedNodeKnowsIt(t *testing.T) {
+	c := testcluster.Start(t, 3)
+	l := c.Leader(t)
+	f := c.Followers(t)[0]
+	waitClusterID(t, c, 0, 1, 2)
+	if r := c.Post(t, l, "/leave?nodeId="+c.ID(f)); r.Status != http.StatusOK {
+		t.Fatalf("leave %s: %s", c.ID(f), r.Summary())
+	}
+	testwait.For(t, catchUp, c.ID(f)+" to report not_member on /status", func() error {
+		st := c.Status(t, f)
+		if st.String("membership") != "not_member" || st.String("leader_id") != "" {
+			return fmt.Errorf("/status %s", st.Summary())
+		}
+		return nil
+	})
+	if r := c.Get(t, f, "/ready"); r.Status != http.StatusServiceUnavailable || r.Code() != "not_member" {
+		t.Fatalf("/ready on the removed node: %s, want 503 not_member", r.Summary())
+	}
+	if r := c.Set(t, f, "via-removed", "x"); r.Status != http.StatusServiceUnavailable || r.Code() != "not_member" {
+		t.Fatalf("write through the removed node: %s, want 503 not_member", r.Summary())
+	}
+	start := time.Now()
+	if r := c.GetKey(t, f, "k", ""); r.Status != http.StatusServiceUnavailable || r.Code() != "not_member" {
+		t.Fatalf("read on the removed node: %s, want 503 not_member", r.Summary())
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("the refused read took %s", d)
+	}
+	if r := c.GetKey(t, l, "via-removed", ""); r.Status != http.StatusNotFound {
+		t.Fatalf("the write sent to the removed node reached the cluster: %s", r.Summary())
+	}
+	if st := c.Status(t, l); st.String("membership") != "voter" {
+		t.Fatalf("leader /status membership %q", st.String("membership"))
+	}
+}
