@@ -59,9 +59,11 @@ type joinResponse struct {
 	AutoPromote bool `json:"auto_promote,omitempty"`
 }
 
-// handleJoin adds a voter: /join?nodeId=n2&raftPort=9001 (the Raft host
-// is the caller's IP), or raftAddr=host:port explicitly; voter=false adds
-// a learner.
+// handleJoin adds a member: /join?nodeId=n2&raftPort=9001 (the Raft host
+// is the caller's IP), or raftAddr=host:port explicitly. The leader first
+// contacts the joiner (cluster.CheckJoiner) and refuses one that cannot
+// serve; a new member is added as a learner and promoted once caught up,
+// or stays a learner with voter=false.
 func (s *Service) handleJoin(w http.ResponseWriter, r *http.Request) error {
 	q, err := s.parseJoin(w, r)
 	if err != nil {

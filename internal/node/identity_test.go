@@ -23,8 +23,8 @@ func TestDeriveClusterID(t *testing.T) {
 	if got := DeriveClusterID(c); got == id {
 		t.Fatalf("another configuration derived the same id %s", id)
 	}
-	if newClusterID() == newClusterID() {
-		t.Fatal("two random ids are equal")
+	if r1, r2 := newClusterID(), newClusterID(); r1 == r2 || !ValidClusterID(r1) {
+		t.Fatalf("random ids %q and %q: want two different valid ids", r1, r2)
 	}
 }
 
