@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -47,13 +48,18 @@ TLS_CERT_FILE/TLS_KEY_FILE (if set) are presented as the client certificate.
 func healthcheck(args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, healthUsageText) }
+	fs.Usage = func() {} // printed below: stdout for --help, stderr for a mistake
 	timeout := fs.Duration("timeout", defaultHealthTimeout, "give up after this long")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, healthUsageText)
+			return healthOK
+		}
+		fmt.Fprint(stderr, healthUsageText)
 		return healthUsage
 	}
 	if fs.NArg() > 1 || *timeout <= 0 {
-		fs.Usage()
+		fmt.Fprint(stderr, healthUsageText)
 		return healthUsage
 	}
 	// The check runs beside the node with the node's own environment:

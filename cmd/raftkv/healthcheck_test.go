@@ -197,7 +197,7 @@ func TestHealthcheckTLS(t *testing.T) {
 		{name: "explicit https URL with the node's TLS settings", args: []string{plain.URL + "/ready"},
 			env: map[string]string{"TLS_CERT_FILE": loopPKI.certFile, "TLS_KEY_FILE": loopPKI.keyFile, "TLS_CA_FILE": loopPKI.caFile}, wantCode: 0},
 		{name: "explicit https URL with an unknown CA", args: []string{plain.URL + "/ready"},
-			env: map[string]string{"TLS_CERT_FILE": pki.certFile, "TLS_KEY_FILE": pki.keyFile, "TLS_CA_FILE": pki.caFile}, wantCode: 1, wantStderr: "certificate signed by unknown authority"},
+			env: map[string]string{"ADVERTISE_ADDR": "node1", "TLS_CERT_FILE": pki.certFile, "TLS_KEY_FILE": pki.keyFile, "TLS_CA_FILE": pki.caFile}, wantCode: 1, wantStderr: "certificate signed by unknown authority"},
 		{name: "certificate without its key", env: without(nodeEnv, "TLS_KEY_FILE"), wantCode: 2,
 			wantStderr: "TLS_KEY_FILE"},
 		{name: "unreadable CA file", args: []string{plain.URL}, env: map[string]string{"TLS_CERT_FILE": pki.certFile, "TLS_KEY_FILE": pki.keyFile, "TLS_CA_FILE": filepath.Join(dir, "missing.pem")},

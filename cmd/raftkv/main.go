@@ -26,6 +26,10 @@ func main() {
 			os.Exit(restoreMain(os.Args[2:]))
 		}
 	}
+	// Help, version and unknown arguments exit before anything starts.
+	if code, exit := command(os.Args[1:], os.Stdout, os.Stderr); exit {
+		os.Exit(code)
+	}
 	cfg, err := config.Load(os.LookupEnv)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "raftkv: configuration: %v\n", err)

@@ -37,14 +37,20 @@ join the other nodes with empty volumes.
 func restoreMain(args []string) int {
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
-	fs.Usage = func() { fmt.Fprint(os.Stderr, restoreUsage) }
+	fs.Usage = func() {} // printed below: stdout for --help, stderr for a mistake
+
 	volume := fs.String("volume", "", "")
 	force := fs.Bool("force", false, "")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(os.Stdout, restoreUsage)
+			return 0
+		}
+		fmt.Fprint(os.Stderr, restoreUsage)
 		return 2
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
+		fmt.Fprint(os.Stderr, restoreUsage)
 		return 2
 	}
 	cfg, err := config.Load(os.LookupEnv)

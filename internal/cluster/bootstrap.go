@@ -116,7 +116,16 @@ func decideBootstrap(self PeerInfo, peers []PeerInfo, expect int) expectDecision
 			ids = append(ids, id)
 		}
 		slices.Sort(ids)
-		d.why = fmt.Sprintf("waiting for %d nodes to bootstrap with; seen %d: %s", expect, len(byID), strings.Join(ids, ", "))
+		seen := make([]string, len(ids))
+		for i, id := range ids {
+			if id == self.ID {
+				seen[i] = id + " (this node)"
+			} else {
+				seen[i] = id + " at " + byID[id].HTTPAddr
+			}
+		}
+		d.why = fmt.Sprintf("waiting for RAFT_BOOTSTRAP_EXPECT=%d nodes to bootstrap with; seen %d of %d: %s",
+			expect, len(byID), expect, strings.Join(seen, ", "))
 		return d
 	}
 	for _, p := range byID {
@@ -149,15 +158,23 @@ func (c *Cluster) expectBootstrap(joinAddrs []string) func(ctx context.Context) 
 		if err != nil {
 			return nil
 		}
-		d := decideBootstrap(self, c.askJoinAddrs(ctx, joinAddrs), c.opts.BootstrapExpect)
+		peers, silent := c.askJoinAddrs(ctx, joinAddrs)
+		d := decideBootstrap(self, peers, c.opts.BootstrapExpect)
 		switch {
 		case len(d.joinVia) > 0:
+			c.setPending("")
 			say("a node at a join address is already in a cluster; joining it instead of bootstrapping", false)
 			return d.joinVia
 		case d.servers == nil:
-			say(d.why, strings.Contains(d.why, "not bootstrapping"))
+			why := d.why
+			if len(silent) > 0 {
+				why += "; no answer from " + strings.Join(silent, ", ")
+			}
+			c.setPending(why)
+			say(why, strings.Contains(why, "not bootstrapping"))
 			return nil
 		}
+		c.setPending("")
 		bctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
 		defer cancel()
 		err = c.node.Bootstrap(bctx, d.servers)
@@ -173,8 +190,9 @@ func (c *Cluster) expectBootstrap(joinAddrs []string) func(ctx context.Context) 
 }
 
 // askJoinAddrs asks every join address other than this node's own for its
-// /internal/info, in parallel; the unreachable are left out.
-func (c *Cluster) askJoinAddrs(ctx context.Context, joinAddrs []string) []PeerInfo {
+// /internal/info, in parallel. The unreachable are left out of peers and
+// listed in silent.
+func (c *Cluster) askJoinAddrs(ctx context.Context, joinAddrs []string) (peers []PeerInfo, silent []string) {
 	answers := make([]*PeerInfo, len(joinAddrs))
 	var wg sync.WaitGroup
 	for i, addr := range joinAddrs {
@@ -195,11 +213,63 @@ func (c *Cluster) askJoinAddrs(ctx context.Context, joinAddrs []string) []PeerIn
 		}()
 	}
 	wg.Wait()
-	var out []PeerInfo
-	for _, a := range answers {
-		if a != nil {
-			out = append(out, *a)
+	for i, a := range answers {
+		switch {
+		case a != nil:
+			peers = append(peers, *a)
+		case joinAddrs[i] != c.node.HTTPAdvertise():
+			silent = append(silent, joinAddrs[i])
 		}
 	}
-	return out
+	return peers, silent
+}
+
+// ErrBootstrapPending: this node waits for RAFT_BOOTSTRAP_EXPECT peers, so
+// there is no cluster yet and no leader to serve a request. Clients get it
+// (503 bootstrap_pending) at once instead of no_leader after the request
+// timeout; its message says what the node is waiting for.
+var ErrBootstrapPending = errors.New("bootstrap pending")
+
+// pendingError is ErrBootstrapPending with what the node waits for.
+type pendingError struct{ why string }
+
+func (e pendingError) Error() string { return "bootstrap pending: " + e.why }
+func (e pendingError) Unwrap() error { return ErrBootstrapPending }
+
+// UserMessage: the whole message is for users (what the node waits for),
+// so the API shows it although the class is a 503.
+func (e pendingError) UserMessage() string { return e.Error() }
+
+// setPending records what the RAFT_BOOTSTRAP_EXPECT wait is waiting for
+// ("" once it no longer waits).
+func (c *Cluster) setPending(why string) { c.pending.Store(&why) }
+
+// BootstrapPending returns an ErrBootstrapPending saying what this node
+// waits for while it waits for RAFT_BOOTSTRAP_EXPECT peers with an empty
+// volume and knows no leader; nil otherwise.
+func (c *Cluster) BootstrapPending() error {
+	why := c.pending.Load()
+	if why == nil || *why == "" || c.node.HasState() {
+		return nil
+	}
+	if _, ok := c.node.Leader(); ok {
+		return nil
+	}
+	return pendingError{*why}
+}
+
+// waitLeader is node.WaitLeader, except that while the RAFT_BOOTSTRAP_EXPECT
+// wait lasts it answers ErrBootstrapPending at once: no leader can appear
+// before the bootstrap.
+func (c *Cluster) waitLeader(ctx context.Context) (node.Leader, error) {
+	if err := c.BootstrapPending(); err != nil {
+		return node.Leader{}, err
+	}
+	l, err := c.node.WaitLeader(ctx)
+	if errors.Is(err, node.ErrNoLeader) {
+		if perr := c.BootstrapPending(); perr != nil {
+			return node.Leader{}, perr
+		}
+	}
+	return l, err
 }

@@ -28,17 +28,17 @@ func TestDecideBootstrap(t *testing.T) {
 		joinVia []string
 		why     string // substring of the reason to wait
 	}{
-		{"no seed answers", nil, 3, nil, nil, "seen 1: n2"},
-		{"one of two others", []PeerInfo{info("n1", 3, false)}, 3, nil, nil, "seen 2: n1, n2"},
+		{"no seed answers", nil, 3, nil, nil, "seen 1 of 3: n2 (this node)"},
+		{"one of two others", []PeerInfo{info("n1", 3, false)}, 3, nil, nil, "seen 2 of 3: n1 at n1:8000, n2 (this node)"},
 		{"all three, sorted by id", []PeerInfo{info("n3", 3, false), info("n1", 3, false)}, 3, servers("n1", "n2", "n3"), nil, ""},
 		{"self listed among the seeds", []PeerInfo{info("n3", 3, false), info("n2", 3, false), info("n1", 3, false)}, 3, servers("n1", "n2", "n3"), nil, ""},
 		{"more than expected are all voters", []PeerInfo{info("n1", 3, false), info("n3", 3, false), info("n4", 3, false)}, 3, servers("n1", "n2", "n3", "n4"), nil, ""},
-		{"a seed listed twice counts once", []PeerInfo{info("n1", 3, false), info("n1", 3, false)}, 3, nil, nil, "seen 2"},
+		{"a seed listed twice counts once", []PeerInfo{info("n1", 3, false), info("n1", 3, false)}, 3, nil, nil, "seen 2 of 3"},
 		{"expect 1 bootstraps alone", nil, 1, servers("n2"), nil, ""},
 		{"a seed in a cluster: join", []PeerInfo{info("n1", 3, false), info("n3", 0, true)}, 3, nil, []string{"n3:8000"}, ""},
 		{"in a cluster wins over enough peers", []PeerInfo{info("n1", 3, true), info("n3", 3, false)}, 3, nil, []string{"n1:8000"}, ""},
 		{"different expect: refuse", []PeerInfo{info("n1", 5, false), info("n3", 3, false)}, 3, nil, nil, "RAFT_BOOTSTRAP_EXPECT=5"},
-		{"a seed without expect is not counted", []PeerInfo{info("n1", 0, false), info("n3", 3, false)}, 3, nil, nil, "seen 2: n2, n3"},
+		{"a seed without expect is not counted", []PeerInfo{info("n1", 0, false), info("n3", 3, false)}, 3, nil, nil, "seen 2 of 3: n2 (this node), n3 at n3:8000"},
 		{"an id at two addresses", []PeerInfo{info("n1", 3, false), {ID: "n1", RaftAddr: "other:9000", BootstrapExpect: 3}}, 3, nil, nil, "node id n1 is used at both"},
 		{"this node's id elsewhere", []PeerInfo{{ID: "n2", RaftAddr: "other:9000", BootstrapExpect: 3}, info("n3", 3, false)}, 3, nil, nil, "node id n2 is used at both"},
 		{"a raft address claimed twice", []PeerInfo{info("n1", 3, false), {ID: "n3", RaftAddr: "n1:9000", BootstrapExpect: 3}}, 3, nil, nil, "claimed by both"},

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,6 +62,7 @@ type Cluster struct {
 	client  *Client
 	links   sync.Map // leader HTTP address -> *leaderLink
 	metrics *forwardMetrics
+	pending atomic.Pointer[string] // what RAFT_BOOTSTRAP_EXPECT waits for (bootstrap.go)
 }
 
 // New builds the cluster side of n.
@@ -108,7 +110,7 @@ func (c *Cluster) Propose(ctx context.Context, cmd *fsm.Command) (res *fsm.Resul
 		if c.node.Removed() {
 			return nil, "", node.ErrRemoved
 		}
-		leader, err := c.node.WaitLeader(ctx)
+		leader, err := c.waitLeader(ctx)
 		if err != nil {
 			return nil, "", err
 		}
@@ -143,7 +145,7 @@ func (c *Cluster) readIndexOnce(ctx context.Context) (uint64, error) {
 	if c.node.Removed() {
 		return 0, node.ErrRemoved
 	}
-	leader, err := c.node.WaitLeader(ctx)
+	leader, err := c.waitLeader(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -215,7 +217,7 @@ func (c *Cluster) forward(w http.ResponseWriter, r *http.Request, f Forward, lim
 		return "", ErrHopLimit
 	}
 	wctx, cancel := context.WithTimeout(r.Context(), c.opts.RequestTimeout)
-	leader, err := c.node.WaitLeader(wctx)
+	leader, err := c.waitLeader(wctx)
 	cancel()
 	if err != nil {
 		return "", err

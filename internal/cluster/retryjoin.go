@@ -28,6 +28,9 @@ func (c *Cluster) RetryJoin(ctx context.Context, joinAddrs []string) {
 		defer close(promoting)
 		c.promoteLoop(ctx)
 	}()
+	if c.opts.BootstrapExpect > 0 && !c.node.HasState() {
+		c.setPending(fmt.Sprintf("waiting for RAFT_BOOTSTRAP_EXPECT=%d nodes to bootstrap with; asking %s", c.opts.BootstrapExpect, strings.Join(joinAddrs, ", ")))
+	}
 	for {
 		select {
 		case <-ctx.Done():

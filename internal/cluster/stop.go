@@ -31,8 +31,10 @@ func (c *Cluster) HandOffOrLeave(ctx context.Context, leave bool) {
 		c.log.WithError(err).WithField("took", time.Since(start)).Warn("could not hand off leadership before stopping; the others will elect a leader")
 	case wasLeader && leader != "":
 		c.log.WithFields(map[string]any{"to": leader, "took": time.Since(start)}).Info("handed off leadership before stopping")
-	case wasLeader:
+	case wasLeader && c.node.IsLeader():
 		c.log.Info("no other voter to hand leadership to")
+	case wasLeader:
+		c.log.WithField("took", time.Since(start)).Info("stepped down before stopping; the new leader is not known yet")
 	}
 }
 

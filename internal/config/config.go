@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -147,6 +148,13 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 	c.Join = p.list("RAFT_JOIN")
 	c.BootstrapExpect = p.intRange("RAFT_BOOTSTRAP_EXPECT", 0, 1, 64)
 	c.Bootstrap = p.boolean("RAFT_BOOTSTRAP", len(c.Join) == 0 && c.BootstrapExpect == 0)
+	if p.err == nil {
+		joins, err := joinAddrs(c.Join, c.HTTPTLS())
+		if err != nil {
+			return Config{}, err
+		}
+		c.Join = joins
+	}
 	if c.BootstrapExpect > 0 && c.Bootstrap {
 		// RAFT_BOOTSTRAP_EXPECT replaces the single-node bootstrap: forming
 		// a one-node cluster first would make the others join it instead
@@ -186,11 +194,6 @@ func (c Config) validate() error {
 	if strings.TrimSpace(c.VolumeDir) == "" {
 		return errors.New("RAFT_VOLUME_DIR: must not be empty")
 	}
-	for _, a := range c.Join {
-		if _, _, err := node.SplitHostPort(a); err != nil {
-			return fmt.Errorf("RAFT_JOIN: %q: %w", a, err)
-		}
-	}
 	if c.Bootstrap && len(c.Join) > 0 {
 		return errors.New("RAFT_BOOTSTRAP: true conflicts with RAFT_JOIN; a joining node must not form its own cluster")
 	}
@@ -203,6 +206,45 @@ func (c Config) validate() error {
 		return fmt.Errorf("RAFT_BOOTSTRAP_EXPECT: %d is more nodes than RAFT_JOIN lists (%d) plus this one", c.BootstrapExpect, len(c.Join))
 	}
 	return c.validateTLS()
+}
+
+// joinAddrs turns RAFT_JOIN's entries into host:port. An entry may be
+// host:port or the URL users copy from a browser or another tool
+// (http://host:8000, https://host:8000/); a URL's scheme must match the
+// node's own TLS setting (tls), since every node of a cluster speaks the
+// same protocol, and it may carry no path, query or user.
+func joinAddrs(entries []string, tls bool) ([]string, error) {
+	out := make([]string, 0, len(entries))
+	for _, e := range entries {
+		addr := e
+		if scheme, _, ok := strings.Cut(e, "://"); ok {
+			u, err := url.Parse(e)
+			if err != nil || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+				return nil, fmt.Errorf("RAFT_JOIN: %q is not host:port or http(s)://host:port", e)
+			}
+			switch strings.ToLower(scheme) {
+			case "http":
+				if tls {
+					return nil, fmt.Errorf("RAFT_JOIN: %q is http but this node serves HTTPS (TLS_CERT_FILE is set); use https:// or host:port", e)
+				}
+			case "https":
+				if !tls {
+					return nil, fmt.Errorf("RAFT_JOIN: %q is https but this node serves plain HTTP (TLS_CERT_FILE is not set); use http:// or host:port", e)
+				}
+			default:
+				return nil, fmt.Errorf("RAFT_JOIN: %q: scheme %q is not http or https", e, scheme)
+			}
+			addr = u.Host
+		}
+		if _, _, err := node.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("RAFT_JOIN: %q: %w", e, err)
+		}
+		out = append(out, addr)
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
 }
 
 // HTTPAdvertise is the host:port other nodes and clients use for the API.

@@ -51,6 +51,17 @@ func (c *Config) LoadFiles() error {
 		if err != nil {
 			return err
 		}
+		// Peers and clients verify the API's certificate against the
+		// address this node advertises. The Raft certificate needs no
+		// such check: Raft TLS verifies the chain, not names
+		// (internal/node/DESIGN.md). A Config built by hand without an
+		// advertised address has nothing to check against.
+		if c.AdvertiseAddr != "" {
+			if err := m.CheckName(c.AdvertiseAddr); err != nil {
+				return fmt.Errorf("TLS_CERT_FILE: %s %w (ADVERTISE_ADDR); peers and clients would refuse it: issue it with a subject alternative name for %s, or set ADVERTISE_ADDR to a name it holds",
+					c.TLSCertFile, err, c.AdvertiseAddr)
+			}
+		}
 		c.HTTPMaterial = m
 	}
 	if c.RaftTLS() && c.RaftMaterial == nil {

@@ -169,3 +169,36 @@ func TestLoadFilesOnce(t *testing.T) {
 		t.Fatal("LoadFiles replaced material already loaded")
 	}
 }
+
+// TestLoadHTTPCertMustNameAdvertiseAddr: the API certificate must name
+// ADVERTISE_ADDR (it defaults to BIND_ADDR, 127.0.0.1); the Raft
+// certificate need not (Raft TLS verifies the chain, not names).
+func TestLoadHTTPCertMustNameAdvertiseAddr(t *testing.T) {
+	files := pkiFiles(t) // "cert" names IP:127.0.0.1 and DNS:localhost
+	httpTLS := []string{"TLS_CERT_FILE", "@cert", "TLS_KEY_FILE", "@key", "TLS_CA_FILE", "@ca"}
+	raftTLS := []string{"RAFT_TLS_CERT_FILE", "@cert", "RAFT_TLS_KEY_FILE", "@key", "RAFT_TLS_CA_FILE", "@ca"}
+	for _, ok := range [][]string{
+		httpTLS,
+		append([]string{"ADVERTISE_ADDR", "localhost"}, httpTLS...),
+		append([]string{"ADVERTISE_ADDR", "10.0.0.1"}, raftTLS...), // Raft alone: no name check
+	} {
+		if _, err := Load(env(expand(files, ok)...)); err != nil {
+			t.Errorf("Load(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"10.0.0.1", "n1.example"} {
+		_, err := Load(env(expand(files, append([]string{"ADVERTISE_ADDR", bad}, httpTLS...))...))
+		if err == nil {
+			t.Fatalf("ADVERTISE_ADDR=%s with a certificate for 127.0.0.1 and localhost: no error", bad)
+		}
+		msg := err.Error()
+		for _, want := range []string{"TLS_CERT_FILE: ", files["cert"], "names IP:127.0.0.1, DNS:localhost, not " + bad, "ADVERTISE_ADDR"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("error %q lacks %q", msg, want)
+			}
+		}
+		if strings.Contains(msg, "\n") || !strings.HasPrefix(msg, "TLS_CERT_FILE: ") {
+			t.Errorf("error %q is not one line starting with TLS_CERT_FILE", msg)
+		}
+	}
+}

@@ -153,6 +153,9 @@ type snapshotResponse struct {
 // handleSnapshot snapshots this node (not the leader: each node compacts
 // its own log).
 func (s *Service) handleSnapshot(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.readParams(w, r); err != nil { // takes none, in a form body neither
+		return err
+	}
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
 	index, created, err := s.store.Snapshot(ctx)

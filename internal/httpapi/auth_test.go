@@ -132,7 +132,7 @@ func TestAuthOffAdminCallers(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s, st, _ := newFakeService(t, Options{AllowRemoteAdmin: tt.allowRemote})
 			st.members = []node.Member{{ID: "n1", RaftAddr: "127.0.0.1:9001", HTTPAddr: "192.0.2.7:8000"}} // TEST-NET: never dialed
-			h := s.adapt(&route{role: tt.role, serve: reached})
+			h := s.adapt(&route{role: tt.role, params: []string{"nodeId", "raftPort"}, serve: reached})
 			req := httptest.NewRequest(http.MethodPost, "/join?nodeId=x&raftPort=1", nil)
 			req.RemoteAddr = tt.remote
 			rec := httptest.NewRecorder()

@@ -116,7 +116,7 @@ func (s *Service) restoreTimeout(size int64) time.Duration {
 func (s *Service) receiveBackup(w http.ResponseWriter, r *http.Request) (*os.File, fsm.BackupInfo, error) {
 	limit := s.opts.MaxRestoreBytes
 	if r.ContentLength > limit {
-		w.Header().Set("Connection", "close") // do not drain the refused body
+		discardRefused(w, r, limit, false)
 		return nil, fsm.BackupInfo{}, fmt.Errorf("%w: backup of %d bytes exceeds MAX_RESTORE_BYTES (%d)", ErrTooLarge, r.ContentLength, limit)
 	}
 	dir, err := s.store.UploadDir()
@@ -131,10 +131,11 @@ func (s *Service) receiveBackup(w http.ResponseWriter, r *http.Request) (*os.Fil
 	if _, err := io.Copy(f, body); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
+			discardRefused(w, r, limit, true)
 			return f, fsm.BackupInfo{}, fmt.Errorf("%w: backup exceeds MAX_RESTORE_BYTES (%d)", ErrTooLarge, limit)
 		}
 		if body.readErr {
-			return f, fsm.BackupInfo{}, fmt.Errorf("%w: read body: %v", ErrBadRequest, err)
+			return f, fsm.BackupInfo{}, fmt.Errorf("%w: the backup could not be read to its end", ErrBadRequest)
 		}
 		return f, fsm.BackupInfo{}, fmt.Errorf("spool backup: %w", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
+	"unicode"
 
 	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/internal/fsm"
@@ -31,6 +33,9 @@ var (
 	// from a host that is neither this one nor a cluster member's.
 	ErrRemoteAdmin = errors.New("admin endpoints accept only callers on this host or on a cluster member's host while authentication is off; " +
 		"set AUTH_TOKENS_FILE to use tokens, or ALLOW_REMOTE_ADMIN=true to accept admin requests from anywhere")
+	// ErrCrossSite: a state-changing request that a browser marks as sent
+	// by another site's page (see crossSite).
+	ErrCrossSite = errors.New("cross-site request refused: a web page from another origin may not change this store")
 	// ErrNotMember: /ready on a node outside the cluster configuration.
 	ErrNotMember = errors.New("not a member of the cluster")
 	// ErrCatchingUp: /ready on a node that has not yet applied what the
@@ -65,6 +70,7 @@ var errorTable = []struct {
 	{ErrUnauthorized, http.StatusUnauthorized, "unauthorized"},
 	{ErrForbidden, http.StatusForbidden, "forbidden"},
 	{ErrRemoteAdmin, http.StatusForbidden, "remote_admin_refused"},
+	{ErrCrossSite, http.StatusForbidden, "cross_site_refused"},
 	{fsm.ErrKeyNotFound, http.StatusNotFound, "key_not_found"},
 	{node.ErrNodeNotFound, http.StatusNotFound, "node_not_found"},
 	{node.ErrAddressInUse, http.StatusConflict, "address_in_use"},
@@ -82,6 +88,7 @@ var errorTable = []struct {
 	// 503: definitely not applied; safe to retry anywhere.
 	{node.ErrNotLeader, http.StatusServiceUnavailable, "not_leader"},
 	{node.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},
+	{cluster.ErrBootstrapPending, http.StatusServiceUnavailable, "bootstrap_pending"},
 	{node.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	{node.ErrShutdown, http.StatusServiceUnavailable, "shutting_down"},
 	{node.ErrReadUnconfirmed, http.StatusServiceUnavailable, "read_unconfirmed"},
@@ -105,6 +112,60 @@ type errorBody struct {
 	Error string  `json:"error"`
 	Code  string  `json:"code"`
 	Index *uint64 `json:"index,omitempty"` // current mod_index on cas_failed
+}
+
+// userError is an error whose whole message is written for users (with
+// the numbers they need), although its class is a 5xx one whose wrapped
+// detail is otherwise kept for the log (see publicMessage).
+type userError struct {
+	class error
+	msg   string
+}
+
+func (e userError) Error() string       { return e.msg }
+func (e userError) Unwrap() error       { return e.class }
+func (e userError) UserMessage() string { return e.msg }
+
+// userMessager is any error, from this package or another (the cluster's
+// bootstrap-expect wait), whose message is written for users in full.
+type userMessager interface{ UserMessage() string }
+
+// userErrorf is class's message followed by a detail for users.
+func userErrorf(class error, format string, args ...any) error {
+	return userError{class: class, msg: class.Error() + ": " + fmt.Sprintf(format, args...)}
+}
+
+// publicMessage is the "error" text of an answer, and whether detail was
+// kept back for the log. Messages are for users: a 4xx is about their own
+// request and says what was wrong with it (which key, parameter, limit),
+// as this package wrote it; a 5xx says what happened in the class's own
+// words (its sentinel's message, the one user message per row of the
+// error table), without the wrapped internals (dial errors, paths, raft's
+// words), unless it is a userMessager. Either way it is one line.
+func publicMessage(err error, status int) (string, bool) {
+	var um userMessager
+	switch {
+	case errors.As(err, &um):
+		return oneLine(um.UserMessage()), false
+	case status < 500:
+		return oneLine(err.Error()), false
+	}
+	for _, e := range errorTable {
+		if errors.Is(err, e.err) {
+			return e.err.Error(), err.Error() != e.err.Error()
+		}
+	}
+	return "internal error", true
+}
+
+// oneLine replaces newlines and other control characters with spaces.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 // statusOf returns the HTTP status and code for err; unknown errors are 500.

@@ -51,7 +51,7 @@ func TestStatusOf(t *testing.T) {
 func TestErrorTableCoversSentinels(t *testing.T) {
 	sentinels := []error{
 		ErrBadRequest, ErrTooLarge, ErrMethodNotAllowed, ErrRouteNotFound, ErrIndexNotReached, ErrBadBackup,
-		ErrUnauthorized, ErrForbidden, ErrRemoteAdmin,
+		ErrUnauthorized, ErrForbidden, ErrRemoteAdmin, ErrCrossSite,
 		cluster.ErrLeaderUnreachable, cluster.ErrForwardFailed, cluster.ErrForwardUnknown, cluster.ErrForwardTimeout,
 		cluster.ErrHopLimit, cluster.ErrPeerUnauthorized, cluster.ErrRejected, cluster.ErrBadBatch,
 		fsm.ErrKeyNotFound, fsm.ErrCASFailed,

@@ -67,7 +67,8 @@ func (s *fakeStore) Members(context.Context) ([]node.Member, error) {
 	return s.members, s.err
 }
 func (s *fakeStore) Status(context.Context) (node.Status, error) {
-	return node.Status{ID: s.id, State: "Leader", AppliedIndex: s.f.AppliedIndex(), LastLogIndex: s.f.AppliedIndex(), Configuration: s.members}, s.err
+	contact := 3.0 // SinceLeaderContact's
+	return node.Status{ID: s.id, State: "Leader", AppliedIndex: s.f.AppliedIndex(), LastLogIndex: s.f.AppliedIndex(), LastContactMs: &contact, Configuration: s.members}, s.err
 }
 func (s *fakeStore) Snapshot(context.Context) (uint64, bool, error) {
 	return s.f.AppliedIndex(), true, s.record("snapshot")
@@ -136,6 +137,8 @@ func (c *fakeCluster) OnLeader(w http.ResponseWriter, r *http.Request, f cluster
 	_, _ = io.WriteString(w, r.Method+" "+r.URL.RequestURI())
 	return "n2@127.0.0.1:8002", nil
 }
+
+func (c *fakeCluster) BootstrapPending() error { return nil }
 
 func (c *fakeCluster) Probe(_ context.Context, httpAddr string) cluster.Probe {
 	return c.probes[httpAddr]

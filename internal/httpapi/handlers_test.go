@@ -85,7 +85,7 @@ func TestHandlers(t *testing.T) {
 		{name: "peer info", method: "GET", target: cluster.PathInfo, status: 200, contains: `"id":"n1"`},
 		{name: "unknown route", method: "GET", target: "/nope", status: 404, code: "not_found"},
 		{name: "wrong method", method: "DELETE", target: "/set", status: 405, code: "method_not_allowed", headers: map[string]string{"Allow": "GET, POST"}},
-		{name: "wrong method on kv", method: "POST", target: "/kv/a", status: 405, code: "method_not_allowed", headers: map[string]string{"Allow": "GET, PUT, DELETE"}},
+		{name: "wrong method on kv", method: "POST", target: "/kv/a", status: 405, code: "method_not_allowed", headers: map[string]string{"Allow": "GET, HEAD, PUT, DELETE"}},
 		{name: "wrong method on leave", method: "GET", target: "/leave", status: 405, code: "method_not_allowed", headers: map[string]string{"Allow": "POST"}},
 	}
 	for _, tt := range tests {
@@ -224,8 +224,9 @@ func TestNodesProbes(t *testing.T) {
 		node.Member{ID: "n2", RaftAddr: "h2:9000", HTTPAddr: "h2:8000", Suffrage: node.SuffrageVoter},
 		node.Member{ID: "n3", RaftAddr: "h3:9000", HTTPAddr: "h3:8000", Suffrage: node.SuffrageLearner},
 		node.Member{ID: "n4", RaftAddr: "h4:9000"})
+	contact := 1.5
 	cl.probes = map[string]cluster.Probe{
-		"h2:8000": {Reachable: true, Status: &node.Status{State: "Follower", LastContact: "1.5ms"}},
+		"h2:8000": {Reachable: true, Status: &node.Status{State: "Follower", LastContactMs: &contact}},
 		"h3:8000": {Reachable: true}, // /health only
 	}
 	rec := call(s, "GET", "/nodes", "", nil)

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,19 +15,37 @@ import (
 )
 
 // writeResponse answers /set, PUT /kv/{key}, /remove and DELETE /kv/{key}.
+// A set echoes its value (see jsonValue); a delete has none.
 type writeResponse struct {
-	Key   string  `json:"key"`
-	Value *string `json:"value,omitempty"`
-	Index uint64  `json:"index"`
+	Key string `json:"key"`
+	jsonValue
+	Index uint64 `json:"index"`
 }
 
 // readResponse answers /get. Index is the key's modification index.
 type readResponse struct {
-	Key         string `json:"key"`
-	Value       string `json:"value"`
+	Key string `json:"key"`
+	jsonValue
 	Index       uint64 `json:"index"`
 	CreateIndex uint64 `json:"create_index"`
 	ModIndex    uint64 `json:"mod_index"`
+}
+
+// jsonValue is a value in a JSON answer, never altered: as "value" when it
+// is valid UTF-8 (JSON strings cannot carry other bytes; encoding/json
+// would replace them with U+FFFD), else as "value_base64", standard
+// base64 of the bytes. Exactly one of the two is set.
+type jsonValue struct {
+	Value       *string `json:"value,omitempty"`
+	ValueBase64 *string `json:"value_base64,omitempty"`
+}
+
+func valueOf(v string) jsonValue {
+	if utf8.ValidString(v) {
+		return jsonValue{Value: &v}
+	}
+	b := base64.StdEncoding.EncodeToString([]byte(v))
+	return jsonValue{ValueBase64: &b}
 }
 
 func (s *Service) handleSet(w http.ResponseWriter, r *http.Request) error {
@@ -56,8 +75,8 @@ func (s *Service) write(w http.ResponseWriter, r *http.Request, op fsm.Op) error
 		return err
 	}
 	resp := writeResponse{Key: cmd.Key, Index: res.Index}
-	if op == fsm.OpSet && utf8.ValidString(cmd.Value) {
-		resp.Value = &cmd.Value
+	if op == fsm.OpSet {
+		resp.jsonValue = valueOf(cmd.Value)
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
@@ -95,7 +114,7 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) error {
 	return s.read(w, r, q, func(e fsm.Entry) {
 		setIndexHeader(w, HeaderRaftIndex, e.ModIndex)
 		writeJSON(w, http.StatusOK, readResponse{
-			Key: e.Key, Value: e.Value, Index: e.ModIndex, CreateIndex: e.CreateIndex, ModIndex: e.ModIndex,
+			Key: e.Key, jsonValue: valueOf(e.Value), Index: e.ModIndex, CreateIndex: e.CreateIndex, ModIndex: e.ModIndex,
 		})
 	})
 }
@@ -146,7 +165,7 @@ func (s *Service) readLocal(w http.ResponseWriter, r *http.Request, q readReq) (
 		err := f.WaitApplied(ctx, q.minIndex)
 		cancel()
 		if err != nil {
-			return fsm.Entry{}, fmt.Errorf("%w: %v", ErrIndexNotReached, err)
+			return fsm.Entry{}, userErrorf(ErrIndexNotReached, "applied index %d < minIndex %d", f.AppliedIndex(), q.minIndex)
 		}
 	}
 	if q.consistency == consistencyStale {

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"net/http"
 	"sync"
-	"time"
 
 	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/internal/node"
@@ -62,10 +61,6 @@ func (s *Service) listNodes(w http.ResponseWriter, r *http.Request) error {
 		if m.ID == s.store.ID() {
 			out[i].Reachable = true
 			out[i].fill(st, st.LastLogIndex)
-			if since, ok := s.store.SinceLeaderContact(); ok {
-				ms := float64(since.Microseconds()) / 1000
-				out[i].LastContactMs = &ms
-			}
 			continue
 		}
 		if m.HTTPAddr == "" {
@@ -80,10 +75,6 @@ func (s *Service) listNodes(w http.ResponseWriter, r *http.Request) error {
 				return
 			}
 			out[i].fill(*p.Status, st.LastLogIndex)
-			if d, ok := parseLastContact(p.Status.LastContact); ok {
-				v := float64(d.Microseconds()) / 1000
-				out[i].LastContactMs = &v
-			}
 		}()
 	}
 	wg.Wait()
@@ -100,19 +91,7 @@ func (v *nodeView) fill(st node.Status, ref uint64) {
 		lag = ref - match
 	}
 	v.State, v.MatchIndex, v.AppliedIndex, v.Lag = st.State, &match, &applied, &lag
-}
-
-// parseLastContact reads /status's last_contact, which is raft's: "0" on
-// the leader, "never", or a Go duration.
-func parseLastContact(v string) (time.Duration, bool) {
-	if v == "" || v == "never" {
-		return 0, false
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return 0, false
-	}
-	return d, true
+	v.LastContactMs = st.LastContactMs
 }
 
 func (s *Service) handleStatus(w http.ResponseWriter, r *http.Request) error {

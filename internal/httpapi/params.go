@@ -16,15 +16,41 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/node"
 )
 
-// formOverhead allows for names, separators and escaping in a form body
-// beyond the key and value themselves.
+// formOverhead allows for names, separators and the other parameters in
+// a form body beyond the key and value themselves.
 const formOverhead = 4096
+
+// formLimit caps a form body: percent-encoding may triple every byte of
+// the key and value, so the cap allows for that, and the decoded key and
+// value are then held to MAX_KEY_BYTES and MAX_VALUE_BYTES themselves.
+func (s *Service) formLimit() bodyLimit {
+	n := 3*int64(s.opts.MaxKeyBytes+s.opts.MaxValueBytes) + formOverhead
+	return bodyLimit{n, fmt.Sprintf("the form body limit of %d bytes (3 × (MAX_KEY_BYTES + MAX_VALUE_BYTES) + %d, for percent-encoding)", n, formOverhead)}
+}
+
+// bodyLimit is a cap on a request body and the words that name it (and
+// the setting behind it) in the 413.
+type bodyLimit struct {
+	n    int64
+	name string
+}
+
+// Draining a refused body: see discardRefused.
+const (
+	drainSlack   = 16 << 20
+	drainMax     = 64 << 20
+	drainTimeout = 10 * time.Second
+	// drainIdle ends the draining when the client stops sending: one that
+	// declared a body it will not send gets its answer after this.
+	drainIdle = time.Second
+)
 
 // params are a request's parameters: the query string, plus the body of
 // a form POST. body keeps the raw form bytes for forwarding.
@@ -45,13 +71,18 @@ func (s *Service) readParams(w http.ResponseWriter, r *http.Request) (params, er
 		if err != nil || mt != "application/x-www-form-urlencoded" {
 			return params{}, fmt.Errorf("%w: body must be application/x-www-form-urlencoded (or send parameters in the query)", ErrBadRequest)
 		}
-		limit := int64(s.opts.MaxKeyBytes+s.opts.MaxValueBytes) + formOverhead
-		if p.body, err = readBody(w, r, limit); err != nil {
+		if p.body, err = readBody(w, r, s.formLimit()); err != nil {
 			return params{}, err
 		}
 		form, err := url.ParseQuery(string(p.body))
 		if err != nil {
 			return params{}, fmt.Errorf("%w: form body: %v", ErrBadRequest, err)
+		}
+		// The query was checked before the handler ran (route.checkQuery).
+		if rt, ok := r.Context().Value(routeKey{}).(*route); ok {
+			if err := rt.checkParams(form); err != nil {
+				return params{}, err
+			}
 		}
 		for k, vs := range form {
 			p.values[k] = append(p.values[k], vs...)
@@ -68,25 +99,62 @@ func (s *Service) readParams(w http.ResponseWriter, r *http.Request) (params, er
 	return p, nil
 }
 
-// readBody reads at most limit bytes; a longer body is a 413. A declared
+// readBody reads at most lim.n bytes; a longer body is a 413. A declared
 // Content-Length over the limit is refused before reading anything.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	if r.ContentLength > limit {
-		// Closing the connection after the answer stops net/http from first
-		// draining up to 256 KiB of the refused body, which stalls the 413
-		// until the client sends a body it need not send (or ReadTimeout).
-		w.Header().Set("Connection", "close")
-		return nil, fmt.Errorf("%w: body of %d bytes exceeds %d", ErrTooLarge, r.ContentLength, limit)
+func readBody(w http.ResponseWriter, r *http.Request, lim bodyLimit) ([]byte, error) {
+	if r.ContentLength > lim.n {
+		discardRefused(w, r, lim.n, false)
+		return nil, fmt.Errorf("%w: a body of %d bytes exceeds %s", ErrTooLarge, r.ContentLength, lim.name)
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, lim.n))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, fmt.Errorf("%w: body exceeds %d bytes", ErrTooLarge, limit)
+			discardRefused(w, r, lim.n, true)
+			return nil, fmt.Errorf("%w: the body exceeds %s", ErrTooLarge, lim.name)
 		}
-		return nil, fmt.Errorf("%w: read body: %v", ErrBadRequest, err)
+		// What broke (a reset, a timeout) is the client's side: not repeated.
+		return nil, fmt.Errorf("%w: the request body could not be read to its end", ErrBadRequest)
 	}
 	return b, nil
+}
+
+// discardRefused prepares the 413 for a body over limit: the connection
+// is closed after the answer (so net/http does not wait for the rest), and
+// first the rest of the body is read and thrown away, up to a bound and a
+// deadline (and stops when the client pauses for drainIdle). A client that sends its whole body before reading the answer
+// (no "Expect: 100-continue": Python's http.client, many scripts) would
+// otherwise be cut off mid-write: closing a socket with unread data makes
+// the kernel reset the connection, and the client sees a broken pipe
+// instead of the 413. A body beyond the bound is not read: the connection
+// is closed. A client that sent "Expect: 100-continue" and nothing yet
+// (started false) is waiting for this answer, so nothing is read.
+func discardRefused(w http.ResponseWriter, r *http.Request, limit int64, started bool) {
+	w.Header().Set("Connection", "close")
+	if !started && strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+		return
+	}
+	bound := min(4*limit+drainSlack, drainMax)
+	if r.ContentLength > bound {
+		return
+	}
+	rc := http.NewResponseController(w)
+	end := time.Now().Add(drainTimeout)
+	buf := make([]byte, 32<<10)
+	for n := int64(0); n < bound; {
+		deadline := time.Now().Add(drainIdle)
+		if deadline.After(end) {
+			deadline = end
+		}
+		if rc.SetReadDeadline(deadline) != nil {
+			return // cannot bound the wait: do not read
+		}
+		m, err := r.Body.Read(buf[:min(int64(len(buf)), bound-n)])
+		n += int64(m)
+		if err != nil {
+			return
+		}
+	}
 }
 
 func (p params) get(name string) (string, bool) {
@@ -153,7 +221,7 @@ func (s *Service) checkKey(key string) error {
 	case key == "":
 		return fmt.Errorf("%w: key must not be empty", ErrBadRequest)
 	case len(key) > s.opts.MaxKeyBytes:
-		return fmt.Errorf("%w: key of %d bytes exceeds MAX_KEY_BYTES=%d", ErrBadRequest, len(key), s.opts.MaxKeyBytes)
+		return fmt.Errorf("%w: the key of %d bytes exceeds MAX_KEY_BYTES=%d", ErrBadRequest, len(key), s.opts.MaxKeyBytes)
 	case !utf8.ValidString(key):
 		return fmt.Errorf("%w: key is not valid UTF-8", ErrBadRequest)
 	}
@@ -162,7 +230,7 @@ func (s *Service) checkKey(key string) error {
 
 func (s *Service) checkValue(n int) error {
 	if n > s.opts.MaxValueBytes {
-		return fmt.Errorf("%w: value of %d bytes exceeds MAX_VALUE_BYTES=%d", ErrTooLarge, n, s.opts.MaxValueBytes)
+		return fmt.Errorf("%w: the value of %d bytes exceeds MAX_VALUE_BYTES=%d", ErrTooLarge, n, s.opts.MaxValueBytes)
 	}
 	return nil
 }
@@ -237,7 +305,8 @@ func (s *Service) parseWrite(w http.ResponseWriter, r *http.Request, op fsm.Op) 
 		return nil, fmt.Errorf("%w: idempotency key must be valid UTF-8 of at most %d bytes", ErrBadRequest, fsm.MaxRequestIDBytes)
 	}
 	if op == fsm.OpSet && fromBody {
-		body, err := readBody(w, r, int64(s.opts.MaxValueBytes))
+		lim := bodyLimit{int64(s.opts.MaxValueBytes), fmt.Sprintf("MAX_VALUE_BYTES=%d", s.opts.MaxValueBytes)}
+		body, err := readBody(w, r, lim)
 		if err != nil {
 			return nil, err
 		}

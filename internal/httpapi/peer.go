@@ -5,6 +5,7 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/raftkv/raftkv/internal/cluster"
@@ -13,8 +14,8 @@ import (
 // handlePeerApply proposes a follower's batch of encoded key writes,
 // checked as strictly as the API's own.
 func (s *Service) handlePeerApply(w http.ResponseWriter, r *http.Request) error {
-	limit := int64(cluster.MaxApplyBytes+s.opts.MaxKeyBytes+s.opts.MaxValueBytes) + formOverhead
-	body, err := readBody(w, r, limit)
+	n := int64(cluster.MaxApplyBytes+s.opts.MaxKeyBytes+s.opts.MaxValueBytes) + formOverhead
+	body, err := readBody(w, r, bodyLimit{n, fmt.Sprintf("the batch limit of %d bytes (%d + MAX_KEY_BYTES + MAX_VALUE_BYTES + %d)", n, cluster.MaxApplyBytes, formOverhead)})
 	if err != nil {
 		return err
 	}

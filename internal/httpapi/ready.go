@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -49,8 +48,12 @@ func (s *Service) handleReady(w http.ResponseWriter, r *http.Request) error {
 	resp.ID = s.store.ID()
 	resp.AppliedIndex = s.store.FSM().AppliedIndex()
 	if err != nil {
-		_, code := statusOf(err)
-		resp.Status, resp.Code, resp.Error = "not_ready", code, err.Error()
+		status, code := statusOf(err)
+		msg, withheld := publicMessage(err, status)
+		if withheld {
+			s.log.WithError(err).WithField("code", code).Debug("not ready")
+		}
+		resp.Status, resp.Code, resp.Error = "not_ready", code, msg
 		// Whatever the error's usual status (a lost forward is a 502
 		// elsewhere), readiness has two answers.
 		w.Header().Set("Retry-After", "1")
@@ -70,7 +73,10 @@ func (s *Service) checkReady(ctx context.Context) (readyResponse, error) {
 	}
 	leader, ok := s.store.Leader()
 	if !ok {
-		return resp, fmt.Errorf("%w: this node knows no leader", node.ErrNoLeader)
+		if err := s.cluster.BootstrapPending(); err != nil {
+			return resp, err
+		}
+		return resp, userErrorf(node.ErrNoLeader, "this node knows no leader")
 	}
 	resp.LeaderID = leader.ID
 	members, err := s.store.Members(ctx)
@@ -80,20 +86,20 @@ func (s *Service) checkReady(ctx context.Context) (readyResponse, error) {
 	if len(members) == 0 {
 		// Knowing a leader but no configuration at all: a joiner that has
 		// not yet received the leader's log or snapshot.
-		return resp, fmt.Errorf("%w: the cluster configuration has not reached this node yet", ErrCatchingUp)
+		return resp, userErrorf(ErrCatchingUp, "the cluster configuration has not reached this node yet")
 	}
 	if !hasMember(members, s.store.ID()) {
-		return resp, fmt.Errorf("%w: %s is not in the cluster configuration", ErrNotMember, s.store.ID())
+		return resp, userErrorf(ErrNotMember, "%s is not in the cluster configuration", s.store.ID())
 	}
 	if leader.HTTPAddr == "" {
 		// The leader's address is replicated state: not knowing it means
 		// this node has not applied the leader's registration yet.
-		return resp, fmt.Errorf("%w: the leader's address (%s) is not replicated here yet", ErrCatchingUp, leader.ID)
+		return resp, userErrorf(ErrCatchingUp, "the leader's address (%s) is not replicated here yet", leader.ID)
 	}
 	index, err := s.cluster.ReadIndex(ctx)
 	if errors.Is(err, node.ErrNotLeader) {
 		// This node led when the check began and no longer does.
-		return resp, fmt.Errorf("%w: leadership moved during the check", node.ErrNoLeader)
+		return resp, userErrorf(node.ErrNoLeader, "leadership moved during the check")
 	}
 	if err != nil {
 		return resp, err
@@ -102,8 +108,7 @@ func (s *Service) checkReady(ctx context.Context) (readyResponse, error) {
 	wctx, cancel := context.WithTimeout(ctx, readyApplyWait)
 	defer cancel()
 	if err := s.store.FSM().WaitApplied(wctx, index); err != nil {
-		return resp, fmt.Errorf("%w: applied index %d is behind the leader's commit index %d",
-			ErrCatchingUp, s.store.FSM().AppliedIndex(), index)
+		return resp, userErrorf(ErrCatchingUp, "applied index %d is behind the leader's commit index %d", s.store.FSM().AppliedIndex(), index)
 	}
 	return resp, nil
 }

@@ -1,10 +1,13 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gorilla/mux"
@@ -28,14 +31,30 @@ type route struct {
 	methods []string
 	role    auth.Role // the least role that may call it (middleware.go)
 	write   bool      // may change state
-	serve   handlerFunc
+	// params are the query and form parameters the route knows; any other
+	// is refused with a 400 that lists these (see checkParams).
+	params []string
+	serve  handlerFunc
 }
 
+// HEAD is accepted wherever a read answers GET: net/http answers it as
+// the GET without the body.
 var (
 	get     = []string{http.MethodGet}
+	getHead = []string{http.MethodGet, http.MethodHead}
 	post    = []string{http.MethodPost}
 	getPost = []string{http.MethodGet, http.MethodPost}
+	readAll = []string{http.MethodGet, http.MethodHead, http.MethodPost}
 )
+
+// Parameter lists, shared by the routes that take the same ones.
+var (
+	writeParams   = []string{"cas", "requestId"}
+	readingParams = []string{"consistency", "minIndex", "min_index"} // min_index: deprecated alias
+	nodeIDParams  = []string{"nodeId"}
+)
+
+func plus(a []string, b ...string) []string { return append(slices.Clone(b), a...) }
 
 // routeTable is the one list of routes.
 func (s *Service) routeTable() []route {
@@ -43,37 +62,39 @@ func (s *Service) routeTable() []route {
 		public, read, write, admin, peer = auth.RolePublic, auth.RoleRead, auth.RoleWrite, auth.RoleAdmin, auth.RolePeer
 	)
 	rs := []route{
-		{path: "/set", methods: getPost, role: write, write: true, serve: s.handleSet},
-		{path: "/get", methods: getPost, role: read, serve: s.handleGet},
-		{path: "/remove", methods: getPost, role: write, write: true, serve: s.handleRemove},
+		{path: "/set", methods: getPost, role: write, write: true, params: plus(writeParams, "key", "value"), serve: s.handleSet},
+		{path: "/get", methods: readAll, role: read, params: plus(readingParams, "key"), serve: s.handleGet},
+		{path: "/remove", methods: getPost, role: write, write: true, params: plus(writeParams, "key"), serve: s.handleRemove},
 		// GET needs read, PUT and DELETE need write: one prefix, two routes.
-		{path: "/kv/", prefix: true, methods: get, role: read, serve: s.handleKVGet},
-		{path: "/kv/", prefix: true, methods: []string{http.MethodPut, http.MethodDelete}, role: write, write: true, serve: s.handleKVWrite},
+		{path: "/kv/", prefix: true, methods: getHead, role: read, params: readingParams, serve: s.handleKVGet},
+		{path: "/kv/", prefix: true, methods: []string{http.MethodPut, http.MethodDelete}, role: write, write: true, params: writeParams, serve: s.handleKVWrite},
 
-		{path: "/join", methods: getPost, role: admin, write: true, serve: s.handleJoin},
-		{path: "/leave", methods: post, role: admin, write: true, serve: s.handleLeave},
-		{path: "/nodes", methods: get, role: read, serve: s.handleNodes},
-		{path: "/status", methods: get, role: read, serve: s.handleStatus},
+		{path: "/join", methods: getPost, role: admin, write: true, params: []string{"nodeId", "raftPort", "raftAddr", "httpAddr", "voter"}, serve: s.handleJoin},
+		{path: "/leave", methods: post, role: admin, write: true, params: nodeIDParams, serve: s.handleLeave},
+		{path: "/nodes", methods: getHead, role: read, params: []string{"stale"}, serve: s.handleNodes},
+		{path: "/status", methods: getHead, role: read, serve: s.handleStatus},
 		{path: "/snapshot", methods: post, role: admin, write: true, serve: s.handleSnapshot},
-		{path: "/promote", methods: post, role: admin, write: true, serve: s.handlePromote},
-		{path: "/transfer-leadership", methods: post, role: admin, write: true, serve: s.handleTransferLeadership},
-		{path: "/backup", methods: get, role: admin, serve: s.handleBackup},
+		{path: "/promote", methods: post, role: admin, write: true, params: nodeIDParams, serve: s.handlePromote},
+		{path: "/transfer-leadership", methods: post, role: admin, write: true, params: nodeIDParams, serve: s.handleTransferLeadership},
+		{path: "/backup", methods: getHead, role: admin, serve: s.handleBackup},
 		{path: "/restore", methods: post, role: admin, write: true, serve: s.handleRestore},
-		{path: "/health", methods: get, role: public, serve: s.handleHealth},
-		{path: "/ready", methods: get, role: public, serve: s.handleReady},
-		{path: "/metrics", methods: get, role: read, serve: s.handleMetrics},
+		{path: "/health", methods: getHead, role: public, serve: s.handleHealth},
+		{path: "/ready", methods: getHead, role: public, serve: s.handleReady},
+		{path: "/metrics", methods: getHead, role: read, serve: s.handleMetrics},
 
 		{path: cluster.PathApply, methods: post, role: peer, write: true, serve: s.handlePeerApply},
 		{path: cluster.PathReadIndex, methods: post, role: peer, serve: s.handlePeerReadIndex},
 		{path: cluster.PathInfo, methods: get, role: peer, serve: s.handlePeerInfo},
 	}
 	if s.opts.EnablePprof {
+		seconds := []string{"seconds"}
 		rs = append(rs,
 			route{path: "/debug/pprof/cmdline", methods: get, role: admin, serve: plain(pprof.Cmdline)},
-			route{path: "/debug/pprof/profile", methods: get, role: admin, serve: plain(pprof.Profile)},
+			route{path: "/debug/pprof/profile", methods: get, role: admin, params: seconds, serve: plain(pprof.Profile)},
 			route{path: "/debug/pprof/symbol", methods: getPost, role: admin, serve: plain(pprof.Symbol)},
-			route{path: "/debug/pprof/trace", methods: get, role: admin, serve: plain(pprof.Trace)},
-			route{path: "/debug/pprof/", prefix: true, methods: get, role: admin, serve: plain(pprof.Index)},
+			route{path: "/debug/pprof/trace", methods: get, role: admin, params: seconds, serve: plain(pprof.Trace)},
+			// The named profiles: /debug/pprof/heap?debug=1&gc=1, allocs?seconds=10, …
+			route{path: "/debug/pprof/", prefix: true, methods: get, role: admin, params: []string{"debug", "gc", "seconds"}, serve: plain(pprof.Index)},
 		)
 	}
 	return rs
@@ -109,24 +130,76 @@ func (s *Service) newRouter() *mux.Router {
 }
 
 // adapt is the one place a route's handler is wrapped: it names the route
-// for the request log and the metrics, checks the caller's role, and
+// for the request log and the metrics, refuses a cross-site browser
+// request to a write route, checks the caller's role and the parameters'
+// names, and
 // answers a returned error through the error table.
 func (s *Service) adapt(rt *route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if o, ok := w.(*observedWriter); ok {
 			o.route = rt
 		}
-		err := s.authorize(w, r, rt.role)
+		var err error
+		if rt.write {
+			err = crossSite(r)
+		}
+		if err == nil {
+			err = s.authorize(w, r, rt.role)
+		}
 		if err == nil {
 			err = s.cluster.CheckClusterID(r)
 		}
 		if err == nil {
-			err = rt.serve(w, r)
+			err = rt.checkQuery(r)
+		}
+		if err == nil {
+			err = rt.serve(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, rt)))
 		}
 		if err != nil {
 			s.writeError(w, r, err)
 		}
 	})
+}
+
+// routeKey keys the matched *route in a request's context, for the form
+// body's parameter check (readParams).
+type routeKey struct{}
+
+// checkQuery refuses a query string that does not parse or names a
+// parameter the route does not know.
+func (rt *route) checkQuery(r *http.Request) error {
+	if r.URL.RawQuery == "" {
+		return nil
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return fmt.Errorf("%w: query string: %v", ErrBadRequest, err)
+	}
+	return rt.checkParams(q)
+}
+
+// checkParams refuses values that name a parameter the route does not
+// know, naming those and the ones it knows.
+func (rt *route) checkParams(values url.Values) error {
+	var unknown []string
+	for name := range values {
+		if !slices.Contains(rt.params, name) {
+			unknown = append(unknown, strconv.Quote(name))
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	noun := "parameter"
+	if len(unknown) > 1 {
+		noun = "parameters"
+	}
+	known := "takes no parameters"
+	if len(rt.params) > 0 {
+		known = "takes only " + strings.Join(rt.params, ", ")
+	}
+	return fmt.Errorf("%w: unknown %s %s (%s %s)", ErrBadRequest, noun, strings.Join(unknown, ", "), rt.path, known)
 }
 
 // match is the route that serves method on path, or nil.
@@ -165,13 +238,15 @@ type RouteRole struct {
 	Prefix  bool // Path is a prefix (/kv/, /debug/pprof/)
 	Methods []string
 	Role    auth.Role
+	Write   bool     // may change state
+	Params  []string // the parameters it knows
 }
 
 // Routes lists the routes, in table order.
 func (s *Service) Routes() []RouteRole {
 	out := make([]RouteRole, len(s.routes))
 	for i, rt := range s.routes {
-		out[i] = RouteRole{Path: rt.path, Prefix: rt.prefix, Methods: slices.Clone(rt.methods), Role: rt.role}
+		out[i] = RouteRole{Path: rt.path, Prefix: rt.prefix, Methods: slices.Clone(rt.methods), Role: rt.role, Write: rt.write, Params: slices.Clone(rt.params)}
 	}
 	return out
 }

@@ -99,6 +99,9 @@ type Cluster interface {
 	// OnLeader runs local when this node leads, else forwards the request
 	// and copies the leader's answer to w (err nil once answered).
 	OnLeader(w http.ResponseWriter, r *http.Request, f cluster.Forward, local func() error) (via string, err error)
+	// BootstrapPending says what a node waiting for its
+	// RAFT_BOOTSTRAP_EXPECT peers waits for (nil when it is not waiting).
+	BootstrapPending() error
 	// Probe asks a member about itself, for /nodes.
 	Probe(ctx context.Context, httpAddr string) cluster.Probe
 
@@ -193,21 +196,29 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// writeError answers err through the error table (errors.go).
+// writeError answers err through the error table (errors.go), with a
+// message for users (publicMessage); what it keeps back, and every 5xx,
+// goes to the log with the request id, which the message then names.
 func (s *Service) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := statusOf(err)
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
-	if status >= 500 {
+	msg, withheld := publicMessage(err, status)
+	id := requestIDOf(w, r)
+	if withheld {
+		msg += " (details in the node's log, request id " + id + ")"
+	}
+	if status >= 500 || withheld {
 		// 503s are expected while a leader is elected; the rest deserve a look.
 		level := logrus.WarnLevel
 		if status == http.StatusServiceUnavailable {
 			level = logrus.DebugLevel
 		}
-		s.log.WithFields(logrus.Fields{"method": r.Method, "path": r.URL.Path, "status": status}).WithError(err).Log(level, "request failed")
+		s.log.WithFields(logrus.Fields{"method": r.Method, "path": r.URL.Path, "status": status, "code": code, "request_id": id}).
+			WithError(err).Log(level, "request failed")
 	}
-	body := errorBody{Error: err.Error(), Code: code}
+	body := errorBody{Error: msg, Code: code}
 	var cc casConflict
 	if errors.As(err, &cc) {
 		body.Index = &cc.current

@@ -251,12 +251,22 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) (string, error
 	}
 }
 
+// HandOffElections bounds HandOff: it gives up after this many election
+// timeouts (2 s with raft's defaults). A reachable, up-to-date voter takes
+// leadership within milliseconds, and raft abandons a transfer that has not
+// completed after one election timeout; voters that cannot be reached must
+// not hold a stopping node for half of SHUTDOWN_TIMEOUT.
+const HandOffElections = 2
+
 // HandOff is the first step of a graceful stop: a leader hands leadership
 // to an up-to-date voter, so the cluster does not wait an election timeout
 // for a new one. It tries raft's own pick (the voter furthest along in
-// replication) and then each other voter by name, until ctx ends. It
-// returns the new leader's id ("" when this node was not leading or no
-// other voter exists).
+// replication) and then each other voter by name, until ctx ends, this
+// node stops leading (it stepped down: it lost contact with a quorum, so
+// no voter is reachable), or HandOffElections election timeouts pass. It
+// returns at once when no other voter exists. It returns the new leader's
+// id ("" when this node was not leading, no other voter exists, or the new
+// leader was not heard from in time).
 func (n *Node) HandOff(ctx context.Context) (string, error) {
 	ss, err := n.leaderServers(ctx)
 	if errors.Is(err, ErrNotLeader) {
@@ -272,8 +282,16 @@ func (n *Node) HandOff(ctx context.Context) (string, error) {
 	if len(targets) == 1 {
 		return "", nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, HandOffElections*n.raft.ReloadableConfig().ElectionTimeout)
+	defer cancel()
 	var last error
 	for _, t := range targets {
+		if !n.IsLeader() {
+			if last == nil {
+				return "", nil
+			}
+			return "", fmt.Errorf("stepped down during the hand-off: %w", last)
+		}
 		leader, err := n.TransferLeadership(ctx, t)
 		switch {
 		case err == nil:

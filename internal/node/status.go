@@ -6,6 +6,7 @@ package node
 import (
 	"context"
 	"strconv"
+	"time"
 )
 
 // Status is a point-in-time view of this node.
@@ -16,18 +17,21 @@ type Status struct {
 	// Membership is "voter", "learner", or "not_member" (waiting to be
 	// joined, or removed: then the leader fields are empty, since this
 	// node no longer hears from it).
-	Membership        string   `json:"membership"`
-	Term              uint64   `json:"term"`
-	LeaderID          string   `json:"leader_id"`
-	LeaderRaftAddr    string   `json:"leader_raft_addr"`
-	LeaderHTTPAddr    string   `json:"leader_http_addr"`
-	CommitIndex       uint64   `json:"commit_index"`
-	AppliedIndex      uint64   `json:"applied_index"`
-	LastLogIndex      uint64   `json:"last_log_index"`
-	LastSnapshotIndex uint64   `json:"last_snapshot_index"`
-	LastContact       string   `json:"last_contact"`
-	Keys              int      `json:"keys"`
-	Configuration     []Member `json:"configuration"`
+	Membership        string `json:"membership"`
+	Term              uint64 `json:"term"`
+	LeaderID          string `json:"leader_id"`
+	LeaderRaftAddr    string `json:"leader_raft_addr"`
+	LeaderHTTPAddr    string `json:"leader_http_addr"`
+	CommitIndex       uint64 `json:"commit_index"`
+	AppliedIndex      uint64 `json:"applied_index"`
+	LastLogIndex      uint64 `json:"last_log_index"`
+	LastSnapshotIndex uint64 `json:"last_snapshot_index"`
+	// LastContactMs is milliseconds since this node last heard from the
+	// leader (0 on the leader), nil if it never has: the one format of
+	// "last contact" in every JSON answer.
+	LastContactMs *float64 `json:"last_contact_ms"`
+	Keys          int      `json:"keys"`
+	Configuration []Member `json:"configuration"`
 }
 
 // Status reports this node's Raft and FSM state.
@@ -60,10 +64,19 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		AppliedIndex:      n.fsm.AppliedIndex(),
 		LastLogIndex:      parseUint(stats["last_log_index"]),
 		LastSnapshotIndex: parseUint(stats["last_snapshot_index"]),
-		LastContact:       stats["last_contact"],
+		LastContactMs:     lastContactMs(n.SinceLeaderContact()),
 		Keys:              n.fsm.Stats().Keys,
 		Configuration:     members,
 	}, nil
+}
+
+// lastContactMs is d in milliseconds (to the microsecond), nil unless ok.
+func lastContactMs(d time.Duration, ok bool) *float64 {
+	if !ok {
+		return nil
+	}
+	ms := float64(d.Microseconds()) / 1000
+	return &ms
 }
 
 func parseUint(s string) uint64 {

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -120,6 +121,36 @@ func Load(certFile, keyFile, caFile string) (*Material, error) {
 		}
 	}
 	return m, nil
+}
+
+// CheckName reports whether the certificate names host (an IP address
+// or a DNS name, as ADVERTISE_ADDR holds it) as an HTTPS client checks it:
+// an IP SAN for an IP, a DNS SAN (wildcards included) for a name. Other
+// nodes and clients reach the API at that host and refuse a certificate
+// that does not name it, so a mismatch is better found at start. The error
+// lists the names the certificate holds.
+func (m *Material) CheckName(host string) error {
+	leaf := m.Cert.Leaf
+	if leaf == nil {
+		var err error
+		if leaf, err = x509.ParseCertificate(m.Cert.Certificate[0]); err != nil {
+			return err
+		}
+	}
+	if err := leaf.VerifyHostname(host); err == nil {
+		return nil
+	}
+	var names []string
+	for _, ip := range leaf.IPAddresses {
+		names = append(names, "IP:"+ip.String())
+	}
+	for _, d := range leaf.DNSNames {
+		names = append(names, "DNS:"+d)
+	}
+	if len(names) == 0 {
+		return fmt.Errorf("names no address (no subject alternative names), not %s", host)
+	}
+	return fmt.Errorf("names %s, not %s", strings.Join(names, ", "), host)
 }
 
 // HTTPServer is the API server's configuration: with a CA, a client must

@@ -72,6 +72,15 @@ func TestBadInput(t *testing.T) {
 			name: "requestId disagrees with Idempotency-Key", method: "GET", target: "/set?key=c&value=1&requestId=a",
 			header: http.Header{"Idempotency-Key": {"b"}}, status: 400, code: "bad_request", on: both,
 		},
+		{name: "set unknown ttl", method: "GET", target: "/set?key=a&value=1&ttl=2", status: 400, code: "bad_request", on: both},
+		{name: "set typo cass", method: "GET", target: "/set?key=existing&value=2&cass=0", status: 400, code: "bad_request", on: both},
+		{name: "set unknown in form", method: "POST", target: "/set", body: []byte("key=a&value=1&ttl=2"), header: form, status: 400, code: "bad_request", on: both},
+		{name: "DELETE /kv recurse", method: "DELETE", target: "/kv/existing?recurse=true", status: 400, code: "bad_request", on: both},
+		{name: "get index and wait", method: "GET", target: "/get?key=existing&index=5&wait=10s", status: 400, code: "bad_request", on: both},
+		{
+			name: "browser cross-site GET /set", method: "GET", target: "/set?key=a&value=1",
+			header: http.Header{"Sec-Fetch-Site": {"cross-site"}, "Origin": {"http://evil.example"}}, status: 403, code: "cross_site_refused", on: both,
+		},
 		{name: "leave unknown node", method: "POST", target: "/leave?nodeId=ghost", status: 404, code: "node_not_found", on: leaderOnly},
 		{name: "leave without nodeId", method: "POST", target: "/leave", status: 400, code: "bad_request", on: both},
 		{name: "leave bad nodeId", method: "POST", target: "/leave?nodeId=a%20b", status: 400, code: "bad_request", on: both},
@@ -85,9 +94,9 @@ func TestBadInput(t *testing.T) {
 		{name: "join without nodeId", method: "GET", target: "/join?raftPort=7000", status: 400, code: "bad_request", on: both},
 		{name: "DELETE /set", method: "DELETE", target: "/set?key=existing", status: 405, code: "method_not_allowed", allow: "GET, POST", on: both},
 		{name: "GET /leave", method: "GET", target: "/leave?nodeId=n1", status: 405, code: "method_not_allowed", allow: "POST", on: both},
-		{name: "PUT /get", method: "PUT", target: "/get?key=existing", status: 405, code: "method_not_allowed", allow: "GET, POST", on: both},
-		{name: "POST /nodes", method: "POST", target: "/nodes", status: 405, code: "method_not_allowed", allow: "GET", on: both},
-		{name: "POST /kv", method: "POST", target: "/kv/existing", status: 405, code: "method_not_allowed", allow: "GET, PUT, DELETE", on: both},
+		{name: "PUT /get", method: "PUT", target: "/get?key=existing", status: 405, code: "method_not_allowed", allow: "GET, HEAD, POST", on: both},
+		{name: "POST /nodes", method: "POST", target: "/nodes", status: 405, code: "method_not_allowed", allow: "GET, HEAD", on: both},
+		{name: "POST /kv", method: "POST", target: "/kv/existing", status: 405, code: "method_not_allowed", allow: "GET, HEAD, PUT, DELETE", on: both},
 		{name: "unknown path", method: "GET", target: "/nope", status: 404, code: "not_found", on: both},
 		{name: "100 KiB query string", method: "GET", target: "/set?key=q&value=" + strings.Repeat("x", 100<<10), status: 431, on: both},
 	}
@@ -134,6 +143,9 @@ func TestBadInput(t *testing.T) {
 	}
 	if got := c.Node(l).FSM().Stats().Keys; got != keysBefore {
 		t.Errorf("key count moved from %d to %d", keysBefore, got)
+	}
+	if e, ok := c.Node(l).FSM().Get("existing"); !ok || e.Value != "v" {
+		t.Errorf("key existing changed: %+v (present %v)", e, ok)
 	}
 	for _, k := range []string{"a", "b", "c", "big", "cl", "nv", "q", "tp", "\xff", longKey} {
 		if e, ok := c.Node(l).FSM().Get(k); ok {
