@@ -33,7 +33,7 @@ func tlsEnv(api, raft testpki.Files) map[string]string {
 // TestTLSClusterEndToEnd runs three real processes with all six TLS
 // variables, forming the cluster by RAFT_JOIN over HTTPS, then a fourth
 // whose HTTP certificate is good but whose Raft certificate comes from a
-// rogue CA: it is let into the configuration by /join but gets nothing.
+// rogue CA: its /join is refused (the leader cannot reach it over Raft).
 func TestTLSClusterEndToEnd(t *testing.T) {
 	bin := raftkvBinary(t)
 	tmp := t.TempDir()
