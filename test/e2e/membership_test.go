@@ -144,6 +144,19 @@ func TestLateExpectNodeJoinsAsLearner(t *testing.T) {
 	if err := set(leader, "formed", "yes"); err != nil {
 		t.Fatal(err)
 	}
+	// The three derived one cluster id from the bootstrap configuration,
+	// each on its own.
+	ids := map[string]bool{}
+	for _, n := range c.Nodes {
+		st, err := n.Status()
+		if err != nil || st.ClusterID == "" {
+			t.Fatalf("%s: cluster id %q, %v", n.Name, st.ClusterID, err)
+		}
+		ids[st.ClusterID] = true
+	}
+	if len(ids) != 1 {
+		t.Fatalf("the RAFT_BOOTSTRAP_EXPECT nodes report %d cluster ids: %v", len(ids), ids)
+	}
 	var join []string
 	for _, n := range c.Nodes {
 		join = append(join, n.HTTPAddr)
