@@ -52,6 +52,7 @@ var scenarios = []scenario{
 		r.crash([]int{0, 1, 2}, 2*time.Second)
 	}},
 	{id: "S16", title: "hostile input and slow clients", inject: hostile},
+	{id: "S17", title: "membership: join a node of another cluster and a mistyped port, then SIGKILL the leader", inject: joinStranger},
 
 	{id: "S4", title: "SIGSTOP a follower, SIGCONT", soak: true, inject: func(r *run) {
 		r.pause(r.follower(), 6*time.Second)
