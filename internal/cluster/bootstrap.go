@@ -43,6 +43,10 @@ type PeerInfo struct {
 	InCluster bool `json:"in_cluster"`
 	// BootstrapExpect is its RAFT_BOOTSTRAP_EXPECT (0: not set).
 	BootstrapExpect int `json:"bootstrap_expect"`
+	// ClusterID is the id of its cluster ("" while it has none).
+	ClusterID string `json:"cluster_id"`
+	// AppliedIndex is the last log index its replica has applied.
+	AppliedIndex uint64 `json:"applied_index"`
 }
 
 // Info is this node's answer on GET /internal/info.
@@ -57,6 +61,8 @@ func (c *Cluster) Info(ctx context.Context) (PeerInfo, error) {
 		HTTPAddr:        c.node.HTTPAdvertise(),
 		InCluster:       len(members) > 0,
 		BootstrapExpect: c.opts.BootstrapExpect,
+		ClusterID:       c.node.ClusterID(),
+		AppliedIndex:    c.node.FSM().AppliedIndex(),
 	}, nil
 }
 

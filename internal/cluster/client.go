@@ -21,6 +21,11 @@ import (
 // forwarded again.
 const HeaderForwarded = "X-Raft-Forwarded"
 
+// HeaderClusterID carries the calling node's cluster id on every
+// node-to-node call; a node that has an id refuses a call carrying another
+// (CheckClusterID).
+const HeaderClusterID = "X-Raft-Cluster-Id"
+
 // Errors of node-to-node calls. Each says whether the request reached the
 // other node, which decides whether a client may simply retry.
 var (
@@ -68,6 +73,9 @@ type Client struct {
 	scheme  string
 	token   func() string // the node's own credential; nil when auth is off
 	timeout time.Duration // default per-call bound: the request timeout plus forwardSlack
+	// clusterID is this node's cluster id ("" until it has one), sent on
+	// every call.
+	clusterID func() string
 }
 
 // newClient builds the keep-alive client; tc, when set, is its TLS
@@ -139,6 +147,11 @@ func (c *Client) newRequest(ctx context.Context, k call) (*http.Request, error) 
 	}
 	if k.contentType != "" {
 		req.Header.Set("Content-Type", k.contentType)
+	}
+	if c.clusterID != nil {
+		if id := c.clusterID(); id != "" {
+			req.Header.Set(HeaderClusterID, id)
+		}
 	}
 	if hops > 0 {
 		req.Header.Set(HeaderForwarded, strconv.Itoa(hops))

@@ -86,3 +86,30 @@ func TestSendClasses(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestCarriesClusterID: every call, a node's own or a forward,
+// carries the cluster id once the node has one, and none before.
+func TestRequestCarriesClusterID(t *testing.T) {
+	ctx := context.Background()
+	id := ""
+	c := newClient(nil, nil, time.Second)
+	c.clusterID = func() string { return id }
+	from := httptest.NewRequest(http.MethodPost, "/set?key=a&value=b", nil)
+	for _, k := range []call{
+		{method: http.MethodGet, addr: "h:1", uri: PathInfo},
+		{method: http.MethodPost, addr: "h:1", uri: "/set?key=a&value=b", from: from},
+	} {
+		id = ""
+		req, err := c.newRequest(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := req.Header.Get(HeaderClusterID); got != "" {
+			t.Fatalf("%s %s without an id sends %s %q", k.method, k.uri, HeaderClusterID, got)
+		}
+		id = "0123456789abcdef"
+		if req, _ = c.newRequest(ctx, k); req.Header.Get(HeaderClusterID) != id {
+			t.Fatalf("%s %s sends %s %q, want %q", k.method, k.uri, HeaderClusterID, req.Header.Get(HeaderClusterID), id)
+		}
+	}
+}

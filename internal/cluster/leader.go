@@ -74,11 +74,13 @@ func New(n *node.Node, opts Options) *Cluster {
 	if opts.Auth != nil {
 		token = opts.Auth.NodeToken
 	}
+	client := newClient(opts.ClientTLS, token, opts.RequestTimeout+ForwardSlack)
+	client.clusterID = n.ClusterID
 	return &Cluster{
 		node:    n,
 		opts:    opts,
 		log:     opts.Logger.WithField("component", "cluster"),
-		client:  newClient(opts.ClientTLS, token, opts.RequestTimeout+ForwardSlack),
+		client:  client,
 		metrics: newForwardMetrics(),
 	}
 }
@@ -104,6 +106,9 @@ func (c *Cluster) Propose(ctx context.Context, cmd *fsm.Command) (res *fsm.Resul
 			if !errors.Is(err, node.ErrNotLeader) {
 				return res, "", err
 			}
+		}
+		if c.node.Removed() {
+			return nil, "", node.ErrRemoved
 		}
 		leader, err := c.waitLeader(ctx)
 		if err != nil {
@@ -136,6 +141,9 @@ func (c *Cluster) ReadIndex(ctx context.Context) (uint64, error) {
 func (c *Cluster) readIndexOnce(ctx context.Context) (uint64, error) {
 	if c.node.IsLeader() {
 		return c.node.ReadIndex(ctx)
+	}
+	if c.node.Removed() {
+		return 0, node.ErrRemoved
 	}
 	leader, err := c.waitLeader(ctx)
 	if err != nil {
@@ -179,6 +187,9 @@ var errSelfLeader = errors.New("this node is the leader")
 // here); err is what is left to answer, nil once w holds the answer.
 func (c *Cluster) OnLeader(w http.ResponseWriter, r *http.Request, f Forward, local func() error) (via string, err error) {
 	if !c.node.IsLeader() {
+		if c.node.Removed() {
+			return "", node.ErrRemoved
+		}
 		via, err = c.forward(w, r, f, maxHops)
 		if !errors.Is(err, errSelfLeader) {
 			return via, err

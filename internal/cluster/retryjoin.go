@@ -19,7 +19,15 @@ import (
 func (c *Cluster) RetryJoin(ctx context.Context, joinAddrs []string) {
 	const steady, maxBackoff = time.Second, 10 * time.Second
 	wait, failures, wasMember, said := time.Duration(0), 0, false, ""
+	late := false // joins through bootstrap-expect discovery, after the cluster formed
 	discover := c.expectBootstrap(joinAddrs)
+	// The leader's promotion loop lives as long as this one (promote.go).
+	promoting := make(chan struct{})
+	defer func() { <-promoting }()
+	go func() {
+		defer close(promoting)
+		c.promoteLoop(ctx)
+	}()
 	if c.opts.BootstrapExpect > 0 && !c.node.HasState() {
 		c.setPending(fmt.Sprintf("waiting for RAFT_BOOTSTRAP_EXPECT=%d nodes to bootstrap with; asking %s", c.opts.BootstrapExpect, strings.Join(joinAddrs, ", ")))
 	}
@@ -32,6 +40,9 @@ func (c *Cluster) RetryJoin(ctx context.Context, joinAddrs []string) {
 		wait = steady
 		member, registered := c.membership(ctx)
 		wasMember = wasMember || member
+		if member {
+			c.learnClusterID(ctx)
+		}
 		if member && registered || c.node.IsLeader() {
 			continue
 		}
@@ -48,6 +59,10 @@ func (c *Cluster) RetryJoin(ctx context.Context, joinAddrs []string) {
 				wait = expectPoll // waiting for peers, or just bootstrapped
 				continue
 			}
+			// The cluster was formed without this node: it joins as a
+			// learner rather than making the voter count
+			// RAFT_BOOTSTRAP_EXPECT+1 (an even count) on its own.
+			late = true
 		}
 		if l, ok := c.node.Leader(); ok && l.HTTPAddr != "" {
 			targets = []string{l.HTTPAddr}
@@ -61,7 +76,7 @@ func (c *Cluster) RetryJoin(ctx context.Context, joinAddrs []string) {
 			}
 			continue
 		}
-		if err := c.joinVia(ctx, targets); err != nil {
+		if err := c.joinVia(ctx, targets, !late); err != nil {
 			failures++
 			wait = min(steady<<min(failures, 4), maxBackoff)
 			c.log.WithError(err).WithField("retry_in", wait).Warn("could not join the cluster yet")
@@ -91,17 +106,29 @@ func (c *Cluster) membership(ctx context.Context) (member, registered bool) {
 
 // joinVia asks each target in turn to join this node; the first that
 // answers 200 wins. A follower target forwards the request to its leader.
-func (c *Cluster) joinVia(ctx context.Context, targets []string) error {
-	// No voter=false: a join never changes an existing member's suffrage,
-	// so a learner re-joining stays a learner.
-	uri := JoinURI(c.node.ID(), c.node.RaftAddr(), c.node.HTTPAdvertise(), true)
+// voter false asks to stay a learner (a late RAFT_BOOTSTRAP_EXPECT node);
+// if the cluster already has this id as a voter (a replaced member), the
+// join is asked again as a voter, which changes no suffrage.
+func (c *Cluster) joinVia(ctx context.Context, targets []string, voter bool) error {
+	// Otherwise no voter=false: a join never changes an existing member's
+	// suffrage, so a learner re-joining stays a learner.
+	uri := JoinURI(c.node.ID(), c.node.RaftAddr(), c.node.HTTPAdvertise(), voter)
 	var last error
 	for _, t := range targets {
 		if t == c.node.HTTPAdvertise() {
 			continue
 		}
-		if _, last = c.client.Call(ctx, http.MethodPost, t, uri, nil); last == nil {
-			c.log.WithField("via", t).Info("joined the cluster")
+		status, err := c.client.Call(ctx, http.MethodPost, t, uri, nil)
+		if status == http.StatusConflict && !voter && strings.Contains(err.Error(), `"suffrage_conflict"`) {
+			status, err = c.client.Call(ctx, http.MethodPost, t, JoinURI(c.node.ID(), c.node.RaftAddr(), c.node.HTTPAdvertise(), true), nil)
+		}
+		if last = err; err == nil && status == http.StatusOK {
+			msg := "joined the cluster"
+			if !voter {
+				msg = fmt.Sprintf("joined the cluster, formed without this node, as a learner (RAFT_BOOTSTRAP_EXPECT=%d: "+
+					"the cluster has its voters); POST /promote?nodeId=%s on any member makes it a voter", c.opts.BootstrapExpect, c.node.ID())
+			}
+			c.log.WithField("via", t).Info(msg)
 			return nil
 		}
 	}

@@ -54,11 +54,16 @@ type joinResponse struct {
 	Change   string `json:"change"` // added, updated or unchanged
 	Index    uint64 `json:"index,omitempty"`
 	Voter    bool   `json:"voter"` // suffrage after the join
+	// AutoPromote: added as a learner, made a voter by the leader once
+	// it has caught up.
+	AutoPromote bool `json:"auto_promote,omitempty"`
 }
 
-// handleJoin adds a voter: /join?nodeId=n2&raftPort=9001 (the Raft host
-// is the caller's IP), or raftAddr=host:port explicitly; voter=false adds
-// a learner.
+// handleJoin adds a member: /join?nodeId=n2&raftPort=9001 (the Raft host
+// is the caller's IP), or raftAddr=host:port explicitly. The leader first
+// contacts the joiner (cluster.CheckJoiner) and refuses one that cannot
+// serve; a new member is added as a learner and promoted once caught up,
+// or stays a learner with voter=false.
 func (s *Service) handleJoin(w http.ResponseWriter, r *http.Request) error {
 	q, err := s.parseJoin(w, r)
 	if err != nil {
@@ -68,8 +73,9 @@ func (s *Service) handleJoin(w http.ResponseWriter, r *http.Request) error {
 	// would be this node.
 	f := cluster.Forward{URI: cluster.JoinURI(q.id, q.raftAddr, q.httpAddr, q.voter)}
 	return s.leaderOp(w, r, f, func(ctx context.Context) (any, error) {
-		res, err := s.store.Join(ctx, q.id, q.raftAddr, q.httpAddr, q.voter)
-		return joinResponse{NodeID: q.id, RaftAddr: q.raftAddr, HTTPAddr: q.httpAddr, Change: res.Change, Index: res.Index, Voter: res.Voter}, err
+		admit := func(ctx context.Context) error { return s.cluster.CheckJoiner(ctx, q.id, q.raftAddr, q.httpAddr) }
+		res, err := s.store.Join(ctx, q.id, q.raftAddr, q.httpAddr, q.voter, admit)
+		return joinResponse{NodeID: q.id, RaftAddr: q.raftAddr, HTTPAddr: q.httpAddr, Change: res.Change, Index: res.Index, Voter: res.Voter, AutoPromote: res.AutoPromote}, err
 	})
 }
 

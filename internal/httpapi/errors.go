@@ -79,6 +79,10 @@ var errorTable = []struct {
 	{node.ErrNotVoter, http.StatusConflict, "not_voter"},
 	{node.ErrNoTransferTarget, http.StatusConflict, "no_transfer_target"},
 	{node.ErrAlreadyBootstrapped, http.StatusConflict, "already_bootstrapped"},
+	{node.ErrJoinerUnreachable, http.StatusConflict, "joiner_unreachable"},
+	{node.ErrJoinerHasState, http.StatusConflict, "joiner_has_state"},
+	{node.ErrJoinerMismatch, http.StatusConflict, "joiner_mismatch"},
+	{node.ErrOtherCluster, http.StatusConflict, "other_cluster"},
 	{fsm.ErrCASFailed, http.StatusConflict, "cas_failed"},
 	{node.ErrRestoreInProgress, http.StatusConflict, "restore_in_progress"},
 	// 503: definitely not applied; safe to retry anywhere.
@@ -94,6 +98,7 @@ var errorTable = []struct {
 	{ErrIndexNotReached, http.StatusServiceUnavailable, "index_not_reached"},
 	{node.ErrTransferFailed, http.StatusServiceUnavailable, "transfer_failed"},
 	{ErrNotMember, http.StatusServiceUnavailable, "not_member"},
+	{node.ErrRemoved, http.StatusServiceUnavailable, "not_member"},
 	{ErrCatchingUp, http.StatusServiceUnavailable, "catching_up"},
 	{node.ErrStorageUnavailable, http.StatusServiceUnavailable, "storage_unavailable"},
 	// 502: a read's forward broke. 504: a write's outcome is unknown.

@@ -79,7 +79,9 @@ func (s *fakeStore) Status(context.Context) (node.Status, error) {
 func (s *fakeStore) Snapshot(context.Context) (uint64, bool, error) {
 	return s.f.AppliedIndex(), true, s.record("snapshot")
 }
-func (s *fakeStore) Join(_ context.Context, id, raftAddr, httpAddr string, voter bool) (node.JoinResult, error) {
+func (s *fakeStore) Removed() bool { return false }
+
+func (s *fakeStore) Join(_ context.Context, id, raftAddr, httpAddr string, voter bool, _ func(context.Context) error) (node.JoinResult, error) {
 	return node.JoinResult{Change: "added", Index: 7, Voter: voter}, s.record("join " + id + " " + raftAddr + " " + httpAddr)
 }
 func (s *fakeStore) Leave(_ context.Context, id string) (uint64, error) {
@@ -147,6 +149,10 @@ func (c *fakeCluster) BootstrapPending() error { return nil }
 func (c *fakeCluster) Probe(_ context.Context, httpAddr string) cluster.Probe {
 	return c.probes[httpAddr]
 }
+
+func (c *fakeCluster) CheckClusterID(*http.Request) error { return nil }
+
+func (c *fakeCluster) CheckJoiner(context.Context, string, string, string) error { return nil }
 
 func (c *fakeCluster) Info(context.Context) (cluster.PeerInfo, error) {
 	return cluster.PeerInfo{ID: c.store.id}, nil

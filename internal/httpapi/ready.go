@@ -68,6 +68,9 @@ func (s *Service) handleReady(w http.ResponseWriter, r *http.Request) error {
 // checkReady runs the checks in order; the first that fails is the reason.
 func (s *Service) checkReady(ctx context.Context) (readyResponse, error) {
 	var resp readyResponse
+	if s.store.Removed() {
+		return resp, node.ErrRemoved
+	}
 	// A node whose volume refuses writes cannot take its share of any
 	// write, whoever leads.
 	if err := s.store.StorageFault(); err != nil {

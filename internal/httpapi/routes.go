@@ -147,6 +147,9 @@ func (s *Service) adapt(rt *route) http.Handler {
 			err = s.authorize(w, r, rt.role)
 		}
 		if err == nil {
+			err = s.cluster.CheckClusterID(r)
+		}
+		if err == nil {
 			err = rt.checkQuery(r)
 		}
 		if err == nil {

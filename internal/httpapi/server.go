@@ -72,6 +72,8 @@ type Store interface {
 	FSM() *fsm.FSM
 	Leader() (node.Leader, bool)
 	SinceLeaderContact() (time.Duration, bool)
+	// Removed: this node was a member and /leave removed it.
+	Removed() bool
 	Members(ctx context.Context) ([]node.Member, error)
 	Status(ctx context.Context) (node.Status, error)
 	Snapshot(ctx context.Context) (index uint64, created bool, err error)
@@ -80,7 +82,8 @@ type Store interface {
 	StorageFault() error
 
 	// Leader-only changes; node.ErrNotLeader when this node does not lead.
-	Join(ctx context.Context, id, raftAddr, httpAddr string, voter bool) (node.JoinResult, error)
+	// admit is asked before a node that is not yet a member is added.
+	Join(ctx context.Context, id, raftAddr, httpAddr string, voter bool, admit func(context.Context) error) (node.JoinResult, error)
 	Leave(ctx context.Context, id string) (uint64, error)
 	Promote(ctx context.Context, id string) (node.JoinResult, error)
 	TransferLeadership(ctx context.Context, id string) (string, error)
@@ -104,6 +107,12 @@ type Cluster interface {
 	BootstrapPending() error
 	// Probe asks a member about itself, for /nodes.
 	Probe(ctx context.Context, httpAddr string) cluster.Probe
+
+	// CheckClusterID refuses a node-to-node call from another cluster.
+	CheckClusterID(r *http.Request) error
+	// CheckJoiner contacts a node before /join adds it, and refuses one
+	// that cannot serve (unreachable, another cluster, state of its own).
+	CheckJoiner(ctx context.Context, id, raftAddr, httpAddr string) error
 
 	// The server side of the peer protocol.
 	Info(ctx context.Context) (cluster.PeerInfo, error)

@@ -50,6 +50,21 @@ var (
 	ErrTransferFailed = errors.New("leadership transfer did not complete")
 	// ErrAlreadyBootstrapped: Bootstrap on a node that already has state.
 	ErrAlreadyBootstrapped = errors.New("node already has raft state; not bootstrapping")
+	// ErrJoinerUnreachable: the node to be joined did not answer (on its
+	// Raft address, or its API); nothing was changed.
+	ErrJoinerUnreachable = errors.New("the node to be joined does not answer; nothing was changed (check its address and that it runs)")
+	// ErrJoinerHasState: the node to be joined already has a Raft log or
+	// snapshot of its own; nothing was changed.
+	ErrJoinerHasState = errors.New("the node to be joined already holds raft state (a log or snapshot of its own); nothing was changed " +
+		"(start it with an empty volume and RAFT_BOOTSTRAP=false)")
+	// ErrOtherCluster: the other node belongs to a different cluster.
+	ErrOtherCluster = errors.New("the node belongs to another cluster; nothing was changed")
+	// ErrJoinerMismatch: the node at the given address runs under another
+	// id than the one to be joined.
+	ErrJoinerMismatch = errors.New("the node at that address runs under another id; nothing was changed")
+	// ErrRemoved: this node was removed from the cluster (Removed); it
+	// serves no request for the cluster and forwards nothing.
+	ErrRemoved = errors.New("this node is not a member of the cluster (it was removed; /join on a member adds it back); nothing was done")
 	// ErrRestoreInProgress: this node is already installing a backup.
 	ErrRestoreInProgress = errors.New("a restore is already in progress on this node")
 	// ErrLogStoreMismatch: the volume already holds a log of the other

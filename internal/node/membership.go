@@ -77,7 +77,10 @@ func (n *Node) Bootstrap(ctx context.Context, servers []Server) error {
 	if err != nil {
 		return mapRaftError("bootstrap", err)
 	}
-	n.log.WithField("servers", servers).Info("bootstrapped a new cluster")
+	if err := n.AdoptClusterID(DeriveClusterID(servers)); err != nil {
+		return err
+	}
+	n.log.WithFields(logrus.Fields{"servers": servers, "cluster_id": n.ClusterID()}).Info("bootstrapped a new cluster")
 	return nil
 }
 
@@ -174,17 +177,26 @@ type JoinResult struct {
 	Change string // "added", "updated" (same id, new address) or "unchanged"
 	Index  uint64 // index of the last entry Join committed; 0 if none
 	Voter  bool   // the member's suffrage after the join
+	// AutoPromote: added as a learner that the leader makes a voter once
+	// it has caught up (a new member asked to be a voter).
+	AutoPromote bool
 }
 
 // Join makes id a member at raftAddr: a voter, or a non-voting learner
-// when voter is false. Joining an existing member with the same address
+// when voter is false. A new member that is to be a voter is added as a
+// learner first and marked for promotion (promotion.go), so a node that
+// turns out unable to serve never counts toward the quorum. Joining an existing member with the same address
 // changes nothing; the same id with a new address moves it. Join never
 // changes an existing member's suffrage: a learner stays a learner (see
 // Promote), and asking for a voter to become a learner is
 // ErrSuffrageConflict. A Raft address held by a different id is refused
 // rather than evicting that member. httpAddr, when given, is recorded for
 // forwarding.
-func (n *Node) Join(ctx context.Context, id, raftAddr, httpAddr string, voter bool) (JoinResult, error) {
+//
+// admit, when set, is asked before anything changes for a node that is
+// not yet a member at raftAddr (cluster.CheckJoiner contacts it); its
+// error refuses the join.
+func (n *Node) Join(ctx context.Context, id, raftAddr, httpAddr string, voter bool, admit func(context.Context) error) (JoinResult, error) {
 	ss, err := n.leaderServers(ctx)
 	if err != nil {
 		return JoinResult{}, err
@@ -204,6 +216,14 @@ func (n *Node) Join(ctx context.Context, id, raftAddr, httpAddr string, voter bo
 			res.Change = "unchanged"
 		}
 	}
+	if res.Change != "unchanged" && admit != nil {
+		if err := admit(ctx); err != nil {
+			return JoinResult{}, err
+		}
+	}
+	if res.Change == "added" && res.Voter {
+		res.Voter, res.AutoPromote = false, true
+	}
 	if res.Change != "unchanged" {
 		add, what := n.raft.AddVoter, "add voter "
 		if !res.Voter {
@@ -214,7 +234,11 @@ func (n *Node) Join(ctx context.Context, id, raftAddr, httpAddr string, voter bo
 			return JoinResult{}, mapRaftError(what+id, err)
 		}
 		res.Index = f.Index()
-		n.log.WithFields(logrus.Fields{"node": id, "raft_addr": raftAddr, "change": res.Change, "voter": res.Voter}).Info("membership changed")
+		if res.AutoPromote {
+			n.markForPromotion(id)
+		}
+		n.log.WithFields(logrus.Fields{"node": id, "raft_addr": raftAddr, "change": res.Change, "voter": res.Voter,
+			"auto_promote": res.AutoPromote}).Info("membership changed")
 	}
 	if httpAddr != "" {
 		if known, _ := n.fsm.NodeHTTPAddr(id); known != httpAddr {
@@ -253,6 +277,7 @@ func (n *Node) Leave(ctx context.Context, id string) (uint64, error) {
 	if err := await(ctx, f); err != nil {
 		return 0, mapRaftError("remove server "+id, err)
 	}
+	n.DropPromotion(id)
 	n.log.WithFields(logrus.Fields{"node": id, "change": "removed", "index": f.Index()}).Info("membership changed")
 	index := f.Index()
 	if _, known := n.fsm.NodeHTTPAddr(id); known {
@@ -277,6 +302,7 @@ func (n *Node) Promote(ctx context.Context, id string) (JoinResult, error) {
 		return JoinResult{}, fmt.Errorf("promote %s: %w", id, ErrNodeNotFound)
 	}
 	if s.Suffrage == raft.Voter {
+		n.DropPromotion(id)
 		return JoinResult{Change: "unchanged", Voter: true}, nil
 	}
 	// AddVoter on a known non-voter keeps its id and address and changes
@@ -285,6 +311,7 @@ func (n *Node) Promote(ctx context.Context, id string) (JoinResult, error) {
 	if err := await(ctx, f); err != nil {
 		return JoinResult{}, mapRaftError("promote "+id, err)
 	}
+	n.DropPromotion(id)
 	n.log.WithFields(logrus.Fields{"node": id, "raft_addr": s.Address, "change": "promoted"}).Info("membership changed")
 	return JoinResult{Change: "promoted", Index: f.Index(), Voter: true}, nil
 }

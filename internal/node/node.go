@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -79,6 +80,15 @@ type Node struct {
 	readyTerm uint64
 	readyCh   chan struct{} // closed and replaced whenever readyTerm changes
 
+	// clusterID is the cluster's id (identity.go), a string; clusterIDMu
+	// serialises recording it.
+	clusterID   atomic.Value
+	clusterIDMu sync.Mutex
+
+	// promote marks the learners waiting to be made voters (promotion.go).
+	promoteMu sync.Mutex
+	promote   map[string]bool
+
 	notifyCh  chan bool
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -145,6 +155,9 @@ func (n *Node) open() error {
 		fatal = exitOnStorageFailure(n.log)
 	}
 	fs := &faultStore{logStore: store, h: &n.health, fatal: fatal}
+	if err := n.loadClusterID(); err != nil {
+		return err
+	}
 
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, cfg.SnapshotRetain, hlog.Named("snapshot"))
 	if err != nil {
@@ -219,7 +232,10 @@ func (n *Node) open() error {
 			if err := raft.BootstrapCluster(rc, fs, fs, snaps, trans, conf); err != nil {
 				return fmt.Errorf("bootstrap: %w", err)
 			}
-			n.log.WithField("raft_addr", trans.LocalAddr()).Info("bootstrapped a new single-node cluster")
+			if err := n.AdoptClusterID(newClusterID()); err != nil {
+				return err
+			}
+			n.log.WithFields(logrus.Fields{"raft_addr": trans.LocalAddr(), "cluster_id": n.ClusterID()}).Info("bootstrapped a new single-node cluster")
 		}
 	}
 

@@ -11,8 +11,13 @@ import (
 
 // Status is a point-in-time view of this node.
 type Status struct {
-	ID                string `json:"id"`
-	State             string `json:"state"`
+	ID        string `json:"id"`
+	ClusterID string `json:"cluster_id"`
+	State     string `json:"state"`
+	// Membership is "voter", "learner", or "not_member" (waiting to be
+	// joined, or removed: then the leader fields are empty, since this
+	// node no longer hears from it).
+	Membership        string `json:"membership"`
 	Term              uint64 `json:"term"`
 	LeaderID          string `json:"leader_id"`
 	LeaderRaftAddr    string `json:"leader_raft_addr"`
@@ -37,8 +42,19 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 	}
 	stats := n.raft.Stats()
 	l, _ := n.Leader()
+	membership := "not_member"
+	for _, m := range members {
+		if m.ID == n.cfg.ID {
+			membership = m.Suffrage
+		}
+	}
+	if n.Removed() {
+		l = Leader{}
+	}
 	return Status{
+		Membership:        membership,
 		ID:                n.cfg.ID,
+		ClusterID:         n.ClusterID(),
 		State:             n.raft.State().String(),
 		Term:              n.raft.CurrentTerm(),
 		LeaderID:          l.ID,

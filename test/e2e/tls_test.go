@@ -33,7 +33,7 @@ func tlsEnv(api, raft testpki.Files) map[string]string {
 // TestTLSClusterEndToEnd runs three real processes with all six TLS
 // variables, forming the cluster by RAFT_JOIN over HTTPS, then a fourth
 // whose HTTP certificate is good but whose Raft certificate comes from a
-// rogue CA: it is let into the configuration by /join but gets nothing.
+// rogue CA: its /join is refused (the leader cannot reach it over Raft).
 func TestTLSClusterEndToEnd(t *testing.T) {
 	bin := raftkvBinary(t)
 	tmp := t.TempDir()
@@ -92,29 +92,31 @@ func TestTLSClusterEndToEnd(t *testing.T) {
 		t.Fatalf("https without a client certificate: %v, want the handshake refused", err)
 	}
 
-	// The rogue joins itself over HTTPS (its API certificate is good), but
-	// Raft refuses it: it never applies an entry while the cluster commits.
+	// The rogue asks to join over HTTPS (its API certificate is good), but
+	// the leader contacts it over Raft first and the handshake fails: the
+	// join is refused (409 joiner_unreachable, which its retry-join logs)
+	// and it never enters the configuration or applies an entry.
 	ports := freePorts(t, 2)
 	env := tlsEnv(ca.Issue(t, "n4").Write(t, tmp, "n4-api", ca), rogue.Issue(t, "n4").Write(t, tmp, "n4-raft", rogue))
 	maps.Copy(env, map[string]string{"RAFT_NODE_ID": "n4", "HTTP_SERVER_PORT": strconv.Itoa(ports[0]), "RAFT_SERVER_PORT": strconv.Itoa(ports[1]),
 		"RAFT_VOLUME_DIR": filepath.Join(tmp, "n4"), "LOG_LEVEL": "info", "RAFT_JOIN": nodes[0].HTTPAddr})
 	n4 := proc.StartNode(t, proc.Config{Name: "n4", Bin: bin, Dir: tmp, Env: env, Client: client})
-	testwait.For(t, 30*time.Second, "n4 in the configuration and its Raft port refusing the leader", func() error {
-		var members []node.Member
-		if err := nodes[0].GetJSON("/nodes", &members); err != nil {
-			return err
-		}
-		if len(members) != 4 {
-			return fmt.Errorf("%d members", len(members))
-		}
+	testwait.For(t, 30*time.Second, "n4's join refused and its Raft port refusing the leader", func() error {
 		if !strings.Contains(n4.Log(), "refused a connection") {
 			return errors.New("n4 has not refused a connection yet")
 		}
+		if !strings.Contains(n4.Log(), "joiner_unreachable") {
+			return errors.New("n4 has not logged its refused join yet")
+		}
 		return nil
 	})
+	var members []node.Member
+	if err := nodes[0].GetJSON("/nodes", &members); err != nil || len(members) != 3 {
+		t.Fatalf("members with the rogue refused: %+v %v, want the 3", members, err)
+	}
 	for k := 20; k < 30; k++ {
 		if err := nodes[writer].GetJSON(fmt.Sprintf("/set?key=k%d&value=%d", k, k), nil); err != nil {
-			t.Fatalf("write with the rogue in the configuration: %v", err)
+			t.Fatalf("write with the rogue refused: %v", err)
 		}
 	}
 	rogueSt, err := n4.Status()

@@ -55,7 +55,8 @@ var scenarios = []scenario{
 		r.crash([]int{0, 1, 2}, 2*time.Second)
 	}},
 	{id: "S16", title: "hostile input and slow clients", inject: hostile},
-	{id: "S17", title: "a byte flipped in a follower's newest snapshot, restart", inject: corruptSnapshot},
+	{id: "S17", title: "membership: join a node of another cluster and a mistyped port, then SIGKILL the leader", inject: joinStranger},
+	{id: "S18", title: "a byte flipped in a follower's newest snapshot, restart", inject: corruptSnapshot},
 
 	{id: "S4", title: "SIGSTOP a follower, SIGCONT", soak: true, inject: func(r *run) {
 		r.pause(r.follower(), 6*time.Second)
@@ -540,7 +541,7 @@ func scenarioSeed(id string) uint64 {
 	return uint64(config.seed) ^ h.Sum64()
 }
 
-// corruptSnapshot (S17) SIGKILLs a follower that holds at least two
+// corruptSnapshot (S18) SIGKILLs a follower that holds at least two
 // snapshots, flips one byte in the newest one's state.bin and restarts it.
 // The node must set the snapshot aside, start (from the older snapshot and
 // its log, or empty with a copy from the leader) and catch up; it panicked

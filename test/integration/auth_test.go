@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -61,19 +60,6 @@ func bearer(token string) http.Header {
 	return http.Header{"Authorization": {"Bearer " + token}}
 }
 
-// freeLoopbackAddr is a loopback address nothing listens on, for a member
-// that is joined and removed but never runs.
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // applyBatch is a one-command body for /internal/apply, in the peer
 // protocol's framing (count, then length-prefixed commands).
 func applyBatch(key string) []byte {
@@ -124,9 +110,11 @@ func routeCases(t *testing.T, c *testcluster.Cluster) []routeCase {
 		}
 	}
 	setKey := func(t *testing.T, c *testcluster.Cluster, k string) { c.MustSet(t, 0, k, "before") }
-	ghostAddr := freeLoopbackAddr(t)
+	// A join contacts the joiner first, so the ghost is a bare Raft node
+	// with an empty volume, fresh for each case.
 	addGhost := func(t *testing.T, c *testcluster.Cluster, _ string) {
-		r := c.Get(t, 0, q("/join", "nodeId", ghost, "raftAddr", ghostAddr))
+		peer, _ := openPeer(t, ghost, nil)
+		r := c.Get(t, 0, q("/join", "nodeId", ghost, "raftAddr", peer.RaftAddr()))
 		if r.Status != http.StatusOK {
 			t.Fatalf("join ghost: %s", r.Summary())
 		}
@@ -361,7 +349,8 @@ func TestAuthForwarding(t *testing.T) {
 		t.Fatalf("leader read via follower: %s served by %q", r.Summary(), r.ServedBy())
 	}
 	// Proxy: join and remove a member through the follower.
-	addr := freeLoopbackAddr(t)
+	peer, _ := openPeer(t, ghost, nil)
+	addr := peer.RaftAddr()
 	r = c.MustDo(t, f, http.MethodPost, "/join?nodeId="+ghost+"&raftAddr="+url.QueryEscape(addr), nil, bearer(ts.admin))
 	if r.Status != http.StatusOK || r.String("change") != "added" || r.ServedBy() != leaderID {
 		t.Fatalf("join via follower: %s served by %q", r.Summary(), r.ServedBy())

@@ -161,8 +161,8 @@ func TestLinearizableReadAfterWrite(t *testing.T) {
 }
 
 // TestJoinSemantics: /join is idempotent for an existing member, refuses to
-// hand a member's Raft address to another id, and moves a member that
-// rejoins under a new address.
+// hand a member's Raft address to another id, and does not move a member to
+// an address where nothing answers.
 func TestJoinSemantics(t *testing.T) {
 	c := testcluster.Start(t, 3)
 	l := c.Leader(t)
@@ -194,37 +194,20 @@ func TestJoinSemantics(t *testing.T) {
 		}
 	})
 
-	t.Run("same id at a new address is updated", func(t *testing.T) {
-		if raceEnabled {
-			// hashicorp/raft v1.8.0 updates a replicating peer's address
-			// without the lock its pipeline reads it under
-			// (startStopReplication vs updateLastAppended; see
-			// hashicorp/raft#681, #471): the detector flags raft itself.
-			t.Skip("moving a member races inside hashicorp/raft v1.8.0 (hashicorp/raft#681); runs without -race")
-		}
-		// Nothing listens on the new address: the member is unreachable
-		// until it is moved back, which two of three voters survive.
+	t.Run("same id at an address where nothing answers is refused", func(t *testing.T) {
+		// A mistyped port: the leader contacts the joiner first, so the
+		// member is not moved to where it cannot serve (before, it was
+		// moved and answered 200 "updated"). Moving to a live address is
+		// TestRestartMoved's.
 		moved := "127.0.0.1:1"
 		r := c.Post(t, l, fmt.Sprintf("/join?nodeId=%s&raftAddr=%s", c.ID(f), moved))
-		if r.Status != http.StatusOK || r.String("change") != "updated" {
-			t.Fatalf("move %s to %s: %s, want 200 updated", c.ID(f), moved, r.Summary())
+		if r.Status != http.StatusConflict || r.Code() != "joiner_unreachable" {
+			t.Fatalf("move %s to %s: %s, want 409 joiner_unreachable", c.ID(f), moved, r.Summary())
 		}
-		ms := members(t, c, c.Leader(t))
-		for _, m := range ms {
-			if m.ID == c.ID(f) && m.RaftAddr != moved {
-				t.Errorf("%s at %s after the move, want %s", m.ID, m.RaftAddr, moved)
-			}
+		if after := members(t, c, l); !reflect.DeepEqual(before, after) {
+			t.Fatalf("configuration changed:\nbefore %+v\nafter  %+v", before, after)
 		}
-		if len(ms) != 3 {
-			t.Errorf("%d members after the move, want 3", len(ms))
-		}
-		// Move it back; it catches up with what it missed.
-		r = c.Post(t, l, fmt.Sprintf("/join?nodeId=%s&raftAddr=%s", c.ID(f), c.RaftAddr(f)))
-		if r.Status != http.StatusOK || r.String("change") != "updated" {
-			t.Fatalf("move %s back: %s, want 200 updated", c.ID(f), r.Summary())
-		}
-		c.WaitMembers(t, 0, 1, 2)
-		c.MustSet(t, l, "after-move", "ok")
-		waitStale(t, c, f, "after-move", "ok")
+		c.MustSet(t, l, "after-refused-move", "ok")
+		waitStale(t, c, f, "after-refused-move", "ok")
 	})
 }

@@ -71,7 +71,9 @@ func TestMemberRemoval(t *testing.T) {
 	rejoin := func(t *testing.T, i int) {
 		t.Helper()
 		via := others(c, i)[0]
-		r := c.Get(t, via, fmt.Sprintf("/join?nodeId=%s&raftPort=%d", c.ID(i), c.RaftPort(i)))
+		// A removed member has a log: the leader admits it back only once
+		// it has seen, on its API, that the node is of this cluster.
+		r := c.Get(t, via, fmt.Sprintf("/join?nodeId=%s&raftPort=%d&httpAddr=%s", c.ID(i), c.RaftPort(i), c.HTTPAddr(i)))
 		if r.Status != http.StatusOK || r.String("change") != "added" {
 			t.Fatalf("rejoin %s via %s: %s, want 200 added", c.ID(i), c.ID(via), r.Summary())
 		}
@@ -132,6 +134,7 @@ func TestMemberRemoval(t *testing.T) {
 			l := c.Leader(t)
 			victim := tc.victim(l)
 			via := tc.via(l, victim)
+			waitClusterID(t, c, 0, 1, 2)
 			start := time.Now()
 			r := c.Post(t, via, "/leave?nodeId="+c.ID(victim))
 			if r.Status != http.StatusOK || r.String("node_id") != c.ID(victim) || r.Uint("index") == 0 {

@@ -76,3 +76,23 @@ next:
 	}
 	return out
 }
+
+// waitClusterID waits until the members idx all report one cluster id on
+// /status, and returns it: every member learns its cluster's id.
+func waitClusterID(t *testing.T, c *testcluster.Cluster, idx ...int) string {
+	t.Helper()
+	var id string
+	testwait.For(t, catchUp, "every member to report the cluster id", func() error {
+		id = c.Status(t, idx[0]).String("cluster_id")
+		if id == "" {
+			return fmt.Errorf("%s has no cluster id", c.ID(idx[0]))
+		}
+		for _, i := range idx[1:] {
+			if got := c.Status(t, i).String("cluster_id"); got != id {
+				return fmt.Errorf("%s reports cluster id %q, %s %q", c.ID(i), got, c.ID(idx[0]), id)
+			}
+		}
+		return nil
+	})
+	return id
+}
