@@ -118,13 +118,17 @@ func (c *Cluster) joinVia(ctx context.Context, targets []string, voter bool) err
 		if t == c.node.HTTPAdvertise() {
 			continue
 		}
+		asLearner := !voter
 		status, err := c.client.Call(ctx, http.MethodPost, t, uri, nil)
 		if status == http.StatusConflict && !voter && strings.Contains(err.Error(), `"suffrage_conflict"`) {
+			// Already a voter (in the bootstrap configuration, or a
+			// replaced member): it stays one.
+			asLearner = false
 			status, err = c.client.Call(ctx, http.MethodPost, t, JoinURI(c.node.ID(), c.node.RaftAddr(), c.node.HTTPAdvertise(), true), nil)
 		}
 		if last = err; err == nil && status == http.StatusOK {
 			msg := "joined the cluster"
-			if !voter {
+			if asLearner {
 				msg = fmt.Sprintf("joined the cluster, formed without this node, as a learner (RAFT_BOOTSTRAP_EXPECT=%d: "+
 					"the cluster has its voters); POST /promote?nodeId=%s on any member makes it a voter", c.opts.BootstrapExpect, c.node.ID())
 			}
