@@ -198,7 +198,8 @@ func outcomeOf(a node.Applied) applyOutcome {
 	switch {
 	case errors.Is(a.Err, node.ErrOutcomeUnknown):
 		return applyOutcome{code: outcomeUnknown}
-	case a.Err != nil && (errors.Is(a.Err, node.ErrNotLeader) || errors.Is(a.Err, node.ErrUnavailable) || errors.Is(a.Err, node.ErrShutdown)):
+	case a.Err != nil && (errors.Is(a.Err, node.ErrNotLeader) || errors.Is(a.Err, node.ErrUnavailable) || errors.Is(a.Err, node.ErrShutdown) ||
+		errors.Is(a.Err, node.ErrStorageUnavailable)):
 		return applyOutcome{code: outcomeNotProposed}
 	case a.Err != nil:
 		return applyOutcome{code: outcomeUnknown}

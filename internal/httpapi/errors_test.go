@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/raftkv/raftkv/internal/cluster"
@@ -36,6 +38,8 @@ func TestStatusOf(t *testing.T) {
 		{cluster.ErrRejected, 400, "bad_request"},
 		{fmt.Errorf("%w: batch frame", cluster.ErrBadBatch), 400, "bad_request"},
 		{fmt.Errorf("%w: truncated", ErrBadBackup), 400, "bad_backup"},
+		{fmt.Errorf("apply set: commit: %w", &node.StorageError{Op: "append to the log", Err: syscall.ENOSPC, NotSaved: true}), 503, "storage_unavailable"},
+		{fmt.Errorf("apply set: commit: %w", &node.StorageError{Op: "append to the log", Err: syscall.EIO}), 504, "outcome_unknown"},
 		{errors.New("something else"), 500, "internal"},
 	}
 	for _, tt := range tests {
@@ -58,7 +62,7 @@ func TestErrorTableCoversSentinels(t *testing.T) {
 		node.ErrNotLeader, node.ErrNoLeader, node.ErrUnavailable, node.ErrShutdown, node.ErrOutcomeUnknown,
 		node.ErrReadUnconfirmed, node.ErrNodeNotFound, node.ErrAddressInUse, node.ErrLastVoter,
 		node.ErrSuffrageConflict, node.ErrNotVoter, node.ErrNoTransferTarget, node.ErrTransferFailed, node.ErrAlreadyBootstrapped,
-		node.ErrRestoreInProgress,
+		node.ErrRestoreInProgress, node.ErrStorageUnavailable,
 		ErrNotMember, ErrCatchingUp,
 	}
 	for _, e := range sentinels {
@@ -101,5 +105,29 @@ func TestRouteWriteClass(t *testing.T) {
 		if rt.write != tt.write {
 			t.Errorf("%s %s: write %v, want %v", tt.method, tt.target, rt.write, tt.write)
 		}
+	}
+}
+
+// TestStorageFaultAnswers: a write the volume refused answers 503
+// storage_unavailable with Retry-After (never 500), and /ready names the
+// fault before anything else.
+func TestStorageFaultAnswers(t *testing.T) {
+	s, st, c := newFakeService(t, Options{})
+	c.err = fmt.Errorf("apply set: commit: %w", &node.StorageError{Op: "append to the log", Err: syscall.ENOSPC, NotSaved: true})
+	rec := call(s, "PUT", "/kv/a", "v", nil)
+	if rec.Code != http.StatusServiceUnavailable || errorOf(t, rec).Code != "storage_unavailable" || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("write on a full volume: %d %s (Retry-After %q), want 503 storage_unavailable with Retry-After",
+			rec.Code, rec.Body, rec.Header().Get("Retry-After"))
+	}
+	if msg := errorOf(t, rec).Error; !strings.Contains(msg, "no space left on device") || strings.Contains(msg, "apply set") {
+		t.Errorf("message %q: want the storage error in users' words, without internals", msg)
+	}
+	c.err = nil
+	st.mu.Lock()
+	st.storageFault = fmt.Errorf("%w: the last write failed", node.ErrStorageUnavailable)
+	st.mu.Unlock()
+	rec = call(s, "GET", "/ready", "", nil)
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), `"code":"storage_unavailable"`) {
+		t.Fatalf("/ready with a storage fault: %d %s, want 503 storage_unavailable", rec.Code, rec.Body)
 	}
 }

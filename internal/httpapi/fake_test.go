@@ -25,8 +25,9 @@ type fakeStore struct {
 	members []node.Member
 	err     error // returned by every membership call when set
 
-	mu    sync.Mutex
-	calls []string // the leader-only calls made, for the tests
+	mu           sync.Mutex
+	calls        []string // the leader-only calls made, for the tests
+	storageFault error    // StorageFault's answer
 }
 
 func newFakeStore(t testing.TB) *fakeStore {
@@ -57,7 +58,12 @@ func (s *fakeStore) record(call string) error {
 	return s.err
 }
 
-func (s *fakeStore) ID() string    { return s.id }
+func (s *fakeStore) ID() string { return s.id }
+func (s *fakeStore) StorageFault() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.storageFault
+}
 func (s *fakeStore) FSM() *fsm.FSM { return s.f }
 func (s *fakeStore) Leader() (node.Leader, bool) {
 	return s.leader, s.leader.ID != ""

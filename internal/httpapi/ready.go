@@ -71,6 +71,11 @@ func (s *Service) checkReady(ctx context.Context) (readyResponse, error) {
 	if s.store.Removed() {
 		return resp, node.ErrRemoved
 	}
+	// A node whose volume refuses writes cannot take its share of any
+	// write, whoever leads.
+	if err := s.store.StorageFault(); err != nil {
+		return resp, err
+	}
 	leader, ok := s.store.Leader()
 	if !ok {
 		if err := s.cluster.BootstrapPending(); err != nil {

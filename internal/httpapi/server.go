@@ -77,6 +77,9 @@ type Store interface {
 	Members(ctx context.Context) ([]node.Member, error)
 	Status(ctx context.Context) (node.Status, error)
 	Snapshot(ctx context.Context) (index uint64, created bool, err error)
+	// StorageFault is nil while the volume takes writes; otherwise it wraps
+	// node.ErrStorageUnavailable (/ready's storage_unavailable).
+	StorageFault() error
 
 	// Leader-only changes; node.ErrNotLeader when this node does not lead.
 	// admit is asked before a node that is not yet a member is added.

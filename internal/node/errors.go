@@ -29,6 +29,9 @@ var (
 	// ErrReadUnconfirmed: leadership could not be confirmed for a
 	// linearizable read in time (no quorum, or a new leader not ready).
 	ErrReadUnconfirmed = errors.New("leadership could not be confirmed for a linearizable read")
+	// ErrStorageUnavailable: the volume refused a write (full, read-only):
+	// nothing was stored, so nothing was applied. Retry once space is freed.
+	ErrStorageUnavailable = errors.New("storage unavailable: this node's volume does not accept writes (full or read-only)")
 	// ErrNodeNotFound: no member has that id.
 	ErrNodeNotFound = errors.New("node not found")
 	// ErrAddressInUse: another member already uses that Raft address.

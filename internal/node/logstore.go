@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/sirupsen/logrus"
 	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/raftkv/raftkv/internal/logging"
 )
@@ -82,7 +83,7 @@ func openLogStore(dir, kind string, walSegmentSize int, logger *logrus.Logger) (
 			},
 		})
 		if err != nil {
-			return nil, fmt.Errorf("open raft log %s: %w", path, err)
+			return nil, fmt.Errorf("open raft log %s: %w%s", path, err, unreadableHint(err))
 		}
 		return s, nil
 	case LogStoreWAL:
@@ -121,7 +122,7 @@ func openWAL(dir string, segmentSize int, logger *logrus.Logger) (*walStore, err
 	if err != nil {
 		_ = meta.Close()
 		_ = lock.Close()
-		return nil, fmt.Errorf("open raft log %s: %w", dir, err)
+		return nil, fmt.Errorf("open raft log %s: %w%s", dir, err, unreadableHint(err))
 	}
 	return &walStore{WAL: w, meta: meta, lock: lock}, nil
 }
@@ -130,4 +131,17 @@ func openWAL(dir string, segmentSize int, logger *logrus.Logger) (*walStore, err
 func (s *walStore) Close() error {
 	err := s.WAL.Close()
 	return errors.Join(err, s.meta.Close(), s.lock.Close())
+}
+
+// unreadableHint says what to do about a log store that does not open for
+// a reason other than another process holding it.
+func unreadableHint(err error) string {
+	if errors.Is(err, bolterrors.ErrTimeout) || errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
+		return ""
+	}
+	if nothingWritten(err) {
+		return "; the volume is full or read-only: free space and start the node again"
+	}
+	return "; the log store is unreadable: if the other members hold the data, move this volume aside and start the node " +
+		"with an empty one (leave and join it again), otherwise restore from a backup (raftkv restore --force)"
 }

@@ -37,6 +37,7 @@ type metrics struct {
 	restoreDuration  prometheus.Histogram
 	restoreTotal     *prometheus.CounterVec
 	leaderChanges    prometheus.Counter
+	storageFailures  *prometheus.CounterVec
 }
 
 // LatencyBuckets are the histogram buckets of every request-latency metric
@@ -81,6 +82,13 @@ func newMetrics() *metrics {
 			Name: "raftkv_raft_leader_changes_total",
 			Help: "Times this node saw the leader change (including to none).",
 		}),
+		storageFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "raftkv_storage_failures_total",
+			Help: "Writes this node's volume refused or failed, by store (log, stable, snapshot).",
+		}, []string{"store"}),
+	}
+	for _, s := range []string{storeLog, storeStable, storeSnapshot} {
+		m.storageFailures.WithLabelValues(s)
 	}
 	// Export every outcome from the start, so a rate() over a series that
 	// has not happened yet reads 0 rather than "no data".
@@ -101,7 +109,7 @@ func applyOutcome(err error) string {
 		return applyApplied
 	case errors.Is(err, ErrNotLeader):
 		return applyNotLeader
-	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrShutdown):
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrShutdown), errors.Is(err, ErrStorageUnavailable):
 		return applyUnavailable
 	case errors.Is(err, ErrOutcomeUnknown):
 		return applyUnknown
@@ -127,7 +135,7 @@ func (n *Node) Collectors() []prometheus.Collector {
 		n.metrics.applyDuration, n.metrics.applyTotal,
 		n.metrics.snapshotDuration, n.metrics.snapshotTotal,
 		n.metrics.restoreDuration, n.metrics.restoreTotal,
-		n.metrics.leaderChanges,
+		n.metrics.leaderChanges, n.metrics.storageFailures,
 	}
 	if c := raftMetrics(); c != nil {
 		out = append(out, c)

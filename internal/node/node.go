@@ -49,6 +49,15 @@ type Config struct {
 	LeaderLeaseTimeout time.Duration
 
 	Logger *logrus.Logger
+
+	// OnFatal stops the process when raft cannot go on without a write that
+	// failed (saving the term). Nil: log one line and exit with status 1,
+	// which supervisors restart (a Go panic exits 2, which the shipped
+	// systemd unit does not). It must not return.
+	OnFatal func(error)
+
+	// wrapStore, in tests, wraps the log and stable store (fault injection).
+	wrapStore func(logStore) logStore
 }
 
 // Node is one running Raft member.
@@ -59,6 +68,7 @@ type Node struct {
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
 	store     logStore
+	health    storageHealth // storage.go
 	snapshots *raft.FileSnapshotStore
 	reads     *readIndex
 	metrics   *metrics
@@ -99,8 +109,9 @@ func Open(cfg Config) (*Node, error) {
 		stop:     make(chan struct{}),
 		metrics:  newMetrics(),
 	}
+	n.health.log, n.health.failures = n.log, n.metrics.storageFailures
 	raftMetrics() // before raft starts: its go-metrics sink is process-wide
-	if err := n.open(); err != nil {
+	if err := n.openRecovered(); err != nil {
 		n.closeStores()
 		return nil, err
 	}
@@ -109,6 +120,19 @@ func Open(cfg Config) (*Node, error) {
 	go n.watchLeadership()
 	go n.observeLeader()
 	return n, nil
+}
+
+// openRecovered is open with raft's panics while it restores the volume
+// (a snapshot that does not restore, a log entry that cannot be read)
+// turned into an error, so the process stops with one line and exit
+// status 1, which supervisors restart, rather than a panic's 2.
+func (n *Node) openRecovered() (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: raft could not start on this volume: %v", ErrCorruptState, p)
+		}
+	}()
+	return n.open()
 }
 
 func (n *Node) open() error {
@@ -123,6 +147,14 @@ func (n *Node) open() error {
 		return err
 	}
 	n.store = store
+	if cfg.wrapStore != nil {
+		store = cfg.wrapStore(store)
+	}
+	fatal := cfg.OnFatal
+	if fatal == nil {
+		fatal = exitOnStorageFailure(n.log)
+	}
+	fs := &faultStore{logStore: store, h: &n.health, fatal: fatal}
 	if err := n.loadClusterID(); err != nil {
 		return err
 	}
@@ -132,6 +164,20 @@ func (n *Node) open() error {
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
 	n.snapshots = snaps
+	// Before raft opens them: raft falls back past a corrupt snapshot and
+	// then panics on a log that no longer reaches back.
+	if err := checkSnapshots(cfg.Dir, cfg.ID, snaps, fs, n.log); err != nil {
+		return err
+	}
+	// The log too, read through the store itself (faultStore's GetLog
+	// stops the node on a bad entry; here it can still be repaired).
+	var snapConf *raft.Configuration
+	if metas, err := snaps.List(); err == nil && len(metas) > 0 {
+		snapConf = &metas[0].Configuration
+	}
+	if err := checkLog(cfg.ID, store, snapConf, n.log); err != nil {
+		return err
+	}
 
 	var advertise net.Addr
 	if cfg.RaftAdvertise != "" {
@@ -173,7 +219,7 @@ func (n *Node) open() error {
 	}
 
 	if cfg.Bootstrap {
-		has, err := raft.HasExistingState(store, store, snaps)
+		has, err := raft.HasExistingState(fs, fs, snaps)
 		if err != nil {
 			return fmt.Errorf("inspect volume: %w", err)
 		}
@@ -183,7 +229,7 @@ func (n *Node) open() error {
 			conf := raft.Configuration{Servers: []raft.Server{{
 				Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr(),
 			}}}
-			if err := raft.BootstrapCluster(rc, store, store, snaps, trans, conf); err != nil {
+			if err := raft.BootstrapCluster(rc, fs, fs, snaps, trans, conf); err != nil {
 				return fmt.Errorf("bootstrap: %w", err)
 			}
 			if err := n.AdoptClusterID(newClusterID()); err != nil {
@@ -193,11 +239,12 @@ func (n *Node) open() error {
 		}
 	}
 
-	logs, err := raft.NewLogCache(512, store)
+	cache, err := raft.NewLogCache(512, fs)
 	if err != nil {
 		return fmt.Errorf("log cache: %w", err)
 	}
-	r, err := raft.NewRaft(rc, instrumentedFSM{FSM: n.fsm, m: n.metrics}, logs, store, snaps, trans)
+	logs := classedLogs{LogStore: cache, h: &n.health}
+	r, err := raft.NewRaft(rc, instrumentedFSM{FSM: n.fsm, m: n.metrics}, logs, fs, snapshotStore{SnapshotStore: snaps, h: &n.health}, trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}

@@ -32,6 +32,10 @@ func (n *Node) Snapshot(ctx context.Context) (index uint64, created bool, err er
 	switch {
 	case errors.Is(err, raft.ErrNothingNewToSnapshot):
 		return parseUint(n.raft.Stats()["last_snapshot_index"]), false, nil
+	case err != nil && nothingWritten(err):
+		// raft reports the sink's error as text; the snapshot was cancelled
+		// and no state changed.
+		return 0, false, fmt.Errorf("snapshot: %w", &StorageError{Op: "write a snapshot", Err: err, NotSaved: true})
 	case err != nil:
 		return 0, false, mapRaftError("snapshot", err)
 	}
@@ -148,6 +152,10 @@ func (n *Node) Restore(ctx context.Context, src io.ReadSeeker, info fsm.BackupIn
 		if strings.Contains(err.Error(), "cannot restore snapshot now") {
 			// raft refuses while a configuration change is uncommitted.
 			return RestoreResult{}, fmt.Errorf("restore: %w (%v)", ErrUnavailable, err)
+		}
+		if nothingWritten(err) {
+			// The snapshot sink failed before raft changed anything.
+			return RestoreResult{}, fmt.Errorf("restore: %w", &StorageError{Op: "write the restored snapshot", Err: err, NotSaved: true})
 		}
 		return RestoreResult{}, mapRaftError("restore", err)
 	}

@@ -24,17 +24,18 @@ import (
 // the only names node creates there; the store opener, the upload spool and
 // RestoreVolume all use them.
 const (
-	boltFile     = "raft.db"         // LogStoreBolt: log and stable store in one bbolt file (bbolt flocks it)
-	walDir       = "wal"             // LogStoreWAL: raft-wal segments and meta database
-	walLockFile  = "LOCK"            // under walDir: the flock a wal store holds (see walStore)
-	snapshotsDir = "snapshots"       // raft.FileSnapshotStore's directory under the volume; raft fixes the name
-	uploadsDir   = "restore-uploads" // uploaded backups spooled before a restore (UploadDir)
+	boltFile     = "raft.db"           // LogStoreBolt: log and stable store in one bbolt file (bbolt flocks it)
+	walDir       = "wal"               // LogStoreWAL: raft-wal segments and meta database
+	walLockFile  = "LOCK"              // under walDir: the flock a wal store holds (see walStore)
+	snapshotsDir = "snapshots"         // raft.FileSnapshotStore's directory under the volume; raft fixes the name
+	uploadsDir   = "restore-uploads"   // uploaded backups spooled before a restore (UploadDir)
+	corruptDir   = "snapshots-corrupt" // snapshots that failed their check at start, set aside (snapcheck.go)
 )
 
 // volumeEntries are the volume's entries node owns: RestoreVolume with
 // force removes exactly these, and TestVolumeEntries checks that a node
 // writes nothing else.
-var volumeEntries = []string{boltFile, walDir, snapshotsDir, uploadsDir}
+var volumeEntries = []string{boltFile, walDir, snapshotsDir, uploadsDir, corruptDir}
 
 // volumeLocks are the files a running node holds an exclusive flock on,
 // one per log store kind.

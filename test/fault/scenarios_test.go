@@ -1,13 +1,16 @@
 package fault
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -53,6 +56,7 @@ var scenarios = []scenario{
 	}},
 	{id: "S16", title: "hostile input and slow clients", inject: hostile},
 	{id: "S17", title: "membership: join a node of another cluster and a mistyped port, then SIGKILL the leader", inject: joinStranger},
+	{id: "S18", title: "a byte flipped in a follower's newest snapshot, restart", inject: corruptSnapshot},
 
 	{id: "S4", title: "SIGSTOP a follower, SIGCONT", soak: true, inject: func(r *run) {
 		r.pause(r.follower(), 6*time.Second)
@@ -535,4 +539,88 @@ func scenarioSeed(id string) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(id))
 	return uint64(config.seed) ^ h.Sum64()
+}
+
+// corruptSnapshot (S18) SIGKILLs a follower that holds at least two
+// snapshots, flips one byte in the newest one's state.bin and restarts it.
+// The node must set the snapshot aside, start (from the older snapshot and
+// its log, or empty with a copy from the leader) and catch up; it panicked
+// with "log not found" on every start before snapshots were checked.
+func corruptSnapshot(r *run) {
+	f := r.follower()
+	n := r.c.Nodes[f]
+	var names []string
+	testwait.For(r.t, time.Duration(float64(30*time.Second)*config.scale), n.Name+" to hold two snapshots", func() (err error) {
+		names, err = snapshotsNewestFirst(n.Volume)
+		if err == nil && len(names) < 2 {
+			err = fmt.Errorf("%d snapshots: %v", len(names), names)
+		}
+		return err
+	})
+	end := r.begin("SIGKILL " + n.Name + ", flip a byte in its newest snapshot, restart")
+	n.Kill()
+	names, err := snapshotsNewestFirst(n.Volume) // a newer one may have completed meanwhile
+	if err != nil || len(names) == 0 {
+		r.t.Fatalf("snapshots of %s: %v %v", n.Name, names, err)
+	}
+	state := filepath.Join(n.Volume, "snapshots", names[0], "state.bin")
+	b, err := os.ReadFile(state)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	b[r.rng.IntN(len(b))] ^= 1 << r.rng.IntN(8)
+	if err := os.WriteFile(state, b, 0o600); err != nil {
+		r.t.Fatal(err)
+	}
+	r.sleep(2 * time.Second) // the cluster moves on without it
+	n.Restart()
+	end()
+	r.recover()
+	d := r.waitCaughtUp(f, 20*time.Second)
+	log := n.Log()
+	if !strings.Contains(log, "snapshot is corrupt") {
+		r.t.Errorf("%s did not report the corrupt snapshot %s", n.Name, names[0])
+	}
+	how := "from its older snapshot and log"
+	if strings.Contains(log, "starting with an empty log") {
+		how = "from an empty log and a copy from the leader"
+	}
+	r.res.notes = append(r.res.notes, fmt.Sprintf("%s caught up %s in %v", n.Name, how, d.Round(time.Millisecond)))
+}
+
+// snapshotsNewestFirst lists the complete snapshots in a volume, newest
+// (highest index; raft names them term-index-millis) first.
+func snapshotsNewestFirst(volume string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(volume, "snapshots"))
+	if err != nil {
+		return nil, err
+	}
+	type snap struct {
+		name  string
+		index uint64
+	}
+	var snaps []snap
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasSuffix(e.Name(), ".tmp") {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(volume, "snapshots", e.Name(), "meta.json")); err != nil {
+			continue
+		}
+		parts := strings.Split(e.Name(), "-")
+		if len(parts) != 3 {
+			continue
+		}
+		index, err := strconv.ParseUint(parts[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		snaps = append(snaps, snap{e.Name(), index})
+	}
+	slices.SortFunc(snaps, func(a, b snap) int { return cmp.Compare(b.index, a.index) })
+	var out []string
+	for _, s := range snaps {
+		out = append(out, s.name)
+	}
+	return out, nil
 }
