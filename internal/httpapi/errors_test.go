@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -129,5 +130,29 @@ func TestStorageFaultAnswers(t *testing.T) {
 	rec = call(s, "GET", "/ready", "", nil)
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), `"code":"storage_unavailable"`) {
 		t.Fatalf("/ready with a storage fault: %d %s, want 503 storage_unavailable", rec.Code, rec.Body)
+	}
+}
+
+// TestEveryCodeDocumented: each code the error table can answer has a row
+// in docs/api.md's status table, so a client can look up every code it
+// gets.
+func TestEveryCodeDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := strings.Index(string(doc), "### Status codes")
+	if start < 0 {
+		t.Fatal(`docs/api.md has no "### Status codes" section`)
+	}
+	table := string(doc[start:])
+	codes := []string{"internal"} // statusOf's answer for an error not in the table
+	for _, e := range errorTable {
+		codes = append(codes, e.code)
+	}
+	for _, c := range codes {
+		if !strings.Contains(table, "`"+c+"`") {
+			t.Errorf("code %q is not in docs/api.md's status table", c)
+		}
 	}
 }
