@@ -2,7 +2,9 @@ package cluster
 
 // The leader's promotion loop: a member /join added as a learner on its way
 // to becoming a voter is promoted once it is known to serve (see
-// node/promotion.go and DESIGN.md, "Admitting a node").
+// node/promotion.go and DESIGN.md, "Admitting a node"). The marks it reads
+// are replicated FSM state, so a new leader carries on where the old one
+// stopped.
 
 import (
 	"context"
@@ -22,8 +24,8 @@ const (
 	PromoteLag = 64
 )
 
-// promoteLoop runs until ctx ends; on the leader it promotes every marked
-// learner that is ready (readyToPromote). Each round is bounded by the
+// promoteLoop runs until ctx ends; on the leader it promotes every learner
+// marked in the FSM that is ready (readyToPromote). Each round is bounded by the
 // probes' own deadlines.
 func (c *Cluster) promoteLoop(ctx context.Context) {
 	tick := time.NewTicker(promotePoll)
@@ -60,7 +62,9 @@ func (c *Cluster) promoteIfReady(ctx context.Context, id string) {
 		}
 	}
 	if m == nil || m.Voter {
-		c.node.DropPromotion(id)
+		if err := c.node.DropPromotion(rctx, id); err != nil {
+			c.log.WithError(err).WithField("node", id).Warn("dropping a stale promotion mark failed; will retry")
+		}
 		return
 	}
 	why, ok := c.readyToPromote(rctx, *m)
@@ -93,7 +97,9 @@ func (c *Cluster) readyToPromote(ctx context.Context, m node.Member) (string, bo
 		return "the node at its API address is " + info.ID + " at " + info.RaftAddr, false
 	case ours != "" && info.ClusterID != ours:
 		if info.ClusterID != "" {
-			c.node.DropPromotion(m.ID)
+			if err := c.node.DropPromotion(ctx, m.ID); err != nil {
+				c.log.WithError(err).WithField("node", m.ID).Warn("dropping the promotion mark of a node of another cluster failed; will retry")
+			}
 			c.log.WithFields(logrus.Fields{"node": m.ID, "its_cluster": info.ClusterID, "cluster": ours}).
 				Error("learner belongs to another cluster: never promoting it; remove it with /leave")
 		}

@@ -20,8 +20,10 @@ type BackupInfo struct {
 	Keys     uint64
 	Nodes    uint64
 	Requests uint64
-	Size     int64  // bytes, trailer included
-	CRC      uint32 // the CRC-32C in the trailer
+	// Promotions counts learners marked for promotion (version 3 on).
+	Promotions uint64
+	Size       int64  // bytes, trailer included
+	CRC        uint32 // the CRC-32C in the trailer
 
 	keyBytes int64 // key records without their indexes, for InstallSize
 }
@@ -45,19 +47,20 @@ func (c *Capture) Keys() int { return c.s.tree.Len() }
 // Write streams the captured state in the snapshot format and returns the
 // CRC-32C written in its trailer.
 func (c *Capture) Write(w io.Writer) (uint32, error) {
-	return writeSnapshot(w, c.s.applied, c.s.nodes, c.s.requests, c.s.tree)
+	return writeSnapshot(w, c.s.applied, c.s.nodes, c.s.promote, c.s.requests, c.s.tree)
 }
 
 func backupInfo(d decodedInfo) BackupInfo {
 	return BackupInfo{
-		Version:  int(d.header.version),
-		Applied:  d.header.applied,
-		Keys:     d.header.keyCount,
-		Nodes:    d.header.nodeCount,
-		Requests: d.header.reqCount,
-		Size:     d.size,
-		CRC:      d.crc,
-		keyBytes: d.keyBytes,
+		Version:    int(d.header.version),
+		Applied:    d.header.applied,
+		Keys:       d.header.keyCount,
+		Nodes:      d.header.nodeCount,
+		Requests:   d.header.reqCount,
+		Promotions: d.header.promoteCount,
+		Size:       d.size,
+		CRC:        d.crc,
+		keyBytes:   d.keyBytes,
 	}
 }
 
@@ -85,7 +88,7 @@ func ScanBackup(r io.Reader, fn func(Entry)) (BackupInfo, error) {
 // backup described by info: raft's Restore must be told the size first.
 func InstallSize(info BackupInfo, index uint64, nodes map[string]string) int64 {
 	n := int64(len(snapshotMagic)) + 1 // magic, version
-	n += int64(uvarintLen(index) + uvarintLen(uint64(len(nodes))) + uvarintLen(info.Keys) + uvarintLen(0))
+	n += int64(uvarintLen(index) + uvarintLen(uint64(len(nodes))) + uvarintLen(info.Keys) + uvarintLen(0) + uvarintLen(0))
 	for id, addr := range nodes {
 		n += 1 + int64(uvarintLen(uint64(len(id)))+len(id)+uvarintLen(uint64(len(addr)))+len(addr))
 	}
@@ -101,7 +104,8 @@ func InstallSize(info BackupInfo, index uint64, nodes map[string]string) int64 {
 //   - the applied index is index;
 //   - the node address table is nodes (the live cluster's, not the one
 //     the backup was taken from, whose addresses mean nothing here);
-//   - the idempotency table is empty.
+//   - the idempotency table and the promotion marks are empty (a learner
+//     still waiting for promotion is made a voter with /promote).
 //
 // src is verified again as it is read; on any error what was written is
 // incomplete and must be discarded.
@@ -117,6 +121,7 @@ func WriteInstall(w io.Writer, src io.Reader, index uint64, nodes map[string]str
 			sw.uvarint(uint64(len(nodes)))
 			sw.uvarint(h.keyCount)
 			sw.uvarint(0) // no remembered requests
+			sw.uvarint(0) // no promotion marks
 			for _, id := range slices.Sorted(maps.Keys(nodes)) {
 				sw.tag(recNode)
 				sw.str(id)

@@ -15,6 +15,11 @@ const (
 	OpDelete       Op = 2 // remove Key
 	OpRegisterNode Op = 3 // record NodeID's HTTP address
 	OpForgetNode   Op = 4 // drop NodeID's record
+	// OpMarkPromotion records that the learner NodeID was joined as a
+	// voter and is to be promoted once it has caught up; OpDropPromotion
+	// forgets that (promoted, removed, or refused).
+	OpMarkPromotion Op = 5
+	OpDropPromotion Op = 6
 )
 
 func (o Op) String() string {
@@ -27,6 +32,10 @@ func (o Op) String() string {
 		return "register-node"
 	case OpForgetNode:
 		return "forget-node"
+	case OpMarkPromotion:
+		return "mark-promotion"
+	case OpDropPromotion:
+		return "drop-promotion"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -175,6 +184,13 @@ func (c *Command) check() error {
 	case OpForgetNode:
 		if c.HasCAS || c.RequestID != "" {
 			return fmt.Errorf("%w: %s takes no compare index or request id", ErrMalformedCommand, c.Op)
+		}
+		if c.NodeID == "" {
+			return fmt.Errorf("%w: %s without node id", ErrMalformedCommand, c.Op)
+		}
+	case OpMarkPromotion, OpDropPromotion:
+		if c.HasCAS || c.RequestID != "" || c.Key != "" || c.Value != "" || c.HTTPAddr != "" {
+			return fmt.Errorf("%w: %s takes only a node id", ErrMalformedCommand, c.Op)
 		}
 		if c.NodeID == "" {
 			return fmt.Errorf("%w: %s without node id", ErrMalformedCommand, c.Op)

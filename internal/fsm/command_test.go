@@ -32,6 +32,8 @@ func TestCommandRoundTrip(t *testing.T) {
 		{"delete", Command{Op: OpDelete, Key: "gone"}},
 		{"register node", Command{Op: OpRegisterNode, NodeID: "n1", HTTPAddr: "10.0.0.1:8000"}},
 		{"forget node", Command{Op: OpForgetNode, NodeID: "n2"}},
+		{"mark promotion", Command{Op: OpMarkPromotion, NodeID: "n3"}},
+		{"drop promotion", Command{Op: OpDropPromotion, NodeID: "n3"}},
 		{"all fields", Command{Op: OpSet, Key: "k", Value: "v", NodeID: "n", HTTPAddr: "a:1"}},
 	}
 	for _, tt := range tests {
@@ -88,7 +90,7 @@ func TestDecodeCommandRejects(t *testing.T) {
 		{"version 2", []byte{2, set, tagKey, 1, 'k'}},
 		{"version 255", []byte{255, set, tagKey, 1, 'k'}},
 		{"op 0", []byte{v, 0, tagKey, 1, 'k'}},
-		{"op 5", []byte{v, 5, tagKey, 1, 'k'}},
+		{"op 7", []byte{v, 7, tagNodeID, 1, 'n'}},
 		{"op 255", []byte{v, 255, tagKey, 1, 'k'}},
 		{"unknown tag 7", []byte{v, set, tagKey, 1, 'k', 7, 1, 'x'}},
 		{"unknown tag 255", []byte{v, set, tagKey, 1, 'k', 255, 0}},
@@ -112,6 +114,11 @@ func TestDecodeCommandRejects(t *testing.T) {
 		{"register without address", []byte{v, reg, tagNodeID, 2, 'n', '1'}},
 		{"register without node id", []byte{v, reg, tagHTTPAddr, 3, 'a', ':', '1'}},
 		{"forget without node id", []byte{v, forget}},
+		{"mark without node id", []byte{v, byte(OpMarkPromotion)}},
+		{"mark with a key", []byte{v, byte(OpMarkPromotion), tagKey, 1, 'k', tagNodeID, 1, 'n'}},
+		{"mark with an address", []byte{v, byte(OpMarkPromotion), tagNodeID, 1, 'n', tagHTTPAddr, 1, 'a'}},
+		{"drop without node id", []byte{v, byte(OpDropPromotion)}},
+		{"drop with a request id", []byte{v, byte(OpDropPromotion), tagNodeID, 1, 'n', tagRequestID, 1, 'r'}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -132,6 +139,8 @@ func TestOpString(t *testing.T) {
 		{OpDelete, "delete"},
 		{OpRegisterNode, "register-node"},
 		{OpForgetNode, "forget-node"},
+		{OpMarkPromotion, "mark-promotion"},
+		{OpDropPromotion, "drop-promotion"},
 		{Op(0), "op(0)"},
 		{Op(200), "op(200)"},
 	}

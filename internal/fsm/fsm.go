@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -92,11 +93,14 @@ func itemLess(a, b item) bool { return a.key() < b.key() }
 // FSM implements raft.BatchingFSM. Apply runs on raft's single FSM
 // goroutine; reads come concurrently from HTTP handlers.
 type FSM struct {
-	mu      sync.RWMutex
-	tree    *btree.BTreeG[item]
-	bytes   int64
-	nodes   map[string]string // node id -> advertised HTTP address
-	waiters []waiter          // readers waiting for an applied index
+	mu    sync.RWMutex
+	tree  *btree.BTreeG[item]
+	bytes int64
+	nodes map[string]string // node id -> advertised HTTP address
+	// promote lists, ascending and without duplicates, the learners
+	// waiting to be promoted to voters (OpMarkPromotion).
+	promote []string
+	waiters []waiter // readers waiting for an applied index
 	// requests remembers outcomes of recent commands that carried a
 	// request id; requestOrder holds the same ids in apply order, for
 	// eviction by log index.
@@ -274,6 +278,14 @@ func (f *FSM) applyDecoded(index uint64, cmd *Command) *Result {
 		f.nodes[cmd.NodeID] = cmd.HTTPAddr
 	case OpForgetNode:
 		delete(f.nodes, cmd.NodeID)
+	case OpMarkPromotion:
+		if i, found := slices.BinarySearch(f.promote, cmd.NodeID); !found {
+			f.promote = slices.Insert(f.promote, i, cmd.NodeID)
+		}
+	case OpDropPromotion:
+		if i, found := slices.BinarySearch(f.promote, cmd.NodeID); found {
+			f.promote = slices.Delete(f.promote, i, i+1)
+		}
 	}
 	return res
 }
@@ -306,6 +318,22 @@ func (f *FSM) Nodes() map[string]string {
 		out[id] = addr
 	}
 	return out
+}
+
+// PendingPromotions lists, sorted, the learners marked for promotion
+// (OpMarkPromotion) and not yet dropped.
+func (f *FSM) PendingPromotions() []string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return slices.Clone(f.promote)
+}
+
+// PromotionPending reports whether id is marked for promotion.
+func (f *FSM) PromotionPending(id string) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	_, found := slices.BinarySearch(f.promote, id)
+	return found
 }
 
 // AppliedIndex is the index of the last log entry applied to this replica.
@@ -378,6 +406,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		applied:  f.applied.Load(),
 		tree:     f.tree.Clone(),
 		nodes:    nodes,
+		promote:  slices.Clone(f.promote),
 		requests: f.requestLog(),
 	}, nil
 }
@@ -394,6 +423,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.tree = st.tree
 	f.bytes = st.bytes
 	f.nodes = st.nodes
+	f.promote = st.promote
 	f.requests = make(map[string]requestRecord, len(st.requests))
 	f.requestOrder = make([]string, 0, len(st.requests))
 	f.requestHead = 0
@@ -411,12 +441,13 @@ type snapshot struct {
 	applied  uint64
 	tree     *btree.BTreeG[item]
 	nodes    map[string]string
+	promote  []string // sorted
 	requests []requestEntry
 }
 
 // Persist runs concurrently with Apply; it only reads the frozen clone.
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := writeSnapshot(sink, s.applied, s.nodes, s.requests, s.tree); err != nil {
+	if _, err := writeSnapshot(sink, s.applied, s.nodes, s.promote, s.requests, s.tree); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot: %w", err)
 	}

@@ -50,6 +50,7 @@ func confLog(index uint64) *raft.Log {
 type state struct {
 	Entries []Entry
 	Nodes   map[string]string
+	Promote []string
 	Stats   Stats
 }
 
@@ -58,7 +59,7 @@ func stateOf(f *FSM) state {
 	var es []Entry
 	f.tree.Ascend(func(it item) bool { es = append(es, it.entry()); return true })
 	f.mu.RUnlock()
-	return state{Entries: es, Nodes: f.Nodes(), Stats: f.Stats()}
+	return state{Entries: es, Nodes: f.Nodes(), Promote: f.PendingPromotions(), Stats: f.Stats()}
 }
 
 func requireState(t testing.TB, got, want state) {
@@ -68,6 +69,9 @@ func requireState(t testing.TB, got, want state) {
 	}
 	if !maps.Equal(got.Nodes, want.Nodes) {
 		t.Errorf("nodes = %v, want %v", got.Nodes, want.Nodes)
+	}
+	if !slices.Equal(got.Promote, want.Promote) {
+		t.Errorf("promotion marks = %q, want %q", got.Promote, want.Promote)
 	}
 	if got.Stats != want.Stats {
 		t.Errorf("stats = %+v, want %+v", got.Stats, want.Stats)

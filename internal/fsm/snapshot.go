@@ -16,9 +16,10 @@ import (
 // Snapshot stream layout (all integers uvarint, strings uvarint-length-prefixed):
 //
 //	magic "RAFTKVSN", version byte
-//	header: applied index, node count, key count[, request count (v2)]
+//	header: applied index, node count, key count[, request count (v2)][, promotion count (v3)]
 //	records: 'N' id addr              (node count times, ids ascending)
 //	         'R' id index outcome cur (request count times, apply order; v2)
+//	         'P' id                   (promotion count times, ids strictly ascending; v3)
 //	         'K' key value create mod (key count times, keys ascending)
 //	trailer: 'E', then 4 bytes big-endian CRC-32C of everything before 'E'
 //
@@ -26,11 +27,14 @@ import (
 // added as new record kinds under a new version. The stream is written and
 // read record by record: a snapshot is never held in one buffer.
 const (
-	snapshotMagic   = "RAFTKVSN"
-	snapshotVersion = 2 // 2 added the request table; 1 still reads
+	snapshotMagic = "RAFTKVSN"
+	// 2 added the request table, 3 the promotion marks; 1 and 2 still
+	// read (as having none).
+	snapshotVersion = 3
 
 	recNode    = 'N'
 	recRequest = 'R'
+	recPromote = 'P'
 	recKey     = 'K'
 	recEnd     = 'E'
 )
@@ -78,7 +82,8 @@ func (s *snapWriter) tag(t byte) {
 
 // writeSnapshot writes the state as a stream and returns the checksum in
 // its trailer.
-func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, requests []requestEntry, tree *btree.BTreeG[item]) (uint32, error) {
+// promote must be sorted (the FSM keeps it so).
+func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, promote []string, requests []requestEntry, tree *btree.BTreeG[item]) (uint32, error) {
 	s := &snapWriter{w: bufio.NewWriterSize(w, 256<<10)}
 	s.bytes([]byte(snapshotMagic))
 	s.bytes([]byte{snapshotVersion})
@@ -86,6 +91,7 @@ func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, request
 	s.uvarint(uint64(len(nodes)))
 	s.uvarint(uint64(tree.Len()))
 	s.uvarint(uint64(len(requests)))
+	s.uvarint(uint64(len(promote)))
 
 	ids := make([]string, 0, len(nodes))
 	for id := range nodes {
@@ -103,6 +109,10 @@ func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, request
 		s.uvarint(r.Index)
 		s.uvarint(uint64(r.Outcome))
 		s.uvarint(r.Current)
+	}
+	for _, id := range promote {
+		s.tag(recPromote)
+		s.str(id)
 	}
 	tree.Ascend(func(it item) bool {
 		s.tag(recKey)
@@ -134,6 +144,7 @@ func (s *snapWriter) finish() (uint32, error) {
 type restoredState struct {
 	applied  uint64
 	nodes    map[string]string
+	promote  []string // ascending
 	requests []requestEntry
 	tree     *btree.BTreeG[item]
 	bytes    int64
@@ -262,6 +273,7 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 		request: func(r requestEntry) {
 			st.requests = append(st.requests, r)
 		},
+		promote: func(id string) { st.promote = append(st.promote, id) },
 		key: func(it item) {
 			st.tree.ReplaceOrInsert(it)
 			st.bytes += int64(len(it.kv))
@@ -278,6 +290,7 @@ type snapshotHeader struct {
 	version                       byte
 	applied                       uint64
 	nodeCount, keyCount, reqCount uint64
+	promoteCount                  uint64
 }
 
 // snapshotVisitor receives a stream's parts in order while it is decoded.
@@ -287,6 +300,7 @@ type snapshotVisitor struct {
 	header  func(snapshotHeader)
 	node    func(id, addr string)
 	request func(requestEntry)
+	promote func(id string)
 	key     func(item)
 	// reuseKeys lets key records share one buffer: the item passed to key
 	// is valid only during the call. For visitors that keep nothing.
@@ -339,6 +353,9 @@ func decodeSnapshot(r io.Reader, v snapshotVisitor) (decodedInfo, error) {
 	if h.version >= 2 {
 		h.reqCount = s.uvarint()
 	}
+	if h.version >= 3 {
+		h.promoteCount = s.uvarint()
+	}
 	if s.err != nil {
 		return info, s.err
 	}
@@ -368,6 +385,21 @@ func decodeSnapshot(r io.Reader, v snapshotVisitor) (decodedInfo, error) {
 		}
 		if s.err == nil && v.request != nil {
 			v.request(r)
+		}
+	}
+	var prevPromote string
+	for i := uint64(0); i < h.promoteCount && s.err == nil; i++ {
+		if t := s.byte(); t != recPromote {
+			s.fail("record %q where a promotion mark was expected", t)
+			break
+		}
+		id := s.str()
+		if s.err == nil && (id == "" || (i > 0 && id <= prevPromote)) {
+			s.fail("promotion mark %q empty or out of order", id)
+		}
+		prevPromote = id
+		if s.err == nil && v.promote != nil {
+			v.promote(id)
 		}
 	}
 	// prev is the previous key; copied into prevBuf when items share a

@@ -101,6 +101,9 @@ func buildSnap(version byte, applied uint64, nodes [][2]string, entries []Entry)
 	if version >= 2 {
 		b = binary.AppendUvarint(b, 0) // no remembered requests
 	}
+	if version >= 3 {
+		b = binary.AppendUvarint(b, 0) // no promotion marks
+	}
 	for _, n := range nodes {
 		b = str(append(b, 'N'), n[0])
 		b = str(b, n[1])
@@ -425,7 +428,7 @@ func TestRestoreCorrupt(t *testing.T) {
 		{"wrong magic", with(base, 0, 'X')},
 		{"magic lower case", append([]byte("raftkvsn"), base[8:]...)},
 		{"wrong version 0", buildSnap(0, 2, nil, entries)},
-		{"wrong version 3", buildSnap(3, 2, nil, entries)},
+		{"wrong version 4", buildSnap(4, 2, nil, entries)},
 		{"keys out of order", buildSnap(snapshotVersion, 2, nil, []Entry{entries[1], entries[0]})},
 		{"duplicate keys", buildSnap(snapshotVersion, 2, nil, []Entry{entries[0], entries[0]})},
 		{"empty key after empty key", buildSnap(snapshotVersion, 2, nil, []Entry{{}, {}})},
@@ -475,4 +478,5 @@ func TestRestoreCorrupt(t *testing.T) {
 	restoreNew(t, base)
 	restoreNew(t, buildSnap(snapshotVersion, 2, nil, entries))
 	restoreNew(t, buildSnap(1, 2, nil, entries)) // version 1 still reads
+	restoreNew(t, buildSnap(2, 2, nil, entries)) // version 2 still reads
 }

@@ -235,7 +235,11 @@ func (n *Node) Join(ctx context.Context, id, raftAddr, httpAddr string, voter bo
 		}
 		res.Index = f.Index()
 		if res.AutoPromote {
-			n.markForPromotion(id)
+			// Committed after the learner, so no leader's promotion
+			// loop finds a mark for a node that is not a member yet.
+			if res.Index, err = n.markForPromotion(ctx, id); err != nil {
+				return res, err
+			}
 		}
 		n.log.WithFields(logrus.Fields{"node": id, "raft_addr": raftAddr, "change": res.Change, "voter": res.Voter,
 			"auto_promote": res.AutoPromote}).Info("membership changed")
@@ -277,9 +281,11 @@ func (n *Node) Leave(ctx context.Context, id string) (uint64, error) {
 	if err := await(ctx, f); err != nil {
 		return 0, mapRaftError("remove server "+id, err)
 	}
-	n.DropPromotion(id)
 	n.log.WithFields(logrus.Fields{"node": id, "change": "removed", "index": f.Index()}).Info("membership changed")
 	index := f.Index()
+	// Should this fail, the promotion loop drops the mark of a node that
+	// is no member.
+	n.dropPromotionOrWarn(ctx, id)
 	if _, known := n.fsm.NodeHTTPAddr(id); known {
 		r, err := n.Apply(ctx, &fsm.Command{Op: fsm.OpForgetNode, NodeID: id})
 		if err != nil {
@@ -302,7 +308,7 @@ func (n *Node) Promote(ctx context.Context, id string) (JoinResult, error) {
 		return JoinResult{}, fmt.Errorf("promote %s: %w", id, ErrNodeNotFound)
 	}
 	if s.Suffrage == raft.Voter {
-		n.DropPromotion(id)
+		n.dropPromotionOrWarn(ctx, id)
 		return JoinResult{Change: "unchanged", Voter: true}, nil
 	}
 	// AddVoter on a known non-voter keeps its id and address and changes
@@ -311,7 +317,8 @@ func (n *Node) Promote(ctx context.Context, id string) (JoinResult, error) {
 	if err := await(ctx, f); err != nil {
 		return JoinResult{}, mapRaftError("promote "+id, err)
 	}
-	n.DropPromotion(id)
 	n.log.WithFields(logrus.Fields{"node": id, "raft_addr": s.Address, "change": "promoted"}).Info("membership changed")
+	// Should this fail, the promotion loop drops the mark of a voter.
+	n.dropPromotionOrWarn(ctx, id)
 	return JoinResult{Change: "promoted", Index: f.Index(), Voter: true}, nil
 }

@@ -85,10 +85,6 @@ type Node struct {
 	clusterID   atomic.Value
 	clusterIDMu sync.Mutex
 
-	// promote marks the learners waiting to be made voters (promotion.go).
-	promoteMu sync.Mutex
-	promote   map[string]bool
-
 	notifyCh  chan bool
 	stop      chan struct{}
 	wg        sync.WaitGroup

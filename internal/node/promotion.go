@@ -3,46 +3,55 @@ package node
 // Learner-first joins (etcd's learners, Consul's autopilot): /join adds a
 // new member as a learner, which cannot cost the quorum, and marks it for
 // promotion; the leader's promotion loop (cluster.promoteLoop) makes it a
-// voter once it has caught up. The marks live in the leader's memory: a
-// learner still marked when leadership moves stays a learner until
-// /promote (the new leader did not see the join).
+// voter once it has caught up. The marks are replicated state: the leader
+// proposes them through the log (fsm.OpMarkPromotion) and drops them the
+// same way (fsm.OpDropPromotion), so whichever node leads next carries
+// the promotion out. A learner joined with voter=false is never marked.
 
 import (
+	"context"
+	"fmt"
 	"slices"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/internal/fsm"
 )
 
-// markForPromotion records that id was joined as a voter and waits, as a
-// learner, for the promotion loop.
-func (n *Node) markForPromotion(id string) {
-	n.promoteMu.Lock()
-	defer n.promoteMu.Unlock()
-	if n.promote == nil {
-		n.promote = map[string]bool{}
+// markForPromotion commits the mark that id, joined as a voter, waits as
+// a learner for the promotion loop.
+func (n *Node) markForPromotion(ctx context.Context, id string) (uint64, error) {
+	r, err := n.Apply(ctx, &fsm.Command{Op: fsm.OpMarkPromotion, NodeID: id})
+	if err != nil {
+		return 0, fmt.Errorf("mark %s for promotion: %w", id, err)
 	}
-	n.promote[id] = true
+	return r.Index, nil
 }
 
-// DropPromotion forgets id's mark (promoted, removed, or refused).
-func (n *Node) DropPromotion(id string) {
-	n.promoteMu.Lock()
-	defer n.promoteMu.Unlock()
-	delete(n.promote, id)
+// DropPromotion commits the removal of id's mark (promoted, removed, or
+// refused). It proposes nothing when id is not marked.
+func (n *Node) DropPromotion(ctx context.Context, id string) error {
+	if !n.fsm.PromotionPending(id) {
+		return nil
+	}
+	if _, err := n.Apply(ctx, &fsm.Command{Op: fsm.OpDropPromotion, NodeID: id}); err != nil {
+		return fmt.Errorf("drop the promotion mark of %s: %w", id, err)
+	}
+	return nil
 }
 
-// PendingPromotions lists the learners this node joined as voters and has
-// not yet promoted, sorted.
-func (n *Node) PendingPromotions() []string {
-	n.promoteMu.Lock()
-	defer n.promoteMu.Unlock()
-	out := make([]string, 0, len(n.promote))
-	for id := range n.promote {
-		out = append(out, id)
+// dropPromotionOrWarn is DropPromotion after the change it follows has
+// committed: a failure only leaves the mark for the promotion loop, which
+// drops the mark of a voter or of a node that is no member.
+func (n *Node) dropPromotionOrWarn(ctx context.Context, id string) {
+	if err := n.DropPromotion(ctx, id); err != nil {
+		n.log.WithError(err).WithField("node", id).Warn("promotion mark left for the promotion loop to drop")
 	}
-	slices.Sort(out)
-	return out
 }
+
+// PendingPromotions lists the learners marked for promotion and not yet
+// promoted, sorted, as this node has applied them.
+func (n *Node) PendingPromotions() []string { return n.fsm.PendingPromotions() }
 
 // CommitIndex is the latest index this node knows to be committed.
 func (n *Node) CommitIndex() uint64 { return n.raft.CommitIndex() }
