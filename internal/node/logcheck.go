@@ -63,13 +63,9 @@ func corruptEntry(i uint64) error {
 // conflicting suffix, and the leader sends them again; the only voter
 // refuses to start (ErrCorruptState).
 func checkLog(id string, logs logStore, snapConf *raft.Configuration, log *logrus.Entry) error {
-	first, err := logs.FirstIndex()
+	first, last, err := logBounds(logs)
 	if err != nil {
-		return fmt.Errorf("read the log's first index: %w", err)
-	}
-	last, err := logs.LastIndex()
-	if err != nil {
-		return fmt.Errorf("read the log's last index: %w", err)
+		return err
 	}
 	if last == 0 {
 		return nil
@@ -110,4 +106,15 @@ func checkLog(id string, logs logStore, snapConf *raft.Configuration, log *logru
 	log.WithError(why).WithField("dropped", fmt.Sprintf("%d-%d", bad, last)).
 		Error("log entry is corrupt; dropped it and the entries after it, the leader sends them again")
 	return nil
+}
+
+// logBounds is the log's first and last index (0, 0 when it is empty).
+func logBounds(logs logStore) (first, last uint64, err error) {
+	if first, err = logs.FirstIndex(); err != nil {
+		return 0, 0, fmt.Errorf("read the log's first index: %w", err)
+	}
+	if last, err = logs.LastIndex(); err != nil {
+		return 0, 0, fmt.Errorf("read the log's last index: %w", err)
+	}
+	return first, last, nil
 }

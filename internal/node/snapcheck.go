@@ -88,13 +88,9 @@ func checkSnapshots(dir, id string, snaps *raft.FileSnapshotStore, logs logStore
 		return nil
 	}
 
-	first, err := logs.FirstIndex()
+	first, last, err := logBounds(logs)
 	if err != nil {
-		return fmt.Errorf("read the log's first index: %w", err)
-	}
-	last, err := logs.LastIndex()
-	if err != nil {
-		return fmt.Errorf("read the log's last index: %w", err)
+		return err
 	}
 	var base uint64 // what the newest intact snapshot covers
 	if len(good) > 0 {
