@@ -145,13 +145,14 @@ func TestOfflineRestore(t *testing.T) {
 	})
 	checkKeys(t, r2, 0, keys-1, "stale")
 	checkKeys(t, r2, 0, 10, "")
-	st, err := r1.Status()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(st.Configuration) != 2 || !st.Configuration[0].Voter || !st.Configuration[1].Voter {
-		t.Fatalf("configuration after the join: %+v", st.Configuration)
-	}
+	// r2 joined as a learner; the leader promotes it once it has caught up.
+	testwait.For(t, 15*time.Second, "r2 to be promoted to voter", func() error {
+		st, err := r1.Status()
+		if err == nil && (len(st.Configuration) != 2 || !st.Configuration[0].Voter || !st.Configuration[1].Voter) {
+			err = fmt.Errorf("configuration after the join: %+v", st.Configuration)
+		}
+		return err
+	})
 	if err := set(r2, "via", "r2"); err != nil {
 		t.Fatal(err)
 	}
