@@ -45,7 +45,7 @@ func errorCode(body []byte) string {
 	return e.Code
 }
 
-// TestJoinRefusesNodeOfAnotherCluster (issue 10, section 1): a node that
+// TestJoinRefusesNodeOfAnotherCluster: a node that
 // formed its own one-node cluster and took writes is refused by /join in
 // every form (seed-style raftPort, explicit raftAddr, with its API
 // address), nothing changes, and after the original node is killed and

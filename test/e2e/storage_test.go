@@ -311,9 +311,7 @@ func TestFullVolume(t *testing.T) {
 			acked = append(acked, key) // bbolt reused free pages
 			continue
 		}
-		var e struct{ Code string }
-		_ = json.Unmarshal(body, &e)
-		if code != http.StatusServiceUnavailable || e.Code != "storage_unavailable" {
+		if code != http.StatusServiceUnavailable || errorCode(body) != "storage_unavailable" {
 			t.Fatalf("put %s on a full volume: %d %s, want 503 storage_unavailable", key, code, bytes.TrimSpace(body))
 		}
 		refused = true
@@ -372,9 +370,7 @@ func TestFullVolumeWAL(t *testing.T) {
 			continue
 		}
 		if err == nil {
-			var e struct{ Code string }
-			_ = json.Unmarshal(body, &e)
-			if code != http.StatusServiceUnavailable || e.Code != "storage_unavailable" {
+			if code != http.StatusServiceUnavailable || errorCode(body) != "storage_unavailable" {
 				t.Fatalf("put %s on a full volume: %d %s, want 503 storage_unavailable", key, code, bytes.TrimSpace(body))
 			}
 		}

@@ -1,6 +1,6 @@
 package fault
 
-// Membership faults (issue 10, section 1): a node that formed a cluster of
+// Membership faults: a node that formed a cluster of
 // its own and took writes, and a mistyped join port, meet /join under load.
 
 import (

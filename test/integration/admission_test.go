@@ -2,7 +2,7 @@ package integration
 
 // Admission: every cluster has an id every member reports, node-to-node
 // calls from another cluster are refused, and /join contacts the joiner
-// first (issue 10, section 1).
+// first.
 
 import (
 	"context"
