@@ -141,7 +141,11 @@ func runScenario(t *testing.T, sc scenario) {
 	t.Logf("topology %s; %s", topo.name(), res.features)
 
 	r.h = newHistory()
-	r.w = newWorkload(c, r.h, workloadOpts{clients: 6, rate: 200, keys: 8, cas: r.cas, idem: r.idem, seed: seed})
+	opts := workloadOpts{clients: 6, rate: 200, keys: 8, cas: r.cas, idem: r.idem, seed: seed}
+	if r.cas && r.idem && config.bank {
+		opts.bankClients, opts.bankRate = 3, 30
+	}
+	r.w = newWorkload(c, r.h, opts)
 	// Runs before the cluster is torn down, so the node logs still exist.
 	t.Cleanup(func() {
 		r.w.stop()
@@ -149,6 +153,11 @@ func runScenario(t *testing.T, sc scenario) {
 			r.saveArtifacts()
 		}
 	})
+	if r.w.bank != nil {
+		if err := r.w.bank.create(15 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
 	r.w.start()
 	r.sleep(warmup)
 	sc.inject(r)
@@ -162,8 +171,15 @@ func (r *run) check() {
 	t, w := r.t, r.w
 	var problems []string
 	problems = append(problems, w.finishCounters(20*time.Second)...)
+	if w.bank != nil {
+		problems = append(problems, w.bank.finish(20*time.Second)...)
+		problems = append(problems, w.bank.problems...)
+	}
 
 	keys := slices.Clone(w.keys)
+	if w.bank != nil {
+		keys = append(keys, w.bank.keys...)
+	}
 	for _, cl := range w.counterClients() {
 		keys = append(keys, cl.ctrKey)
 	}
@@ -193,6 +209,16 @@ func (r *run) check() {
 	r.res.checkTime = took
 	if res != porcupine.Ok {
 		problems = append(problems, fmt.Sprintf("C1: porcupine says %s (checked %d ops in %v)", res, len(porcupineOps(ops)), took.Round(time.Millisecond)))
+	}
+
+	if w.bank != nil {
+		bankProblems, st := checkBank(ops)
+		problems = append(problems, bankProblems...)
+		r.res.notes = append(r.res.notes, fmt.Sprintf("bank: %d range reads checked (total %d), %d transfers: %d applied, %d compare failed, %d unknown",
+			st.reads, bankTotal, st.transfers, st.succeeded, st.failedCompare, st.unknown))
+		if st.reads == 0 || st.succeeded == 0 {
+			problems = append(problems, fmt.Sprintf("bank: the workload did not run: %d range reads, %d applied transfers", st.reads, st.succeeded))
+		}
 	}
 
 	minority, checked := checkMinority(ops, r.wins)
