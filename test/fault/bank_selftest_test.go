@@ -146,7 +146,9 @@ func TestBankCheckerRejectsReexecutedTransfer(t *testing.T) {
 	t1.Attempts = 2
 	t1.Reads = []bankPart{{Key: "bank/a0", Present: true, Value: bankValue(200, "t1"), Index: 9},
 		{Key: "bank/a1", Present: true, Value: bankValue(150, "t1"), Index: 9}}
-	ops := []*op{bankCreate(), t1, bankScan(1000, 70, 80, afterTransfer("t1", 9))}
+	// No later read is needed: the failure gets alone show values no
+	// write in the history produced.
+	ops := []*op{bankCreate(), t1}
 	if res := lin(t, ops...); res != porcupine.Illegal {
 		t.Fatalf("re-executed transfer judged %s, want Illegal", res)
 	}
