@@ -209,13 +209,22 @@ func TestFillScanAndTxn(t *testing.T) {
 	}
 
 	tx := transfer(1001, "t1", 0, 0, outcomeOK, false, 0)
-	ans := `{"succeeded":false,"index":12,"results":[{"key":"bank/a0","value":"200 x","mod_index":9,"create_index":5},{"key":"bank/a1","found":false}]}`
+	ans := `{"succeeded":false,"index":12,"results":[{"op":"get","key":"bank/a0","found":true,"value":"200 x","mod_index":9,"create_index":5},` +
+		`{"op":"get","key":"bank/a1","found":false}]}`
 	if err := fillTxn(tx, []byte(ans)); err != nil {
 		t.Fatal(err)
 	}
 	if tx.Succeeded || tx.Index != 12 || len(tx.Reads) != 2 || tx.Reads[0] != (bankPart{Key: "bank/a0", Present: true, Value: "200 x", Index: 9}) ||
 		tx.Reads[1].Present {
 		t.Errorf("fillTxn: %+v", tx)
+	}
+	// A replay does not keep what the gets read: no reads, no error.
+	replay := `{"succeeded":false,"index":12,"results":[{"op":"get","key":"bank/a0","not_kept":true},{"op":"get","key":"bank/a1","not_kept":true}]}`
+	if err := fillTxn(tx, []byte(replay)); err != nil || tx.Reads != nil || tx.Succeeded || tx.Index != 12 {
+		t.Errorf("fillTxn of a replayed failure: %v %+v", err, tx)
+	}
+	if err := fillTxn(tx, []byte(`{"succeeded":false,"index":12,"results":[{"op":"get","key":"bank/a0"},{"op":"get","key":"bank/a1"}]}`)); err == nil {
+		t.Errorf("fillTxn accepted gets that say neither found nor not_kept")
 	}
 	if err := fillTxn(tx, []byte(`{"succeeded":false,"index":12,"results":[]}`)); err == nil || !strings.Contains(err.Error(), "0 results") {
 		t.Errorf("fillTxn of a failure without results: %v", err)

@@ -110,8 +110,10 @@ type txnOp struct {
 	Value string `json:"value,omitempty"`
 }
 
-// txnAnswer is a 200 answer of POST /txn; a get's result names its key and,
-// when the key exists, its value and mod_index.
+// txnAnswer is a 200 answer of POST /txn; a get's result names its key,
+// whether it was found and then its value and mod_index. A replayed answer
+// (the same Idempotency-Key again) does not keep what gets read: they say
+// not_kept instead.
 type txnAnswer struct {
 	Succeeded bool   `json:"succeeded"`
 	Index     uint64 `json:"index"`
@@ -121,6 +123,7 @@ type txnAnswer struct {
 		ValueBase64 *string `json:"value_base64"`
 		ModIndex    uint64  `json:"mod_index"`
 		Found       *bool   `json:"found"`
+		NotKept     bool    `json:"not_kept"`
 	} `json:"results"`
 }
 
@@ -339,7 +342,8 @@ func transferBody(o *op) []byte {
 }
 
 // fillTxn records a 200 answer: which branch ran, its index, and on
-// failure what the gets read (kept in o.Reads).
+// failure what the gets read (kept in o.Reads; none when the answer is a
+// replay that did not keep them).
 func fillTxn(o *op, body []byte) error {
 	var ans txnAnswer
 	if err := json.Unmarshal(body, &ans); err != nil {
@@ -352,20 +356,26 @@ func fillTxn(o *op, body []byte) error {
 	if len(ans.Results) != len(o.Bank) {
 		return fmt.Errorf("failed txn answered %d results for %d gets: %q", len(ans.Results), len(o.Bank), trimBody(body))
 	}
+	var reads []bankPart
 	for i, r := range ans.Results {
 		p := bankPart{Key: o.Bank[i].Key, Index: r.ModIndex}
-		if r.Key != "" && r.Key != p.Key {
+		if r.Key != p.Key {
 			return fmt.Errorf("result %d is for key %q, want %q: %q", i, r.Key, p.Key, trimBody(body))
 		}
 		switch {
-		case r.Found != nil && !*r.Found, r.Value == nil && r.ValueBase64 == nil && r.ModIndex == 0:
+		case r.NotKept:
+			return nil // a replay: what the gets read then is not known
+		case r.Found == nil:
+			return fmt.Errorf("result %d says neither found nor not_kept: %q", i, trimBody(body))
+		case !*r.Found:
 		case r.Value == nil:
 			return fmt.Errorf("result %d has no text value: %q", i, trimBody(body))
 		default:
 			p.Present, p.Value = true, *r.Value
 		}
-		o.Reads = append(o.Reads, p)
+		reads = append(reads, p)
 	}
+	o.Reads = reads
 	return nil
 }
 
