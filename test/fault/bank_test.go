@@ -485,6 +485,9 @@ func (b *bank) finish(timeout time.Duration) []string {
 // bankStats summarises the bank ops of a history.
 type bankStats struct {
 	reads, transfers, succeeded, failedCompare, unknown int
+	// resent: transfers sent more than once (an attempt's outcome was
+	// unknown); replayed: of those, answered from the idempotency record.
+	resent, replayed int
 }
 
 // checkBank checks every successful range read of the history: all
@@ -495,6 +498,12 @@ func checkBank(ops []*op) (problems []string, st bankStats) {
 		switch {
 		case o.Kind == opTxn && o.Value != bankCreateTag:
 			st.transfers++
+			if o.Attempts > 1 {
+				st.resent++
+				if o.Replayed {
+					st.replayed++
+				}
+			}
 			switch {
 			case o.Outcome == outcomeUnknown:
 				st.unknown++

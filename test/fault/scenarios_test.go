@@ -214,8 +214,8 @@ func (r *run) check() {
 	if w.bank != nil {
 		bankProblems, st := checkBank(ops)
 		problems = append(problems, bankProblems...)
-		r.res.notes = append(r.res.notes, fmt.Sprintf("bank: %d range reads checked (total %d), %d transfers: %d applied, %d compare failed, %d unknown",
-			st.reads, bankTotal, st.transfers, st.succeeded, st.failedCompare, st.unknown))
+		r.res.notes = append(r.res.notes, fmt.Sprintf("bank: %d range reads checked (total %d), %d transfers: %d applied, %d compare failed, %d unknown; %d resent after an unknown outcome, %d answered as replays",
+			st.reads, bankTotal, st.transfers, st.succeeded, st.failedCompare, st.unknown, st.resent, st.replayed))
 		if st.reads == 0 || st.succeeded == 0 {
 			problems = append(problems, fmt.Sprintf("bank: the workload did not run: %d range reads, %d applied transfers", st.reads, st.succeeded))
 		}
