@@ -451,7 +451,7 @@ matrix() {
 		header
 		echo "- $rounds round(s) of ${duration} per cell and system after a 1 s warmup$($have_etcd && echo ', alternating raftkv and etcd'); medians."
 		if [[ $mode == surface ]]; then
-			echo "  $surface_keys keys bench/000000… (preloaded in transactions of 100 puts), 100 B values, requests round-robin over all $nodes nodes of each system; reads linearizable."
+			echo "  $surface_keys keys bench/<zero-padded number> (preloaded in transactions of 100 puts, the only keys in either store), 100 B values, requests round-robin over all $nodes nodes of each system; reads linearizable."
 		else
 			echo "  10,000 keys (preloaded), 100 B values, requests round-robin over all $nodes nodes of each system$([[ $mode == matrix ]] && echo "; the 64 KiB cell uses $large_keys keys")."
 		fi
