@@ -10,6 +10,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -244,9 +245,20 @@ func (f instrumentedFSM) Snapshot() (raft.FSMSnapshot, error) {
 	return &timedSnapshot{FSMSnapshot: s, start: start, m: f.m}, nil
 }
 
-func (f instrumentedFSM) Restore(rc io.ReadCloser) error {
+func (f instrumentedFSM) Restore(rc io.ReadCloser) (err error) {
 	start := time.Now()
-	err := f.FSM.Restore(rc)
+	// A snapshot the FSM cannot decode must fail the restore, never kill
+	// the process: raft answers a failed restore with an error (the
+	// install, the online restore) or tries an older snapshot (at start).
+	// The FSM replaces its state only after the whole snapshot decoded.
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: the snapshot could not be decoded: %v", ErrCorruptState, p)
+			f.m.restoreDuration.Observe(time.Since(start).Seconds())
+			f.m.restoreTotal.WithLabelValues(outcomeLabel(err)).Inc()
+		}
+	}()
+	err = f.FSM.Restore(rc)
 	f.m.restoreDuration.Observe(time.Since(start).Seconds())
 	f.m.restoreTotal.WithLabelValues(outcomeLabel(err)).Inc()
 	return err

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,8 +68,10 @@ type Node struct {
 	fsm       *fsm.FSM
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
-	store     logStore
-	health    storageHealth // storage.go
+	store     logStore         // the bare store, to close
+	stable    raft.StableStore // the store as raft sees it (faultStore), for the cluster id
+	health    storageHealth    // storage.go
+	guard     guardState       // storage.go: a panic in a store stops the node
 	snapshots *raft.FileSnapshotStore
 	reads     *readIndex
 	metrics   *metrics
@@ -127,6 +130,11 @@ func (n *Node) openRecovered() (err error) {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%w: raft could not start on this volume: %v", ErrCorruptState, p)
 		}
+		// raft flattens a store's error into text; the store's panic is
+		// the cause, and says what to do.
+		if de := n.guard.damaged.Load(); err != nil && de != nil {
+			err = de
+		}
 	}()
 	return n.open()
 }
@@ -150,7 +158,10 @@ func (n *Node) open() error {
 	if fatal == nil {
 		fatal = exitOnStorageFailure(n.log)
 	}
-	fs := &faultStore{logStore: store, h: &n.health, fatal: fatal}
+	n.guard.fatal, n.guard.failures = fatal, n.metrics.storageFailures
+	logGuard := &storeGuard{file: logStorePath(cfg.Dir, cfg.LogStore), store: storeLog, guardState: &n.guard}
+	fs := &faultStore{logStore: store, h: &n.health, g: logGuard, fatal: fatal}
+	n.stable = fs
 	if err := n.loadClusterID(); err != nil {
 		return err
 	}
@@ -240,7 +251,12 @@ func (n *Node) open() error {
 		return fmt.Errorf("log cache: %w", err)
 	}
 	logs := classedLogs{LogStore: cache, h: &n.health}
-	r, err := raft.NewRaft(rc, instrumentedFSM{FSM: n.fsm, m: n.metrics}, logs, fs, snapshotStore{SnapshotStore: snaps, h: &n.health}, trans)
+	snapGuard := &storeGuard{file: filepath.Join(cfg.Dir, snapshotsDir), store: storeSnapshot, guardState: &n.guard}
+	// From here on raft's goroutines call the stores: a panic in one
+	// stops the node (storeGuard) rather than reach raft as an error.
+	n.guard.running.Store(true)
+	r, err := raft.NewRaft(rc, instrumentedFSM{FSM: n.fsm, m: n.metrics}, logs, fs,
+		snapshotStore{SnapshotStore: snaps, h: &n.health, g: snapGuard}, trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
