@@ -68,6 +68,7 @@ type Node struct {
 	fsm       *fsm.FSM
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
+	stream    *trackedStream   // the transport's connections, cut on Close
 	store     logStore         // the bare store, to close
 	stable    raft.StableStore // the store as raft sees it (faultStore), for the cluster id
 	health    storageHealth    // storage.go
@@ -192,11 +193,11 @@ func (n *Node) open() error {
 			return fmt.Errorf("resolve raft advertise address %q: %w", cfg.RaftAdvertise, err)
 		}
 	}
-	trans, err := newTransport(cfg.RaftBind, advertise, cfg.RaftTLS, hlog.Named("net"), n.log)
+	trans, stream, err := newTransport(cfg.RaftBind, advertise, cfg.RaftTLS, hlog.Named("net"), n.log)
 	if err != nil {
 		return fmt.Errorf("listen for raft on %s: %w", cfg.RaftBind, err)
 	}
-	n.transport = trans
+	n.transport, n.stream = trans, stream
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
@@ -265,12 +266,21 @@ func (n *Node) open() error {
 }
 
 // Close stops Raft and closes the stores. Safe to call more than once.
+// It cuts every Raft connection (stream.CloseConns) right after telling
+// raft to shut down and before waiting for it: raft.Shutdown waits for its
+// replication goroutines, and one blocked on a peer that does not answer
+// would hold it up to the transport timeout (10 s). So Close takes as long
+// as raft's own goroutines need (an apply or a snapshot in progress), not
+// as long as the slowest peer. Run it after the hand-off or leave: no RPC
+// reaches a peer afterwards.
 func (n *Node) Close() error {
 	var err error
 	n.closeOnce.Do(func() {
 		close(n.stop)
 		if n.raft != nil {
-			if e := n.raft.Shutdown().Error(); e != nil {
+			f := n.raft.Shutdown()
+			n.cutConns()
+			if e := f.Error(); e != nil {
 				err = fmt.Errorf("shut down raft: %w", e)
 			}
 		}
@@ -278,6 +288,22 @@ func (n *Node) Close() error {
 		n.closeStores()
 	})
 	return err
+}
+
+// cutConns closes the transport's connections and logs which peers had an
+// RPC in flight: the peers that were not answering, which the stop no
+// longer waits for.
+func (n *Node) cutConns() {
+	if n.stream == nil {
+		return
+	}
+	closed, waiting := n.stream.CloseConns()
+	entry := n.log.WithField("connections", closed)
+	if len(waiting) == 0 {
+		entry.Debug("stopping: closed the raft connections to peers")
+		return
+	}
+	entry.WithField("peers", waiting).Warn("stopping: closed raft connections with a request in flight to peers that do not answer (paused or unreachable); the stop does not wait for them")
 }
 
 func (n *Node) closeStores() {

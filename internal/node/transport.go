@@ -40,21 +40,31 @@ const (
 )
 
 // newTransport opens the Raft transport: mutual TLS when tc is set, plain
-// TCP (exactly as before TLS existed) otherwise.
-func newTransport(bind string, advertise net.Addr, tc *tlsconfig.Material, hlog hclog.Logger, log *logrus.Entry) (*raft.NetworkTransport, error) {
+// TCP otherwise, both with the pool size and timeout raft's TCP transport
+// has always had, and both through a trackedStream (conntrack.go), so the
+// node's stop can cut every connection.
+func newTransport(bind string, advertise net.Addr, tc *tlsconfig.Material, hlog hclog.Logger, log *logrus.Entry) (*raft.NetworkTransport, *trackedStream, error) {
+	var stream raft.StreamLayer
 	if tc == nil {
-		return raft.NewTCPTransportWithLogger(bind, advertise, transportMaxPool, transportTimeout, hlog)
+		s, err := newTCPStreamLayer(bind, advertise)
+		if err != nil {
+			return nil, nil, err
+		}
+		stream = s
+	} else {
+		s, err := newTLSStreamLayer(bind, advertise, tc, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		stream = s
 	}
-	stream, err := newTLSStreamLayer(bind, advertise, tc, log)
-	if err != nil {
-		return nil, err
-	}
+	tracked := newTrackedStream(stream)
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  stream,
+		Stream:  tracked,
 		MaxPool: transportMaxPool,
 		Timeout: transportTimeout,
 		Logger:  hlog,
-	}), nil
+	}), tracked, nil
 }
 
 // tlsStreamLayer is a raft.StreamLayer over mutual TLS. Inbound
