@@ -48,25 +48,25 @@ func valueOf(v string) jsonValue {
 	return jsonValue{ValueBase64: &b}
 }
 
-func (s *Service) handleSet(w http.ResponseWriter, r *http.Request) error {
-	return s.write(w, r, fsm.OpSet)
+func (s *Service) handleSet(w http.ResponseWriter, r *http.Request, p params) error {
+	return s.write(w, r, p, fsm.OpSet)
 }
 
-func (s *Service) handleRemove(w http.ResponseWriter, r *http.Request) error {
-	return s.write(w, r, fsm.OpDelete)
+func (s *Service) handleRemove(w http.ResponseWriter, r *http.Request, p params) error {
+	return s.write(w, r, p, fsm.OpDelete)
 }
 
 // handleKVWrite serves PUT and DELETE /kv/{key}.
-func (s *Service) handleKVWrite(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) handleKVWrite(w http.ResponseWriter, r *http.Request, p params) error {
 	if r.Method == http.MethodDelete {
-		return s.write(w, r, fsm.OpDelete)
+		return s.write(w, r, p, fsm.OpDelete)
 	}
-	return s.write(w, r, fsm.OpSet)
+	return s.write(w, r, p, fsm.OpSet)
 }
 
 // write parses, applies and answers a key write.
-func (s *Service) write(w http.ResponseWriter, r *http.Request, op fsm.Op) error {
-	cmd, err := s.parseWrite(w, r, op)
+func (s *Service) write(w http.ResponseWriter, r *http.Request, p params, op fsm.Op) error {
+	cmd, err := s.parseWrite(w, r, p, op)
 	if err != nil {
 		return err
 	}
@@ -106,8 +106,8 @@ func (s *Service) apply(w http.ResponseWriter, r *http.Request, cmd *fsm.Command
 	return res, nil
 }
 
-func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) error {
-	q, err := s.parseRead(w, r)
+func (s *Service) handleGet(w http.ResponseWriter, r *http.Request, p params) error {
+	q, err := s.parseRead(r, p)
 	if err != nil {
 		return err
 	}
@@ -120,8 +120,8 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) error {
 }
 
 // handleKVGet answers GET /kv/{key} with the value's bytes.
-func (s *Service) handleKVGet(w http.ResponseWriter, r *http.Request) error {
-	q, err := s.parseRead(w, r)
+func (s *Service) handleKVGet(w http.ResponseWriter, r *http.Request, p params) error {
+	q, err := s.parseRead(r, p)
 	if err != nil {
 		return err
 	}
