@@ -303,13 +303,11 @@ func TestDeletePrefix(t *testing.T) {
 	check("a\xff", "")
 	check("\xff\xff", "")
 
-	// A retry with the same request id answers the first outcome.
-	res := del("\x00", "first")
+	// A retry with the same request id answers the first outcome (a new
+	// delete of a/ would find none).
+	res := del("a/", "first")
 	if !res.Replayed || res.Current != 1004 {
 		t.Errorf("replay: %+v, want the first delete of a/ replayed (1004 keys)", res)
-	}
-	if _, ok := f.Get("\x00"); !ok {
-		t.Error("a replayed delete deleted")
 	}
 	check("", "")
 	if s := f.Stats(); s.Keys != 0 || s.Bytes != 0 {
