@@ -51,7 +51,9 @@ type Entry struct {
 type Result struct {
 	Index uint64 // the log index the command was applied at
 	Err   error  // nil, ErrKeyNotFound, ErrCASFailed, ErrIdempotencyKeyReused, or ErrMalformedCommand
-	// Current is the key's ModIndex (0: absent) when a compare failed.
+	// Current is the key's ModIndex (0: absent) when a compare failed,
+	// and for OpDeletePrefix the number of keys it deleted. It is the one
+	// number an outcome carries through forwarding and idempotent replay.
 	Current uint64
 	// Replayed: a command with the same request id was applied before;
 	// this is that command's outcome and nothing was applied now.
@@ -320,6 +322,8 @@ func (f *FSM) applyDecoded(index uint64, cmd *Command) *Result {
 		f.nodes[cmd.NodeID] = cmd.HTTPAddr
 	case OpForgetNode:
 		delete(f.nodes, cmd.NodeID)
+	case OpDeletePrefix:
+		res.Current = f.deletePrefixLocked(cmd.Key)
 	case OpMarkPromotion:
 		if i, found := slices.BinarySearch(f.promote, cmd.NodeID); !found {
 			f.promote = slices.Insert(f.promote, i, cmd.NodeID)
