@@ -256,13 +256,27 @@ func (n *Node) open() error {
 	// From here on raft's goroutines call the stores: a panic in one
 	// stops the node (storeGuard) rather than reach raft as an error.
 	n.guard.running.Store(true)
-	r, err := raft.NewRaft(rc, instrumentedFSM{FSM: n.fsm, m: n.metrics}, logs, fs,
+	ifsm := instrumentedFSM{FSM: n.fsm, m: n.metrics, restoreFailed: n.onlineRestoreFailed}
+	r, err := raft.NewRaft(rc, ifsm, logs, fs,
 		snapshotStore{SnapshotStore: snaps, h: &n.health, g: snapGuard}, trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	n.raft = r
 	return nil
+}
+
+// onlineRestoreFailed stops the node when the FSM cannot load the snapshot
+// of an online restore (Restore): raft panics on that (it has already
+// installed the snapshot), and the fatal exit (1) must come first. At the
+// next start the snapshot check sets a bad snapshot aside. Failed restores
+// on other paths (a follower's install, the start) raft answers itself.
+func (n *Node) onlineRestoreFailed(err error) {
+	if n.restore.online.Load() && n.guard.running.Load() {
+		n.guard.once.Do(func() {
+			n.guard.fatal(fmt.Errorf("the restored snapshot could not be loaded: %w", err))
+		})
+	}
 }
 
 // Close stops Raft and closes the stores. Safe to call more than once.

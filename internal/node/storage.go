@@ -280,6 +280,10 @@ func (s *faultStore) StoreLogs(logs []*raft.Log) (err error) {
 func (s *faultStore) GetLog(index uint64, l *raft.Log) (err error) {
 	defer s.g.guard("read the log", &err)()
 	if err := s.logStore.GetLog(index, l); err != nil {
+		if ioFailure(err) {
+			// raft panics when it cannot read an entry it must apply.
+			s.g.stop(fmt.Errorf("%w: could not read log entry %d from %s (%s)", ErrStorageUnavailable, index, s.g.file, errnoText(err)))
+		}
 		return err
 	}
 	if !entryIntact(l) {
@@ -376,12 +380,19 @@ func (g *storeGuard) guard(op string, err *error) func() {
 		if g.failures != nil {
 			g.failures.WithLabelValues(g.store).Inc()
 		}
-		if g.running.Load() {
-			// Concurrent callers wait here until the first one's fatal
-			// returns, which the real one never does.
-			g.once.Do(func() { g.fatal(de) })
-		}
+		// Concurrent callers wait in stop until the first one's fatal
+		// returns, which the real one never does.
+		g.stop(de)
 	}
+}
+
+// stop calls fatal with err once raft runs, once for the node; before,
+// the caller's error fails Open.
+func (g *storeGuard) stop(err error) {
+	if g == nil || g.guardState == nil || !g.running.Load() {
+		return
+	}
+	g.once.Do(func() { g.fatal(err) })
 }
 
 // DamagedError is a panic inside a store, recovered (storeGuard): the

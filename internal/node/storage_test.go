@@ -318,3 +318,60 @@ func TestScanBoltDamagedPage(t *testing.T) {
 	}
 	t.Logf("open: %v", err)
 }
+
+// panicReader panics on Read, as a snapshot decoder meeting bytes it does
+// not expect might.
+type panicReader struct{}
+
+func (panicReader) Read([]byte) (int, error) { panic("index out of range") }
+func (panicReader) Close() error             { return nil }
+
+// TestFSMRestorePanicIsError: a panic while the FSM restores a snapshot
+// fails the restore with ErrCorruptState (raft answers a failed install
+// with an error) and is reported to restoreFailed, which stops the node
+// during an online restore (raft panics on that path).
+func TestFSMRestorePanicIsError(t *testing.T) {
+	var reported error
+	f := instrumentedFSM{FSM: fsm.New(), m: newMetrics(), restoreFailed: func(err error) { reported = err }}
+	err := f.Restore(panicReader{})
+	if !errors.Is(err, ErrCorruptState) || reported != err {
+		t.Fatalf("restore that panics: %v (reported %v), want ErrCorruptState reported", err, reported)
+	}
+}
+
+// readFailStore answers every GetLog with err.
+type readFailStore struct {
+	logStore
+	err error
+}
+
+func (s readFailStore) GetLog(uint64, *raft.Log) error { return s.err }
+
+// TestLogReadErrorIsFatal: an I/O error reading a log entry stops the node
+// once raft runs (raft panics when it cannot read an entry it must
+// apply); a missing entry (raft.ErrLogNotFound, which raft handles by
+// sending a snapshot) does not.
+func TestLogReadErrorIsFatal(t *testing.T) {
+	for _, tt := range []struct {
+		err   error
+		fatal bool
+	}{
+		{&os.PathError{Op: "read", Path: "/vol/wal/00001.wal", Err: syscall.EIO}, true},
+		{raft.ErrLogNotFound, false},
+	} {
+		var fatal error
+		gs := &guardState{fatal: func(err error) { fatal = err }}
+		gs.running.Store(true)
+		fs := &faultStore{logStore: readFailStore{err: tt.err}, h: &storageHealth{log: quietLogger().WithField("t", 1)},
+			g: &storeGuard{file: "/vol/wal", store: storeLog, guardState: gs}}
+		if err := fs.GetLog(7, &raft.Log{}); !errors.Is(err, tt.err) {
+			t.Errorf("GetLog: %v, want %v", err, tt.err)
+		}
+		if got := fatal != nil; got != tt.fatal {
+			t.Errorf("%v: fatal %v, want fatal %v", tt.err, fatal, tt.fatal)
+		}
+		if tt.fatal && !errors.Is(fatal, ErrStorageUnavailable) {
+			t.Errorf("fatal: %v, want ErrStorageUnavailable", fatal)
+		}
+	}
+}
