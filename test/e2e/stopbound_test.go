@@ -8,6 +8,7 @@ import (
 
 	"github.com/raftkv/raftkv/internal/proc"
 	"github.com/raftkv/raftkv/internal/server"
+	"github.com/raftkv/raftkv/internal/testpki"
 )
 
 // TestStopWithPausedPeersIsBounded: both followers are paused (SIGSTOP:
@@ -18,11 +19,25 @@ import (
 // connections before waiting on raft, so the SIGTERM'd leader exits 0
 // within SHUTDOWN_TIMEOUT (plus server.StopOverrun, the most the stop
 // promises) and its log names the peers it stopped waiting for. Resumed,
-// the other two elect a leader that holds every acknowledged write.
+// the other two elect a leader that holds every acknowledged write. The
+// Raft transport plain and over mutual TLS.
 func TestStopWithPausedPeersIsBounded(t *testing.T) {
+	bin := raftkvBinary(t)
+	t.Run("tcp", func(t *testing.T) { stopWithPausedPeers(t, bin, nil) })
+	t.Run("tls", func(t *testing.T) {
+		dir := t.TempDir()
+		ca := testpki.NewCA(t, "cluster CA")
+		stopWithPausedPeers(t, bin, func(_ int, name string) map[string]string {
+			f := ca.Issue(t, name).Write(t, dir, name+"-raft", ca)
+			return map[string]string{"RAFT_TLS_CERT_FILE": f.Cert, "RAFT_TLS_KEY_FILE": f.Key, "RAFT_TLS_CA_FILE": f.CA}
+		})
+	})
+}
+
+func stopWithPausedPeers(t *testing.T, bin string, nodeEnv func(int, string) map[string]string) {
 	const shutdown = 3 * time.Second
-	c := proc.StartCluster(t, proc.ClusterConfig{Size: 3, Bin: raftkvBinary(t), Dir: t.TempDir(), Formation: proc.JoinFirst,
-		Env: map[string]string{"SHUTDOWN_TIMEOUT": shutdown.String()}})
+	c := proc.StartCluster(t, proc.ClusterConfig{Size: 3, Bin: bin, Dir: t.TempDir(), Formation: proc.JoinFirst,
+		Env: map[string]string{"SHUTDOWN_TIMEOUT": shutdown.String()}, NodeEnv: nodeEnv})
 	c.WaitVoters(30*time.Second, c.Nodes...)
 	leader := c.WaitLeader(15 * time.Second)
 	var acked []string
