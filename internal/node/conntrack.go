@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"net"
 	"sort"
@@ -24,24 +25,40 @@ var errStreamClosing = errors.New("raft transport: the node is stopping")
 // SHUTDOWN_TIMEOUT.
 type trackedStream struct {
 	raft.StreamLayer
+	dialer contextDialer // the layer beneath
+	// dialCtx ends on CloseConns: a dial in progress (a TLS handshake
+	// with a paused peer lasts up to the dial timeout) fails at once.
+	dialCtx    context.Context
+	cancelDial context.CancelFunc
 
 	mu      sync.Mutex
 	conns   map[*trackedConn]struct{}
 	closing bool
 }
 
-func newTrackedStream(s raft.StreamLayer) *trackedStream {
-	return &trackedStream{StreamLayer: s, conns: map[*trackedConn]struct{}{}}
+// contextDialer is a stream layer whose dial a context can abandon.
+type contextDialer interface {
+	raft.StreamLayer
+	DialContext(ctx context.Context, address raft.ServerAddress, timeout time.Duration) (net.Conn, error)
+}
+
+func newTrackedStream(s contextDialer) *trackedStream {
+	t := &trackedStream{StreamLayer: s, dialer: s, conns: map[*trackedConn]struct{}{}}
+	t.dialCtx, t.cancelDial = context.WithCancel(context.Background())
+	return t
 }
 
 // Dial dials through the layer beneath and tracks the connection; once
-// CloseConns ran it refuses.
+// CloseConns ran it refuses, and CloseConns abandons a dial in progress.
 func (s *trackedStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	if s.isClosing() {
 		return nil, errStreamClosing
 	}
-	c, err := s.StreamLayer.Dial(address, timeout)
+	c, err := s.dialer.DialContext(s.dialCtx, address, timeout)
 	if err != nil {
+		if s.dialCtx.Err() != nil {
+			return nil, errStreamClosing
+		}
 		return nil, err
 	}
 	return s.track(c, true)
@@ -83,18 +100,21 @@ func (s *trackedStream) isClosing() bool {
 // CloseConns closes every connection the layer dialed or accepted and
 // refuses new ones, so a read or write blocked on any of them fails at
 // once. It returns how many connections it closed and the addresses of
-// the peers that a dialed connection had an RPC in flight to (sorted,
-// once each): the peers that were not answering. The listener stays open
-// until the transport closes.
+// the peers that owed an answer on a dialed connection (sorted, once
+// each): a read or write was in progress and the last bytes went out
+// after the last came in, so a request was waiting for its reply. An idle
+// pipeline, whose reader waits with every reply received, does not count.
+// The listener stays open until the transport closes.
 func (s *trackedStream) CloseConns() (closed int, waitingOn []string) {
 	s.mu.Lock()
 	s.closing = true
+	s.cancelDial()
 	conns := s.conns
 	s.conns = map[*trackedConn]struct{}{}
 	s.mu.Unlock()
 	seen := map[string]bool{}
 	for c := range conns {
-		if c.dialed && c.busy.Load() > 0 {
+		if c.dialed && c.owed() {
 			if a := c.RemoteAddr().String(); !seen[a] {
 				seen[a] = true
 				waitingOn = append(waitingOn, a)
@@ -112,19 +132,36 @@ type trackedConn struct {
 	s      *trackedStream
 	dialed bool
 	busy   atomic.Int32 // reads and writes in progress
-	once   sync.Once
+	// lastRead and lastWrite are when bytes last came in and went out
+	// (time.Now().UnixNano()); zero: never.
+	lastRead, lastWrite atomic.Int64
+	once                sync.Once
+}
+
+// owed: a read or write is in progress and bytes went out after the last
+// ones came in (a request waits for its reply).
+func (c *trackedConn) owed() bool {
+	return c.busy.Load() > 0 && c.lastWrite.Load() > c.lastRead.Load()
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
 	c.busy.Add(1)
 	defer c.busy.Add(-1)
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.lastRead.Store(time.Now().UnixNano())
+	}
+	return n, err
 }
 
 func (c *trackedConn) Write(p []byte) (int, error) {
 	c.busy.Add(1)
 	defer c.busy.Add(-1)
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.lastWrite.Store(time.Now().UnixNano())
+	}
+	return n, err
 }
 
 func (c *trackedConn) Close() error {
@@ -159,7 +196,13 @@ func newTCPStreamLayer(bind string, advertise net.Addr) (*tcpStreamLayer, error)
 }
 
 func (s *tcpStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return net.DialTimeout("tcp", string(address), timeout)
+	return s.DialContext(context.Background(), address, timeout)
+}
+
+// DialContext is Dial, abandoned when ctx ends.
+func (s *tcpStreamLayer) DialContext(ctx context.Context, address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	return d.DialContext(ctx, "tcp", string(address))
 }
 
 func (s *tcpStreamLayer) Accept() (net.Conn, error) { return s.ln.Accept() }

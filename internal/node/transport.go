@@ -44,7 +44,7 @@ const (
 // has always had, and both through a trackedStream (conntrack.go), so the
 // node's stop can cut every connection.
 func newTransport(bind string, advertise net.Addr, tc *tlsconfig.Material, hlog hclog.Logger, log *logrus.Entry) (*raft.NetworkTransport, *trackedStream, error) {
-	var stream raft.StreamLayer
+	var stream contextDialer
 	if tc == nil {
 		s, err := newTCPStreamLayer(bind, advertise)
 		if err != nil {
@@ -239,7 +239,13 @@ func (s *tlsStreamLayer) Accept() (net.Conn, error) {
 // the peer must present a certificate from the cluster CA, and this node
 // presents its own.
 func (s *tlsStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	c, err := tls.DialWithDialer(&net.Dialer{Timeout: timeout}, "tcp", string(address), s.client)
+	return s.DialContext(context.Background(), address, timeout)
+}
+
+// DialContext is Dial, abandoned (handshake included) when ctx ends.
+func (s *tlsStreamLayer) DialContext(ctx context.Context, address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: s.client}
+	c, err := d.DialContext(ctx, "tcp", string(address))
 	if err != nil {
 		// raft logs the failed RPC itself; this line says why.
 		s.log.WithField("peer", string(address)).WithError(err).Debug("raft: dial failed")

@@ -182,7 +182,7 @@ func TestCloseConnsCutsBlockedWrite(t *testing.T) {
 		name string
 		// peer listens and never reads; dialer is the layer under test.
 		peer   func(t *testing.T) (addr string, stop func())
-		dialer func(t *testing.T) raft.StreamLayer
+		dialer func(t *testing.T) contextDialer
 	}{
 		{"tcp", func(t *testing.T) (string, func()) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -208,7 +208,7 @@ func TestCloseConnsCutsBlockedWrite(t *testing.T) {
 					c.Close()
 				}
 			}
-		}, func(t *testing.T) raft.StreamLayer {
+		}, func(t *testing.T) contextDialer {
 			s, err := newTCPStreamLayer("127.0.0.1:0", nil)
 			if err != nil {
 				t.Fatal(err)
@@ -222,7 +222,7 @@ func TestCloseConnsCutsBlockedWrite(t *testing.T) {
 				t.Fatal(err)
 			}
 			return s.Addr().String(), func() { s.Close() }
-		}, func(t *testing.T) raft.StreamLayer {
+		}, func(t *testing.T) contextDialer {
 			s, err := newTLSStreamLayer("127.0.0.1:0", nil, material(t, ca, "node"), quietLogger().WithField("t", 1))
 			if err != nil {
 				t.Fatal(err)
@@ -286,5 +286,122 @@ func TestCloseConnsCutsBlockedWrite(t *testing.T) {
 				t.Errorf("dial after CloseConns: %v, want errStreamClosing", err)
 			}
 		})
+	}
+}
+
+// TestCloseConnsNamesOnlyPeersOwingAReply: of two dialed connections whose
+// reader is blocked, CloseConns names only the peer that has not answered
+// the last request; the other answered (an idle pipeline), so it is not
+// reported as a peer that does not answer.
+func TestCloseConnsNamesOnlyPeersOwingAReply(t *testing.T) {
+	listen := func(reply bool) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			b := make([]byte, 1)
+			if _, err := c.Read(b); err == nil && reply {
+				_, _ = c.Write(b)
+			}
+			_, _ = c.Read(b) // until the client closes
+		}()
+		return ln.Addr().String()
+	}
+	answering, silent := listen(true), listen(false)
+	layer, err := newTCPStreamLayer("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer layer.Close()
+	s := newTrackedStream(layer)
+	var readers []chan error
+	for _, addr := range []string{answering, silent} {
+		c, err := s.Dial(raft.ServerAddress(addr), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write([]byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		if addr == answering {
+			if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		done := make(chan error, 1)
+		go func() { _, err := c.Read(make([]byte, 1)); done <- err }()
+		readers = append(readers, done)
+		tc := c.(*trackedConn)
+		testwait.For(t, 5*time.Second, "the read to start", func() error {
+			if tc.busy.Load() == 0 {
+				return errors.New("no read in progress")
+			}
+			return nil
+		})
+	}
+	closed, waiting := s.CloseConns()
+	if closed != 2 || len(waiting) != 1 || waiting[0] != silent {
+		t.Fatalf("CloseConns: %d closed, waiting on %v; want 2 and [%s] (not %s)", closed, waiting, silent, answering)
+	}
+	for _, done := range readers {
+		if err := <-done; err == nil {
+			t.Error("a blocked read succeeded after CloseConns")
+		}
+	}
+}
+
+// TestCloseConnsAbandonsDial: a TLS dial to a peer that accepts the TCP
+// connection and never answers the handshake (a paused peer) would last
+// the whole dial timeout (raft's 10 s); CloseConns ends it at once.
+func TestCloseConnsAbandonsDial(t *testing.T) {
+	ca := testpki.NewCA(t, "cluster")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c // held open, never read
+		}
+	}()
+	layer, err := newTLSStreamLayer("127.0.0.1:0", nil, material(t, ca, "node"), quietLogger().WithField("t", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer layer.Close()
+	s := newTrackedStream(layer)
+	dialed := make(chan error, 1)
+	go func() {
+		_, err := s.Dial(raft.ServerAddress(ln.Addr().String()), transportTimeout)
+		dialed <- err
+	}()
+	select {
+	case c := <-accepted:
+		defer c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the dial never connected")
+	}
+	select {
+	case err := <-dialed:
+		t.Fatalf("the handshake ended before CloseConns: %v", err)
+	default:
+	}
+	s.CloseConns()
+	select {
+	case err := <-dialed:
+		if !errors.Is(err, errStreamClosing) {
+			t.Fatalf("dial after CloseConns: %v, want errStreamClosing", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the dial was still in its handshake 2 s after CloseConns")
 	}
 }
