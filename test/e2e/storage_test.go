@@ -695,11 +695,22 @@ func TestDamagedLogPageStops(t *testing.T) {
 		_, err := get(f, "k39", "stale")
 		return err
 	})
-	damageBoltPage(t, filepath.Join(f.Volume, "raft.db"), "logs")
-	if err := set(leader, "after", "after"); err != nil {
-		t.Fatal(err)
-	}
-	acked = append(acked, "after")
+	// Damage the page, then write: the follower's append reads it. Again
+	// if the follower wrote meanwhile and moved the bucket's root.
+	round := 0
+	testwait.For(t, 30*time.Second, f.Name+" to stop on the damaged page", func() error {
+		if !f.Running() {
+			return nil
+		}
+		damageBoltPage(t, filepath.Join(f.Volume, "raft.db"), "logs")
+		key := fmt.Sprintf("after-%d", round)
+		round++
+		if err := set(leader, key, key); err != nil {
+			return err
+		}
+		acked = append(acked, key)
+		return fmt.Errorf("%s still runs after the write of %s", f.Name, key)
+	})
 	exitsCleanly1(t, f, "the volume is damaged")
 	if !strings.Contains(f.Log(), "raft.db is damaged") {
 		t.Errorf("%s's log does not name the file:\n%s", f.Name, f.Tail(5))
