@@ -152,6 +152,22 @@ func TestCorruptFollowerSnapshot(t *testing.T) {
 			if !strings.Contains(logText, "starting with an empty log") {
 				t.Errorf("%s's log does not say it started with an empty log:\n%s", f.Name, f.Tail(40))
 			}
+			// Having emptied its log, it withheld its vote until the leader had
+			// caught it up, then voted again: one line each, in that order.
+			held, released := strings.Index(logText, "vote withheld:"), strings.Index(logText, "vote hold released")
+			if held < 0 || released < held || strings.Count(logText, "vote withheld:") != 1 || strings.Count(logText, "vote hold released") != 1 {
+				t.Errorf("%s's log does not show one vote hold (at %d) and then its release (at %d):\n%s", f.Name, held, released, f.Tail(40))
+			} else {
+				t.Logf("%s", strings.TrimSpace(logText[released:released+strings.IndexByte(logText[released:]+"\n", '\n')]))
+			}
+			if st, err := f.Status(); err != nil || st.VoteWithheld {
+				t.Errorf("%s's /status after catching up: vote_withheld %v, %v; want false", f.Name, st.VoteWithheld, err)
+			}
+			for _, n := range c.Nodes {
+				if n != f && strings.Contains(n.Log(), "vote withheld") {
+					t.Errorf("%s withheld its vote without any repair", n.Name)
+				}
+			}
 			// raft-wal drops compacted entries a whole 64 MiB segment at a
 			// time, so on wal the leader still has them and sends the log.
 			if store == "boltdb" && !strings.Contains(logText, "Installed remote snapshot") {
