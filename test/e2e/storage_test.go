@@ -613,6 +613,12 @@ func TestCorruptLogEntry(t *testing.T) {
 			if !strings.Contains(f.Log(), "log entry is corrupt") || strings.Contains(f.Log(), "panic:") {
 				t.Errorf("%s's log:\n%s", f.Name, f.Tail(30))
 			}
+			// Having dropped entries, it withheld its vote until caught up.
+			logText := f.Log()
+			held, released := strings.Index(logText, "vote withheld:"), strings.Index(logText, "vote hold released")
+			if held < 0 || released < held || !strings.Contains(logText[held:], "dropped log entries") {
+				t.Errorf("%s's log does not show a vote hold for the dropped entries and then its release:\n%s", f.Name, f.Tail(30))
+			}
 		})
 	}
 }
