@@ -84,6 +84,7 @@ var errorTable = []struct {
 	{node.ErrJoinerMismatch, http.StatusConflict, "joiner_mismatch"},
 	{node.ErrOtherCluster, http.StatusConflict, "other_cluster"},
 	{fsm.ErrCASFailed, http.StatusConflict, "cas_failed"},
+	{fsm.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, "idempotency_key_reused"},
 	{node.ErrRestoreInProgress, http.StatusConflict, "restore_in_progress"},
 	// 503: definitely not applied; safe to retry anywhere.
 	{node.ErrNotLeader, http.StatusServiceUnavailable, "not_leader"},
