@@ -688,6 +688,9 @@ func TestRepairedFollowerWithholdsVote(t *testing.T) {
 	})
 	// C campaigns (pre-vote, then vote) and must not win: it needs B.
 	testwait.For(t, 30*time.Second, cc.Name+" to campaign three times", func() error {
+		if st, err := cc.Status(); err == nil && st.State == "Leader" {
+			t.Fatalf("%s was elected while A was away, lacking the acknowledged write w", cc.Name)
+		}
 		if n := strings.Count(cc.Log(), "entering candidate state"); n < 3 {
 			return fmt.Errorf("%d campaigns", n)
 		}
