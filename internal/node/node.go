@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,6 +70,7 @@ type Node struct {
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
 	stream    *trackedStream   // the transport's connections, cut on Close
+	hold      *voteHold        // nil unless the start-up repair dropped state (votehold.go)
 	store     logStore         // the bare store, to close
 	stable    raft.StableStore // the store as raft sees it (faultStore), for the cluster id
 	health    storageHealth    // storage.go
@@ -174,7 +176,8 @@ func (n *Node) open() error {
 	n.snapshots = snaps
 	// Before raft opens them: raft falls back past a corrupt snapshot and
 	// then panics on a log that no longer reaches back.
-	if err := checkSnapshots(cfg.Dir, cfg.ID, snaps, fs, n.log); err != nil {
+	repaired, err := checkSnapshots(cfg.Dir, cfg.ID, snaps, fs, n.log)
+	if err != nil {
 		return err
 	}
 	// The log too, read through the store itself (faultStore's GetLog
@@ -183,8 +186,12 @@ func (n *Node) open() error {
 	if metas, err := snaps.List(); err == nil && len(metas) > 0 {
 		snapConf = &metas[0].Configuration
 	}
-	if err := checkLog(cfg.ID, store, snapConf, n.log); err != nil {
+	dropped, err := checkLog(cfg.ID, store, snapConf, n.log)
+	if err != nil {
 		return err
+	}
+	if dropped != "" {
+		repaired = strings.TrimPrefix(repaired+"; "+dropped, "; ")
 	}
 
 	var advertise net.Addr
@@ -198,6 +205,19 @@ func (n *Node) open() error {
 		return fmt.Errorf("listen for raft on %s: %w", cfg.RaftBind, err)
 	}
 	n.transport, n.stream = trans, stream
+	// raft and the vote hold see the stores through their guards.
+	snapGuard := &storeGuard{file: filepath.Join(cfg.Dir, snapshotsDir), store: storeSnapshot, guardState: &n.guard}
+	guardedSnaps := snapshotStore{SnapshotStore: snaps, h: &n.health, g: snapGuard}
+	var rtrans raft.Transport = trans
+	minTerm, why, err := voteHoldAtStart(fs, repaired)
+	if err != nil {
+		return err
+	}
+	if why != "" {
+		n.hold = newVoteHold(trans, cfg.ID, minTerm, volumeLog{logs: fs, snaps: guardedSnaps}, why, n.log,
+			func() error { return fs.SetUint64(stableKeyVoteHold, 0) })
+		rtrans = n.hold
+	}
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
@@ -252,13 +272,11 @@ func (n *Node) open() error {
 		return fmt.Errorf("log cache: %w", err)
 	}
 	logs := classedLogs{LogStore: cache, h: &n.health}
-	snapGuard := &storeGuard{file: filepath.Join(cfg.Dir, snapshotsDir), store: storeSnapshot, guardState: &n.guard}
 	// From here on raft's goroutines call the stores: a panic in one
 	// stops the node (storeGuard) rather than reach raft as an error.
 	n.guard.running.Store(true)
 	ifsm := instrumentedFSM{FSM: n.fsm, m: n.metrics, restoreFailed: n.onlineRestoreFailed}
-	r, err := raft.NewRaft(rc, ifsm, logs, fs,
-		snapshotStore{SnapshotStore: snaps, h: &n.health, g: snapGuard}, trans)
+	r, err := raft.NewRaft(rc, ifsm, logs, fs, guardedSnaps, rtrans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
@@ -321,6 +339,9 @@ func (n *Node) cutConns() {
 }
 
 func (n *Node) closeStores() {
+	if n.hold != nil {
+		_ = n.hold.Close()
+	}
 	if n.transport != nil {
 		_ = n.transport.Close()
 	}
