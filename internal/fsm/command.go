@@ -20,6 +20,9 @@ const (
 	// forgets that (promoted, removed, or refused).
 	OpMarkPromotion Op = 5
 	OpDropPromotion Op = 6
+	// OpDeletePrefix removes every key that starts with Key ("": every
+	// key) in one entry; Result.Current is how many it removed.
+	OpDeletePrefix Op = 7
 )
 
 func (o Op) String() string {
@@ -36,6 +39,8 @@ func (o Op) String() string {
 		return "mark-promotion"
 	case OpDropPromotion:
 		return "drop-promotion"
+	case OpDeletePrefix:
+		return "delete-prefix"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -170,6 +175,14 @@ func (c *Command) check() error {
 	case OpSet, OpDelete:
 		if c.Key == "" {
 			return fmt.Errorf("%w: %s without key", ErrMalformedCommand, c.Op)
+		}
+		if len(c.RequestID) > MaxRequestIDBytes {
+			return fmt.Errorf("%w: request id of %d bytes", ErrMalformedCommand, len(c.RequestID))
+		}
+	case OpDeletePrefix:
+		// Key is the prefix and may be empty (absent): every key.
+		if c.HasCAS || c.Value != "" || c.NodeID != "" || c.HTTPAddr != "" {
+			return fmt.Errorf("%w: %s takes only a prefix and a request id", ErrMalformedCommand, c.Op)
 		}
 		if len(c.RequestID) > MaxRequestIDBytes {
 			return fmt.Errorf("%w: request id of %d bytes", ErrMalformedCommand, len(c.RequestID))

@@ -48,25 +48,25 @@ func valueOf(v string) jsonValue {
 	return jsonValue{ValueBase64: &b}
 }
 
-func (s *Service) handleSet(w http.ResponseWriter, r *http.Request) error {
-	return s.write(w, r, fsm.OpSet)
+func (s *Service) handleSet(w http.ResponseWriter, r *http.Request, p params) error {
+	return s.write(w, r, p, fsm.OpSet)
 }
 
-func (s *Service) handleRemove(w http.ResponseWriter, r *http.Request) error {
-	return s.write(w, r, fsm.OpDelete)
+func (s *Service) handleRemove(w http.ResponseWriter, r *http.Request, p params) error {
+	return s.write(w, r, p, fsm.OpDelete)
 }
 
 // handleKVWrite serves PUT and DELETE /kv/{key}.
-func (s *Service) handleKVWrite(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) handleKVWrite(w http.ResponseWriter, r *http.Request, p params) error {
 	if r.Method == http.MethodDelete {
-		return s.write(w, r, fsm.OpDelete)
+		return s.write(w, r, p, fsm.OpDelete)
 	}
-	return s.write(w, r, fsm.OpSet)
+	return s.write(w, r, p, fsm.OpSet)
 }
 
 // write parses, applies and answers a key write.
-func (s *Service) write(w http.ResponseWriter, r *http.Request, op fsm.Op) error {
-	cmd, err := s.parseWrite(w, r, op)
+func (s *Service) write(w http.ResponseWriter, r *http.Request, p params, op fsm.Op) error {
+	cmd, err := s.parseWrite(w, r, p, op)
 	if err != nil {
 		return err
 	}
@@ -83,7 +83,8 @@ func (s *Service) write(w http.ResponseWriter, r *http.Request, op fsm.Op) error
 }
 
 // apply runs a validated write on the leader and sets the headers every
-// write shares; the command's own failure (not found, CAS) is its error.
+// write shares; the command's own failure (not found, CAS, a reused
+// idempotency key) is its error.
 func (s *Service) apply(w http.ResponseWriter, r *http.Request, cmd *fsm.Command) (*fsm.Result, error) {
 	res, servedBy, err := s.cluster.Propose(r.Context(), cmd)
 	if servedBy != "" {
@@ -99,6 +100,8 @@ func (s *Service) apply(w http.ResponseWriter, r *http.Request, cmd *fsm.Command
 	switch {
 	case errors.Is(res.Err, fsm.ErrCASFailed):
 		return nil, casConflict{current: res.Current}
+	case errors.Is(res.Err, fsm.ErrIdempotencyKeyReused):
+		return nil, fmt.Errorf("%w: %q was first used with another operation, key, value or cas; nothing was applied (use a fresh key for a new write)", res.Err, cmd.RequestID)
 	case res.Err != nil:
 		return nil, fmt.Errorf("%w: %q", res.Err, cmd.Key)
 	}
@@ -106,8 +109,8 @@ func (s *Service) apply(w http.ResponseWriter, r *http.Request, cmd *fsm.Command
 	return res, nil
 }
 
-func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) error {
-	q, err := s.parseRead(w, r)
+func (s *Service) handleGet(w http.ResponseWriter, r *http.Request, p params) error {
+	q, err := s.parseRead(r, p)
 	if err != nil {
 		return err
 	}
@@ -120,8 +123,8 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) error {
 }
 
 // handleKVGet answers GET /kv/{key} with the value's bytes.
-func (s *Service) handleKVGet(w http.ResponseWriter, r *http.Request) error {
-	q, err := s.parseRead(w, r)
+func (s *Service) handleKVGet(w http.ResponseWriter, r *http.Request, p params) error {
+	q, err := s.parseRead(r, p)
 	if err != nil {
 		return err
 	}

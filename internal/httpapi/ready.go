@@ -41,7 +41,7 @@ type readyResponse struct {
 // the leader had committed when the check began; otherwise 503 with the
 // reason. It costs one read-index round trip to the leader, shared with
 // concurrent linearizable reads.
-func (s *Service) handleReady(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) handleReady(w http.ResponseWriter, r *http.Request, _ params) error {
 	ctx, cancel := context.WithTimeout(r.Context(), min(readyTimeout, s.opts.RequestTimeout))
 	defer cancel()
 	resp, err := s.checkReady(ctx)
@@ -101,6 +101,12 @@ func (s *Service) checkReady(ctx context.Context) (readyResponse, error) {
 		// this node has not applied the leader's registration yet.
 		return resp, userErrorf(ErrCatchingUp, "the leader's address (%s) is not replicated here yet", leader.ID)
 	}
+	// A node that repaired its volume at start may lack entries it had
+	// acknowledged; it does not vote, nor count as ready, until the leader
+	// has given them back.
+	if err := s.store.VoteHeld(); err != nil {
+		return resp, err
+	}
 	index, err := s.cluster.ReadIndex(ctx)
 	if errors.Is(err, node.ErrNotLeader) {
 		// This node led when the check began and no longer does.
@@ -127,7 +133,7 @@ func hasMember(members []node.Member, id string) bool {
 	return false
 }
 
-func (s *Service) handleHealth(w http.ResponseWriter, _ *http.Request) error {
+func (s *Service) handleHealth(w http.ResponseWriter, _ *http.Request, _ params) error {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "id": s.store.ID()})
 	return nil
 }
