@@ -153,6 +153,9 @@ type bankClient struct {
 	*client
 	b       *bank
 	pending *op // a transfer whose outcome is not known yet
+	// view is the newest state of every account this client knows: from
+	// its last successful range read, updated by its own transfers' answers.
+	view []bankPart
 }
 
 // newBank makes n bank clients pinned round-robin to the nodes.
@@ -221,8 +224,13 @@ func (b *bank) start(interval time.Duration) {
 	}
 }
 
-// step resends a pending transfer, or reads every account and, on a
-// definite read, transfers between two of them.
+// step resends a pending transfer, or reads every account and transfers
+// between two of them. The transfer is computed from the client's view:
+// this read if it succeeded, else what the client knew before. So
+// transfers keep being sent while reads fail (no quorum, a paused
+// leader): they may be refused, time out with an unknown outcome and be
+// resent, or fail their compares on a stale view, as a real client's
+// would.
 func (cl *bankClient) step() {
 	if cl.pending != nil {
 		cl.sendTxn(cl.node, cl.pending, bankAttempts)
@@ -231,12 +239,22 @@ func (cl *bankClient) step() {
 	}
 	s := cl.scan(cl.node)
 	cl.b.w.h.add(s)
-	if s.Outcome != outcomeOK || cl.rng.IntN(4) == 0 { // some steps only read
+	if s.Outcome == outcomeOK {
+		cl.view = slices.Clone(s.Bank)
+	}
+	if cl.view == nil || cl.rng.IntN(4) == 0 { // some steps only read
 		return
 	}
+	cl.transfer()
+}
+
+// transfer moves a random amount between two accounts of the client's
+// view and files the transfer, or keeps it pending if its outcome is
+// unknown.
+func (cl *bankClient) transfer() {
 	bal := map[string]int64{}
 	var rich []int
-	for i, p := range s.Bank {
+	for i, p := range cl.view {
 		v, err := parseBalance(p.Value)
 		if !p.Present || err != nil {
 			return // checkBank reports it
@@ -246,13 +264,13 @@ func (cl *bankClient) step() {
 			rich = append(rich, i)
 		}
 	}
-	if len(rich) == 0 || len(s.Bank) < 2 {
+	if len(rich) == 0 || len(cl.view) < 2 {
 		return
 	}
-	from := s.Bank[rich[cl.rng.IntN(len(rich))]]
-	to := s.Bank[cl.rng.IntN(len(s.Bank))]
+	from := cl.view[rich[cl.rng.IntN(len(rich))]]
+	to := cl.view[cl.rng.IntN(len(cl.view))]
 	for to.Key == from.Key {
-		to = s.Bank[cl.rng.IntN(len(s.Bank))]
+		to = cl.view[cl.rng.IntN(len(cl.view))]
 	}
 	amount := 1 + cl.rng.Int64N(bal[from.Key])
 	cl.seq++
@@ -267,6 +285,41 @@ func (cl *bankClient) step() {
 	cl.settle()
 }
 
+// burst fires n transfers at node, each from a new client pinned to it,
+// computed from a stale read of node (not recorded: it only picks the
+// amounts and the expected indexes) and resent with its idempotency key
+// every 200 ms until its outcome is definite or the workload stops (then
+// finish resolves it). Fired at a leader that is about to be left without
+// a quorum, the transfers sit uncommitted in its log, time out with an
+// unknown outcome and may commit later while they are resent: the case
+// idempotency keys exist for (as burstCounters does for single keys).
+func (b *bank) burst(node *proc.Node, n int) {
+	for range n {
+		cl := &bankClient{client: b.w.newBurstClient(node), b: b}
+		b.clients = append(b.clients, cl)
+		b.w.wg.Add(1)
+		go func() {
+			defer b.w.wg.Done()
+			a := cl.send(node, http.MethodGet, "/kv/"+bankPrefix+"?recurse&consistency=stale", nil, "", opTimeout)
+			v := &op{}
+			if a.err != nil || a.status != http.StatusOK || fillScan(v, a.body, b.keys) != nil {
+				return
+			}
+			cl.view = v.Bank
+			cl.transfer()
+			for cl.pending != nil {
+				select {
+				case <-b.w.stopCh:
+					return
+				case <-time.After(200 * time.Millisecond):
+				}
+				cl.sendTxn(node, cl.pending, 1)
+				cl.settle()
+			}
+		}()
+	}
+}
+
 // settle files the pending transfer in the history unless its outcome is
 // still unknown (then it stays pending and is resent next turn, with its
 // idempotency key).
@@ -277,6 +330,23 @@ func (cl *bankClient) settle() {
 	}
 	cl.pending = nil
 	cl.w.h.add(o)
+	if o.Outcome != outcomeOK {
+		return
+	}
+	// What the answer shows: the puts at the transaction's index, or
+	// what the failure branch's gets read.
+	seen := o.Reads
+	if o.Succeeded {
+		seen = nil
+		for _, p := range o.Bank {
+			seen = append(seen, bankPart{Key: p.Key, Present: true, Value: p.Value, Index: o.Index})
+		}
+	}
+	for _, p := range seen {
+		if i := slices.IndexFunc(cl.view, func(v bankPart) bool { return v.Key == p.Key }); i >= 0 {
+			cl.view[i] = p
+		}
+	}
 }
 
 // sendTxn sends the transfer o through n as POST /txn, continuing o's

@@ -310,6 +310,9 @@ func (r *run) crash(victims []int, hold time.Duration) {
 		// The leader is alone: give it steps that cannot commit now but may
 		// once it is re-elected (see burstCounters).
 		r.w.burstCounters(r.c.Nodes[l], 12)
+		if r.w.bank != nil {
+			r.w.bank.burst(r.c.Nodes[l], 6)
+		}
 	}
 	r.sleep(hold)
 	var survivors []int
