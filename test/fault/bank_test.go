@@ -21,12 +21,14 @@ import (
 //     (GET /kv/bank/?recurse), and
 //   - move a random amount between two accounts with one transaction
 //     (POST /txn) whose compares pin both accounts' mod_index to what that
-//     read returned, whose success branch puts both new balances, and whose
+//     read returned (when it failed: to the newest state the client knows),
+//     whose success branch puts both new balances, and whose
 //     failure branch gets both accounts. Every transfer carries an
 //     Idempotency-Key named after the logical transfer, and an attempt
 //     whose outcome is unknown (504, timeout, broken connection) is resent
 //     with the same key: the server must apply it at most once and answer
-//     every resend with the original outcome.
+//     every resend with the original outcome. When a leader is left alone
+//     (S7), a burst of transfers is sent to it (see burst).
 //
 // Checks (see checkBank and porcupineOps):
 //   - every successful range read shows exactly the bankAccounts accounts,
