@@ -152,6 +152,8 @@ type Service struct {
 	routes  []route
 	// metrics is this node's Prometheus registry and HTTP instruments.
 	metrics *httpMetrics
+	// views hold listings' states between pages (list.go).
+	views *fsm.Views
 }
 
 // New builds the API over store and cl.
@@ -164,6 +166,7 @@ func New(store Store, cl Cluster, opts Options) *Service {
 		cluster: cl,
 		opts:    opts,
 		log:     opts.Logger.WithField("component", "http"),
+		views:   fsm.NewViews(fsm.MaxViews, fsm.ViewTTL),
 	}
 	s.metrics = newHTTPMetrics(opts.Collectors...)
 	s.routes = s.routeTable()
