@@ -81,6 +81,8 @@ func (c *Cluster) proposeVia(ctx context.Context, addr string, cmd *fsm.Command)
 		res.Err = fsm.ErrKeyNotFound
 	case outcomeCASFailed:
 		res.Err = fsm.ErrCASFailed
+	case outcomeKeyReused:
+		res.Err = fsm.ErrIdempotencyKeyReused
 	case outcomeRejected:
 		return nil, ErrRejected
 	case outcomeNotProposed:
@@ -212,6 +214,8 @@ func outcomeOf(a node.Applied) applyOutcome {
 		o.code = outcomeNotFound
 	case errors.Is(a.Result.Err, fsm.ErrCASFailed):
 		o.code = outcomeCASFailed
+	case errors.Is(a.Result.Err, fsm.ErrIdempotencyKeyReused):
+		o.code = outcomeKeyReused
 	default:
 		o.code = outcomeRejected
 	}

@@ -85,6 +85,7 @@ var errorTable = []struct {
 	{node.ErrJoinerMismatch, http.StatusConflict, "joiner_mismatch"},
 	{node.ErrOtherCluster, http.StatusConflict, "other_cluster"},
 	{fsm.ErrCASFailed, http.StatusConflict, "cas_failed"},
+	{fsm.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, "idempotency_key_reused"},
 	{node.ErrRestoreInProgress, http.StatusConflict, "restore_in_progress"},
 	// 503: definitely not applied; safe to retry anywhere.
 	{node.ErrNotLeader, http.StatusServiceUnavailable, "not_leader"},
@@ -101,6 +102,7 @@ var errorTable = []struct {
 	{ErrNotMember, http.StatusServiceUnavailable, "not_member"},
 	{node.ErrRemoved, http.StatusServiceUnavailable, "not_member"},
 	{ErrCatchingUp, http.StatusServiceUnavailable, "catching_up"},
+	{node.ErrVoteWithheld, http.StatusServiceUnavailable, "vote_withheld"},
 	{node.ErrStorageUnavailable, http.StatusServiceUnavailable, "storage_unavailable"},
 	// 502: a read's forward broke. 504: a write's outcome is unknown.
 	{cluster.ErrForwardFailed, http.StatusBadGateway, "forward_failed"},

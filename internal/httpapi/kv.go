@@ -93,7 +93,8 @@ func (s *Service) write(w http.ResponseWriter, r *http.Request, p params, op fsm
 }
 
 // apply runs a validated write on the leader and sets the headers every
-// write shares; the command's own failure (not found, CAS) is its error.
+// write shares; the command's own failure (not found, CAS, a reused
+// idempotency key) is its error.
 func (s *Service) apply(w http.ResponseWriter, r *http.Request, cmd *fsm.Command) (*fsm.Result, error) {
 	res, servedBy, err := s.cluster.Propose(r.Context(), cmd)
 	if servedBy != "" {
@@ -109,6 +110,8 @@ func (s *Service) apply(w http.ResponseWriter, r *http.Request, cmd *fsm.Command
 	switch {
 	case errors.Is(res.Err, fsm.ErrCASFailed):
 		return nil, casConflict{current: res.Current}
+	case errors.Is(res.Err, fsm.ErrIdempotencyKeyReused):
+		return nil, fmt.Errorf("%w: %q was first used with another operation, key, value or cas; nothing was applied (use a fresh key for a new write)", res.Err, cmd.RequestID)
 	case res.Err != nil:
 		return nil, fmt.Errorf("%w: %q", res.Err, cmd.Key)
 	}

@@ -49,8 +49,13 @@ type route struct {
 // flag is given and on (by params.flag's rule; a malformed flag counts as
 // on here and is refused by the handler's own flag read). flag itself
 // must be in the route's params. For example GET /kv/{prefix}?recurse
-// could take {flag: "recurse", params: {"limit", "after"}}: "?limit=5"
-// alone is a 400 that names recurse.
+// could be
+//
+//	params: plus(readingParams, "recurse"), flagged: []flagged{{flag: "recurse", params: []string{"limit", "after"}}}
+//
+// and "?limit=5" alone is a 400 that names recurse; the handler branches
+// on p.flag("recurse", false). TestUnknownParameters lists such a
+// parameter as "recurse>limit".
 type flagged struct {
 	flag   string
 	params []string
