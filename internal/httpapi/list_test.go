@@ -212,6 +212,11 @@ func TestDeletePrefixHandler(t *testing.T) {
 	if _, ok := st.f.Get("d/new"); !ok {
 		t.Error("the retry deleted a key written after the first delete")
 	}
+	// The same key for another prefix is a reused key: 422, nothing deleted.
+	rec = call(s, http.MethodDelete, "/kv/dd?recurse&requestId=del-1", "", nil)
+	if rec.Code != http.StatusUnprocessableEntity || errorOf(t, rec).Code != "idempotency_key_reused" {
+		t.Fatalf("key reused for another prefix: %d %s", rec.Code, rec.Body)
+	}
 	// Through a follower: the same answer, from the leader.
 	cl.follower = true
 	rec = call(s, http.MethodDelete, "/kv/d/?recurse", "", nil)
