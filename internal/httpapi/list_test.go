@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -332,4 +333,32 @@ func TestCursorInDocs(t *testing.T) {
 	if err != nil || index != 57 || last != "app/b/x" {
 		t.Errorf("decode: %d %q %v", index, last, err)
 	}
+}
+
+// FuzzDecodeCursor: any ?after either is refused as bad_cursor or decodes
+// to a position under the listing's prefix, and what encodeCursor writes
+// always decodes back.
+func FuzzDecodeCursor(f *testing.F) {
+	f.Add("ATlhiLhFGWxoa2FwcC9iL3g", "app/", uint64(57), "app/b/x")
+	f.Add("", "", uint64(1), "a")
+	f.Add("AQ", "p/", uint64(0), "p/\xff")
+	s, _, _ := newFakeService(f, Options{})
+	f.Fuzz(func(t *testing.T, c, prefix string, index uint64, last string) {
+		q := fsm.ListQuery{Prefix: prefix}
+		if i, l, err := s.decodeCursor(c, &q); err == nil {
+			if !strings.HasPrefix(l, prefix) || l == "" {
+				t.Fatalf("cursor %q decoded to %d %q outside prefix %q", c, i, l, prefix)
+			}
+		} else if !errors.Is(err, ErrBadCursor) {
+			t.Fatalf("cursor %q: %v, not bad_cursor", c, err)
+		}
+		full := prefix + last
+		if full == "" || len(full) > s.opts.MaxKeyBytes {
+			return
+		}
+		i, l, err := s.decodeCursor(encodeCursor(&q, index, full), &q)
+		if err != nil || i != index || l != full {
+			t.Fatalf("round trip of %d %q: %d %q %v", index, full, i, l, err)
+		}
+	})
 }
