@@ -406,14 +406,17 @@ func TestViews(t *testing.T) {
 	vs.Hold(f, t0.Add(3*time.Second))
 	applyAll(t, f, setLog(4, "d", "4"))
 	vs.Hold(f, t0.Add(4*time.Second))
-	if vs.Len() != 2 {
-		t.Errorf("%d views held, at most 2", vs.Len())
+	if vs.Len(t0.Add(4*time.Second)) != 2 {
+		t.Errorf("%d views held, at most 2", vs.Len(t0.Add(4*time.Second)))
 	}
 	if _, ok := vs.Get(3, t0.Add(5*time.Second)); !ok {
 		t.Error("view 3 dropped")
 	}
 	if _, ok := vs.Get(2, t0.Add(5*time.Second)); ok {
 		t.Error("view 2, the first to expire, still held past the bound")
+	}
+	if n := vs.Len(t0.Add(time.Hour)); n != 0 {
+		t.Errorf("%d views held after every one expired", n)
 	}
 }
 
@@ -555,7 +558,7 @@ func TestViewsConcurrentWithApply(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if n := vs.Len(); n > 4 {
+	if n := vs.Len(time.Unix(0, 0)); n > 4 {
 		t.Errorf("%d views held, at most 4", n)
 	}
 }

@@ -176,6 +176,11 @@ func TestListPagesShareTheFirstIndex(t *testing.T) {
 		t.Errorf("pages %q, want %q (the state at the first page)", got, want)
 	}
 
+	// The held view shows in /metrics.
+	if rec := call(s, http.MethodGet, "/metrics", "", nil); !strings.Contains(rec.Body.String(), "raftkv_list_views_held 1") {
+		t.Errorf("/metrics does not show the one held view")
+	}
+
 	// Another node, with the same state and no view: current state, its
 	// own index, after the cursor's key.
 	other, ost, _ := newFakeService(t, Options{})

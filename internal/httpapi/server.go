@@ -173,6 +173,10 @@ func New(store Store, cl Cluster, opts Options) *Service {
 		views:   fsm.NewViews(fsm.MaxViews, fsm.ViewTTL),
 	}
 	s.metrics = newHTTPMetrics(opts.Collectors...)
+	s.metrics.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "raftkv_list_views_held",
+		Help: "Views of the state held for the next pages of listings (at most 16, each for at most 30 s).",
+	}, func() float64 { return float64(s.views.Len(time.Now())) }))
 	s.routes = s.routeTable()
 	s.router = s.newRouter()
 	return s
