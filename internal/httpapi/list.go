@@ -186,24 +186,6 @@ func trimForMessage(v string) string {
 	return v
 }
 
-// listItem is one key of a listing; with ?keys, without its value.
-type listItem struct {
-	Key string `json:"key"`
-	jsonValue
-	CreateIndex uint64 `json:"create_index"`
-	ModIndex    uint64 `json:"mod_index"`
-}
-
-// listResponse answers a listing. Prefixes is present with ?separator
-// only; Next when More.
-type listResponse struct {
-	Index    uint64     `json:"index"`
-	Items    []listItem `json:"items"`
-	Prefixes *[]string  `json:"prefixes,omitempty"`
-	More     bool       `json:"more"`
-	Next     string     `json:"next,omitempty"`
-}
-
 // countResponse answers ?count.
 type countResponse struct {
 	Count int    `json:"count"`
@@ -275,25 +257,14 @@ func (s *Service) rangeLocal(w http.ResponseWriter, r *http.Request, q listReq, 
 			}
 		}
 	}
-	resp := listResponse{Index: page.Index, Items: make([]listItem, len(page.Items)), More: page.More}
-	for i, e := range page.Items {
-		resp.Items[i] = listItem{Key: e.Key, CreateIndex: e.CreateIndex, ModIndex: e.ModIndex}
-		if !q.q.KeysOnly {
-			resp.Items[i].jsonValue = valueOf(e.Value)
-		}
-	}
-	if q.q.Separator != "" {
-		prefixes := page.Prefixes
-		if prefixes == nil {
-			prefixes = []string{}
-		}
-		resp.Prefixes = &prefixes
-	}
+	next := ""
 	if page.More {
-		resp.Next = encodeCursor(&q.q, page.Index, page.Last)
+		next = encodeCursor(&q.q, page.Index, page.Last)
 	}
 	setIndexHeader(w, HeaderRaftIndex, page.Index)
-	writeJSON(w, http.StatusOK, resp)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(appendPageJSON(make([]byte, 0, pageSize(&page)), &page, q.q.KeysOnly, q.q.Separator != "", next))
 	return nil
 }
 
