@@ -173,7 +173,7 @@ func (c *Cluster) ServeApply(ctx context.Context, body []byte, accept func(*fsm.
 	var where []int
 	for i, f := range frames {
 		cmd, err := fsm.DecodeCommand(f)
-		if err != nil || (cmd.Op != fsm.OpSet && cmd.Op != fsm.OpDelete) || accept(&cmd) != nil {
+		if err != nil || (cmd.Op != fsm.OpSet && cmd.Op != fsm.OpDelete && cmd.Op != fsm.OpDeletePrefix) || accept(&cmd) != nil {
 			out[i].code = outcomeRejected
 			continue
 		}

@@ -8,6 +8,7 @@ package fsm
 
 import (
 	"strings"
+	"unsafe"
 
 	"github.com/google/btree"
 )
@@ -167,21 +168,38 @@ func listTree(t *btree.BTreeG[item], index uint64, q ListQuery) ListPage {
 }
 
 // countTree counts the keys under prefix in t and their bytes. The whole
-// tree ("") is answered from total, its kept sums, in O(1); any other
-// prefix walks its keys once, allocating nothing.
+// tree ("") is answered from total, its kept sums, in O(1). Any other
+// prefix costs two descents and a walk over its items that never reads
+// a key's bytes (which would cost a cache miss per key): the walk stops
+// at the last key under the prefix, found first and recognised by its
+// string's address.
 func countTree(t *btree.BTreeG[item], total int64, prefix string) (int, int64) {
 	if prefix == "" {
 		return t.Len(), total
 	}
+	var last item
+	var found bool
+	if succ, _, ok := successor(prefix); ok {
+		t.DescendLessOrEqual(probe(succ), func(it item) bool {
+			if it.key() == succ {
+				return true
+			}
+			last, found = it, true
+			return false
+		})
+	} else {
+		last, found = t.Max()
+	}
+	if !found || !strings.HasPrefix(last.key(), prefix) {
+		return 0, 0
+	}
 	var n int
 	var size int64
 	t.AscendGreaterOrEqual(probe(prefix), func(it item) bool {
-		if !strings.HasPrefix(it.key(), prefix) {
-			return false
-		}
 		n++
 		size += int64(len(it.kv))
-		return true
+		// The same address and length: the same string, so the same key.
+		return unsafe.StringData(it.kv) != unsafe.StringData(last.kv) || len(it.kv) != len(last.kv)
 	})
 	return n, size
 }

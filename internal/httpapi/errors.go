@@ -64,6 +64,7 @@ var errorTable = []struct {
 	{cluster.ErrRejected, http.StatusBadRequest, "bad_request"},
 	{cluster.ErrBadBatch, http.StatusBadRequest, "bad_request"},
 	{ErrBadBackup, http.StatusBadRequest, "bad_backup"},
+	{ErrBadCursor, http.StatusBadRequest, "bad_cursor"},
 	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
 	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed"},
 	{ErrRouteNotFound, http.StatusNotFound, "not_found"},

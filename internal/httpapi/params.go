@@ -348,6 +348,12 @@ func (s *Service) parseRead(r *http.Request, p params) (readReq, error) {
 	if err != nil {
 		return readReq{}, err
 	}
+	return readLevel(p, key)
+}
+
+// readLevel reads a read's consistency level and minIndex (every read of
+// keys takes them alike), for key.
+func readLevel(p params, key string) (readReq, error) {
 	q := readReq{key: key, consistency: consistencyLinearizable, body: p.body}
 	switch v, _ := p.get("consistency"); v {
 	case "", consistencyLinearizable:

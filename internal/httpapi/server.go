@@ -156,6 +156,8 @@ type Service struct {
 	routes  []route
 	// metrics is this node's Prometheus registry and HTTP instruments.
 	metrics *httpMetrics
+	// views hold listings' states between pages (list.go).
+	views *fsm.Views
 }
 
 // New builds the API over store and cl.
@@ -168,8 +170,13 @@ func New(store Store, cl Cluster, opts Options) *Service {
 		cluster: cl,
 		opts:    opts,
 		log:     opts.Logger.WithField("component", "http"),
+		views:   fsm.NewViews(fsm.MaxViews, fsm.ViewTTL),
 	}
 	s.metrics = newHTTPMetrics(opts.Collectors...)
+	s.metrics.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "raftkv_list_views_held",
+		Help: "Views of the state held for the next pages of listings (at most 16, each for at most 30 s).",
+	}, func() float64 { return float64(s.views.Len(time.Now())) }))
 	s.routes = s.routeTable()
 	s.router = s.newRouter()
 	return s
