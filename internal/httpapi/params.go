@@ -237,9 +237,14 @@ func (s *Service) checkValue(n int) error {
 
 // checkCommand checks a key write as strictly as the API's own parsing
 // does; the leader applies it to commands followers hand it.
+// It also stamps a set with this leader's quota (MAX_DATA_BYTES), so
+// the quota in force is the leader's, whichever node took the request.
 func (s *Service) checkCommand(cmd *fsm.Command) error {
 	if err := s.checkKey(cmd.Key); err != nil {
 		return err
+	}
+	if cmd.Op == fsm.OpSet {
+		cmd.Quota = s.quota()
 	}
 	return s.checkValue(len(cmd.Value))
 }
@@ -280,6 +285,9 @@ func (s *Service) parseWrite(w http.ResponseWriter, r *http.Request, op fsm.Op) 
 		return nil, err
 	}
 	cmd := &fsm.Command{Op: op, Key: key}
+	if op == fsm.OpSet {
+		cmd.Quota = s.quota() // the leader's replaces it if another node proposes it
+	}
 	fromBody := r.Method == http.MethodPut
 	if op == fsm.OpSet && !fromBody {
 		v, ok := p.get("value")

@@ -16,6 +16,7 @@ var knownParams = map[string][]string{
 	"GET,POST /remove":             {"key", "cas", "requestId"},
 	"GET,HEAD /kv/":                {"consistency", "minIndex", "min_index"},
 	"PUT,DELETE /kv/":              {"cas", "requestId"},
+	"POST /txn":                    {"requestId"},
 	"GET,POST /join":               {"nodeId", "raftPort", "raftAddr", "httpAddr", "voter"},
 	"POST /leave":                  {"nodeId"},
 	"GET,HEAD /nodes":              {"stale"},
@@ -70,7 +71,8 @@ func TestUnknownParameters(t *testing.T) {
 		}
 		for _, m := range rt.Methods {
 			forms := []string{"query"}
-			if m == http.MethodPost && len(rt.Params) > 0 || rt.Path == "/snapshot" {
+			// POST /txn's body is its JSON transaction, never a form.
+			if m == http.MethodPost && len(rt.Params) > 0 && rt.Path != "/txn" || rt.Path == "/snapshot" {
 				forms = append(forms, "form")
 			}
 			for _, how := range forms {

@@ -69,6 +69,8 @@ func (s *Service) routeTable() []route {
 		{path: "/kv/", prefix: true, methods: getHead, role: read, params: readingParams, serve: s.handleKVGet},
 		{path: "/kv/", prefix: true, methods: []string{http.MethodPut, http.MethodDelete}, role: write, write: true, params: writeParams, serve: s.handleKVWrite},
 
+		{path: "/txn", methods: post, role: write, write: true, params: []string{"requestId"}, serve: s.handleTxn},
+
 		{path: "/join", methods: getPost, role: admin, write: true, params: []string{"nodeId", "raftPort", "raftAddr", "httpAddr", "voter"}, serve: s.handleJoin},
 		{path: "/leave", methods: post, role: admin, write: true, params: nodeIDParams, serve: s.handleLeave},
 		{path: "/nodes", methods: getHead, role: read, params: []string{"stale"}, serve: s.handleNodes},
