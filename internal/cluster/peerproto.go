@@ -81,6 +81,8 @@ func (c *Cluster) proposeVia(ctx context.Context, addr string, cmd *fsm.Command)
 		res.Err = fsm.ErrKeyNotFound
 	case outcomeCASFailed:
 		res.Err = fsm.ErrCASFailed
+	case outcomeKeyReused:
+		res.Err = fsm.ErrIdempotencyKeyReused
 	case outcomeQuotaExceeded:
 		res.Err, res.Index, res.Quota, res.DataBytes = fsm.ErrQuotaExceeded, 0, out.index, int64(out.current)
 	case outcomeRejected:
@@ -217,6 +219,8 @@ func outcomeOf(a node.Applied) applyOutcome {
 		o.code = outcomeNotFound
 	case errors.Is(a.Result.Err, fsm.ErrCASFailed):
 		o.code = outcomeCASFailed
+	case errors.Is(a.Result.Err, fsm.ErrIdempotencyKeyReused):
+		o.code = outcomeKeyReused
 	case errors.Is(a.Result.Err, fsm.ErrQuotaExceeded):
 		o.code, o.index, o.current = outcomeQuotaExceeded, a.Result.Quota, uint64(max(a.Result.DataBytes, 0))
 	default:

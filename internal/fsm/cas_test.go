@@ -113,7 +113,7 @@ func TestRequestWindowEviction(t *testing.T) {
 	if old.Replayed {
 		t.Fatal("an evicted request id was replayed")
 	}
-	kept := applyAll(t, f, cmdLog(2002+RequestWindow, Command{Op: OpSet, Key: "k", Value: "again", RequestID: "r2500"}))[0].(*Result)
+	kept := applyAll(t, f, cmdLog(2002+RequestWindow, Command{Op: OpSet, Key: "k", Value: "v", RequestID: "r2500"}))[0].(*Result)
 	if !kept.Replayed || kept.Index != 2500 {
 		t.Fatalf("request inside the window = %+v, want replay of 2500", kept)
 	}

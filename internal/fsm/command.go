@@ -20,7 +20,9 @@ const (
 	// forgets that (promoted, removed, or refused).
 	OpMarkPromotion Op = 5
 	OpDropPromotion Op = 6
-	// 7 is OpDeletePrefix.
+	// OpDeletePrefix removes every key that starts with Key ("": every
+	// key) in one entry; Result.Current is how many it removed.
+	OpDeletePrefix Op = 7
 	// OpTxn is a transaction (Command.Txn): compares, then one branch of
 	// operations, all or none.
 	OpTxn Op = 8
@@ -40,6 +42,8 @@ func (o Op) String() string {
 		return "mark-promotion"
 	case OpDropPromotion:
 		return "drop-promotion"
+	case OpDeletePrefix:
+		return "delete-prefix"
 	case OpTxn:
 		return "txn"
 	}
@@ -222,6 +226,14 @@ func (c *Command) check() error {
 	case OpSet, OpDelete:
 		if c.Key == "" {
 			return fmt.Errorf("%w: %s without key", ErrMalformedCommand, c.Op)
+		}
+		if len(c.RequestID) > MaxRequestIDBytes {
+			return fmt.Errorf("%w: request id of %d bytes", ErrMalformedCommand, len(c.RequestID))
+		}
+	case OpDeletePrefix:
+		// Key is the prefix and may be empty (absent): every key.
+		if c.HasCAS || c.Value != "" || c.NodeID != "" || c.HTTPAddr != "" {
+			return fmt.Errorf("%w: %s takes only a prefix and a request id", ErrMalformedCommand, c.Op)
 		}
 		if len(c.RequestID) > MaxRequestIDBytes {
 			return fmt.Errorf("%w: request id of %d bytes", ErrMalformedCommand, len(c.RequestID))

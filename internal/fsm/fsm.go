@@ -8,6 +8,7 @@ package fsm
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,10 @@ var (
 	ErrKeyNotFound = errors.New("key not found")
 	// ErrCASFailed: the key's ModIndex did not match the compare index.
 	ErrCASFailed = errors.New("compare failed")
+	// ErrIdempotencyKeyReused: the command's request id was remembered
+	// for a different request (another op, key, value or compare index;
+	// see requestDigest). Nothing was applied or replayed.
+	ErrIdempotencyKeyReused = errors.New("idempotency key reused for a different request")
 )
 
 // RequestWindow is how many log entries an idempotency key is remembered
@@ -45,8 +50,10 @@ type Entry struct {
 // through raft's ApplyFuture.Response.
 type Result struct {
 	Index uint64 // the log index the command was applied at
-	Err   error  // nil, ErrKeyNotFound, ErrCASFailed, ErrQuotaExceeded or ErrMalformedCommand
-	// Current is the key's ModIndex (0: absent) when a compare failed.
+	Err   error  // nil, ErrKeyNotFound, ErrCASFailed, ErrIdempotencyKeyReused, ErrQuotaExceeded or ErrMalformedCommand
+	// Current is the key's ModIndex (0: absent) when a compare failed,
+	// and for OpDeletePrefix the number of keys it deleted. It is the one
+	// number an outcome carries through forwarding and idempotent replay.
 	Current uint64
 	// Replayed: a command with the same request id was applied before;
 	// this is that command's outcome and nothing was applied now.
@@ -120,10 +127,17 @@ type FSM struct {
 }
 
 // requestRecord is a remembered outcome, compact enough to snapshot.
+// Adding a field: set it in recordOf, use it in result, and write and
+// read it in snapshot.go under a new snapshot version (DESIGN.md,
+// "Request records").
 type requestRecord struct {
 	Index   uint64
 	Outcome uint8 // outcomeOK, outcomeNotFound or outcomeCASFailed
 	Current uint64
+	// Digest is requestDigest of the command (digestSize bytes), or ""
+	// for a record restored from a snapshot before version 4, which
+	// matches any request.
+	Digest string
 	// Txn is a transaction's outcome: which branch ran and its writes'
 	// results (nil for other commands).
 	Txn *txnRecord
@@ -142,14 +156,40 @@ type txnOpRecord struct {
 	Deleted uint64
 }
 
+// digestSize is the length of a request digest: the first 16 bytes of a
+// SHA-256 (2^-64 odds that two different requests under one key collide
+// even after 2^32 of them).
+const digestSize = 16
+
+// requestDigest is what a request means, for telling a retry from a
+// reused idempotency key: the SHA-256 (first digestSize bytes) of the
+// command's encoding after its version byte, without its request id, so
+// every field the client chose (op, key, value, compare index, and any
+// field added later) counts, deterministically. A field the leader fills
+// in by itself (a deadline, say) would have to be left out, or a retry
+// would not match its original: the quota (MAX_DATA_BYTES, stamped by the
+// leader) is.
+func requestDigest(cmd *Command) string {
+	c := *cmd
+	c.RequestID, c.Quota = "", 0
+	enc := c.Encode(make([]byte, 0, c.EncodedSize()))
+	sum := sha256.Sum256(enc[1:]) // not the version byte: a new command version keeps the digests
+	return string(sum[:digestSize])
+}
+
+// matches reports whether a command with digest d is the remembered one.
+func (rec requestRecord) matches(d string) bool {
+	return rec.Digest == "" || rec.Digest == d
+}
+
 const (
 	outcomeOK uint8 = iota
 	outcomeNotFound
 	outcomeCASFailed
 )
 
-func recordOf(r *Result) requestRecord {
-	rec := requestRecord{Index: r.Index, Current: r.Current}
+func recordOf(r *Result, digest string) requestRecord {
+	rec := requestRecord{Index: r.Index, Current: r.Current, Digest: digest}
 	if r.Txn != nil {
 		rec.Txn = &txnRecord{Succeeded: r.Txn.Succeeded, Ops: make([]txnOpRecord, len(r.Txn.Ops))}
 		for i, o := range r.Txn.Ops {
@@ -230,8 +270,13 @@ func (f *FSM) applyCommand(index uint64, data []byte) *Result {
 	if err != nil {
 		return &Result{Index: index, Err: err}
 	}
+	var digest string
 	if cmd.RequestID != "" {
+		digest = requestDigest(&cmd)
 		if rec, ok := f.requests[cmd.RequestID]; ok {
+			if !rec.matches(digest) {
+				return &Result{Index: index, Err: ErrIdempotencyKeyReused}
+			}
 			return rec.result()
 		}
 	}
@@ -239,7 +284,7 @@ func (f *FSM) applyCommand(index uint64, data []byte) *Result {
 	// A quota refusal is not remembered: it changed nothing, and a retry
 	// once data has shrunk should apply.
 	if cmd.RequestID != "" && !errors.Is(res.Err, ErrQuotaExceeded) {
-		f.requests[cmd.RequestID] = recordOf(res)
+		f.requests[cmd.RequestID] = recordOf(res, digest)
 		f.requestOrder = append(f.requestOrder, cmd.RequestID)
 	}
 	return res
@@ -319,6 +364,8 @@ func (f *FSM) applyDecoded(index uint64, cmd *Command) *Result {
 		f.nodes[cmd.NodeID] = cmd.HTTPAddr
 	case OpForgetNode:
 		delete(f.nodes, cmd.NodeID)
+	case OpDeletePrefix:
+		res.Current = f.deletePrefixLocked(cmd.Key)
 	case OpMarkPromotion:
 		if i, found := slices.BinarySearch(f.promote, cmd.NodeID); !found {
 			f.promote = slices.Insert(f.promote, i, cmd.NodeID)

@@ -19,13 +19,13 @@ func dropLog(index uint64, id string) *raft.Log {
 	return cmdLog(index, Command{Op: OpDropPromotion, NodeID: id})
 }
 
-// buildSnapV3 is buildSnap for version 3 with promotion marks, written
-// from the documented layout.
-func buildSnapV3(applied uint64, nodes [][2]string, promote []string, entries []Entry) []byte {
+// buildSnapMarks is buildSnap for version 3 or later (no requests) with
+// promotion marks, written from the documented layout.
+func buildSnapMarks(version byte, applied uint64, nodes [][2]string, promote []string, entries []Entry) []byte {
 	str := func(b []byte, s string) []byte {
 		return append(binary.AppendUvarint(b, uint64(len(s))), s...)
 	}
-	b := append([]byte("RAFTKVSN"), 3)
+	b := append([]byte("RAFTKVSN"), version)
 	b = binary.AppendUvarint(b, applied)
 	b = binary.AppendUvarint(b, uint64(len(nodes)))
 	b = binary.AppendUvarint(b, uint64(len(entries)))
@@ -92,7 +92,7 @@ func TestPromotionMarksSnapshot(t *testing.T) {
 	applyAll(t, f, regLog(1, "n1", "h1:1"), markLog(2, "n4"), markLog(3, "n2"), setLog(4, "k", "v"))
 
 	snap := persist(t, f)
-	want := buildSnapV3(4, [][2]string{{"n1", "h1:1"}}, []string{"n2", "n4"},
+	want := buildSnapMarks(snapshotVersion, 4, [][2]string{{"n1", "h1:1"}}, []string{"n2", "n4"},
 		[]Entry{{Key: "k", Value: "v", CreateIndex: 4, ModIndex: 4}})
 	if !bytes.Equal(snap, want) {
 		t.Fatalf("snapshot =\n  %q\nwant\n  %q", snap, want)
@@ -115,8 +115,8 @@ func TestPromotionMarksSnapshot(t *testing.T) {
 	}
 
 	info, err := VerifyBackup(bytes.NewReader(snap))
-	if err != nil || info.Version != 3 || info.Promotions != 2 {
-		t.Fatalf("VerifyBackup = %+v, %v; want version 3 with 2 promotions", info, err)
+	if err != nil || info.Version != snapshotVersion || info.Promotions != 2 {
+		t.Fatalf("VerifyBackup = %+v, %v; want version %d with 2 promotions", info, err, snapshotVersion)
 	}
 }
 
@@ -152,7 +152,7 @@ func TestPromotionMarksCorruptSnapshot(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			f := New()
 			applyAll(t, f, markLog(1, "keep"))
-			err := f.Restore(readCloser(buildSnapV3(2, nil, promote, nil)))
+			err := f.Restore(readCloser(buildSnapMarks(snapshotVersion, 2, nil, promote, nil)))
 			if !errors.Is(err, ErrCorruptSnapshot) {
 				t.Fatalf("Restore = %v, want ErrCorruptSnapshot", err)
 			}
@@ -162,7 +162,7 @@ func TestPromotionMarksCorruptSnapshot(t *testing.T) {
 		})
 	}
 	// A count that disagrees with the records.
-	good := buildSnapV3(2, nil, []string{"n1"}, nil)
+	good := buildSnapMarks(snapshotVersion, 2, nil, []string{"n1"}, nil)
 	countAt := len("RAFTKVSN") + 1 + 4 // magic, version, applied, nodes, keys, requests
 	for _, n := range []byte{0, 2} {
 		bad := bytes.Clone(good)

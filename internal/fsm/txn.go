@@ -8,7 +8,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/google/btree"
 )
+
+// treeT is the state's ordered tree.
+type treeT = *btree.BTreeG[item]
 
 // MaxTxnOps caps compares plus operations of both branches in one
 // transaction: 128, etcd's --max-txn-ops default (server/embed/config.go,
@@ -540,7 +545,7 @@ func (f *FSM) applyTxn(index uint64, cmd *Command) *Result {
 				r.Deleted = 1
 			}
 		case TxnDeletePrefix:
-			n, freed := deletePrefix(tree, o.Key)
+			n, freed := deletePrefixTree(tree, o.Key)
 			bytes -= freed
 			r.Deleted = n
 		case TxnGet:
@@ -552,7 +557,8 @@ func (f *FSM) applyTxn(index uint64, cmd *Command) *Result {
 			if limit == 0 {
 				limit = DefaultTxnListLimit
 			}
-			r.Items, r.More = listPrefix(tree, o.Key, int(limit))
+			page := listTree(tree, index, ListQuery{Prefix: o.Key, Limit: int(limit)})
+			r.Items, r.More = page.Items, page.More
 		}
 	}
 	if over(cmd, f.bytes, bytes) {
@@ -580,4 +586,52 @@ func putItem(tree treeT, index uint64, key, value string) int64 {
 	it := newItem(key, value, create, index)
 	tree.ReplaceOrInsert(it)
 	return delta + int64(len(it.kv))
+}
+
+// encodeTxnRecord is a remembered transaction outcome as a snapshot's
+// request record carries it (version 5): "" for no transaction, else a
+// byte 0 or 1 (succeeded), then per operation its kind byte and its
+// Deleted as a uvarint.
+func encodeTxnRecord(rec *txnRecord) string {
+	if rec == nil {
+		return ""
+	}
+	b := make([]byte, 1, 1+len(rec.Ops)*2)
+	if rec.Succeeded {
+		b[0] = 1
+	}
+	for _, o := range rec.Ops {
+		b = append(b, byte(o.Kind))
+		b = binary.AppendUvarint(b, o.Deleted)
+	}
+	return string(b)
+}
+
+// decodeTxnRecord reads encodeTxnRecord's form; what does not parse is an
+// error (the snapshot is corrupt), never a panic.
+func decodeTxnRecord(s string) (*txnRecord, error) {
+	if s == "" {
+		return nil, nil
+	}
+	if s[0] > 1 {
+		return nil, fmt.Errorf("transaction outcome %d", s[0])
+	}
+	rec := &txnRecord{Succeeded: s[0] == 1}
+	b := []byte(s[1:])
+	for len(b) > 0 {
+		k := TxnOpKind(b[0])
+		if k < TxnPut || k > TxnList {
+			return nil, fmt.Errorf("transaction operation kind %d", b[0])
+		}
+		n, w := binary.Uvarint(b[1:])
+		if w <= 0 {
+			return nil, errors.New("transaction operation result")
+		}
+		if len(rec.Ops) == MaxTxnOps {
+			return nil, fmt.Errorf("more than %d transaction operations", MaxTxnOps)
+		}
+		rec.Ops = append(rec.Ops, txnOpRecord{Kind: k, Deleted: n})
+		b = b[1+w:]
+	}
+	return rec, nil
 }

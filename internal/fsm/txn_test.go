@@ -2,7 +2,9 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"reflect"
 	"testing"
 
@@ -471,4 +473,84 @@ func FuzzDecodeTxn(f *testing.F) {
 		fsm.Apply(setLog(1, "a", "v"))
 		fsm.Apply(rawLog(2, b))
 	})
+}
+
+// A remembered transaction survives a snapshot (format 5): the restored
+// replica replays it as the original did, byte-identically.
+func TestTxnReplayAfterRestore(t *testing.T) {
+	f := txnState(t)
+	txn := Txn{
+		Compare: []Compare{{Key: "a", Target: TargetValue, Op: CmpEqual, Value: "1"}},
+		Success: []TxnOp{{Kind: TxnDeletePrefix, Key: "b"}, {Kind: TxnGet, Key: "a"}, {Kind: TxnPut, Key: "c", Value: "3"}},
+	}
+	cmd := Command{Op: OpTxn, Txn: &txn, RequestID: "t1"}
+	applyOne(t, f, cmdLog(4, cmd))
+	applyOne(t, f, cmdLog(5, Command{Op: OpSet, Key: "s", Value: "v", RequestID: "s1"}))
+	snap := persist(t, f)
+	if snap[len(snapshotMagic)] != 5 {
+		t.Fatalf("written as version %d", snap[len(snapshotMagic)])
+	}
+	g := restoreNew(t, snap)
+	if again := persist(t, g); !bytes.Equal(again, snap) {
+		t.Fatal("restored replica writes a different snapshot")
+	}
+	for name, r := range map[string]*FSM{"original": f, "restored": g} {
+		res := applyOne(t, r, cmdLog(6, cmd))
+		want := &TxnResult{Succeeded: true, Ops: []OpResult{{Kind: TxnDeletePrefix, Deleted: 1}, {Kind: TxnGet, NotKept: true}, {Kind: TxnPut}}}
+		if !res.Replayed || res.Index != 4 || !reflect.DeepEqual(res.Txn, want) {
+			t.Fatalf("%s: replay %+v %+v", name, res, res.Txn)
+		}
+		if res := applyOne(t, r, cmdLog(7, Command{Op: OpSet, Key: "s", Value: "v", RequestID: "s1"})); !res.Replayed || res.Txn != nil {
+			t.Fatalf("%s: set replay %+v", name, res)
+		}
+	}
+}
+
+// The idempotency digest covers the transaction but not the quota the
+// leader stamps: a retry under another leader's quota replays, another
+// transaction under the same key is refused.
+func TestTxnDigest(t *testing.T) {
+	f := txnState(t)
+	txn := Txn{Success: []TxnOp{{Kind: TxnPut, Key: "n", Value: "1"}}}
+	applyOne(t, f, cmdLog(4, Command{Op: OpTxn, Txn: &txn, RequestID: "t", Quota: 100}))
+	if res := applyOne(t, f, cmdLog(5, Command{Op: OpTxn, Txn: &txn, RequestID: "t", Quota: 200})); !res.Replayed || res.Index != 4 {
+		t.Fatalf("retry with another quota: %+v", res)
+	}
+	other := Txn{Success: []TxnOp{{Kind: TxnPut, Key: "n", Value: "2"}}}
+	if res := applyOne(t, f, cmdLog(6, Command{Op: OpTxn, Txn: &other, RequestID: "t"})); !errors.Is(res.Err, ErrIdempotencyKeyReused) {
+		t.Fatalf("another txn under the key: %+v", res)
+	}
+	if e, _ := f.Get("n"); e.Value != "1" {
+		t.Fatalf("n = %+v", e)
+	}
+}
+
+func TestTxnRecordCorrupt(t *testing.T) {
+	for name, rec := range map[string]string{
+		"outcome 2":    "\x02",
+		"unknown kind": "\x01\x09\x00",
+		"truncated":    "\x01\x01",
+		"bad uvarint":  "\x01\x02\x80",
+		"too many ops": "\x01" + string(bytes.Repeat([]byte{1, 0}, MaxTxnOps+1)),
+	} {
+		b := buildSnapRequests(snapshotVersion, 1, []requestEntry{{ID: "r", requestRecord: requestRecord{Index: 1}}}, nil)
+		// Replace the empty transaction string (the byte before 'E') with rec.
+		at := len(b) - 5 - 1
+		if b[at] != 0 {
+			t.Fatalf("layout: byte %d is %d", at, b[at])
+		}
+		body := append(binary.AppendUvarint(append([]byte{}, b[:at]...), uint64(len(rec))), rec...)
+		sum := crc32.Checksum(body, crc32.MakeTable(crc32.Castagnoli))
+		b = binary.BigEndian.AppendUint32(append(body, 'E'), sum)
+		err := New().Restore(readCloser(b))
+		if name == "valid" {
+			if err != nil {
+				t.Errorf("a valid record: Restore = %v", err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrCorruptSnapshot) {
+			t.Errorf("%s: Restore = %v, want ErrCorruptSnapshot", name, err)
+		}
+	}
 }

@@ -64,8 +64,8 @@ type joinResponse struct {
 // contacts the joiner (cluster.CheckJoiner) and refuses one that cannot
 // serve; a new member is added as a learner and promoted once caught up,
 // or stays a learner with voter=false.
-func (s *Service) handleJoin(w http.ResponseWriter, r *http.Request) error {
-	q, err := s.parseJoin(w, r)
+func (s *Service) handleJoin(w http.ResponseWriter, r *http.Request, p params) error {
+	q, err := s.parseJoin(r, p)
 	if err != nil {
 		return err
 	}
@@ -87,8 +87,8 @@ type leaveResponse struct {
 // handleLeave removes a member. Removing the leader transfers leadership
 // first, then sends the request on to the new leader: that one extra hop is
 // allowed because this node has just stopped leading.
-func (s *Service) handleLeave(w http.ResponseWriter, r *http.Request) error {
-	q, err := s.parseNodeID(w, r, true)
+func (s *Service) handleLeave(w http.ResponseWriter, r *http.Request, p params) error {
+	q, err := parseNodeID(p, true)
 	if err != nil {
 		return err
 	}
@@ -108,8 +108,8 @@ type promoteResponse struct {
 }
 
 // handlePromote makes a learner a voter (POST /promote?nodeId=).
-func (s *Service) handlePromote(w http.ResponseWriter, r *http.Request) error {
-	q, err := s.parseNodeID(w, r, true)
+func (s *Service) handlePromote(w http.ResponseWriter, r *http.Request, p params) error {
+	q, err := parseNodeID(p, true)
 	if err != nil {
 		return err
 	}
@@ -130,8 +130,8 @@ type transferResponse struct {
 // handleTransferLeadership moves leadership (POST
 // /transfer-leadership[?nodeId=]) to the named voter, or to the most
 // up-to-date one.
-func (s *Service) handleTransferLeadership(w http.ResponseWriter, r *http.Request) error {
-	q, err := s.parseNodeID(w, r, false)
+func (s *Service) handleTransferLeadership(w http.ResponseWriter, r *http.Request, p params) error {
+	q, err := parseNodeID(p, false)
 	if err != nil {
 		return err
 	}
@@ -152,10 +152,9 @@ type snapshotResponse struct {
 
 // handleSnapshot snapshots this node (not the leader: each node compacts
 // its own log).
-func (s *Service) handleSnapshot(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.readParams(w, r); err != nil { // takes none, in a form body neither
-		return err
-	}
+// It takes no parameters, in a form body neither (route.form: the adapter
+// reads and refuses them).
+func (s *Service) handleSnapshot(w http.ResponseWriter, r *http.Request, _ params) error {
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
 	index, created, err := s.store.Snapshot(ctx)

@@ -106,7 +106,10 @@ func errorOf(t *testing.T, rec *httptest.ResponseRecorder) errorBody {
 // an admin route: loopback and member hosts, anyone with
 // ALLOW_REMOTE_ADMIN; every other route stays open.
 func TestAuthOffAdminCallers(t *testing.T) {
-	reached := func(w http.ResponseWriter, _ *http.Request) error { w.WriteHeader(http.StatusNoContent); return nil }
+	reached := func(w http.ResponseWriter, _ *http.Request, _ params) error {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
 	tests := []struct {
 		name        string
 		allowRemote bool
@@ -165,7 +168,10 @@ func TestAuthOnChecks(t *testing.T) {
 	}
 	// ALLOW_REMOTE_ADMIN must not weaken token checks.
 	s, _, _ := newFakeService(t, Options{Auth: store, AllowRemoteAdmin: true})
-	reached := func(w http.ResponseWriter, _ *http.Request) error { w.WriteHeader(http.StatusNoContent); return nil }
+	reached := func(w http.ResponseWriter, _ *http.Request, _ params) error {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
 
 	creds := []struct {
 		name   string

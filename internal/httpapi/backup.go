@@ -40,7 +40,7 @@ type restoreResponse struct {
 // handleBackup streams this node's replica after a linearizable barrier, so
 // the backup holds every write acknowledged before the request. Any node
 // serves it; the state is captured in O(1) and streamed while writes go on.
-func (s *Service) handleBackup(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) handleBackup(w http.ResponseWriter, r *http.Request, _ params) error {
 	if err := s.linearizable(r); err != nil {
 		return err
 	}
@@ -74,7 +74,7 @@ func (s *Service) handleBackup(w http.ResponseWriter, r *http.Request) error {
 // handleRestore spools the upload under the volume, verifies all of it,
 // and only then installs it: on the leader itself, or by passing the
 // verified file on to the leader.
-func (s *Service) handleRestore(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) handleRestore(w http.ResponseWriter, r *http.Request, _ params) error {
 	f, info, err := s.receiveBackup(w, r)
 	if f != nil {
 		defer func() {

@@ -99,6 +99,7 @@ var errorTable = []struct {
 	{node.ErrJoinerMismatch, http.StatusConflict, "joiner_mismatch"},
 	{node.ErrOtherCluster, http.StatusConflict, "other_cluster"},
 	{fsm.ErrCASFailed, http.StatusConflict, "cas_failed"},
+	{fsm.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, "idempotency_key_reused"},
 	{node.ErrRestoreInProgress, http.StatusConflict, "restore_in_progress"},
 	// 507: MAX_DATA_BYTES; nothing was applied, and the write applies once
 	// the data has shrunk.

@@ -113,16 +113,35 @@ func TestHandlers(t *testing.T) {
 	}
 }
 
-// TestIdempotentReplay: a repeated Idempotency-Key answers the first
-// outcome, marked as replayed.
+// TestIdempotentReplay: a repeated Idempotency-Key with the same request
+// (by either API form) answers the first outcome, marked as replayed;
+// with a different request it is a 422 idempotency_key_reused that names
+// the key and changes nothing.
 func TestIdempotentReplay(t *testing.T) {
-	s, _, _ := newFakeService(t, Options{})
+	s, st, _ := newFakeService(t, Options{})
 	h := http.Header{HeaderIdempotencyKey: {"k1"}}
 	first := call(s, "PUT", "/kv/a", "1", h)
-	again := call(s, "PUT", "/kv/a", "2", h)
-	if first.Code != 200 || again.Code != 200 || again.Header().Get(HeaderReplayed) != "true" ||
-		again.Header().Get(HeaderRaftIndex) != first.Header().Get(HeaderRaftIndex) {
-		t.Fatalf("first %d %v, again %d %v", first.Code, first.Header(), again.Code, again.Header())
+	for _, target := range []string{"/kv/a", "/set?key=a&value=1&requestId=k1"} {
+		method, body := "PUT", "1"
+		if target != "/kv/a" {
+			method, body = "GET", ""
+		}
+		again := call(s, method, target, body, h)
+		if first.Code != 200 || again.Code != 200 || again.Header().Get(HeaderReplayed) != "true" ||
+			again.Header().Get(HeaderRaftIndex) != first.Header().Get(HeaderRaftIndex) {
+			t.Fatalf("%s: first %d %v, again %d %v", target, first.Code, first.Header(), again.Code, again.Header())
+		}
+	}
+	applied := st.f.AppliedIndex()
+	other := call(s, "PUT", "/kv/a", "2", h)
+	if other.Code != http.StatusUnprocessableEntity || other.Header().Get(HeaderReplayed) != "" {
+		t.Fatalf("reuse for another value: %d %v %s, want 422 not replayed", other.Code, other.Header(), other.Body)
+	}
+	if b := errorOf(t, other); b.Code != "idempotency_key_reused" || !strings.Contains(b.Error, `"k1"`) || strings.Contains(b.Error, `"2"`) {
+		t.Fatalf("reuse for another value: %+v", b)
+	}
+	if e, _ := st.f.Get("a"); e.Value != "1" || st.f.AppliedIndex() != applied+1 {
+		t.Fatalf("after the refused reuse: a=%q, applied %d→%d (one no-op entry)", e.Value, applied, st.f.AppliedIndex())
 	}
 }
 

@@ -48,25 +48,25 @@ func valueOf(v string) jsonValue {
 	return jsonValue{ValueBase64: &b}
 }
 
-func (s *Service) handleSet(w http.ResponseWriter, r *http.Request) error {
-	return s.write(w, r, fsm.OpSet)
+func (s *Service) handleSet(w http.ResponseWriter, r *http.Request, p params) error {
+	return s.write(w, r, p, fsm.OpSet)
 }
 
-func (s *Service) handleRemove(w http.ResponseWriter, r *http.Request) error {
-	return s.write(w, r, fsm.OpDelete)
+func (s *Service) handleRemove(w http.ResponseWriter, r *http.Request, p params) error {
+	return s.write(w, r, p, fsm.OpDelete)
 }
 
 // handleKVWrite serves PUT and DELETE /kv/{key}.
-func (s *Service) handleKVWrite(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) handleKVWrite(w http.ResponseWriter, r *http.Request, p params) error {
 	if r.Method == http.MethodDelete {
-		return s.write(w, r, fsm.OpDelete)
+		return s.write(w, r, p, fsm.OpDelete)
 	}
-	return s.write(w, r, fsm.OpSet)
+	return s.write(w, r, p, fsm.OpSet)
 }
 
 // write parses, applies and answers a key write.
-func (s *Service) write(w http.ResponseWriter, r *http.Request, op fsm.Op) error {
-	cmd, err := s.parseWrite(w, r, op)
+func (s *Service) write(w http.ResponseWriter, r *http.Request, p params, op fsm.Op) error {
+	cmd, err := s.parseWrite(w, r, p, op)
 	if err != nil {
 		return err
 	}
@@ -83,7 +83,8 @@ func (s *Service) write(w http.ResponseWriter, r *http.Request, op fsm.Op) error
 }
 
 // apply runs a validated write on the leader and sets the headers every
-// write shares; the command's own failure (not found, CAS) is its error.
+// write shares; the command's own failure (not found, CAS, a reused
+// idempotency key) is its error.
 func (s *Service) apply(w http.ResponseWriter, r *http.Request, cmd *fsm.Command) (*fsm.Result, error) {
 	res, servedBy, err := s.cluster.Propose(r.Context(), cmd)
 	if servedBy != "" {
@@ -96,7 +97,7 @@ func (s *Service) apply(w http.ResponseWriter, r *http.Request, cmd *fsm.Command
 	if res.Replayed {
 		w.Header().Set(HeaderReplayed, "true")
 	}
-	if err := resultError(res, cmd.Key); err != nil {
+	if err := resultError(res, cmd); err != nil {
 		return nil, err
 	}
 	setIndexHeader(w, HeaderRaftIndex, res.Index)
@@ -104,17 +105,20 @@ func (s *Service) apply(w http.ResponseWriter, r *http.Request, cmd *fsm.Command
 }
 
 // resultError is the error a command's own failure answers with (nil
-// when it applied): a failed compare, a refused quota, or key's absence.
-func resultError(res *fsm.Result, key string) error {
+// when it applied): a failed compare, a reused idempotency key, a refused
+// quota, or the key's absence.
+func resultError(res *fsm.Result, cmd *fsm.Command) error {
 	switch {
 	case res.Err == nil:
 		return nil
 	case errors.Is(res.Err, fsm.ErrCASFailed):
 		return casConflict{current: res.Current}
+	case errors.Is(res.Err, fsm.ErrIdempotencyKeyReused):
+		return fmt.Errorf("%w: %q was first used with another operation, key, value or cas; nothing was applied (use a fresh key for a new write)", res.Err, cmd.RequestID)
 	case errors.Is(res.Err, fsm.ErrQuotaExceeded):
 		return quotaError{quota: res.Quota, size: res.DataBytes}
 	}
-	return fmt.Errorf("%w: %q", res.Err, key)
+	return fmt.Errorf("%w: %q", res.Err, cmd.Key)
 }
 
 // quota is the MAX_DATA_BYTES this node stamps on the writes it proposes
@@ -126,8 +130,8 @@ func (s *Service) quota() uint64 {
 	return uint64(s.opts.MaxDataBytes)
 }
 
-func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) error {
-	q, err := s.parseRead(w, r)
+func (s *Service) handleGet(w http.ResponseWriter, r *http.Request, p params) error {
+	q, err := s.parseRead(r, p)
 	if err != nil {
 		return err
 	}
@@ -140,8 +144,8 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) error {
 }
 
 // handleKVGet answers GET /kv/{key} with the value's bytes.
-func (s *Service) handleKVGet(w http.ResponseWriter, r *http.Request) error {
-	q, err := s.parseRead(w, r)
+func (s *Service) handleKVGet(w http.ResponseWriter, r *http.Request, p params) error {
+	q, err := s.parseRead(r, p)
 	if err != nil {
 		return err
 	}

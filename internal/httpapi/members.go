@@ -32,11 +32,7 @@ type nodeView struct {
 // leader's view: a follower forwards the request unless ?stale is given,
 // in which case it answers from its own configuration and log. The serving
 // node probes each member in parallel (one second each).
-func (s *Service) handleNodes(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.readParams(w, r)
-	if err != nil {
-		return err
-	}
+func (s *Service) handleNodes(w http.ResponseWriter, r *http.Request, p params) error {
 	stale, err := p.flag("stale", false)
 	if err != nil {
 		return err
@@ -94,7 +90,7 @@ func (v *nodeView) fill(st node.Status, ref uint64) {
 	v.LastContactMs = st.LastContactMs
 }
 
-func (s *Service) handleStatus(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) handleStatus(w http.ResponseWriter, r *http.Request, _ params) error {
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
 	st, err := s.store.Status(ctx)

@@ -57,7 +57,7 @@ func newHTTPMetrics(extra ...prometheus.Collector) *httpMetrics {
 // their own collectors.
 func (s *Service) Registry() *prometheus.Registry { return s.metrics.registry }
 
-func (s *Service) handleMetrics(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) handleMetrics(w http.ResponseWriter, r *http.Request, _ params) error {
 	s.metrics.handler.ServeHTTP(w, r)
 	return nil
 }

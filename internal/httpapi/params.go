@@ -1,9 +1,12 @@
 package httpapi
 
-// Each endpoint parses its parameters once, here, into a request struct.
-// Parameter names are camelCase (nodeId, raftPort, minIndex, …); boolean
-// flags have one rule (flag); a parameter given twice, a malformed escape
-// or invalid UTF-8 is a 400 rather than a silent guess.
+// A request's parameters are parsed once, here, by the route's adapter
+// (readParams: query and form body, names checked against the route
+// table), and handed to the handler, which reads them into a request
+// struct (parseWrite, parseRead, …). Parameter names are camelCase
+// (nodeId, raftPort, minIndex, …); boolean flags have one rule (flag); a
+// parameter given twice, a malformed escape or invalid UTF-8 is a 400
+// rather than a silent guess.
 
 import (
 	"errors"
@@ -52,21 +55,32 @@ const (
 	drainIdle = time.Second
 )
 
-// params are a request's parameters: the query string, plus the body of
-// a form POST. body keeps the raw form bytes for forwarding.
+// params are a request's parameters, parsed once by the route's adapter:
+// the query string, plus the body of a form POST on a route that takes
+// one (route.form). body keeps the raw form bytes for forwarding.
 type params struct {
 	values url.Values
 	body   []byte
 }
 
-// readParams parses parameters strictly.
-func (s *Service) readParams(w http.ResponseWriter, r *http.Request) (params, error) {
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		return params{}, fmt.Errorf("%w: query string: %v", ErrBadRequest, err)
+// readParams parses a request's parameters strictly, once, for rt's
+// adapter: the query, then (a POST with a Content-Type on a form route)
+// the form body. The query's names are checked before the body is read,
+// the body's after, and the flags (route.flagged) on all of them
+// together: the handler gets only parameters the route knows.
+func (s *Service) readParams(w http.ResponseWriter, r *http.Request, rt *route) (params, error) {
+	var p params
+	if r.URL.RawQuery != "" {
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			return params{}, fmt.Errorf("%w: query string: %v", ErrBadRequest, err)
+		}
+		if err := rt.checkNames(q); err != nil {
+			return params{}, err
+		}
+		p.values = q
 	}
-	p := params{values: q}
-	if r.Method == http.MethodPost && r.Header.Get("Content-Type") != "" {
+	if rt.form && r.Method == http.MethodPost && r.Header.Get("Content-Type") != "" {
 		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 		if err != nil || mt != "application/x-www-form-urlencoded" {
 			return params{}, fmt.Errorf("%w: body must be application/x-www-form-urlencoded (or send parameters in the query)", ErrBadRequest)
@@ -78,15 +92,19 @@ func (s *Service) readParams(w http.ResponseWriter, r *http.Request) (params, er
 		if err != nil {
 			return params{}, fmt.Errorf("%w: form body: %v", ErrBadRequest, err)
 		}
-		// The query was checked before the handler ran (route.checkQuery).
-		if rt, ok := r.Context().Value(routeKey{}).(*route); ok {
-			if err := rt.checkParams(form); err != nil {
-				return params{}, err
+		if err := rt.checkNames(form); err != nil {
+			return params{}, err
+		}
+		if p.values == nil {
+			p.values = form
+		} else {
+			for k, vs := range form {
+				p.values[k] = append(p.values[k], vs...)
 			}
 		}
-		for k, vs := range form {
-			p.values[k] = append(p.values[k], vs...)
-		}
+	}
+	if err := rt.checkFlags(p.values); err != nil {
+		return params{}, err
 	}
 	for k, vs := range p.values {
 		if len(vs) > 1 {
@@ -249,38 +267,29 @@ func (s *Service) checkCommand(cmd *fsm.Command) error {
 	return s.checkValue(len(cmd.Value))
 }
 
-// keyed reads the parameters and the key: from the path under /kv/
-// (unescaped, so it may contain '/', and "%2F" for a literal one), else
-// the "key" parameter.
-func (s *Service) keyed(w http.ResponseWriter, r *http.Request) (params, string, error) {
+// keyed reads the key: from the path under /kv/ (unescaped, so it may
+// contain '/', and "%2F" for a literal one), else the "key" parameter.
+func (s *Service) keyed(r *http.Request, p params) (string, error) {
 	if rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/kv/"); ok {
 		key, err := url.PathUnescape(rest)
 		if err != nil {
-			return params{}, "", fmt.Errorf("%w: key in path: %v", ErrBadRequest, err)
+			return "", fmt.Errorf("%w: key in path: %v", ErrBadRequest, err)
 		}
-		if err := s.checkKey(key); err != nil {
-			return params{}, "", err
-		}
-		p, err := s.readParams(w, r)
-		return p, key, err
-	}
-	p, err := s.readParams(w, r)
-	if err != nil {
-		return p, "", err
+		return key, s.checkKey(key)
 	}
 	key, err := p.required("key")
 	if err != nil {
-		return p, "", err
+		return "", err
 	}
-	return p, key, s.checkKey(key)
+	return key, s.checkKey(key)
 }
 
 // parseWrite reads a write of op: /set and /remove take key (and value)
 // as parameters; PUT and DELETE /kv/{key} take the key from the path and
 // PUT's value from the body. cas and the idempotency key (header or
 // requestId) are optional.
-func (s *Service) parseWrite(w http.ResponseWriter, r *http.Request, op fsm.Op) (*fsm.Command, error) {
-	p, key, err := s.keyed(w, r)
+func (s *Service) parseWrite(w http.ResponseWriter, r *http.Request, p params, op fsm.Op) (*fsm.Command, error) {
+	key, err := s.keyed(r, p)
 	if err != nil {
 		return nil, err
 	}
@@ -302,15 +311,8 @@ func (s *Service) parseWrite(w http.ResponseWriter, r *http.Request, op fsm.Op) 
 	if cmd.CAS, cmd.HasCAS, err = p.uint("cas"); err != nil {
 		return nil, err
 	}
-	cmd.RequestID = r.Header.Get(HeaderIdempotencyKey)
-	if v, ok := p.get("requestId"); ok {
-		if cmd.RequestID != "" && cmd.RequestID != v {
-			return nil, fmt.Errorf("%w: requestId and %s disagree", ErrBadRequest, HeaderIdempotencyKey)
-		}
-		cmd.RequestID = v
-	}
-	if len(cmd.RequestID) > fsm.MaxRequestIDBytes || !utf8.ValidString(cmd.RequestID) {
-		return nil, fmt.Errorf("%w: idempotency key must be valid UTF-8 of at most %d bytes", ErrBadRequest, fsm.MaxRequestIDBytes)
+	if cmd.RequestID, err = idempotencyKey(r, p); err != nil {
+		return nil, err
 	}
 	if op == fsm.OpSet && fromBody {
 		lim := bodyLimit{int64(s.opts.MaxValueBytes), fmt.Sprintf("MAX_VALUE_BYTES=%d", s.opts.MaxValueBytes)}
@@ -342,8 +344,8 @@ type readReq struct {
 // parseRead reads /get (key parameter) and GET /kv/{key}: consistency
 // (linearizable by default, leader or stale) and minIndex (min_index is
 // its deprecated alias).
-func (s *Service) parseRead(w http.ResponseWriter, r *http.Request) (readReq, error) {
-	p, key, err := s.keyed(w, r)
+func (s *Service) parseRead(r *http.Request, p params) (readReq, error) {
+	key, err := s.keyed(r, p)
 	if err != nil {
 		return readReq{}, err
 	}
@@ -380,12 +382,9 @@ type joinReq struct {
 
 // parseJoin reads /join: nodeId, then raftAddr=host:port, or raftPort
 // with the caller's IP as the host; optional httpAddr and voter.
-func (s *Service) parseJoin(w http.ResponseWriter, r *http.Request) (joinReq, error) {
+func (s *Service) parseJoin(r *http.Request, p params) (joinReq, error) {
 	var q joinReq
-	p, err := s.readParams(w, r)
-	if err != nil {
-		return q, err
-	}
+	var err error
 	if q.id, err = p.nodeID(true); err != nil {
 		return q, err
 	}
@@ -419,11 +418,7 @@ type nodeReq struct {
 }
 
 // parseNodeID reads nodeId, required or optional.
-func (s *Service) parseNodeID(w http.ResponseWriter, r *http.Request, required bool) (nodeReq, error) {
-	p, err := s.readParams(w, r)
-	if err != nil {
-		return nodeReq{}, err
-	}
+func parseNodeID(p params, required bool) (nodeReq, error) {
 	id, err := p.nodeID(required)
 	return nodeReq{id: id, body: p.body}, err
 }
@@ -458,4 +453,20 @@ func portParam(name, v string) (string, error) {
 		return "", fmt.Errorf("%w: %s=%q is not a port in 1..65535", ErrBadRequest, name, v)
 	}
 	return strconv.Itoa(n), nil
+}
+
+// idempotencyKey reads the Idempotency-Key header or the requestId
+// parameter (they must agree when both are given).
+func idempotencyKey(r *http.Request, p params) (string, error) {
+	id := r.Header.Get(HeaderIdempotencyKey)
+	if v, ok := p.get("requestId"); ok {
+		if id != "" && id != v {
+			return "", fmt.Errorf("%w: requestId and %s disagree", ErrBadRequest, HeaderIdempotencyKey)
+		}
+		id = v
+	}
+	if len(id) > fsm.MaxRequestIDBytes || !utf8.ValidString(id) {
+		return "", fmt.Errorf("%w: idempotency key must be valid UTF-8 of at most %d bytes", ErrBadRequest, fsm.MaxRequestIDBytes)
+	}
+	return id, nil
 }

@@ -2,14 +2,20 @@ package httpapi
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/raftkv/raftkv/internal/auth"
 )
 
 // knownParams is what each route must accept, by "METHODS path": a route
 // added to the table without an entry here fails TestUnknownParameters.
+// A flagged parameter (route.flagged) is listed as "flag>name", e.g.
+// "recurse>limit": known only with the flag on.
 var knownParams = map[string][]string{
 	"GET,POST /set":                {"key", "value", "cas", "requestId"},
 	"GET,HEAD,POST /get":           {"key", "consistency", "minIndex", "min_index"},
@@ -66,13 +72,24 @@ func TestUnknownParameters(t *testing.T) {
 			t.Errorf("route %s is not in knownParams: list the parameters it takes", name)
 			continue
 		}
-		if !slices.Equal(sorted(rt.Params), sorted(want)) {
-			t.Errorf("%s knows %v, want %v", name, rt.Params, want)
+		declared := slices.Clone(rt.Params)
+		for flag, ps := range rt.Flagged {
+			if !slices.Contains(rt.Params, flag) {
+				t.Errorf("%s: flag %q of flagged parameters %v is not a parameter of the route", name, flag, ps)
+			}
+			for _, p := range ps {
+				declared = append(declared, flag+">"+p)
+			}
+		}
+		if !slices.Equal(sorted(declared), sorted(want)) {
+			t.Errorf("%s knows %v, want %v", name, declared, want)
+		}
+		if rt.Form != slices.Contains(formRoutes, name) {
+			t.Errorf("%s: reads a form body %v, want %v (formRoutes)", name, rt.Form, !rt.Form)
 		}
 		for _, m := range rt.Methods {
 			forms := []string{"query"}
-			// POST /txn's body is its JSON transaction, never a form.
-			if m == http.MethodPost && len(rt.Params) > 0 && rt.Path != "/txn" || rt.Path == "/snapshot" {
+			if m == http.MethodPost && rt.Form {
 				forms = append(forms, "form")
 			}
 			for _, how := range forms {
@@ -93,7 +110,8 @@ func TestUnknownParameters(t *testing.T) {
 					if b.Code != "bad_request" || !strings.Contains(b.Error, `"ttl"`) || !strings.Contains(b.Error, `"cass"`) {
 						t.Fatalf("error does not name both unknown parameters: %+v", b)
 					}
-					for _, p := range rt.Params {
+					for _, p := range declared {
+						_, p, _ = strings.Cut(p, ">")
 						if !strings.Contains(b.Error, p) {
 							t.Errorf("error does not list known parameter %q: %s", p, b.Error)
 						}
@@ -106,13 +124,27 @@ func TestUnknownParameters(t *testing.T) {
 			if strings.HasPrefix(rt.Path, "/debug/pprof/") || m == http.MethodHead {
 				continue // pprof's own parameters would start a profile
 			}
-			for _, p := range rt.Params {
-				t.Run(m+" "+rt.Path+" knows "+p, func(t *testing.T) {
-					rec := call(s, m, concrete(rt)+"?"+url.Values{p: {"1"}}.Encode(), "", nil)
-					if strings.Contains(rec.Body.String(), "unknown parameter") {
-						t.Fatalf("known parameter %q refused: %s", p, rec.Body)
-					}
-				})
+			for _, d := range declared {
+				flag, p, flagged := strings.Cut(d, ">")
+				if !flagged {
+					flag, p = "", d
+				}
+				for _, how := range forms {
+					t.Run(m+" "+rt.Path+" knows "+d+" by "+how, func(t *testing.T) {
+						v := url.Values{p: {"1"}}
+						if flagged {
+							v.Set(flag, "true")
+						}
+						target, body, hdr := concrete(rt)+"?"+v.Encode(), "", http.Header(nil)
+						if how == "form" {
+							target, body, hdr = concrete(rt), v.Encode(), form
+						}
+						rec := call(s, m, target, body, hdr)
+						if strings.Contains(rec.Body.String(), "unknown parameter") || strings.Contains(rec.Body.String(), " only with ") {
+							t.Fatalf("known parameter %q refused: %s", p, rec.Body)
+						}
+					})
+				}
 			}
 		}
 	}
@@ -120,6 +152,83 @@ func TestUnknownParameters(t *testing.T) {
 		if !seen[name] {
 			t.Errorf("knownParams lists %s, which is not a route", name)
 		}
+	}
+}
+
+// formRoutes are the routes whose POST may carry its parameters in a form
+// body; every other route leaves its body to the handler.
+var formRoutes = []string{
+	"GET,POST /set", "GET,HEAD,POST /get", "GET,POST /remove", "GET,POST /join", "POST /leave",
+	"POST /snapshot", "POST /promote", "POST /transfer-leadership",
+}
+
+// TestFlaggedParameters: a route's flagged parameters are known only with
+// their flag on, in the query or a form body; without it the 400 names
+// the flag, and nothing reaches the handler.
+func TestFlaggedParameters(t *testing.T) {
+	s, _, _ := newFakeService(t, Options{})
+	var got url.Values
+	rt := &route{
+		path: "/r", methods: post, role: auth.RolePublic, form: true,
+		params:  []string{"recurse", "consistency"},
+		flagged: []flagged{{flag: "recurse", params: []string{"limit", "after"}}},
+		serve: func(w http.ResponseWriter, _ *http.Request, p params) error {
+			got = p.values
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		},
+	}
+	h := s.adapt(rt)
+	tests := []struct {
+		name, query, body string
+		want              int
+		mention           []string // in the 400's message
+	}{
+		{"flag and flagged", "recurse&limit=5", "", 204, nil},
+		{"flag true, both flagged", "recurse=true&limit=5&after=a", "", 204, nil},
+		{"flag alone", "recurse", "", 204, nil},
+		{"neither", "consistency=stale", "", 204, nil},
+		{"flag in query, flagged in form", "recurse=1", "limit=5", 204, nil},
+		{"flag in form, flagged in query", "limit=5", "recurse=1", 204, nil},
+		{"malformed flag counts as on (the handler refuses it)", "recurse=maybe&limit=5", "", 204, nil},
+		{"flagged without flag", "limit=5", "", 400, []string{`"limit"`, "only with recurse", "with recurse also limit, after"}},
+		{"flagged with flag off", "recurse=false&limit=5&after=b", "", 400, []string{`"limit", "after"`, "only with recurse"}},
+		{"flagged with flag 0, in form", "recurse=0", "after=b", 400, []string{`"after"`, "only with recurse"}},
+		{"unknown still unknown", "recurse&limits=5", "", 400, []string{`unknown parameter "limits"`, "takes only recurse, consistency; with recurse also limit, after"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got = nil
+			req := httptest.NewRequest(http.MethodPost, "/r?"+tt.query, strings.NewReader(tt.body))
+			if tt.body != "" {
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tt.want {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tt.want, rec.Body)
+			}
+			if tt.want != 204 {
+				if got != nil {
+					t.Errorf("refused request reached the handler with %v", got)
+				}
+				b := errorOf(t, rec)
+				for _, m := range tt.mention {
+					if b.Code != "bad_request" || !strings.Contains(b.Error, m) {
+						t.Errorf("error %+v does not say %q", b, m)
+					}
+				}
+				return
+			}
+			q, _ := url.ParseQuery(tt.query)
+			f, _ := url.ParseQuery(tt.body)
+			for k := range f {
+				q[k] = f[k]
+			}
+			if !reflect.DeepEqual(got, q) {
+				t.Errorf("handler got %v, want %v (query and form, parsed once)", got, q)
+			}
+		})
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 
 // handlePeerApply proposes a follower's batch of encoded key writes,
 // checked as strictly as the API's own.
-func (s *Service) handlePeerApply(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) handlePeerApply(w http.ResponseWriter, r *http.Request, _ params) error {
 	n := int64(cluster.MaxApplyBytes+s.opts.MaxKeyBytes+s.opts.MaxValueBytes) + formOverhead
 	body, err := readBody(w, r, bodyLimit{n, fmt.Sprintf("the batch limit of %d bytes (%d + MAX_KEY_BYTES + MAX_VALUE_BYTES + %d)", n, cluster.MaxApplyBytes, formOverhead)})
 	if err != nil {
@@ -25,7 +25,7 @@ func (s *Service) handlePeerApply(w http.ResponseWriter, r *http.Request) error 
 }
 
 // handlePeerReadIndex answers a follower's read-index request.
-func (s *Service) handlePeerReadIndex(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) handlePeerReadIndex(w http.ResponseWriter, r *http.Request, _ params) error {
 	return s.peerAnswer(w, r, "text/plain", s.cluster.ServeReadIndex)
 }
 
@@ -45,7 +45,7 @@ func (s *Service) peerAnswer(w http.ResponseWriter, r *http.Request, contentType
 
 // handlePeerInfo tells a node starting with RAFT_BOOTSTRAP_EXPECT who this
 // node is.
-func (s *Service) handlePeerInfo(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) handlePeerInfo(w http.ResponseWriter, r *http.Request, _ params) error {
 	ctx, cancel := s.requestContext(r)
 	defer cancel()
 	info, err := s.cluster.Info(ctx)

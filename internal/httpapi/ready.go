@@ -41,7 +41,7 @@ type readyResponse struct {
 // the leader had committed when the check began; otherwise 503 with the
 // reason. It costs one read-index round trip to the leader, shared with
 // concurrent linearizable reads.
-func (s *Service) handleReady(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) handleReady(w http.ResponseWriter, r *http.Request, _ params) error {
 	ctx, cancel := context.WithTimeout(r.Context(), min(readyTimeout, s.opts.RequestTimeout))
 	defer cancel()
 	resp, err := s.checkReady(ctx)
@@ -127,7 +127,7 @@ func hasMember(members []node.Member, id string) bool {
 	return false
 }
 
-func (s *Service) handleHealth(w http.ResponseWriter, _ *http.Request) error {
+func (s *Service) handleHealth(w http.ResponseWriter, _ *http.Request, _ params) error {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "id": s.store.ID()})
 	return nil
 }

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/pprof"
@@ -16,9 +15,11 @@ import (
 	"github.com/raftkv/raftkv/internal/cluster"
 )
 
-// handlerFunc serves one request. It returns nil once it has answered;
-// an error is answered by the route's adapter through the error table.
-type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+// handlerFunc serves one request with its parameters, parsed and checked
+// against the route's by the adapter (readParams). It returns nil once it
+// has answered; an error is answered by the adapter through the error
+// table.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, p params) error
 
 // route is every fact about one route: the request log and the metrics
 // label it by path, the 405's Allow header is derived from the methods,
@@ -32,9 +33,32 @@ type route struct {
 	role    auth.Role // the least role that may call it (middleware.go)
 	write   bool      // may change state
 	// params are the query and form parameters the route knows; any other
-	// is refused with a 400 that lists these (see checkParams).
+	// is refused with a 400 that lists these (see checkNames).
 	params []string
-	serve  handlerFunc
+	// flagged are parameters the route knows only together with a flag
+	// (see flagged); a route's parameter set is params plus these.
+	flagged []flagged
+	// form: a POST may carry the parameters in an
+	// application/x-www-form-urlencoded body, which the adapter reads
+	// (readParams). Other routes leave the body to the handler.
+	form  bool
+	serve handlerFunc
+}
+
+// flagged are parameters a route knows only when the boolean parameter
+// flag is given and on (by params.flag's rule; a malformed flag counts as
+// on here and is refused by the handler's own flag read). flag itself
+// must be in the route's params. For example GET /kv/{prefix}?recurse
+// could be
+//
+//	params: plus(readingParams, "recurse"), flagged: []flagged{{flag: "recurse", params: []string{"limit", "after"}}}
+//
+// and "?limit=5" alone is a 400 that names recurse; the handler branches
+// on p.flag("recurse", false). TestUnknownParameters lists such a
+// parameter as "recurse>limit".
+type flagged struct {
+	flag   string
+	params []string
 }
 
 // HEAD is accepted wherever a read answers GET: net/http answers it as
@@ -62,22 +86,22 @@ func (s *Service) routeTable() []route {
 		public, read, write, admin, peer = auth.RolePublic, auth.RoleRead, auth.RoleWrite, auth.RoleAdmin, auth.RolePeer
 	)
 	rs := []route{
-		{path: "/set", methods: getPost, role: write, write: true, params: plus(writeParams, "key", "value"), serve: s.handleSet},
-		{path: "/get", methods: readAll, role: read, params: plus(readingParams, "key"), serve: s.handleGet},
-		{path: "/remove", methods: getPost, role: write, write: true, params: plus(writeParams, "key"), serve: s.handleRemove},
+		{path: "/set", methods: getPost, role: write, write: true, params: plus(writeParams, "key", "value"), form: true, serve: s.handleSet},
+		{path: "/get", methods: readAll, role: read, params: plus(readingParams, "key"), form: true, serve: s.handleGet},
+		{path: "/remove", methods: getPost, role: write, write: true, params: plus(writeParams, "key"), form: true, serve: s.handleRemove},
 		// GET needs read, PUT and DELETE need write: one prefix, two routes.
 		{path: "/kv/", prefix: true, methods: getHead, role: read, params: readingParams, serve: s.handleKVGet},
 		{path: "/kv/", prefix: true, methods: []string{http.MethodPut, http.MethodDelete}, role: write, write: true, params: writeParams, serve: s.handleKVWrite},
 
 		{path: "/txn", methods: post, role: write, write: true, params: []string{"requestId"}, serve: s.handleTxn},
 
-		{path: "/join", methods: getPost, role: admin, write: true, params: []string{"nodeId", "raftPort", "raftAddr", "httpAddr", "voter"}, serve: s.handleJoin},
-		{path: "/leave", methods: post, role: admin, write: true, params: nodeIDParams, serve: s.handleLeave},
+		{path: "/join", methods: getPost, role: admin, write: true, params: []string{"nodeId", "raftPort", "raftAddr", "httpAddr", "voter"}, form: true, serve: s.handleJoin},
+		{path: "/leave", methods: post, role: admin, write: true, params: nodeIDParams, form: true, serve: s.handleLeave},
 		{path: "/nodes", methods: getHead, role: read, params: []string{"stale"}, serve: s.handleNodes},
 		{path: "/status", methods: getHead, role: read, serve: s.handleStatus},
-		{path: "/snapshot", methods: post, role: admin, write: true, serve: s.handleSnapshot},
-		{path: "/promote", methods: post, role: admin, write: true, params: nodeIDParams, serve: s.handlePromote},
-		{path: "/transfer-leadership", methods: post, role: admin, write: true, params: nodeIDParams, serve: s.handleTransferLeadership},
+		{path: "/snapshot", methods: post, role: admin, write: true, form: true, serve: s.handleSnapshot},
+		{path: "/promote", methods: post, role: admin, write: true, params: nodeIDParams, form: true, serve: s.handlePromote},
+		{path: "/transfer-leadership", methods: post, role: admin, write: true, params: nodeIDParams, form: true, serve: s.handleTransferLeadership},
 		{path: "/backup", methods: getHead, role: admin, serve: s.handleBackup},
 		{path: "/restore", methods: post, role: admin, write: true, serve: s.handleRestore},
 		{path: "/health", methods: getHead, role: public, serve: s.handleHealth},
@@ -102,9 +126,10 @@ func (s *Service) routeTable() []route {
 	return rs
 }
 
-// plain adapts a handler that answers everything itself.
+// plain adapts a handler that answers everything itself (and reads its
+// parameters itself, after the adapter has checked their names).
 func plain(h http.HandlerFunc) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) error { h(w, r); return nil }
+	return func(w http.ResponseWriter, r *http.Request, _ params) error { h(w, r); return nil }
 }
 
 func (s *Service) newRouter() *mux.Router {
@@ -133,9 +158,9 @@ func (s *Service) newRouter() *mux.Router {
 
 // adapt is the one place a route's handler is wrapped: it names the route
 // for the request log and the metrics, refuses a cross-site browser
-// request to a write route, checks the caller's role and the parameters'
-// names, and
-// answers a returned error through the error table.
+// request to a write route, checks the caller's role, parses the
+// parameters once and checks their names (readParams), hands them to the
+// handler, and answers a returned error through the error table.
 func (s *Service) adapt(rt *route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if o, ok := w.(*observedWriter); ok {
@@ -151,11 +176,12 @@ func (s *Service) adapt(rt *route) http.Handler {
 		if err == nil {
 			err = s.cluster.CheckClusterID(r)
 		}
+		var p params
 		if err == nil {
-			err = rt.checkQuery(r)
+			p, err = s.readParams(w, r, rt)
 		}
 		if err == nil {
-			err = rt.serve(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, rt)))
+			err = rt.serve(w, r, p)
 		}
 		if err != nil {
 			s.writeError(w, r, err)
@@ -163,45 +189,79 @@ func (s *Service) adapt(rt *route) http.Handler {
 	})
 }
 
-// routeKey keys the matched *route in a request's context, for the form
-// body's parameter check (readParams).
-type routeKey struct{}
-
-// checkQuery refuses a query string that does not parse or names a
-// parameter the route does not know.
-func (rt *route) checkQuery(r *http.Request) error {
-	if r.URL.RawQuery == "" {
-		return nil
-	}
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		return fmt.Errorf("%w: query string: %v", ErrBadRequest, err)
-	}
-	return rt.checkParams(q)
-}
-
-// checkParams refuses values that name a parameter the route does not
+// checkNames refuses values that name a parameter the route does not
 // know, naming those and the ones it knows.
-func (rt *route) checkParams(values url.Values) error {
+func (rt *route) checkNames(values url.Values) error {
 	var unknown []string
 	for name := range values {
-		if !slices.Contains(rt.params, name) {
+		if !rt.knows(name) {
 			unknown = append(unknown, strconv.Quote(name))
 		}
 	}
-	if len(unknown) == 0 {
-		return nil
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		noun := "parameter"
+		if len(unknown) > 1 {
+			noun = "parameters"
+		}
+		return fmt.Errorf("%w: unknown %s %s (%s %s)", ErrBadRequest, noun, strings.Join(unknown, ", "), rt.path, rt.known())
 	}
-	slices.Sort(unknown)
-	noun := "parameter"
-	if len(unknown) > 1 {
-		noun = "parameters"
+	return nil
+}
+
+// checkFlags refuses a flagged parameter whose flag is not on in values
+// (all of a request's parameters: the flag may be in the query and the
+// parameter in the form body).
+func (rt *route) checkFlags(values url.Values) error {
+	for _, f := range rt.flagged {
+		if flagOn(values, f.flag) {
+			continue
+		}
+		var without []string
+		for _, name := range f.params {
+			if _, ok := values[name]; ok {
+				without = append(without, strconv.Quote(name))
+			}
+		}
+		if len(without) > 0 {
+			return fmt.Errorf("%w: %s only with %s (%s %s)", ErrBadRequest, strings.Join(without, ", "), f.flag, rt.path, rt.known())
+		}
 	}
-	known := "takes no parameters"
-	if len(rt.params) > 0 {
-		known = "takes only " + strings.Join(rt.params, ", ")
+	return nil
+}
+
+// knows reports whether name is one of the route's parameters, flagged
+// or not.
+func (rt *route) knows(name string) bool {
+	if slices.Contains(rt.params, name) {
+		return true
 	}
-	return fmt.Errorf("%w: unknown %s %s (%s %s)", ErrBadRequest, noun, strings.Join(unknown, ", "), rt.path, known)
+	for _, f := range rt.flagged {
+		if slices.Contains(f.params, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// known describes the route's parameters for a 400.
+func (rt *route) known() string {
+	if len(rt.params) == 0 {
+		return "takes no parameters"
+	}
+	s := "takes only " + strings.Join(rt.params, ", ")
+	for _, f := range rt.flagged {
+		s += "; with " + f.flag + " also " + strings.Join(f.params, ", ")
+	}
+	return s
+}
+
+// flagOn reports whether the flag parameter name is given and not
+// "false" or "0" (params.flag's rule; other values are the handler's to
+// refuse).
+func flagOn(values url.Values, name string) bool {
+	vs, ok := values[name]
+	return ok && (len(vs) == 0 || (vs[0] != "false" && vs[0] != "0"))
 }
 
 // match is the route that serves method on path, or nil.
@@ -242,13 +302,22 @@ type RouteRole struct {
 	Role    auth.Role
 	Write   bool     // may change state
 	Params  []string // the parameters it knows
+	// Flagged are the parameters it knows only with a flag on, by flag.
+	Flagged map[string][]string
+	Form    bool // a POST may carry the parameters in a form body
 }
 
 // Routes lists the routes, in table order.
 func (s *Service) Routes() []RouteRole {
 	out := make([]RouteRole, len(s.routes))
 	for i, rt := range s.routes {
-		out[i] = RouteRole{Path: rt.path, Prefix: rt.prefix, Methods: slices.Clone(rt.methods), Role: rt.role, Write: rt.write, Params: slices.Clone(rt.params)}
+		out[i] = RouteRole{Path: rt.path, Prefix: rt.prefix, Methods: slices.Clone(rt.methods), Role: rt.role, Write: rt.write, Params: slices.Clone(rt.params), Form: rt.form}
+		for _, f := range rt.flagged {
+			if out[i].Flagged == nil {
+				out[i].Flagged = map[string][]string{}
+			}
+			out[i].Flagged[f.flag] = slices.Clone(f.params)
+		}
 	}
 	return out
 }

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"unicode/utf8"
 
@@ -93,12 +92,14 @@ type txnItem struct {
 	ModIndex    uint64 `json:"mod_index"`
 }
 
-func (s *Service) handleTxn(w http.ResponseWriter, r *http.Request) error {
+// handleTxn serves POST /txn; p holds the query (requestId): the body
+// is the transaction, never a form.
+func (s *Service) handleTxn(w http.ResponseWriter, r *http.Request, p params) error {
 	body, err := readBody(w, r, bodyLimit{MaxTxnBodyBytes, fmt.Sprintf("the transaction body limit of %d bytes", MaxTxnBodyBytes)})
 	if err != nil {
 		return err
 	}
-	cmd, err := s.parseTxn(r, body)
+	cmd, err := s.parseTxn(r, p, body)
 	if err != nil {
 		return err
 	}
@@ -117,7 +118,7 @@ func (s *Service) handleTxn(w http.ResponseWriter, r *http.Request) error {
 		if servedBy != "" {
 			w.Header().Set(HeaderServedBy, servedBy)
 		}
-		if err := resultError(res, ""); err != nil {
+		if err := resultError(res, cmd); err != nil {
 			return err
 		}
 		if res.Txn == nil {
@@ -186,7 +187,7 @@ func txnAnswer(t *fsm.Txn, res *fsm.Result) txnResponse {
 // trailing data, unknown ops, targets or compare ops, operands of the
 // wrong type or under the wrong name, empty or oversized keys and values
 // are each a 400 (an oversized value a 413) naming what was wrong.
-func (s *Service) parseTxn(r *http.Request, body []byte) (*fsm.Command, error) {
+func (s *Service) parseTxn(r *http.Request, p params, body []byte) (*fsm.Command, error) {
 	var req txnRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -226,33 +227,10 @@ func (s *Service) parseTxn(r *http.Request, body []byte) (*fsm.Command, error) {
 	}
 	cmd := &fsm.Command{Op: fsm.OpTxn, Txn: t}
 	var err error
-	if cmd.RequestID, err = idempotencyKey(r); err != nil {
+	if cmd.RequestID, err = idempotencyKey(r, p); err != nil {
 		return nil, err
 	}
 	return cmd, nil
-}
-
-// idempotencyKey reads the Idempotency-Key header or ?requestId= (they
-// must agree when both are given).
-func idempotencyKey(r *http.Request) (string, error) {
-	id := r.Header.Get(HeaderIdempotencyKey)
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		return "", fmt.Errorf("%w: query string: %v", ErrBadRequest, err)
-	}
-	if vs, ok := q["requestId"]; ok {
-		if len(vs) > 1 {
-			return "", fmt.Errorf("%w: parameter \"requestId\" given %d times", ErrBadRequest, len(vs))
-		}
-		if id != "" && id != vs[0] {
-			return "", fmt.Errorf("%w: requestId and %s disagree", ErrBadRequest, HeaderIdempotencyKey)
-		}
-		id = vs[0]
-	}
-	if len(id) > fsm.MaxRequestIDBytes || !utf8.ValidString(id) {
-		return "", fmt.Errorf("%w: idempotency key must be valid UTF-8 of at most %d bytes", ErrBadRequest, fsm.MaxRequestIDBytes)
-	}
-	return id, nil
 }
 
 // jsonProblem says what encoding/json found wrong, in the request's terms.

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,13 +128,36 @@ func TestForwarding(t *testing.T) {
 	idem := http.Header{httpapi.HeaderIdempotencyKey: {"fw-idem-1"}}
 	first := c.MustDo(t, f, http.MethodPut, "/kv/fw-idem", []byte("first"), idem)
 	retryVia := others(c, l, f)[0]
-	again := c.MustDo(t, retryVia, http.MethodPut, "/kv/fw-idem", []byte("second"), idem)
+	again := c.MustDo(t, retryVia, http.MethodPut, "/kv/fw-idem", []byte("first"), idem)
 	if first.Status != http.StatusOK || again.Status != http.StatusOK || again.Uint("index") != first.Uint("index") ||
 		again.Header.Get(httpapi.HeaderReplayed) != "true" {
 		t.Errorf("idempotent retry: first %s, retry %s (replayed %q), want the same index replayed",
 			first.Summary(), again.Summary(), again.Header.Get(httpapi.HeaderReplayed))
 	}
+	// The key reused for another request (value, key, or op), through a
+	// follower: the leader's state machine refuses it, 422, and nothing is
+	// applied; the first request's retries still replay.
+	for _, reuse := range []struct{ method, target, body string }{
+		{http.MethodPut, "/kv/fw-idem", "second"},
+		{http.MethodPut, "/kv/fw-idem-other", "first"},
+		{http.MethodDelete, "/kv/fw-idem", ""},
+		{http.MethodGet, "/set?key=fw-idem&value=second&requestId=fw-idem-1", ""},
+	} {
+		r := c.MustDo(t, retryVia, reuse.method, reuse.target, []byte(reuse.body), idem)
+		if r.Status != http.StatusUnprocessableEntity || r.Code() != "idempotency_key_reused" || r.ServedBy() != leaderID ||
+			r.Header.Get(httpapi.HeaderReplayed) != "" || !strings.Contains(r.String("error"), "fw-idem-1") {
+			t.Errorf("%s %s with a reused key via follower: %s served by %q, want 422 idempotency_key_reused from the leader",
+				reuse.method, reuse.target, r.Summary(), r.ServedBy())
+		}
+	}
+	if r := c.MustDo(t, f, http.MethodPut, "/kv/fw-idem", []byte("first"), idem); r.Status != http.StatusOK ||
+		r.Uint("index") != first.Uint("index") || r.Header.Get(httpapi.HeaderReplayed) != "true" {
+		t.Errorf("retry of the first request after the reuses: %s, want index %d replayed", r.Summary(), first.Uint("index"))
+	}
 	mustRead(t, c, retryVia, "fw-idem", "first")
+	if r := c.GetKey(t, retryVia, "fw-idem-other", ""); r.Status != http.StatusNotFound {
+		t.Errorf("the refused reuse wrote fw-idem-other: %s", r.Summary())
+	}
 
 	// Removing an absent key is forwarded and answered by the leader.
 	if r := c.Get(t, f, "/remove?key=never-set"); r.Status != http.StatusNotFound || r.Code() != "key_not_found" || r.ServedBy() != leaderID {
