@@ -74,6 +74,12 @@ func (c *Cluster) proposeVia(ctx context.Context, addr string, cmd *fsm.Command)
 		}
 		return nil, err
 	}
+	return resultOf(out)
+}
+
+// resultOf turns the leader's outcome for one command back into the
+// Result (or the error) it stands for.
+func resultOf(out applyOutcome) (*fsm.Result, error) {
 	res := &fsm.Result{Index: out.index, Current: out.current, Replayed: out.replayed}
 	switch out.code {
 	case outcomeApplied:

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/raftkv/raftkv/internal/fsm"
 )
 
 func txnCall(s *Service, body string, header http.Header) (*txnResponseJSON, int, string) {
@@ -251,5 +253,36 @@ func TestQuotaHandler(t *testing.T) {
 	}
 	if rec := call(s, http.MethodGet, "/metrics", "", nil); !strings.Contains(rec.Body.String(), "raftkv_fsm_quota_bytes 10") {
 		t.Fatal("/metrics has no raftkv_fsm_quota_bytes 10")
+	}
+}
+
+// The leader stamps its own quota on a follower's set (the peer
+// protocol's accept), replacing the follower's.
+func TestCheckCommandStampsLeaderQuota(t *testing.T) {
+	for _, quota := range []int64{0, 10} {
+		s, _, _ := newFakeService(t, Options{MaxDataBytes: quota})
+		cmd := &fsm.Command{Op: fsm.OpSet, Key: "k", Value: "v", Quota: 5}
+		if err := s.checkCommand(cmd); err != nil || cmd.Quota != uint64(quota) {
+			t.Fatalf("quota %d: checkCommand = %v, stamped %d", quota, err, cmd.Quota)
+		}
+		del := &fsm.Command{Op: fsm.OpDelete, Key: "k"}
+		if err := s.checkCommand(del); err != nil || del.Quota != 0 {
+			t.Fatalf("a delete carries no quota: %v %d", err, del.Quota)
+		}
+	}
+}
+
+func TestTxnHandlerKeyReused(t *testing.T) {
+	s, st, _ := newFakeService(t, Options{})
+	hdr := http.Header{HeaderIdempotencyKey: {"t-2"}}
+	if rec := call(s, http.MethodPost, "/txn", `{"success": [{"op": "put", "key": "k", "value": "1"}]}`, hdr); rec.Code != 200 {
+		t.Fatalf("first: %d %s", rec.Code, rec.Body)
+	}
+	rec := call(s, http.MethodPost, "/txn", `{"success": [{"op": "put", "key": "k", "value": "2"}]}`, hdr)
+	if b := errorOf(t, rec); rec.Code != 422 || b.Code != "idempotency_key_reused" {
+		t.Fatalf("another txn under the key: %d %+v", rec.Code, b)
+	}
+	if e, _ := st.f.Get("k"); e.Value != "1" {
+		t.Fatalf("k = %+v", e)
 	}
 }
