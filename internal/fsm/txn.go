@@ -502,8 +502,8 @@ func cmpHolds(op CompareOp, c int) bool {
 
 // applyTxn decides and runs a transaction. Compares (and success-branch
 // cas) are evaluated first against the current state; the branch then
-// runs on a copy-on-write clone of the tree, which replaces the tree only
-// if the quota allows the result: all or none, in one step.
+// runs, and stays only if the quota allows the result (else it is undone,
+// or its clone dropped): all or none, in one step, under Apply's lock.
 func (f *FSM) applyTxn(index uint64, cmd *Command) *Result {
 	t := cmd.Txn
 	res := &Result{Index: index, Txn: &TxnResult{Succeeded: true}}
@@ -525,11 +525,21 @@ func (f *FSM) applyTxn(index uint64, cmd *Command) *Result {
 	if !res.Txn.Succeeded {
 		branch = t.Failure
 	}
+	// Only the quota can refuse a branch once it is chosen. Without a
+	// quota the branch runs on the live tree. With one, put and delete are
+	// undone from a log of what they replaced if the branch ends over the
+	// quota; a branch with a delete_prefix runs on a copy-on-write clone
+	// instead (its undo log would be as long as the prefix).
 	tree, bytes := f.tree, f.bytes
-	for _, o := range branch {
-		if o.Kind.writes() {
-			tree = f.tree.Clone()
-			break
+	var undo []undoEntry
+	track := false
+	if cmd.Quota > 0 {
+		track = true
+		for _, o := range branch {
+			if o.Kind == TxnDeletePrefix {
+				tree, track = f.tree.Clone(), false
+				break
+			}
 		}
 	}
 	res.Txn.Ops = make([]OpResult, len(branch))
@@ -538,11 +548,18 @@ func (f *FSM) applyTxn(index uint64, cmd *Command) *Result {
 		r.Kind, r.Key = o.Kind, o.Key
 		switch o.Kind {
 		case TxnPut:
+			if track {
+				old, existed := tree.Get(probe(o.Key))
+				undo = append(undo, undoEntry{key: o.Key, old: old, existed: existed})
+			}
 			bytes += putItem(tree, index, o.Key, o.Value)
 		case TxnDelete:
 			if old, ok := tree.Delete(probe(o.Key)); ok {
 				bytes -= int64(len(old.kv))
 				r.Deleted = 1
+				if track {
+					undo = append(undo, undoEntry{key: o.Key, old: old, existed: true})
+				}
 			}
 		case TxnDeletePrefix:
 			n, freed := deletePrefixTree(tree, o.Key)
@@ -562,10 +579,27 @@ func (f *FSM) applyTxn(index uint64, cmd *Command) *Result {
 		}
 	}
 	if over(cmd, f.bytes, bytes) {
+		// Undo in reverse order: each entry restores what its operation
+		// found, so the tree ends as it was (a clone is simply dropped).
+		for i := len(undo) - 1; i >= 0; i-- {
+			if u := undo[i]; u.existed {
+				tree.ReplaceOrInsert(u.old)
+			} else {
+				tree.Delete(probe(u.key))
+			}
+		}
 		return &Result{Index: index, Err: ErrQuotaExceeded, DataBytes: f.bytes, Quota: cmd.Quota}
 	}
 	f.tree, f.bytes = tree, bytes
 	return res
+}
+
+// undoEntry is what a put or delete inside a transaction replaced: the
+// item under key, or its absence.
+type undoEntry struct {
+	key     string
+	old     item
+	existed bool
 }
 
 // over reports whether going from before to after data bytes breaks the

@@ -554,3 +554,47 @@ func TestTxnRecordCorrupt(t *testing.T) {
 		}
 	}
 }
+
+// A branch refused by the quota leaves every key exactly as it was, on
+// both paths: undoing puts and deletes (overwrites, re-puts and deletes
+// of keys the branch created), and dropping the clone of a branch with a
+// delete_prefix.
+func TestTxnQuotaUndo(t *testing.T) {
+	for _, withPrefix := range []bool{false, true} {
+		f := New()
+		applyOne(t, f, setLog(1, "a", "1"))
+		applyOne(t, f, setLog(2, "b", "2"))
+		applyOne(t, f, setLog(3, "p/1", "x"))
+		applyOne(t, f, setLog(4, "a", "11"))
+		before := stateOf(f)
+		ops := []TxnOp{
+			{Kind: TxnPut, Key: "a", Value: "changed"},
+			{Kind: TxnDelete, Key: "b"},
+			{Kind: TxnPut, Key: "c", Value: "new"},
+			{Kind: TxnPut, Key: "a", Value: "again"},
+			{Kind: TxnDelete, Key: "c"},
+			{Kind: TxnPut, Key: "b", Value: "back"},
+			{Kind: TxnPut, Key: "big", Value: string(make([]byte, 100))},
+		}
+		if withPrefix {
+			ops = append([]TxnOp{{Kind: TxnDeletePrefix, Key: "p/"}}, ops...)
+		}
+		res := applyOne(t, f, cmdLog(5, Command{Op: OpTxn, Quota: 50, Txn: &Txn{Success: ops}}))
+		if !errors.Is(res.Err, ErrQuotaExceeded) {
+			t.Fatalf("prefix %v: %+v", withPrefix, res)
+		}
+		before.Stats.AppliedIndex = 5
+		requireState(t, stateOf(f), before)
+		// Without the big put the same branch applies.
+		res = applyOne(t, f, cmdLog(6, Command{Op: OpTxn, Quota: 50, Txn: &Txn{Success: ops[:len(ops)-1]}}))
+		if res.Err != nil || !res.Txn.Succeeded {
+			t.Fatalf("prefix %v: %+v", withPrefix, res)
+		}
+		if e, _ := f.Get("a"); e.Value != "again" || e.CreateIndex != 1 || e.ModIndex != 6 {
+			t.Fatalf("prefix %v: a = %+v", withPrefix, e)
+		}
+		if _, ok := f.Get("p/1"); ok == withPrefix {
+			t.Fatalf("prefix %v: p/1 present %v", withPrefix, ok)
+		}
+	}
+}
