@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/internal/fsm"
 )
 
@@ -284,5 +285,23 @@ func TestTxnHandlerKeyReused(t *testing.T) {
 	}
 	if e, _ := st.f.Get("k"); e.Value != "1" {
 		t.Fatalf("k = %+v", e)
+	}
+}
+
+// Leadership moved after OnLeader chose this node: the proposal went to
+// the new leader through the peer protocol, which refuses transactions
+// (nothing proposed). That is not the client's 400: it is not_leader
+// (503, nothing applied), which OnLeader hands on to the new leader.
+func TestTxnLeadershipMoved(t *testing.T) {
+	s, _, cl := newFakeService(t, Options{})
+	cl.err, cl.errVia = cluster.ErrRejected, "n2"
+	rec := call(s, http.MethodPost, "/txn", `{"success": [{"op": "put", "key": "k", "value": "v"}]}`, nil)
+	if b := errorOf(t, rec); rec.Code != http.StatusServiceUnavailable || b.Code != "not_leader" {
+		t.Fatalf("%d %+v", rec.Code, b)
+	}
+	// A rejection by this node itself stays what it is.
+	cl.errVia = ""
+	if rec := call(s, http.MethodPost, "/txn", `{"success": [{"op": "put", "key": "k", "value": "v"}]}`, nil); rec.Code != http.StatusBadRequest {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
 	}
 }
