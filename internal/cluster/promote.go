@@ -8,6 +8,7 @@ package cluster
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -30,6 +31,11 @@ const (
 func (c *Cluster) promoteLoop(ctx context.Context) {
 	tick := time.NewTicker(promotePoll)
 	defer tick.Stop()
+	// notMember: when this leader first saw each mark whose node is not a
+	// member (its learner not added yet, or never to be). Only marked ids
+	// are kept, so it is bounded by the marks; it starts afresh with each
+	// leadership.
+	notMember := map[string]time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -37,18 +43,35 @@ func (c *Cluster) promoteLoop(ctx context.Context) {
 		case <-tick.C:
 		}
 		if !c.node.IsLeader() {
+			clear(notMember)
 			continue
 		}
-		for _, id := range c.node.PendingPromotions() {
-			c.promoteIfReady(ctx, id)
+		marks := c.node.PendingPromotions()
+		for id := range notMember {
+			if !slices.Contains(marks, id) {
+				delete(notMember, id)
+			}
+		}
+		for _, id := range marks {
+			c.promoteIfReady(ctx, id, notMember)
 		}
 	}
 }
 
+// StaleMarkTimeouts is how long, in request timeouts (REQUEST_TIMEOUT), the
+// leader leaves the promotion mark of a node that is not a member before it
+// drops it: a join commits the mark and then adds the learner within one
+// request's deadline, so a node still not a member twice that long after
+// this leader first saw its mark belongs to a join that failed (or whose
+// leader died before the add). Dropping it is only tidying: the loop never
+// promotes a node that is not a member.
+const StaleMarkTimeouts = 2
+
 // promoteIfReady promotes the learner id if it is ready, drops its mark if
-// it is gone or a voter already, and otherwise leaves it for the next
-// round.
-func (c *Cluster) promoteIfReady(ctx context.Context, id string) {
+// it is a voter already or has been no member for StaleMarkTimeouts request
+// timeouts (notMember says since when), and otherwise leaves it for the
+// next round.
+func (c *Cluster) promoteIfReady(ctx context.Context, id string, notMember map[string]time.Time) {
 	rctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
 	defer cancel()
 	members, err := c.node.Members(rctx)
@@ -61,7 +84,26 @@ func (c *Cluster) promoteIfReady(ctx context.Context, id string) {
 			m = &members[i]
 		}
 	}
-	if m == nil || m.Voter {
+	if m == nil {
+		since, seen := notMember[id]
+		if !seen {
+			notMember[id] = time.Now()
+			return
+		}
+		if time.Since(since) < StaleMarkTimeouts*c.opts.RequestTimeout {
+			return
+		}
+		if err := c.node.DropPromotion(rctx, id); err != nil {
+			c.log.WithError(err).WithField("node", id).Warn("dropping a stale promotion mark failed; will retry")
+			return
+		}
+		delete(notMember, id)
+		c.log.WithFields(logrus.Fields{"node": id, "waited": time.Since(since).Round(time.Millisecond).String()}).
+			Info("dropped the promotion mark of a node that is no member (its join did not complete)")
+		return
+	}
+	delete(notMember, id)
+	if m.Voter {
 		if err := c.node.DropPromotion(rctx, id); err != nil {
 			c.log.WithError(err).WithField("node", id).Warn("dropping a stale promotion mark failed; will retry")
 		}

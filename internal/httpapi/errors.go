@@ -119,6 +119,7 @@ var errorTable = []struct {
 	{ErrNotMember, http.StatusServiceUnavailable, "not_member"},
 	{node.ErrRemoved, http.StatusServiceUnavailable, "not_member"},
 	{ErrCatchingUp, http.StatusServiceUnavailable, "catching_up"},
+	{node.ErrVoteWithheld, http.StatusServiceUnavailable, "vote_withheld"},
 	{node.ErrStorageUnavailable, http.StatusServiceUnavailable, "storage_unavailable"},
 	// 502: a read's forward broke. 504: a write's outcome is unknown.
 	{cluster.ErrForwardFailed, http.StatusBadGateway, "forward_failed"},

@@ -133,6 +133,26 @@ func TestStorageFaultAnswers(t *testing.T) {
 	}
 }
 
+// TestReadyVoteWithheld: a node that repaired its volume at start and
+// still withholds its vote is not ready, and /ready says why; once the hold
+// ends it is ready again.
+func TestReadyVoteWithheld(t *testing.T) {
+	s, st, _ := newFakeService(t, Options{})
+	st.mu.Lock()
+	st.voteHeld = fmt.Errorf("%w (dropped log entries 7-9)", node.ErrVoteWithheld)
+	st.mu.Unlock()
+	rec := call(s, "GET", "/ready", "", nil)
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), `"code":"vote_withheld"`) || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("/ready while the vote is held: %d %s, want 503 vote_withheld with Retry-After", rec.Code, rec.Body)
+	}
+	st.mu.Lock()
+	st.voteHeld = nil
+	st.mu.Unlock()
+	if rec := call(s, "GET", "/ready", "", nil); rec.Code != http.StatusOK {
+		t.Fatalf("/ready once the hold ended: %d %s, want 200", rec.Code, rec.Body)
+	}
+}
+
 // TestEveryCodeDocumented: each code the error table can answer has a row
 // in docs/api.md's status table, so a client can look up every code it
 // gets.

@@ -28,6 +28,7 @@ type fakeStore struct {
 	mu           sync.Mutex
 	calls        []string // the leader-only calls made, for the tests
 	storageFault error    // StorageFault's answer
+	voteHeld     error    // VoteHeld's answer
 }
 
 func newFakeStore(t testing.TB) *fakeStore {
@@ -63,6 +64,11 @@ func (s *fakeStore) StorageFault() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.storageFault
+}
+func (s *fakeStore) VoteHeld() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.voteHeld
 }
 func (s *fakeStore) FSM() *fsm.FSM { return s.f }
 func (s *fakeStore) Leader() (node.Leader, bool) {

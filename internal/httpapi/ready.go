@@ -101,6 +101,12 @@ func (s *Service) checkReady(ctx context.Context) (readyResponse, error) {
 		// this node has not applied the leader's registration yet.
 		return resp, userErrorf(ErrCatchingUp, "the leader's address (%s) is not replicated here yet", leader.ID)
 	}
+	// A node that repaired its volume at start may lack entries it had
+	// acknowledged; it does not vote, nor count as ready, until the leader
+	// has given them back.
+	if err := s.store.VoteHeld(); err != nil {
+		return resp, err
+	}
 	index, err := s.cluster.ReadIndex(ctx)
 	if errors.Is(err, node.ErrNotLeader) {
 		// This node led when the check began and no longer does.

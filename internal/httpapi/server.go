@@ -80,6 +80,10 @@ type Store interface {
 	// StorageFault is nil while the volume takes writes; otherwise it wraps
 	// node.ErrStorageUnavailable (/ready's storage_unavailable).
 	StorageFault() error
+	// VoteHeld is nil unless this node repaired its volume at start and
+	// has not yet caught up; then it wraps node.ErrVoteWithheld (/ready's
+	// vote_withheld).
+	VoteHeld() error
 
 	// Leader-only changes; node.ErrNotLeader when this node does not lead.
 	// admit is asked before a node that is not yet a member is added.

@@ -61,14 +61,15 @@ func corruptEntry(i uint64) error {
 // fails its checksum (or cannot be read), a node whose configuration names
 // another voter drops that entry and all after it, as raft does with a
 // conflicting suffix, and the leader sends them again; the only voter
-// refuses to start (ErrCorruptState).
-func checkLog(id string, logs logStore, snapConf *raft.Configuration, log *logrus.Entry) error {
+// refuses to start (ErrCorruptState). dropped, when not empty, says which
+// entries were dropped (then the node starts with its vote held).
+func checkLog(id string, logs logStore, snapConf *raft.Configuration, log *logrus.Entry) (dropped string, err error) {
 	first, last, err := logBounds(logs)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if last == 0 {
-		return nil
+		return "", nil
 	}
 	bad := uint64(0)
 	var why error
@@ -94,18 +95,18 @@ func checkLog(id string, logs logStore, snapConf *raft.Configuration, log *logru
 		}
 	}
 	if bad == 0 {
-		return nil
+		return "", nil
 	}
 	term, _ := logs.GetUint64([]byte(keyCurrentTerm))
 	if conf == nil || !hasOtherVoter(*conf, id) || term == 0 {
-		return fmt.Errorf("%w, and no other voter holds a copy; restore this node from a backup (raftkv restore --force)", why)
+		return "", fmt.Errorf("%w, and no other voter holds a copy; restore this node from a backup (raftkv restore --force)", why)
 	}
 	if err := logs.DeleteRange(bad, last); err != nil {
-		return fmt.Errorf("%w; dropping entries %d-%d failed: %w", why, bad, last, err)
+		return "", fmt.Errorf("%w; dropping entries %d-%d failed: %w", why, bad, last, err)
 	}
 	log.WithError(why).WithField("dropped", fmt.Sprintf("%d-%d", bad, last)).
 		Error("log entry is corrupt; dropped it and the entries after it, the leader sends them again")
-	return nil
+	return fmt.Sprintf("dropped log entries %d-%d (entry %d is corrupt)", bad, last, bad), nil
 }
 
 // logBounds is the log's first and last index (0, 0 when it is empty).

@@ -42,13 +42,16 @@ func TestLogEntryChecksum(t *testing.T) {
 	}
 
 	alone := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: "n1", Address: "a:1"}}}
-	if err := checkLog("n1", raw, &alone, quietLogger().WithField("t", 1)); !errors.Is(err, ErrCorruptState) {
+	if _, err := checkLog("n1", raw, &alone, quietLogger().WithField("t", 1)); !errors.Is(err, ErrCorruptState) {
 		t.Fatalf("checkLog as the only voter: %v, want ErrCorruptState", err)
 	}
 	three := raft.Configuration{Servers: []raft.Server{
 		{Suffrage: raft.Voter, ID: "n1", Address: "a:1"}, {Suffrage: raft.Voter, ID: "n2", Address: "a:2"}}}
-	if err := checkLog("n1", raw, &three, quietLogger().WithField("t", 1)); err != nil {
-		t.Fatalf("checkLog as a follower: %v", err)
+	if dropped, err := checkLog("n1", raw, &three, quietLogger().WithField("t", 1)); err != nil || dropped != "dropped log entries 3-5 (entry 3 is corrupt)" {
+		t.Fatalf("checkLog as a follower: %q, %v; want entries 3-5 reported dropped (the vote hold's reason)", dropped, err)
+	}
+	if dropped, err := checkLog("n1", raw, &three, quietLogger().WithField("t", 1)); err != nil || dropped != "" {
+		t.Fatalf("checkLog on the repaired log: %q, %v; want nothing dropped", dropped, err)
 	}
 	if last, err := raw.LastIndex(); err != nil || last != 2 {
 		t.Fatalf("last index after the repair: %d, %v; want 2 (entries 3-5 dropped)", last, err)

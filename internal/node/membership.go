@@ -184,7 +184,8 @@ type JoinResult struct {
 
 // Join makes id a member at raftAddr: a voter, or a non-voting learner
 // when voter is false. A new member that is to be a voter is added as a
-// learner first and marked for promotion (promotion.go), so a node that
+// learner first and marked for promotion (promotion.go; the mark is
+// committed first, the learner second), so a node that
 // turns out unable to serve never counts toward the quorum. Joining an existing member with the same address
 // changes nothing; the same id with a new address moves it. Join never
 // changes an existing member's suffrage: a learner stays a learner (see
@@ -225,6 +226,17 @@ func (n *Node) Join(ctx context.Context, id, raftAddr, httpAddr string, voter bo
 		res.Voter, res.AutoPromote = false, true
 	}
 	if res.Change != "unchanged" {
+		if res.AutoPromote {
+			// The mark is committed before the learner is added, so no
+			// learner joined as a voter can exist without its mark, whenever
+			// the leader dies. A mark whose learner never arrives (the add
+			// failed, or this leader died first) is harmless: the promotion
+			// loop promotes members only, and drops a mark whose node is no
+			// member a while later (cluster.StaleMarkTimeouts).
+			if _, err := n.markForPromotion(ctx, id); err != nil {
+				return JoinResult{}, err
+			}
+		}
 		add, what := n.raft.AddVoter, "add voter "
 		if !res.Voter {
 			add, what = n.raft.AddNonvoter, "add learner "
@@ -234,13 +246,6 @@ func (n *Node) Join(ctx context.Context, id, raftAddr, httpAddr string, voter bo
 			return JoinResult{}, mapRaftError(what+id, err)
 		}
 		res.Index = f.Index()
-		if res.AutoPromote {
-			// Committed after the learner, so no leader's promotion
-			// loop finds a mark for a node that is not a member yet.
-			if res.Index, err = n.markForPromotion(ctx, id); err != nil {
-				return res, err
-			}
-		}
 		n.log.WithFields(logrus.Fields{"node": id, "raft_addr": raftAddr, "change": res.Change, "voter": res.Voter,
 			"auto_promote": res.AutoPromote}).Info("membership changed")
 	}

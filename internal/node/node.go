@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +68,7 @@ type Node struct {
 	fsm       *fsm.FSM
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
+	hold      *voteHold // nil unless the start-up repair dropped state (votehold.go)
 	store     logStore
 	health    storageHealth // storage.go
 	snapshots *raft.FileSnapshotStore
@@ -162,7 +164,8 @@ func (n *Node) open() error {
 	n.snapshots = snaps
 	// Before raft opens them: raft falls back past a corrupt snapshot and
 	// then panics on a log that no longer reaches back.
-	if err := checkSnapshots(cfg.Dir, cfg.ID, snaps, fs, n.log); err != nil {
+	repaired, err := checkSnapshots(cfg.Dir, cfg.ID, snaps, fs, n.log)
+	if err != nil {
 		return err
 	}
 	// The log too, read through the store itself (faultStore's GetLog
@@ -171,8 +174,12 @@ func (n *Node) open() error {
 	if metas, err := snaps.List(); err == nil && len(metas) > 0 {
 		snapConf = &metas[0].Configuration
 	}
-	if err := checkLog(cfg.ID, store, snapConf, n.log); err != nil {
+	dropped, err := checkLog(cfg.ID, store, snapConf, n.log)
+	if err != nil {
 		return err
+	}
+	if dropped != "" {
+		repaired = strings.TrimPrefix(repaired+"; "+dropped, "; ")
 	}
 
 	var advertise net.Addr
@@ -186,6 +193,16 @@ func (n *Node) open() error {
 		return fmt.Errorf("listen for raft on %s: %w", cfg.RaftBind, err)
 	}
 	n.transport = trans
+	var rtrans raft.Transport = trans
+	minTerm, why, err := voteHoldAtStart(store, repaired)
+	if err != nil {
+		return err
+	}
+	if why != "" {
+		n.hold = newVoteHold(trans, cfg.ID, minTerm, volumeLog{logs: store, snaps: snaps}, why, n.log,
+			func() error { return store.SetUint64(stableKeyVoteHold, 0) })
+		rtrans = n.hold
+	}
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
@@ -240,7 +257,7 @@ func (n *Node) open() error {
 		return fmt.Errorf("log cache: %w", err)
 	}
 	logs := classedLogs{LogStore: cache, h: &n.health}
-	r, err := raft.NewRaft(rc, instrumentedFSM{FSM: n.fsm, m: n.metrics}, logs, fs, snapshotStore{SnapshotStore: snaps, h: &n.health}, trans)
+	r, err := raft.NewRaft(rc, instrumentedFSM{FSM: n.fsm, m: n.metrics}, logs, fs, snapshotStore{SnapshotStore: snaps, h: &n.health}, rtrans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
@@ -265,6 +282,9 @@ func (n *Node) Close() error {
 }
 
 func (n *Node) closeStores() {
+	if n.hold != nil {
+		_ = n.hold.Close()
+	}
 	if n.transport != nil {
 		_ = n.transport.Close()
 	}

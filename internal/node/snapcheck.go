@@ -39,12 +39,14 @@ var ErrCorruptState = errors.New("the volume's raft state is corrupt")
 // the log and the remaining snapshots are set aside too, keeping the term
 // and vote in the stable store (so this node cannot vote twice in a term);
 // raft then starts empty and the leader sends it a snapshot. As the only
-// voter it refuses to start (ErrCorruptState).
-func checkSnapshots(dir, id string, snaps *raft.FileSnapshotStore, logs logStore, log *logrus.Entry) error {
+// voter it refuses to start (ErrCorruptState). dropped, when not empty,
+// says what state was set aside that the leader must send again (then the
+// node starts with its vote held: votehold.go).
+func checkSnapshots(dir, id string, snaps *raft.FileSnapshotStore, logs logStore, log *logrus.Entry) (dropped string, err error) {
 	snapDir := filepath.Join(dir, snapshotsDir)
 	metas, err := snaps.List() // newest first; skips snapshots whose meta.json does not parse
 	if err != nil {
-		return fmt.Errorf("list snapshots: %w", err)
+		return "", fmt.Errorf("list snapshots: %w", err)
 	}
 	var good []*raft.SnapshotMeta
 	var latestConf *raft.Configuration
@@ -56,7 +58,7 @@ func checkSnapshots(dir, id string, snaps *raft.FileSnapshotStore, logs logStore
 		}
 		if err := verifySnapshot(dir, m.ID); err != nil {
 			if err := moveAside(dir, m.ID); err != nil {
-				return err
+				return "", err
 			}
 			setAside++
 			log.WithFields(logrus.Fields{"snapshot": m.ID, "index": m.Index, "moved_to": filepath.Join(corruptDir, m.ID)}).
@@ -69,7 +71,7 @@ func checkSnapshots(dir, id string, snaps *raft.FileSnapshotStore, logs logStore
 	// corrupt; raft would silently ignore them and never remove them.
 	entries, err := os.ReadDir(snapDir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("read %s: %w", snapDir, err)
+		return "", fmt.Errorf("read %s: %w", snapDir, err)
 	}
 	for _, e := range entries {
 		name := e.Name()
@@ -78,19 +80,19 @@ func checkSnapshots(dir, id string, snaps *raft.FileSnapshotStore, logs logStore
 			continue
 		}
 		if err := moveAside(dir, name); err != nil {
-			return err
+			return "", err
 		}
 		setAside++
 		log.WithFields(logrus.Fields{"snapshot": name, "moved_to": filepath.Join(corruptDir, name)}).
 			Error("snapshot is corrupt (its meta.json does not parse); set aside, not used")
 	}
 	if setAside == 0 {
-		return nil
+		return "", nil
 	}
 
 	first, last, err := logBounds(logs)
 	if err != nil {
-		return err
+		return "", err
 	}
 	var base uint64 // what the newest intact snapshot covers
 	if len(good) > 0 {
@@ -102,7 +104,7 @@ func checkSnapshots(dir, id string, snaps *raft.FileSnapshotStore, logs logStore
 		if len(good) > 0 {
 			log.WithField("snapshot", good[0].ID).Warn("starting from an older intact snapshot and the log after it")
 		}
-		return nil
+		return "", nil
 	}
 
 	// A gap (entries base+1 … first-1 are in no intact snapshot and no
@@ -121,22 +123,22 @@ func checkSnapshots(dir, id string, snaps *raft.FileSnapshotStore, logs logStore
 	}
 	term, _ := logs.GetUint64([]byte(keyCurrentTerm))
 	if latestConf == nil || !hasOtherVoter(*latestConf, id) || term == 0 {
-		return fmt.Errorf("%w: %s, and no other voter holds a copy; restore this node from a backup (raftkv restore --force)",
+		return "", fmt.Errorf("%w: %s, and no other voter holds a copy; restore this node from a backup (raftkv restore --force)",
 			ErrCorruptState, missing)
 	}
 	for _, m := range good {
 		if err := moveAside(dir, m.ID); err != nil {
-			return err
+			return "", err
 		}
 	}
 	if last > 0 {
 		if err := logs.DeleteRange(first, last); err != nil {
-			return fmt.Errorf("empty the log: %w", err)
+			return "", fmt.Errorf("empty the log: %w", err)
 		}
 	}
 	log.WithFields(logrus.Fields{"deleted_log": fmt.Sprintf("%d-%d", first, last), "intact_snapshots_set_aside": len(good)}).
 		Error("no intact snapshot reaches the start of the log; starting with an empty log (term and vote kept) to receive a copy from the leader")
-	return nil
+	return fmt.Sprintf("emptied the log (entries %d-%d) and set aside %d intact snapshot(s): %s", first, last, len(good), missing), nil
 }
 
 // verifySnapshot reads snapshot id's state.bin once, checking raft's

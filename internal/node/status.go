@@ -32,6 +32,10 @@ type Status struct {
 	LastContactMs *float64 `json:"last_contact_ms"`
 	Keys          int      `json:"keys"`
 	Configuration []Member `json:"configuration"`
+	// VoteWithheld: this node repaired its volume at start (a corrupt
+	// snapshot or log entry) and takes no part in elections until the
+	// leader has caught it up (DESIGN.md, "The vote hold").
+	VoteWithheld bool `json:"vote_withheld"`
 }
 
 // Status reports this node's Raft and FSM state.
@@ -67,6 +71,7 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		LastContactMs:     lastContactMs(n.SinceLeaderContact()),
 		Keys:              n.fsm.Stats().Keys,
 		Configuration:     members,
+		VoteWithheld:      n.VoteHeld() != nil,
 	}, nil
 }
 

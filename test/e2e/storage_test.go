@@ -152,6 +152,22 @@ func TestCorruptFollowerSnapshot(t *testing.T) {
 			if !strings.Contains(logText, "starting with an empty log") {
 				t.Errorf("%s's log does not say it started with an empty log:\n%s", f.Name, f.Tail(40))
 			}
+			// Having emptied its log, it withheld its vote until the leader had
+			// caught it up, then voted again: one line each, in that order.
+			held, released := strings.Index(logText, "vote withheld:"), strings.Index(logText, "vote hold released")
+			if held < 0 || released < held || strings.Count(logText, "vote withheld:") != 1 || strings.Count(logText, "vote hold released") != 1 {
+				t.Errorf("%s's log does not show one vote hold (at %d) and then its release (at %d):\n%s", f.Name, held, released, f.Tail(40))
+			} else {
+				t.Logf("%s", strings.TrimSpace(logText[released:released+strings.IndexByte(logText[released:]+"\n", '\n')]))
+			}
+			if st, err := f.Status(); err != nil || st.VoteWithheld {
+				t.Errorf("%s's /status after catching up: vote_withheld %v, %v; want false", f.Name, st.VoteWithheld, err)
+			}
+			for _, n := range c.Nodes {
+				if n != f && strings.Contains(n.Log(), "vote withheld") {
+					t.Errorf("%s withheld its vote without any repair", n.Name)
+				}
+			}
 			// raft-wal drops compacted entries a whole 64 MiB segment at a
 			// time, so on wal the leader still has them and sends the log.
 			if store == "boltdb" && !strings.Contains(logText, "Installed remote snapshot") {
@@ -597,6 +613,119 @@ func TestCorruptLogEntry(t *testing.T) {
 			if !strings.Contains(f.Log(), "log entry is corrupt") || strings.Contains(f.Log(), "panic:") {
 				t.Errorf("%s's log:\n%s", f.Name, f.Tail(30))
 			}
+			// Having dropped entries, it withheld its vote until caught up.
+			logText := f.Log()
+			held, released := strings.Index(logText, "vote withheld:"), strings.Index(logText, "vote hold released")
+			if held < 0 || released < held || !strings.Contains(logText[held:], "dropped log entries") {
+				t.Errorf("%s's log does not show a vote hold for the dropped entries and then its release:\n%s", f.Name, f.Tail(30))
+			}
 		})
+	}
+}
+
+// TestRepairedFollowerWithholdsVote is the case the vote hold exists for.
+// Three nodes A (leader), B, C. A write W is acknowledged by A and B while
+// C is paused. B then restarts with a corrupt log: it drops the entries
+// from the first corrupt one on, W among them. A is paused (as if lost)
+// before it can send them again, and C resumes. C lacks W; without the
+// hold B's truncated log would let it grant C its vote and C would lead
+// without W, losing an acknowledged write. With the hold B refuses, so no
+// leader is elected while A is away; once A is back, B catches up, is
+// released, and every acknowledged write is there.
+func TestRepairedFollowerWithholdsVote(t *testing.T) {
+	bin := raftkvBinary(t)
+	value := strings.Repeat("x", 1000)
+	c := proc.StartCluster(t, proc.ClusterConfig{Size: 3, Bin: bin, Dir: t.TempDir(), Formation: proc.JoinFirst,
+		Env: map[string]string{"RAFT_LOG_STORE": "boltdb", "LOG_LEVEL": "info"}})
+	c.WaitVoters(30*time.Second, c.Nodes...)
+	a := c.WaitLeader(20 * time.Second)
+	var b, cc *proc.Node
+	for _, n := range c.Nodes {
+		switch {
+		case n == a:
+		case b == nil:
+			b = n
+		default:
+			cc = n
+		}
+	}
+	var keys []string
+	for i := range 10 {
+		key := fmt.Sprintf("k%02d", i)
+		if err := set(a, key, value); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, key)
+	}
+	holds := func(n *proc.Node, key string) {
+		testwait.For(t, 20*time.Second, n.Name+" to hold "+key, func() error {
+			_, err := get(n, key, "stale")
+			return err
+		})
+	}
+	holds(cc, "k09")
+
+	cc.Pause()
+	if err := set(a, "w", value); err != nil { // acknowledged by A and B
+		t.Fatal(err)
+	}
+	keys = append(keys, "w")
+	holds(b, "w")
+	if err := b.Stop(20 * time.Second); err != nil {
+		t.Fatalf("stop %s: %v", b.Name, err)
+	}
+	flipInValues(t, logFile(t, b.Volume, "boltdb")) // B drops k00 … w at start
+
+	a.Pause()
+	cc.Resume()
+	b.Restart()
+	testwait.For(t, 20*time.Second, b.Name+" to withhold its vote", func() error {
+		st, err := b.Status()
+		if err == nil && !st.VoteWithheld {
+			err = fmt.Errorf("vote_withheld false")
+		}
+		return err
+	})
+	// C campaigns (pre-vote, then vote) and must not win: it needs B.
+	testwait.For(t, 30*time.Second, cc.Name+" to campaign three times", func() error {
+		if st, err := cc.Status(); err == nil && st.State == "Leader" {
+			t.Fatalf("%s was elected while A was away, lacking the acknowledged write w", cc.Name)
+		}
+		if n := strings.Count(cc.Log(), "entering candidate state"); n < 3 {
+			return fmt.Errorf("%d campaigns", n)
+		}
+		return nil
+	})
+	for _, n := range []*proc.Node{b, cc} {
+		if st, err := n.Status(); err != nil || st.State == "Leader" {
+			t.Fatalf("%s while A is away: state %q, %v; want no leader without A", n.Name, st.State, err)
+		}
+	}
+	if !strings.Contains(b.Log(), "vote withheld:") || strings.Contains(b.Log(), "vote hold released") {
+		t.Fatalf("%s's log does not show the hold still on:\n%s", b.Name, b.Tail(30))
+	}
+
+	a.Resume()
+	testwait.For(t, 30*time.Second, b.Name+" to catch up and vote again", func() error {
+		st, err := b.Status()
+		if err == nil && st.VoteWithheld {
+			err = fmt.Errorf("vote_withheld still true")
+		}
+		return err
+	})
+	for _, n := range c.Nodes {
+		for _, key := range keys {
+			if v, err := get(n, key, "stale"); err != nil || v != value {
+				holds(n, key) // replication may trail the release by a round
+			}
+		}
+	}
+	for _, key := range keys {
+		if v, err := get(cc, key, ""); err != nil || v != value {
+			t.Errorf("acknowledged %s on %s: %v (changed %v)", key, cc.Name, err, v != value)
+		}
+	}
+	if !strings.Contains(b.Log(), "vote hold released") {
+		t.Errorf("%s's log does not show the release:\n%s", b.Name, b.Tail(30))
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/cluster"
+	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/node"
 	"github.com/raftkv/raftkv/internal/testcluster"
 	"github.com/raftkv/raftkv/internal/testwait"
@@ -68,5 +70,39 @@ func TestPromotionSurvivesLeaderChange(t *testing.T) {
 	}
 	if ms := members(t, c, now); !slices.ContainsFunc(ms, func(m node.Member) bool { return m.ID == id && m.Voter }) {
 		t.Fatalf("members on the new leader %+v: %s is no voter", ms, id)
+	}
+}
+
+// TestStaleMarkDropped: a promotion mark for a node that never became a
+// member (its join failed after the mark, or its leader died before adding
+// it) promotes nothing and changes no configuration; the leader drops it
+// through the log after cluster.StaleMarkTimeouts request timeouts, not
+// before, on every member.
+func TestStaleMarkDropped(t *testing.T) {
+	rt := time.Second
+	c := testcluster.Start(t, 3, testcluster.WithRequestTimeout(rt))
+	l := c.Leader(t)
+	before := members(t, c, l)
+	ctx, cancel := context.WithTimeout(context.Background(), c.RequestTimeout())
+	defer cancel()
+	if _, err := c.Node(l).Apply(ctx, &fsm.Command{Op: fsm.OpMarkPromotion, NodeID: "ghost"}); err != nil {
+		t.Fatalf("mark ghost: %v", err)
+	}
+	marked := time.Now()
+	grace := cluster.StaleMarkTimeouts * rt
+	took := testwait.For(t, grace+10*time.Second, "every member to drop ghost's mark", func() error {
+		for _, i := range c.Running() {
+			if marks := c.Node(i).PendingPromotions(); len(marks) > 0 {
+				return fmt.Errorf("%s still holds marks %q", c.ID(i), marks)
+			}
+		}
+		return nil
+	})
+	if elapsed := time.Since(marked); elapsed < grace {
+		t.Errorf("the mark was dropped after %v, before the %v grace a join in flight gets", elapsed, grace)
+	}
+	t.Logf("stale mark dropped after %v (grace %v)", took, grace)
+	if after := members(t, c, l); !slices.EqualFunc(before, after, func(a, b node.Member) bool { return a.ID == b.ID && a.Voter == b.Voter }) {
+		t.Errorf("configuration changed: %+v, was %+v", after, before)
 	}
 }
