@@ -28,6 +28,13 @@ const (
 	DefaultTxnListLimit = 100
 )
 
+// MaxTxnListBytes bounds the key and value bytes the lists of one
+// transaction return together (4 MiB, the HTTP body cap of a
+// transaction): a list stops early, with More, once the lists before it
+// and itself reach it, though each returns at least one key. Gets are
+// not cut (each is one value, at most MAX_VALUE_BYTES).
+const MaxTxnListBytes = 4 << 20
+
 // ErrQuotaExceeded: applying the command would take the data (key and value
 // bytes) over the quota carried in the entry; nothing was applied.
 var ErrQuotaExceeded = errors.New("quota exceeded")
@@ -543,6 +550,7 @@ func (f *FSM) applyTxn(index uint64, cmd *Command) *Result {
 		}
 	}
 	res.Txn.Ops = make([]OpResult, len(branch))
+	var listed int64 // key and value bytes the lists returned so far
 	for i, o := range branch {
 		r := &res.Txn.Ops[i]
 		r.Kind, r.Key = o.Kind, o.Key
@@ -574,8 +582,11 @@ func (f *FSM) applyTxn(index uint64, cmd *Command) *Result {
 			if limit == 0 {
 				limit = DefaultTxnListLimit
 			}
-			page := listTree(tree, index, ListQuery{Prefix: o.Key, Limit: int(limit)})
+			page := listTree(tree, index, ListQuery{Prefix: o.Key, Limit: int(limit), MaxBytes: max(MaxTxnListBytes-listed, 1)})
 			r.Items, r.More = page.Items, page.More
+			for _, e := range page.Items {
+				listed += int64(len(e.Key) + len(e.Value))
+			}
 		}
 	}
 	if over(cmd, f.bytes, bytes) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"reflect"
 	"testing"
@@ -596,5 +597,30 @@ func TestTxnQuotaUndo(t *testing.T) {
 		if _, ok := f.Get("p/1"); ok == withPrefix {
 			t.Fatalf("prefix %v: p/1 present %v", withPrefix, ok)
 		}
+	}
+}
+
+// The lists of one transaction return at most MaxTxnListBytes together,
+// each at least one key, with More when they stop early.
+func TestTxnListBytes(t *testing.T) {
+	f := New()
+	big := string(make([]byte, 1<<20))
+	for i := range 6 {
+		applyOne(t, f, setLog(uint64(i+1), fmt.Sprintf("big/%d", i), big))
+	}
+	res := applyOne(t, f, txnLog(7, Txn{Success: []TxnOp{
+		{Kind: TxnList, Key: "big/"},
+		{Kind: TxnList, Key: "big/"},
+		{Kind: TxnGet, Key: "big/0"},
+	}}))
+	first, second := res.Txn.Ops[0], res.Txn.Ops[1]
+	if len(first.Items) != 3 || !first.More {
+		t.Fatalf("first list: %d items, more %v; want 3 (the 4th would pass 4 MiB), more", len(first.Items), first.More)
+	}
+	if len(second.Items) != 1 || !second.More {
+		t.Fatalf("second list: %d items, more %v; want 1 (the budget is spent), more", len(second.Items), second.More)
+	}
+	if !res.Txn.Ops[2].Found {
+		t.Fatal("get cut")
 	}
 }
