@@ -65,7 +65,7 @@ func ValidClusterID(id string) bool {
 
 // loadClusterID reads the id from the stable store ("" if none yet).
 func (n *Node) loadClusterID() error {
-	v, err := n.store.Get(stableKeyClusterID)
+	v, err := n.stable.Get(stableKeyClusterID)
 	if err != nil && !isNotFound(err) {
 		return fmt.Errorf("read cluster id: %w", err)
 	}
@@ -98,7 +98,7 @@ func (n *Node) AdoptClusterID(id string) error {
 	case cur != "":
 		return fmt.Errorf("this node belongs to cluster %s, not %s: %w", cur, id, ErrOtherCluster)
 	}
-	if err := n.store.Set(stableKeyClusterID, []byte(id)); err != nil {
+	if err := n.stable.Set(stableKeyClusterID, []byte(id)); err != nil {
 		return fmt.Errorf("store cluster id: %w", err)
 	}
 	n.clusterID.Store(id)

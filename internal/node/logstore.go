@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -71,6 +72,15 @@ func openLogStore(dir, kind string, walSegmentSize int, logger *logrus.Logger) (
 	switch kind {
 	case LogStoreBolt:
 		path := filepath.Join(dir, boltFile)
+		if found != "" {
+			if err := scanBolt(path); err != nil {
+				var de *DamagedError
+				if errors.As(err, &de) {
+					return nil, err // names the file and what to do
+				}
+				return nil, fmt.Errorf("open raft log %s: %w%s", path, err, unreadableHint(err))
+			}
+		}
 		// NoFreelistSync with the map freelist stops bbolt from rewriting its
 		// whole free-page list on every commit, which otherwise halves write
 		// throughput for good after the first log compaction.
@@ -94,6 +104,59 @@ func openLogStore(dir, kind string, walSegmentSize int, logger *logrus.Logger) (
 		return openWAL(path, walSegmentSize, logger)
 	}
 	return nil, fmt.Errorf("unknown log store %q (want %q or %q)", kind, LogStoreBolt, LogStoreWAL)
+}
+
+// logStorePath is the file (bbolt) or directory (raft-wal) of the log
+// store of the given kind under dir.
+func logStorePath(dir, kind string) string {
+	if kind == LogStoreWAL {
+		return filepath.Join(dir, walDir)
+	}
+	return filepath.Join(dir, boltFile)
+}
+
+// scanBolt reads every page of the bbolt file at path that a cursor
+// reaches (every branch and leaf page of every bucket), read-only and on
+// this goroutine, before the store opens it for writing. With
+// NoFreelistSync, bbolt's writable open walks the same pages to rebuild
+// its freelist on a goroutine of its own, where a damaged page (a wrong
+// type or id in its header) panics beyond any recover: the process would
+// die with a stack trace and exit status 2. Here the same panic, or a
+// fault reading a page past the end of a truncated file, becomes a
+// *DamagedError. The walk touches keys only, not the values' overflow
+// pages; checkLog reads the values next.
+func scanBolt(path string) (err error) {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	defer func() {
+		if p := recover(); p != nil {
+			err = &DamagedError{Op: "read the log", File: path, Panic: fmt.Sprint(p)}
+		}
+	}()
+	return db.View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(_ []byte, b *bbolt.Bucket) error {
+			walkBucket(b, 0)
+			return nil
+		})
+	})
+}
+
+// walkBucket visits every key of b and of its nested buckets, down to a
+// bounded depth (raft-boltdb nests none).
+func walkBucket(b *bbolt.Bucket, depth int) {
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if v == nil && depth < 4 {
+			if child := b.Bucket(k); child != nil {
+				walkBucket(child, depth+1)
+			}
+		}
+	}
 }
 
 // walStore is a raft-wal log that also releases what WAL.Close leaves
@@ -142,6 +205,5 @@ func unreadableHint(err error) string {
 	if nothingWritten(err) {
 		return "; the volume is full or read-only: free space and start the node again"
 	}
-	return "; the log store is unreadable: if the other members hold the data, move this volume aside and start the node " +
-		"with an empty one (leave and join it again), otherwise restore from a backup (raftkv restore --force)"
+	return "; the log store is unreadable: " + damagedHint
 }

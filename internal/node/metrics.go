@@ -10,6 +10,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -230,6 +231,9 @@ func stateName(s raft.RaftState) string {
 type instrumentedFSM struct {
 	*fsm.FSM
 	m *metrics
+	// restoreFailed, if set, hears of every failed Restore before raft
+	// does (node.go: raft panics on a failed online restore).
+	restoreFailed func(error)
 }
 
 var _ raft.BatchingFSM = instrumentedFSM{}
@@ -244,12 +248,23 @@ func (f instrumentedFSM) Snapshot() (raft.FSMSnapshot, error) {
 	return &timedSnapshot{FSMSnapshot: s, start: start, m: f.m}, nil
 }
 
-func (f instrumentedFSM) Restore(rc io.ReadCloser) error {
+func (f instrumentedFSM) Restore(rc io.ReadCloser) (err error) {
 	start := time.Now()
-	err := f.FSM.Restore(rc)
-	f.m.restoreDuration.Observe(time.Since(start).Seconds())
-	f.m.restoreTotal.WithLabelValues(outcomeLabel(err)).Inc()
-	return err
+	// A snapshot the FSM cannot decode fails the restore rather than kill
+	// the process here: raft answers a failed install with an error and
+	// tries an older snapshot at start. The FSM replaces its state only
+	// after the whole snapshot decoded.
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: the snapshot could not be decoded: %v", ErrCorruptState, p)
+		}
+		f.m.restoreDuration.Observe(time.Since(start).Seconds())
+		f.m.restoreTotal.WithLabelValues(outcomeLabel(err)).Inc()
+		if err != nil && f.restoreFailed != nil {
+			f.restoreFailed(err)
+		}
+	}()
+	return f.FSM.Restore(rc)
 }
 
 // timedSnapshot counts a snapshot once it is persisted: capture (an O(1)

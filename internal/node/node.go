@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,9 +69,12 @@ type Node struct {
 	fsm       *fsm.FSM
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
-	hold      *voteHold // nil unless the start-up repair dropped state (votehold.go)
-	store     logStore
-	health    storageHealth // storage.go
+	stream    *trackedStream   // the transport's connections, cut on Close
+	hold      *voteHold        // nil unless the start-up repair dropped state (votehold.go)
+	store     logStore         // the bare store, to close
+	stable    raft.StableStore // the store as raft sees it (faultStore), for the cluster id
+	health    storageHealth    // storage.go
+	guard     guardState       // storage.go: a panic in a store stops the node
 	snapshots *raft.FileSnapshotStore
 	reads     *readIndex
 	metrics   *metrics
@@ -129,6 +133,11 @@ func (n *Node) openRecovered() (err error) {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%w: raft could not start on this volume: %v", ErrCorruptState, p)
 		}
+		// raft flattens a store's error into text; the store's panic is
+		// the cause, and says what to do.
+		if de := n.guard.damaged.Load(); err != nil && de != nil {
+			err = de
+		}
 	}()
 	return n.open()
 }
@@ -152,7 +161,10 @@ func (n *Node) open() error {
 	if fatal == nil {
 		fatal = exitOnStorageFailure(n.log)
 	}
-	fs := &faultStore{logStore: store, h: &n.health, fatal: fatal}
+	n.guard.fatal, n.guard.failures = fatal, n.metrics.storageFailures
+	logGuard := &storeGuard{file: logStorePath(cfg.Dir, cfg.LogStore), store: storeLog, guardState: &n.guard}
+	fs := &faultStore{logStore: store, h: &n.health, g: logGuard, fatal: fatal}
+	n.stable = fs
 	if err := n.loadClusterID(); err != nil {
 		return err
 	}
@@ -188,19 +200,22 @@ func (n *Node) open() error {
 			return fmt.Errorf("resolve raft advertise address %q: %w", cfg.RaftAdvertise, err)
 		}
 	}
-	trans, err := newTransport(cfg.RaftBind, advertise, cfg.RaftTLS, hlog.Named("net"), n.log)
+	trans, stream, err := newTransport(cfg.RaftBind, advertise, cfg.RaftTLS, hlog.Named("net"), n.log)
 	if err != nil {
 		return fmt.Errorf("listen for raft on %s: %w", cfg.RaftBind, err)
 	}
-	n.transport = trans
+	n.transport, n.stream = trans, stream
+	// raft and the vote hold see the stores through their guards.
+	snapGuard := &storeGuard{file: filepath.Join(cfg.Dir, snapshotsDir), store: storeSnapshot, guardState: &n.guard}
+	guardedSnaps := snapshotStore{SnapshotStore: snaps, h: &n.health, g: snapGuard}
 	var rtrans raft.Transport = trans
-	minTerm, why, err := voteHoldAtStart(store, repaired)
+	minTerm, why, err := voteHoldAtStart(fs, repaired)
 	if err != nil {
 		return err
 	}
 	if why != "" {
-		n.hold = newVoteHold(trans, cfg.ID, minTerm, volumeLog{logs: store, snaps: snaps}, why, n.log,
-			func() error { return store.SetUint64(stableKeyVoteHold, 0) })
+		n.hold = newVoteHold(trans, cfg.ID, minTerm, volumeLog{logs: fs, snaps: guardedSnaps}, why, n.log,
+			func() error { return fs.SetUint64(stableKeyVoteHold, 0) })
 		rtrans = n.hold
 	}
 
@@ -257,7 +272,11 @@ func (n *Node) open() error {
 		return fmt.Errorf("log cache: %w", err)
 	}
 	logs := classedLogs{LogStore: cache, h: &n.health}
-	r, err := raft.NewRaft(rc, instrumentedFSM{FSM: n.fsm, m: n.metrics}, logs, fs, snapshotStore{SnapshotStore: snaps, h: &n.health}, rtrans)
+	// From here on raft's goroutines call the stores: a panic in one
+	// stops the node (storeGuard) rather than reach raft as an error.
+	n.guard.running.Store(true)
+	ifsm := instrumentedFSM{FSM: n.fsm, m: n.metrics, restoreFailed: n.onlineRestoreFailed}
+	r, err := raft.NewRaft(rc, ifsm, logs, fs, guardedSnaps, rtrans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
@@ -265,13 +284,35 @@ func (n *Node) open() error {
 	return nil
 }
 
+// onlineRestoreFailed stops the node when the FSM cannot load the snapshot
+// of an online restore (Restore): raft panics on that (it has already
+// installed the snapshot), and the fatal exit (1) must come first. At the
+// next start the snapshot check sets a bad snapshot aside. Failed restores
+// on other paths (a follower's install, the start) raft answers itself.
+func (n *Node) onlineRestoreFailed(err error) {
+	if n.restore.online.Load() && n.guard.running.Load() {
+		n.guard.once.Do(func() {
+			n.guard.fatal(fmt.Errorf("the restored snapshot could not be loaded: %w", err))
+		})
+	}
+}
+
 // Close stops Raft and closes the stores. Safe to call more than once.
+// It cuts every Raft connection (stream.CloseConns) right after telling
+// raft to shut down and before waiting for it: raft.Shutdown waits for its
+// replication goroutines, and one blocked on a peer that does not answer
+// would hold it up to the transport timeout (10 s). So Close takes as long
+// as raft's own goroutines need (an apply or a snapshot in progress), not
+// as long as the slowest peer. Run it after the hand-off or leave: no RPC
+// reaches a peer afterwards.
 func (n *Node) Close() error {
 	var err error
 	n.closeOnce.Do(func() {
 		close(n.stop)
 		if n.raft != nil {
-			if e := n.raft.Shutdown().Error(); e != nil {
+			f := n.raft.Shutdown()
+			n.cutConns()
+			if e := f.Error(); e != nil {
 				err = fmt.Errorf("shut down raft: %w", e)
 			}
 		}
@@ -279,6 +320,22 @@ func (n *Node) Close() error {
 		n.closeStores()
 	})
 	return err
+}
+
+// cutConns closes the transport's connections and logs which peers had an
+// RPC in flight: the peers that were not answering, which the stop no
+// longer waits for.
+func (n *Node) cutConns() {
+	if n.stream == nil {
+		return
+	}
+	closed, waiting := n.stream.CloseConns()
+	entry := n.log.WithField("connections", closed)
+	if len(waiting) == 0 {
+		entry.Debug("stopping: closed the raft connections to peers")
+		return
+	}
+	entry.WithField("peers", waiting).Warn("stopping: closed raft connections with a request in flight to peers that do not answer (paused or unreachable); the stop does not wait for them")
 }
 
 func (n *Node) closeStores() {

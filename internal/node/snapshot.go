@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 	"github.com/sirupsen/logrus"
@@ -60,7 +61,8 @@ const restoreIndexSlack = 4096
 
 // restoreState serialises restores and owns the upload directory.
 type restoreState struct {
-	mu       sync.Mutex // held while a restore runs
+	mu       sync.Mutex  // held while a restore runs
+	online   atomic.Bool // raft.Restore runs (onlineRestoreFailed)
 	dirOnce  sync.Once
 	dir      string
 	dirError error
@@ -141,7 +143,9 @@ func (n *Node) Restore(ctx context.Context, src io.ReadSeeker, info fsm.BackupIn
 		pw.CloseWithError(err) // nil: raft reads EOF
 		written <- err
 	}()
+	st.online.Store(true)
 	err := n.raft.Restore(meta, pr, timeLeft(ctx))
+	st.online.Store(false)
 	// raft may stop reading early (timeout, shutdown); unblock the writer.
 	pr.CloseWithError(errors.New("restore ended"))
 	if werr := <-written; werr != nil && err != nil {

@@ -1,16 +1,21 @@
 package node
 
-// Storage faults: every write raft makes to the log and stable store goes
-// through faultStore, which classes a failure (was anything written?),
-// records it for /ready, and turns the one failure raft would answer with
-// a panic (saving the current term) into a clean stop.
+// Storage faults: every call raft makes to the log and stable store goes
+// through faultStore, and every call to the snapshot store through
+// snapshotStore. They class a failed write (was anything written?), record
+// it for /ready, turn the one failure raft would answer with a panic
+// (saving the current term) into a clean stop, and turn a panic inside a
+// store (a damaged volume) into one line and exit status 1 (storeGuard).
 
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -85,14 +90,17 @@ func ioFailure(err error) bool {
 }
 
 // snapshotStore records failed snapshot writes (raft's own, on its
-// threshold, and requested ones alike) in the node's storage health.
+// threshold, and requested ones alike) in the node's storage health, and
+// guards every call (storeGuard).
 type snapshotStore struct {
 	raft.SnapshotStore
 	h *storageHealth
+	g *storeGuard
 }
 
 func (s snapshotStore) Create(version raft.SnapshotVersion, index, term uint64, conf raft.Configuration,
-	confIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
+	confIndex uint64, trans raft.Transport) (_ raft.SnapshotSink, err error) {
+	defer s.g.guard("write a snapshot", &err)()
 	sink, err := s.SnapshotStore.Create(version, index, term, conf, confIndex, trans)
 	if err != nil {
 		if ioFailure(err) {
@@ -100,28 +108,46 @@ func (s snapshotStore) Create(version raft.SnapshotVersion, index, term uint64, 
 		}
 		return nil, err
 	}
-	return &snapshotSink{SnapshotSink: sink, h: s.h}, nil
+	return &snapshotSink{SnapshotSink: sink, h: s.h, g: s.g}, nil
+}
+
+func (s snapshotStore) List() (_ []*raft.SnapshotMeta, err error) {
+	defer s.g.guard("list the snapshots", &err)()
+	return s.SnapshotStore.List()
+}
+
+func (s snapshotStore) Open(id string) (_ *raft.SnapshotMeta, _ io.ReadCloser, err error) {
+	defer s.g.guard("open a snapshot", &err)()
+	return s.SnapshotStore.Open(id)
 }
 
 type snapshotSink struct {
 	raft.SnapshotSink
 	h *storageHealth
+	g *storeGuard
 }
 
-func (s *snapshotSink) Write(p []byte) (int, error) {
-	n, err := s.SnapshotSink.Write(p)
+func (s *snapshotSink) Write(p []byte) (n int, err error) {
+	defer s.g.guard("write a snapshot", &err)()
+	n, err = s.SnapshotSink.Write(p)
 	if err != nil && ioFailure(err) {
 		return n, s.h.fail(storeSnapshot, "write a snapshot", err)
 	}
 	return n, err
 }
 
-func (s *snapshotSink) Close() error {
-	err := s.SnapshotSink.Close()
+func (s *snapshotSink) Close() (err error) {
+	defer s.g.guard("write a snapshot", &err)()
+	err = s.SnapshotSink.Close()
 	if err != nil && ioFailure(err) {
 		return s.h.fail(storeSnapshot, "write a snapshot", err)
 	}
 	return err
+}
+
+func (s *snapshotSink) Cancel() (err error) {
+	defer s.g.guard("write a snapshot", &err)()
+	return s.SnapshotSink.Cancel()
 }
 
 // storageHealth remembers the latest storage failure until a write
@@ -206,18 +232,31 @@ func (f storageFault) Unwrap() error       { return ErrStorageUnavailable }
 // wrapping ErrStorageUnavailable that says since when it has not.
 func (n *Node) StorageFault() error { return n.health.fault() }
 
-// faultStore is the log and stable store as raft sees it.
+// faultStore is the log and stable store as raft sees it. Every method
+// runs under g.guard.
 type faultStore struct {
 	logStore
 	h *storageHealth
+	g *storeGuard
 	// fatal stops the process: raft panics when it cannot save the term,
 	// and a panic's exit status (2) is one supervisors do not restart.
 	fatal func(error)
 }
 
+func (s *faultStore) FirstIndex() (_ uint64, err error) {
+	defer s.g.guard("read the log", &err)()
+	return s.logStore.FirstIndex()
+}
+
+func (s *faultStore) LastIndex() (_ uint64, err error) {
+	defer s.g.guard("read the log", &err)()
+	return s.logStore.LastIndex()
+}
+
 func (s *faultStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
 
-func (s *faultStore) StoreLogs(logs []*raft.Log) error {
+func (s *faultStore) StoreLogs(logs []*raft.Log) (err error) {
+	defer s.g.guard("append to the log", &err)()
 	for _, l := range logs {
 		sealEntry(l) // logcheck.go
 	}
@@ -238,8 +277,13 @@ func (s *faultStore) StoreLogs(logs []*raft.Log) error {
 // GetLog checks the entry's checksum. A mismatch at run time stops the
 // node (raft would apply the entry, or panic on the error); at the next
 // start checkLog repairs or refuses the log.
-func (s *faultStore) GetLog(index uint64, l *raft.Log) error {
+func (s *faultStore) GetLog(index uint64, l *raft.Log) (err error) {
+	defer s.g.guard("read the log", &err)()
 	if err := s.logStore.GetLog(index, l); err != nil {
+		if ioFailure(err) {
+			// raft panics when it cannot read an entry it must apply.
+			s.g.stop(fmt.Errorf("%w: could not read log entry %d from %s (%s)", ErrStorageUnavailable, index, s.g.file, errnoText(err)))
+		}
 		return err
 	}
 	if !entryIntact(l) {
@@ -250,14 +294,26 @@ func (s *faultStore) GetLog(index uint64, l *raft.Log) error {
 	return nil
 }
 
-func (s *faultStore) DeleteRange(min, max uint64) error {
+func (s *faultStore) DeleteRange(min, max uint64) (err error) {
+	defer s.g.guard("compact the log", &err)()
 	if err := s.logStore.DeleteRange(min, max); err != nil {
 		return s.h.fail(storeLog, "compact the log", err)
 	}
 	return nil
 }
 
-func (s *faultStore) Set(key, val []byte) error {
+func (s *faultStore) Get(key []byte) (_ []byte, err error) {
+	defer s.g.guard("read "+string(key), &err)()
+	return s.logStore.Get(key)
+}
+
+func (s *faultStore) GetUint64(key []byte) (_ uint64, err error) {
+	defer s.g.guard("read "+string(key), &err)()
+	return s.logStore.GetUint64(key)
+}
+
+func (s *faultStore) Set(key, val []byte) (err error) {
+	defer s.g.guard("save "+string(key), &err)()
 	if err := s.logStore.Set(key, val); err != nil {
 		return s.h.fail(storeStable, "save "+string(key), err)
 	}
@@ -265,7 +321,8 @@ func (s *faultStore) Set(key, val []byte) error {
 	return nil
 }
 
-func (s *faultStore) SetUint64(key []byte, val uint64) error {
+func (s *faultStore) SetUint64(key []byte, val uint64) (err error) {
+	defer s.g.guard("save "+string(key), &err)()
 	if err := s.logStore.SetUint64(key, val); err != nil {
 		se := s.h.fail(storeStable, "save "+string(key), err)
 		if string(key) == keyCurrentTerm {
@@ -276,6 +333,86 @@ func (s *faultStore) SetUint64(key []byte, val uint64) error {
 	s.h.ok()
 	return nil
 }
+
+// storeGuard turns a panic inside a store into an error and, once raft
+// runs, a stop. bbolt panics where a file system would answer an error: a
+// page of the wrong type, a page id past the end of the file, a broken
+// freelist (all of them a damaged raft.db); and a read of a mapped page
+// that the file no longer holds (truncated) or the disk cannot return
+// faults, which guard turns into a panic too (debug.SetPanicOnFault).
+// Left alone, either kills the process with a stack trace and exit status
+// 2, which the shipped systemd unit does not restart. guard logs one line
+// and calls fatal (exit 1) before it returns the error, so raft, which
+// panics on some read errors (applying an entry it cannot read), never
+// sees it. Before raft starts (running false) the error is only returned:
+// Open fails with it, and the process exits 1 the same way.
+type storeGuard struct {
+	file        string // the store's file or directory, for the line
+	store       string // the raftkv_storage_failures_total label
+	*guardState        // shared by the node's guards: one stop
+}
+
+// guardState is what a node's storeGuards share.
+type guardState struct {
+	running  atomic.Bool                  // raft runs: a panic stops the node
+	damaged  atomic.Pointer[DamagedError] // the first panic recovered
+	fatal    func(error)
+	once     sync.Once
+	failures *prometheus.CounterVec // nil in tests of the store alone
+}
+
+// guard is deferred as `defer g.guard(op, &err)()` at the top of every
+// store method with a named error result.
+func (g *storeGuard) guard(op string, err *error) func() {
+	old := debug.SetPanicOnFault(true)
+	return func() {
+		p := recover()
+		debug.SetPanicOnFault(old)
+		if p == nil {
+			return
+		}
+		de := &DamagedError{Op: op, File: g.file, Panic: fmt.Sprint(p)}
+		*err = de
+		if g.guardState == nil {
+			return
+		}
+		g.damaged.CompareAndSwap(nil, de)
+		if g.failures != nil {
+			g.failures.WithLabelValues(g.store).Inc()
+		}
+		// Concurrent callers wait in stop until the first one's fatal
+		// returns, which the real one never does.
+		g.stop(de)
+	}
+}
+
+// stop calls fatal with err once raft runs, once for the node; before,
+// the caller's error fails Open.
+func (g *storeGuard) stop(err error) {
+	if g == nil || g.guardState == nil || !g.running.Load() {
+		return
+	}
+	g.once.Do(func() { g.fatal(err) })
+}
+
+// DamagedError is a panic inside a store, recovered (storeGuard): the
+// store's file is damaged in a way its library does not report as an
+// error. It wraps ErrCorruptState and ErrStorageUnavailable.
+type DamagedError struct {
+	Op    string // what the node was doing: "append to the log", "read CurrentTerm", …
+	File  string // the store's file or directory
+	Panic string // what the library said
+}
+
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("%v: could not %s: %s is damaged (%s); %s", ErrCorruptState, e.Op, e.File, e.Panic, damagedHint)
+}
+
+func (e *DamagedError) Unwrap() []error { return []error{ErrCorruptState, ErrStorageUnavailable} }
+
+// damagedHint is what to do about a volume whose log store cannot be read.
+const damagedHint = "if the other members hold the data, move this volume aside and start the node " +
+	"with an empty one (leave and join it again), otherwise restore from a backup (raftkv restore --force)"
 
 // walStuck handles raft-wal refusing an append because its segment is
 // full and the next one could not be created (its background rotation
@@ -327,7 +464,12 @@ func (c classedLogs) StoreLogs(logs []*raft.Log) error {
 // exitOnStorageFailure is the default Config.OnFatal: one clear line, exit 1.
 func exitOnStorageFailure(log *logrus.Entry) func(error) {
 	return func(err error) {
-		log.WithError(err).Error("cannot continue after a storage failure; stopping (exit 1) so the supervisor restarts the node once the volume takes writes")
+		var de *DamagedError
+		if errors.As(err, &de) {
+			log.WithError(err).Error("cannot continue: the volume is damaged; stopping (exit 1)")
+		} else {
+			log.WithError(err).Error("cannot continue after a storage failure; stopping (exit 1) so the supervisor restarts the node once the volume takes writes")
+		}
 		os.Exit(1)
 	}
 }

@@ -40,21 +40,31 @@ const (
 )
 
 // newTransport opens the Raft transport: mutual TLS when tc is set, plain
-// TCP (exactly as before TLS existed) otherwise.
-func newTransport(bind string, advertise net.Addr, tc *tlsconfig.Material, hlog hclog.Logger, log *logrus.Entry) (*raft.NetworkTransport, error) {
+// TCP otherwise, both with the pool size and timeout raft's TCP transport
+// has always had, and both through a trackedStream (conntrack.go), so the
+// node's stop can cut every connection.
+func newTransport(bind string, advertise net.Addr, tc *tlsconfig.Material, hlog hclog.Logger, log *logrus.Entry) (*raft.NetworkTransport, *trackedStream, error) {
+	var stream contextDialer
 	if tc == nil {
-		return raft.NewTCPTransportWithLogger(bind, advertise, transportMaxPool, transportTimeout, hlog)
+		s, err := newTCPStreamLayer(bind, advertise)
+		if err != nil {
+			return nil, nil, err
+		}
+		stream = s
+	} else {
+		s, err := newTLSStreamLayer(bind, advertise, tc, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		stream = s
 	}
-	stream, err := newTLSStreamLayer(bind, advertise, tc, log)
-	if err != nil {
-		return nil, err
-	}
+	tracked := newTrackedStream(stream)
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  stream,
+		Stream:  tracked,
 		MaxPool: transportMaxPool,
 		Timeout: transportTimeout,
 		Logger:  hlog,
-	}), nil
+	}), tracked, nil
 }
 
 // tlsStreamLayer is a raft.StreamLayer over mutual TLS. Inbound
@@ -229,7 +239,13 @@ func (s *tlsStreamLayer) Accept() (net.Conn, error) {
 // the peer must present a certificate from the cluster CA, and this node
 // presents its own.
 func (s *tlsStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	c, err := tls.DialWithDialer(&net.Dialer{Timeout: timeout}, "tcp", string(address), s.client)
+	return s.DialContext(context.Background(), address, timeout)
+}
+
+// DialContext is Dial, abandoned (handshake included) when ctx ends.
+func (s *tlsStreamLayer) DialContext(ctx context.Context, address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: s.client}
+	c, err := d.DialContext(ctx, "tcp", string(address))
 	if err != nil {
 		// raft logs the failed RPC itself; this line says why.
 		s.log.WithField("peer", string(address)).WithError(err).Debug("raft: dial failed")

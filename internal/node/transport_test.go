@@ -2,8 +2,10 @@ package node
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/raftkv/raftkv/internal/testpki"
+	"github.com/raftkv/raftkv/internal/testwait"
 	"github.com/raftkv/raftkv/internal/tlsconfig"
 )
 
@@ -165,5 +168,240 @@ func waitUntil(t *testing.T, cond func() bool, what string) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestCloseConnsCutsBlockedWrite: a connection the stream layer dialed to
+// a peer that never reads (as a paused peer) blocks a writer once the
+// socket buffers fill; CloseConns makes that write fail at once, names the
+// peer as one that does not answer, and refuses later dials. Plain TCP and
+// mutual TLS alike.
+func TestCloseConnsCutsBlockedWrite(t *testing.T) {
+	ca := testpki.NewCA(t, "cluster")
+	for _, tt := range []struct {
+		name string
+		// peer listens and never reads; dialer is the layer under test.
+		peer   func(t *testing.T) (addr string, stop func())
+		dialer func(t *testing.T) contextDialer
+	}{
+		{"tcp", func(t *testing.T) (string, func()) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var held []net.Conn
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					held = append(held, c) // open, never read
+				}
+			}()
+			return ln.Addr().String(), func() {
+				ln.Close()
+				<-done
+				for _, c := range held {
+					c.Close()
+				}
+			}
+		}, func(t *testing.T) contextDialer {
+			s, err := newTCPStreamLayer("127.0.0.1:0", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}},
+		{"tls", func(t *testing.T) (string, func()) {
+			// Handshakes, then waits for an Accept that never comes.
+			s, err := newTLSStreamLayer("127.0.0.1:0", nil, material(t, ca, "peer"), quietLogger().WithField("t", 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s.Addr().String(), func() { s.Close() }
+		}, func(t *testing.T) contextDialer {
+			s, err := newTLSStreamLayer("127.0.0.1:0", nil, material(t, ca, "node"), quietLogger().WithField("t", 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			addr, stop := tt.peer(t)
+			defer stop()
+			layer := tt.dialer(t)
+			defer layer.Close()
+			s := newTrackedStream(layer)
+			c, err := s.Dial(raft.ServerAddress(addr), time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wrote := make(chan error, 1)
+			var total atomic.Int64
+			go func() {
+				buf := make([]byte, 64<<10)
+				for range 1 << 12 { // bounded: 256 MiB, far above any socket buffer
+					n, err := c.Write(buf)
+					total.Add(int64(n))
+					if err != nil {
+						wrote <- err
+						return
+					}
+				}
+				wrote <- nil
+			}()
+			// The writer is blocked once the written total stops growing.
+			testwait.For(t, 10*time.Second, "the write to block", func() error {
+				before := total.Load()
+				time.Sleep(50 * time.Millisecond)
+				if after := total.Load(); after != before || after == 0 {
+					return fmt.Errorf("still writing (%d bytes)", after)
+				}
+				return nil
+			})
+			select {
+			case err := <-wrote:
+				t.Fatalf("the write ended before CloseConns: %v", err)
+			default:
+			}
+			began := time.Now()
+			closed, waiting := s.CloseConns()
+			select {
+			case err := <-wrote:
+				if err == nil {
+					t.Fatal("the blocked write succeeded after CloseConns")
+				}
+				t.Logf("write failed %v after CloseConns: %v", time.Since(began), err)
+			case <-time.After(2 * time.Second):
+				t.Fatal("the write was still blocked 2 s after CloseConns")
+			}
+			if closed != 1 || len(waiting) != 1 || waiting[0] != addr {
+				t.Errorf("CloseConns: %d closed, waiting on %v; want 1 and [%s]", closed, waiting, addr)
+			}
+			if _, err := s.Dial(raft.ServerAddress(addr), time.Second); !errors.Is(err, errStreamClosing) {
+				t.Errorf("dial after CloseConns: %v, want errStreamClosing", err)
+			}
+		})
+	}
+}
+
+// TestCloseConnsNamesOnlyPeersOwingAReply: of two dialed connections whose
+// reader is blocked, CloseConns names only the peer that has not answered
+// the last request; the other answered (an idle pipeline), so it is not
+// reported as a peer that does not answer.
+func TestCloseConnsNamesOnlyPeersOwingAReply(t *testing.T) {
+	listen := func(reply bool) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			b := make([]byte, 1)
+			if _, err := c.Read(b); err == nil && reply {
+				_, _ = c.Write(b)
+			}
+			_, _ = c.Read(b) // until the client closes
+		}()
+		return ln.Addr().String()
+	}
+	answering, silent := listen(true), listen(false)
+	layer, err := newTCPStreamLayer("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer layer.Close()
+	s := newTrackedStream(layer)
+	var readers []chan error
+	for _, addr := range []string{answering, silent} {
+		c, err := s.Dial(raft.ServerAddress(addr), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write([]byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		if addr == answering {
+			if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		done := make(chan error, 1)
+		go func() { _, err := c.Read(make([]byte, 1)); done <- err }()
+		readers = append(readers, done)
+		tc := c.(*trackedConn)
+		testwait.For(t, 5*time.Second, "the read to start", func() error {
+			if tc.busy.Load() == 0 {
+				return errors.New("no read in progress")
+			}
+			return nil
+		})
+	}
+	closed, waiting := s.CloseConns()
+	if closed != 2 || len(waiting) != 1 || waiting[0] != silent {
+		t.Fatalf("CloseConns: %d closed, waiting on %v; want 2 and [%s] (not %s)", closed, waiting, silent, answering)
+	}
+	for _, done := range readers {
+		if err := <-done; err == nil {
+			t.Error("a blocked read succeeded after CloseConns")
+		}
+	}
+}
+
+// TestCloseConnsAbandonsDial: a TLS dial to a peer that accepts the TCP
+// connection and never answers the handshake (a paused peer) would last
+// the whole dial timeout (raft's 10 s); CloseConns ends it at once.
+func TestCloseConnsAbandonsDial(t *testing.T) {
+	ca := testpki.NewCA(t, "cluster")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c // held open, never read
+		}
+	}()
+	layer, err := newTLSStreamLayer("127.0.0.1:0", nil, material(t, ca, "node"), quietLogger().WithField("t", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer layer.Close()
+	s := newTrackedStream(layer)
+	dialed := make(chan error, 1)
+	go func() {
+		_, err := s.Dial(raft.ServerAddress(ln.Addr().String()), transportTimeout)
+		dialed <- err
+	}()
+	select {
+	case c := <-accepted:
+		defer c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the dial never connected")
+	}
+	select {
+	case err := <-dialed:
+		t.Fatalf("the handshake ended before CloseConns: %v", err)
+	default:
+	}
+	s.CloseConns()
+	select {
+	case err := <-dialed:
+		if !errors.Is(err, errStreamClosing) {
+			t.Fatalf("dial after CloseConns: %v, want errStreamClosing", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the dial was still in its handshake 2 s after CloseConns")
 	}
 }

@@ -7,9 +7,17 @@ import (
 	"time"
 )
 
-// StopOverrun is how long Stop waits past its budget before it gives up
-// on a stop that hangs and returns ErrStopOverran.
-const StopOverrun = 15 * time.Second
+// StopOverrun is how long Stop waits past SHUTDOWN_TIMEOUT for a stop that
+// hangs before it gives up and returns ErrStopOverran. The budget already
+// keeps closeReserve for closing raft, whose connections to peers that do
+// not answer are cut rather than waited for, so a stop that is still
+// running here is stuck in raft itself (an apply or a snapshot write).
+const StopOverrun = time.Second
+
+// closeReserve is the end of the budget kept for closing raft and its
+// stores: requests in flight are cut this long before the deadline. A
+// quarter of the budget, at most a second; closing takes milliseconds.
+func closeReserve(budget time.Duration) time.Duration { return min(budget/4, time.Second) }
 
 // CloseGrace is how long Close lets requests in flight finish before it
 // cuts their connections.
@@ -17,7 +25,7 @@ const CloseGrace = 500 * time.Millisecond
 
 // ErrStopOverran: the graceful stop did not end within SHUTDOWN_TIMEOUT
 // plus StopOverrun. It goes on in the background; the process should exit.
-var ErrStopOverran = errors.New("graceful stop overran SHUTDOWN_TIMEOUT by 15s")
+var ErrStopOverran = fmt.Errorf("graceful stop overran SHUTDOWN_TIMEOUT by %v", StopOverrun)
 
 // Stop is the graceful stop, as on SIGTERM. SHUTDOWN_TIMEOUT, or ctx's
 // deadline if that is sooner, bounds it as a whole:
@@ -27,9 +35,10 @@ var ErrStopOverran = errors.New("graceful stop overran SHUTDOWN_TIMEOUT by 15s")
 //     (LEAVE_ON_TERMINATE), the node leaves the configuration: at most
 //     half of the budget, and skipped if the HTTP server has failed;
 //  3. the HTTP server stops accepting and in-flight requests finish
-//     within the rest of the budget, after which their connections are
-//     cut;
-//  4. the node's connections to its peers close, then raft and its stores.
+//     within the rest of the budget less closeReserve, after which their
+//     connections are cut;
+//  4. the node's connections to its peers close, then raft and its stores
+//     (raft's connections are cut, not waited for: node.Close).
 //
 // If all that has not ended StopOverrun after the budget, Stop logs it and
 // returns ErrStopOverran, leaving the stop to finish in the background.
@@ -51,7 +60,7 @@ func (s *Server) Stop(ctx context.Context, leave bool) error {
 		select {
 		case s.stopErr = <-done:
 		case <-watchdog.C:
-			s.log.Error("graceful stop overran SHUTDOWN_TIMEOUT by 15s; abandoning it")
+			s.log.WithField("overrun", StopOverrun).Error("graceful stop overran SHUTDOWN_TIMEOUT; abandoning it (raft did not close)")
 			s.stopErr = ErrStopOverran
 		}
 	})
@@ -72,6 +81,10 @@ func (s *Server) Close() error {
 
 // stop runs the stop order; ctx's deadline is the budget.
 func (s *Server) stop(ctx context.Context, graceful, leave bool) error {
+	var reserve time.Duration
+	if d, ok := ctx.Deadline(); ok {
+		reserve = closeReserve(time.Until(d))
+	}
 	s.stopJoin()
 	var err error
 	select {
@@ -88,8 +101,14 @@ func (s *Server) stop(ctx context.Context, graceful, leave bool) error {
 			s.api.handOffOrLeave(handOff, leave)
 		}
 	}
-	if s.api.drain(ctx) && graceful {
-		s.log.Warn("in-flight requests did not finish within SHUTDOWN_TIMEOUT; closing their connections")
+	drain := ctx
+	if d, ok := ctx.Deadline(); ok && graceful {
+		var cancel context.CancelFunc
+		drain, cancel = context.WithDeadline(ctx, d.Add(-reserve))
+		defer cancel()
+	}
+	if s.api.drain(drain) && graceful {
+		s.log.Warn("in-flight requests did not finish within SHUTDOWN_TIMEOUT (less the time kept for closing raft); closing their connections")
 	}
 	<-s.served
 	<-s.joinDone

@@ -84,6 +84,13 @@ func TestSystemdUnit(t *testing.T) {
 	if got := one("Restart"); got != "on-failure" {
 		t.Errorf("Restart=%s, want on-failure", got)
 	}
+	// raftkv exits 1 on failures a restart may cure (a storage fault, a
+	// damaged volume found while running) and 2 on configuration errors:
+	// the unit must restart the first and not the second
+	// (docs/operations.md, "Exit status").
+	if got := strings.Fields(one("RestartPreventExitStatus")); len(got) != 1 || got[0] != "2" {
+		t.Errorf("RestartPreventExitStatus=%v, want exactly 2 (exit status 1 must restart)", got)
+	}
 	if user := one("User"); user == "" || user == "root" {
 		t.Errorf("User=%q: run as a dedicated user", user)
 	}
