@@ -210,21 +210,37 @@ const deleteBatch = 256
 // deletePrefixLocked deletes every key under prefix ("": every key) from
 // the live state and returns how many it deleted. It is the apply side of
 // OpDeletePrefix, for any command applied inside Apply: the caller holds
-// f.mu for writing. It costs O(k log n) for k keys deleted, and holds at
-// most deleteBatch items aside at a time.
+// f.mu for writing.
 func (f *FSM) deletePrefixLocked(prefix string) uint64 {
-	if prefix == "" {
+	if prefix == "" { // O(1): the sums are kept
 		n := f.tree.Len()
 		f.tree.Clear(false)
 		f.bytes = 0
 		return uint64(n)
 	}
-	var deleted uint64
+	n, freed := deletePrefixTree(f.tree, prefix)
+	f.bytes -= freed
+	return n
+}
+
+// deletePrefixTree deletes every key under prefix ("": every key, summing
+// their bytes in O(n)) from t and returns how many and their key and
+// value bytes: deletePrefixLocked on the live tree, a transaction's
+// delete_prefix on its clone. It costs
+// O(k log n) for k keys deleted, and holds at most deleteBatch items aside
+// at a time.
+func deletePrefixTree(t *btree.BTreeG[item], prefix string) (deleted uint64, freed int64) {
+	if prefix == "" {
+		n := t.Len()
+		t.Ascend(func(it item) bool { freed += int64(len(it.kv)); return true })
+		t.Clear(false)
+		return uint64(n), freed
+	}
 	batch := make([]item, 0, deleteBatch)
 	// Every round but the last deletes deleteBatch keys, so this ends.
 	for {
 		batch = batch[:0]
-		f.tree.AscendGreaterOrEqual(probe(prefix), func(it item) bool {
+		t.AscendGreaterOrEqual(probe(prefix), func(it item) bool {
 			if !strings.HasPrefix(it.key(), prefix) {
 				return false
 			}
@@ -232,12 +248,12 @@ func (f *FSM) deletePrefixLocked(prefix string) uint64 {
 			return len(batch) < deleteBatch
 		})
 		for _, it := range batch {
-			f.tree.Delete(it)
-			f.bytes -= int64(len(it.kv))
+			t.Delete(it)
+			freed += int64(len(it.kv))
 		}
 		deleted += uint64(len(batch))
 		if len(batch) < deleteBatch {
-			return deleted
+			return deleted, freed
 		}
 	}
 }

@@ -107,16 +107,37 @@ func (s *Service) apply(w http.ResponseWriter, r *http.Request, cmd *fsm.Command
 	if res.Replayed {
 		w.Header().Set(HeaderReplayed, "true")
 	}
-	switch {
-	case errors.Is(res.Err, fsm.ErrCASFailed):
-		return nil, casConflict{current: res.Current}
-	case errors.Is(res.Err, fsm.ErrIdempotencyKeyReused):
-		return nil, fmt.Errorf("%w: %q was first used with another operation, key, value or cas; nothing was applied (use a fresh key for a new write)", res.Err, cmd.RequestID)
-	case res.Err != nil:
-		return nil, fmt.Errorf("%w: %q", res.Err, cmd.Key)
+	if err := resultError(res, cmd); err != nil {
+		return nil, err
 	}
 	setIndexHeader(w, HeaderRaftIndex, res.Index)
 	return res, nil
+}
+
+// resultError is the error a command's own failure answers with (nil
+// when it applied): a failed compare, a reused idempotency key, a refused
+// quota, or the key's absence.
+func resultError(res *fsm.Result, cmd *fsm.Command) error {
+	switch {
+	case res.Err == nil:
+		return nil
+	case errors.Is(res.Err, fsm.ErrCASFailed):
+		return casConflict{current: res.Current}
+	case errors.Is(res.Err, fsm.ErrIdempotencyKeyReused):
+		return fmt.Errorf("%w: %q was first used with another operation, key, value or cas; nothing was applied (use a fresh key for a new write)", res.Err, cmd.RequestID)
+	case errors.Is(res.Err, fsm.ErrQuotaExceeded):
+		return quotaError{quota: res.Quota, size: res.DataBytes}
+	}
+	return fmt.Errorf("%w: %q", res.Err, cmd.Key)
+}
+
+// quota is the MAX_DATA_BYTES this node stamps on the writes it proposes
+// as leader (0: none).
+func (s *Service) quota() uint64 {
+	if s.opts.MaxDataBytes <= 0 {
+		return 0
+	}
+	return uint64(s.opts.MaxDataBytes)
 }
 
 func (s *Service) handleGet(w http.ResponseWriter, r *http.Request, p params) error {

@@ -22,6 +22,7 @@ var knownParams = map[string][]string{
 	"GET,POST /remove":             {"key", "cas", "requestId"},
 	"GET,HEAD /kv/":                {"consistency", "minIndex", "min_index", "recurse", "recurse>keys", "recurse>separator", "recurse>limit", "recurse>after", "recurse>count"},
 	"PUT,DELETE /kv/":              {"cas", "requestId", "recurse"},
+	"POST /txn":                    {"requestId"},
 	"GET,POST /join":               {"nodeId", "raftPort", "raftAddr", "httpAddr", "voter"},
 	"POST /leave":                  {"nodeId"},
 	"GET,HEAD /nodes":              {"stale"},

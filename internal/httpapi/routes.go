@@ -94,6 +94,8 @@ func (s *Service) routeTable() []route {
 		{path: "/kv/", prefix: true, methods: getHead, role: read, params: plus(readingParams, "recurse"), flagged: []flagged{{flag: "recurse", params: rangeParams}}, serve: s.handleKVGet},
 		{path: "/kv/", prefix: true, methods: []string{http.MethodPut, http.MethodDelete}, role: write, write: true, params: plus(writeParams, "recurse"), serve: s.handleKVWrite},
 
+		{path: "/txn", methods: post, role: write, write: true, params: []string{"requestId"}, serve: s.handleTxn},
+
 		{path: "/join", methods: getPost, role: admin, write: true, params: []string{"nodeId", "raftPort", "raftAddr", "httpAddr", "voter"}, form: true, serve: s.handleJoin},
 		{path: "/leave", methods: post, role: admin, write: true, params: nodeIDParams, form: true, serve: s.handleLeave},
 		{path: "/nodes", methods: getHead, role: read, params: []string{"stale"}, serve: s.handleNodes},
