@@ -18,7 +18,7 @@ import (
 //	magic "RAFTKVSN", version byte
 //	header: applied index, node count, key count[, request count (v2)][, promotion count (v3)]
 //	records: 'N' id addr              (node count times, ids ascending)
-//	         'R' id index outcome cur[ digest] (request count times, apply order; v2; digest v4)
+//	         'R' id index outcome cur[ digest][ txn] (request count times, apply order; v2; digest v4; txn v5)
 //	         'P' id                   (promotion count times, ids strictly ascending; v3)
 //	         'K' key value create mod (key count times, keys ascending)
 //	trailer: 'E', then 4 bytes big-endian CRC-32C of everything before 'E'
@@ -29,8 +29,10 @@ import (
 const (
 	snapshotMagic = "RAFTKVSN"
 	// 2 added the request table, 3 the promotion marks, 4 the request
-	// digest; 1 to 3 still read (as having none).
-	snapshotVersion = 4
+	// digest, 5 a transaction's outcome in its request record (a string,
+	// "" for other commands: see encodeTxnRecord); 1 to 4 still read (as
+	// having none).
+	snapshotVersion = 5
 
 	recNode    = 'N'
 	recRequest = 'R'
@@ -109,7 +111,8 @@ func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, promote
 		s.uvarint(r.Index)
 		s.uvarint(uint64(r.Outcome))
 		s.uvarint(r.Current)
-		s.str(r.Digest) // v4
+		s.str(r.Digest)               // v4
+		s.str(encodeTxnRecord(r.Txn)) // v5
 	}
 	for _, id := range promote {
 		s.tag(recPromote)
@@ -383,6 +386,13 @@ func decodeSnapshot(r io.Reader, v snapshotVisitor) (decodedInfo, error) {
 		r.Index, r.Outcome, r.Current = s.uvarint(), uint8(s.uvarint()), s.uvarint()
 		if h.version >= 4 {
 			r.Digest = s.str()
+		}
+		if h.version >= 5 {
+			txn, err := decodeTxnRecord(s.str())
+			if err != nil && s.err == nil {
+				s.fail("request %q: %v", r.ID, err)
+			}
+			r.Txn = txn
 		}
 		if s.err == nil && r.Outcome > outcomeCASFailed {
 			s.fail("request %q has outcome %d", r.ID, r.Outcome)

@@ -428,7 +428,7 @@ func TestRestoreCorrupt(t *testing.T) {
 		{"wrong magic", with(base, 0, 'X')},
 		{"magic lower case", append([]byte("raftkvsn"), base[8:]...)},
 		{"wrong version 0", buildSnap(0, 2, nil, entries)},
-		{"wrong version 5", buildSnap(5, 2, nil, entries)},
+		{"wrong version 6", buildSnap(snapshotVersion+1, 2, nil, entries)},
 		{"keys out of order", buildSnap(snapshotVersion, 2, nil, []Entry{entries[1], entries[0]})},
 		{"duplicate keys", buildSnap(snapshotVersion, 2, nil, []Entry{entries[0], entries[0]})},
 		{"empty key after empty key", buildSnap(snapshotVersion, 2, nil, []Entry{{}, {}})},
