@@ -446,14 +446,17 @@ func (cl *client) send(n *proc.Node, method, path string, body []byte, rid strin
 	h := cl.w.h
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, n.URL(path), bytes.NewReader(body))
-	if err != nil {
-		panic(err) // our own URL
-	}
-	if rid != "" {
-		req.Header.Set("Idempotency-Key", rid)
-	}
+	req := newRequest(ctx, method, n.URL(path), body, rid)
 	a := attempt{call: h.now()}
+		// Go's transport silently resends a request on a new connection
+		// when the kept-alive one broke after the request was written, if
+		// it deems the request replayable: any with a rewindable body and
+		// an Idempotency-Key header. The resend's error (a refused dial,
+		// when the node was just killed) is then all we see, and notSent
+		// would call a write that reached the node and applied "not
+		// applied". Without GetBody the request is not replayable, so we
+		// get the first copy's own error (unknown outcome), and our own
+		// resends are the only ones.
 	resp, err := cl.http.Do(req)
 	if err == nil {
 		a.body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -480,6 +483,30 @@ func (cl *client) send(n *proc.Node, method, path string, body []byte, rid strin
 		a.code, a.index = j.Code, j.Index
 	}
 	return a
+}
+
+// newRequest is a workload request with an optional idempotency key.
+func newRequest(ctx context.Context, method, url string, body []byte, rid string) *http.Request {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		panic(err) // our own URL
+	}
+	if rid != "" {
+		req.Header.Set("Idempotency-Key", rid)
+	}
+	if len(body) > 0 {
+		// Go's transport silently resends a request on a new connection
+		// when the kept-alive one broke after the request was written, if
+		// it deems the request replayable: any with a rewindable body and
+		// an Idempotency-Key header. The resend's error (a refused dial,
+		// when the node was just killed) is then all we see, and notSent
+		// would call a write that reached the node and applied "not
+		// applied". Without GetBody the request is not replayable, so we
+		// get the first copy's own error (unknown outcome), and our own
+		// resends are the only ones.
+		req.GetBody = nil
+	}
+	return req
 }
 
 // classify maps an attempt to an outcome under the status contract.
@@ -552,7 +579,8 @@ func (a attempt) fill(o *op) {
 }
 
 // notSent reports an error from before the request left: the connection
-// was never made, so nothing can have been applied.
+// was never made, so nothing can have been applied. (It holds because send
+// keeps the transport from resending writes on a new connection; see there.)
 func notSent(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &oe) && oe.Op == "dial"
