@@ -448,15 +448,6 @@ func (cl *client) send(n *proc.Node, method, path string, body []byte, rid strin
 	defer cancel()
 	req := newRequest(ctx, method, n.URL(path), body, rid)
 	a := attempt{call: h.now()}
-	// Go's transport silently resends a request on a new connection
-	// when the kept-alive one broke after the request was written, if
-	// it deems the request replayable: any with a rewindable body and
-	// an Idempotency-Key header. The resend's error (a refused dial,
-	// when the node was just killed) is then all we see, and notSent
-	// would call a write that reached the node and applied "not
-	// applied". Without GetBody the request is not replayable, so we
-	// get the first copy's own error (unknown outcome), and our own
-	// resends are the only ones.
 	resp, err := cl.http.Do(req)
 	if err == nil {
 		a.body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
