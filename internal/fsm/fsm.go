@@ -114,6 +114,11 @@ type FSM struct {
 	requests     map[string]requestRecord
 	requestOrder []string
 	requestHead  int // requestOrder[:requestHead] are evicted
+	// hist is the change history (history.go); cmu guards changed, the
+	// channel Changed hands out, closed when Apply adds events.
+	hist    history
+	cmu     sync.Mutex
+	changed chan struct{}
 
 	// applied is the index of the last log entry this FSM has seen,
 	// command or configuration. Read without the lock on the hot read path.
@@ -200,6 +205,7 @@ func New() *FSM {
 		tree:     btree.NewG(btreeDegree, itemLess),
 		nodes:    map[string]string{},
 		requests: map[string]requestRecord{},
+		hist:     newHistory(DefaultHistoryLimits),
 	}
 }
 
@@ -216,6 +222,7 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
 	f.mu.Lock()
+	added := f.hist.added
 	for i, l := range logs {
 		if l.Type == raft.LogCommand {
 			out[i] = f.applyCommand(l.Index, l.Data)
@@ -225,7 +232,11 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		f.applied.Store(logs[n-1].Index)
 	}
 	f.releaseWaitersLocked()
+	changed := f.hist.added != added
 	f.mu.Unlock()
+	if changed {
+		f.notifyChanged()
+	}
 	return out
 }
 
@@ -303,14 +314,15 @@ func (f *FSM) applyDecoded(index uint64, cmd *Command) *Result {
 	}
 	switch cmd.Op {
 	case OpSet:
-		create := index
+		create, prevMod := index, uint64(0)
 		if old, ok := f.tree.Get(probe(cmd.Key)); ok {
-			create = old.createIndex
+			create, prevMod = old.createIndex, old.modIndex
 			f.bytes -= int64(len(old.kv))
 		}
 		it := newItem(cmd.Key, cmd.Value, create, index)
 		f.tree.ReplaceOrInsert(it)
 		f.bytes += int64(len(it.kv))
+		f.emitPut(index, it, prevMod)
 	case OpDelete:
 		old, ok := f.tree.Delete(probe(cmd.Key))
 		if !ok {
@@ -318,12 +330,13 @@ func (f *FSM) applyDecoded(index uint64, cmd *Command) *Result {
 			break
 		}
 		f.bytes -= int64(len(old.kv))
+		f.emitDelete(index, old)
 	case OpRegisterNode:
 		f.nodes[cmd.NodeID] = cmd.HTTPAddr
 	case OpForgetNode:
 		delete(f.nodes, cmd.NodeID)
 	case OpDeletePrefix:
-		res.Current = f.deletePrefixLocked(cmd.Key)
+		res.Current = f.deletePrefixLocked(index, cmd.Key)
 	case OpMarkPromotion:
 		if i, found := slices.BinarySearch(f.promote, cmd.NodeID); !found {
 			f.promote = slices.Insert(f.promote, i, cmd.NodeID)
@@ -454,6 +467,8 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		nodes:    nodes,
 		promote:  slices.Clone(f.promote),
 		requests: f.requestLog(),
+		floor:    f.hist.floor,
+		events:   f.hist.events(),
 	}, nil
 }
 
@@ -477,9 +492,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		f.requests[r.ID] = r.requestRecord
 		f.requestOrder = append(f.requestOrder, r.ID)
 	}
+	f.hist.restore(st.floor, st.events)
 	f.applied.Store(st.applied)
 	f.releaseWaitersLocked()
 	f.mu.Unlock()
+	f.notifyChanged()
 	return nil
 }
 
@@ -489,11 +506,13 @@ type snapshot struct {
 	nodes    map[string]string
 	promote  []string // sorted
 	requests []requestEntry
+	floor    Pos     // the history's floor
+	events   []Event // the history, oldest first
 }
 
 // Persist runs concurrently with Apply; it only reads the frozen clone.
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := writeSnapshot(sink, s.applied, s.nodes, s.promote, s.requests, s.tree); err != nil {
+	if _, err := writeSnapshot(sink, s); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot: %w", err)
 	}

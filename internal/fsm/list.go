@@ -190,13 +190,15 @@ func countTree(t *btree.BTreeG[item], total int64, prefix string) (int, int64) {
 const deleteBatch = 256
 
 // deletePrefixLocked deletes every key under prefix ("": every key) from
-// the live state and returns how many it deleted. It is the apply side of
+// the live state at index and returns how many it deleted, with a delete
+// event for each key in key order. It is the apply side of
 // OpDeletePrefix, for any command applied inside Apply: the caller holds
 // f.mu for writing. It costs O(k log n) for k keys deleted, and holds at
 // most deleteBatch items aside at a time.
-func (f *FSM) deletePrefixLocked(prefix string) uint64 {
+func (f *FSM) deletePrefixLocked(index uint64, prefix string) uint64 {
 	if prefix == "" {
 		n := f.tree.Len()
+		f.tree.Ascend(func(it item) bool { f.emitDelete(index, it); return true })
 		f.tree.Clear(false)
 		f.bytes = 0
 		return uint64(n)
@@ -216,6 +218,7 @@ func (f *FSM) deletePrefixLocked(prefix string) uint64 {
 		for _, it := range batch {
 			f.tree.Delete(it)
 			f.bytes -= int64(len(it.kv))
+			f.emitDelete(index, it)
 		}
 		deleted += uint64(len(batch))
 		if len(batch) < deleteBatch {
