@@ -122,10 +122,23 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request, p params) er
 	})
 }
 
-// handleKVGet answers GET /kv/{key} with the value's bytes.
+// handleKVGet answers GET /kv/{key} with the value's bytes; with
+// ?index=N it is a blocking query (blocking.go) that answers once the key
+// changed after N, or its wait passed.
 func (s *Service) handleKVGet(w http.ResponseWriter, r *http.Request, p params) error {
 	q, err := s.parseRead(r, p)
 	if err != nil {
+		return err
+	}
+	b, err := parseBlocking(p)
+	if err != nil {
+		return err
+	}
+	if b.block && q.consistency == consistencyLeader {
+		// The leader would wait again after this node's wait.
+		return fmt.Errorf("%w: a blocking query (index) reads at linearizable or stale consistency, not leader", ErrBadRequest)
+	}
+	if err := s.block(w, r, b, fsm.Filter{Prefix: q.key, Exact: true}); err != nil {
 		return err
 	}
 	return s.read(w, r, q, func(e fsm.Entry) {
@@ -177,8 +190,13 @@ func (s *Service) readLocal(w http.ResponseWriter, r *http.Request, q readReq) (
 			setIndexHeader(w, HeaderLastContact, uint64(since.Milliseconds()))
 		}
 	}
+	// Read before the key, so a blocking query that passes it back
+	// misses no creation after this read.
+	applied := f.AppliedIndex()
 	e, ok := f.Get(q.key)
 	if !ok {
+		// The index to pass back as ?index= to wait for the key.
+		setIndexHeader(w, HeaderRaftIndex, applied)
 		return fsm.Entry{}, fmt.Errorf("%w: %q", fsm.ErrKeyNotFound, q.key)
 	}
 	return e, nil

@@ -90,8 +90,10 @@ func (s *Service) routeTable() []route {
 		{path: "/get", methods: readAll, role: read, params: plus(readingParams, "key"), form: true, serve: s.handleGet},
 		{path: "/remove", methods: getPost, role: write, write: true, params: plus(writeParams, "key"), form: true, serve: s.handleRemove},
 		// GET needs read, PUT and DELETE need write: one prefix, two routes.
-		{path: "/kv/", prefix: true, methods: getHead, role: read, params: readingParams, serve: s.handleKVGet},
+		{path: "/kv/", prefix: true, methods: getHead, role: read, params: plus(readingParams, "index", "wait"), serve: s.handleKVGet},
 		{path: "/kv/", prefix: true, methods: []string{http.MethodPut, http.MethodDelete}, role: write, write: true, params: writeParams, serve: s.handleKVWrite},
+
+		{path: "/watch/", prefix: true, methods: get, role: read, params: []string{"index"}, serve: s.handleWatch},
 
 		{path: "/join", methods: getPost, role: admin, write: true, params: []string{"nodeId", "raftPort", "raftAddr", "httpAddr", "voter"}, form: true, serve: s.handleJoin},
 		{path: "/leave", methods: post, role: admin, write: true, params: nodeIDParams, form: true, serve: s.handleLeave},

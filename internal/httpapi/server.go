@@ -29,6 +29,7 @@ import (
 	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/node"
+	"github.com/raftkv/raftkv/internal/watch"
 )
 
 // Header names: one X-Raft-* family, plus the standard X-Request-Id and
@@ -144,6 +145,12 @@ type Options struct {
 	// Collectors are registered with /metrics besides the HTTP ones (the
 	// node's and the cluster's).
 	Collectors []prometheus.Collector
+	// Watch bounds the watch streams and blocking queries
+	// (WATCH_MAX_WATCHERS, WATCH_BUFFER; zero fields: the defaults).
+	Watch watch.Limits
+	// WatchProgress is how often an idle watch stream gets a progress
+	// event (DefaultWatchProgress when zero).
+	WatchProgress time.Duration
 }
 
 // Service is the HTTP API of one node.
@@ -156,6 +163,8 @@ type Service struct {
 	routes  []route
 	// metrics is this node's Prometheus registry and HTTP instruments.
 	metrics *httpMetrics
+	// hub serves GET /watch/ and blocking queries from the FSM's history.
+	hub *watch.Hub
 }
 
 // New builds the API over store and cl.
@@ -169,6 +178,7 @@ func New(store Store, cl Cluster, opts Options) *Service {
 		opts:    opts,
 		log:     opts.Logger.WithField("component", "http"),
 	}
+	s.hub = watch.New(store.FSM(), opts.Watch)
 	s.metrics = newHTTPMetrics(opts.Collectors...)
 	s.routes = s.routeTable()
 	s.router = s.newRouter()
@@ -227,8 +237,12 @@ func (s *Service) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	body := errorBody{Error: msg, Code: code}
 	var cc casConflict
-	if errors.As(err, &cc) {
+	var hc compacted
+	switch {
+	case errors.As(err, &cc):
 		body.Index = &cc.current
+	case errors.As(err, &hc):
+		body.Index = &hc.oldest
 	}
 	writeJSON(w, status, body)
 }
