@@ -22,6 +22,10 @@ const (
 	outcomeNotProposed             // the leader could not propose it (not leader, busy, stopping)
 	outcomeUnknown                 // proposed, commit not confirmed in time
 	outcomeKeyReused               // fsm.ErrIdempotencyKeyReused: applied as a no-op
+	// outcomeQuotaExceeded: fsm.ErrQuotaExceeded, nothing applied; index
+	// carries the entry's quota and current the data bytes (a refused
+	// write's log index is of no use to the client).
+	outcomeQuotaExceeded
 )
 
 type applyOutcome struct {

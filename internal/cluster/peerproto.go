@@ -74,6 +74,12 @@ func (c *Cluster) proposeVia(ctx context.Context, addr string, cmd *fsm.Command)
 		}
 		return nil, err
 	}
+	return resultOf(out)
+}
+
+// resultOf turns the leader's outcome for one command back into the
+// Result (or the error) it stands for.
+func resultOf(out applyOutcome) (*fsm.Result, error) {
 	res := &fsm.Result{Index: out.index, Current: out.current, Replayed: out.replayed}
 	switch out.code {
 	case outcomeApplied:
@@ -83,6 +89,8 @@ func (c *Cluster) proposeVia(ctx context.Context, addr string, cmd *fsm.Command)
 		res.Err = fsm.ErrCASFailed
 	case outcomeKeyReused:
 		res.Err = fsm.ErrIdempotencyKeyReused
+	case outcomeQuotaExceeded:
+		res.Err, res.Index, res.Quota, res.DataBytes = fsm.ErrQuotaExceeded, 0, out.index, int64(out.current)
 	case outcomeRejected:
 		return nil, ErrRejected
 	case outcomeNotProposed:
@@ -161,7 +169,8 @@ func (c *Cluster) sendReadIndex(ctx context.Context, addr string, n int) ([]uint
 // ServeApply is the leader's side of /internal/apply: it proposes a
 // follower's batch of encoded commands and returns the encoded outcomes.
 // Only key writes that accept allows are proposed (the API checks them as
-// strictly as its own); the rest are answered as rejected. Membership goes
+// strictly as its own, and may complete them: the leader's quota), as
+// accept left them; the rest are answered as rejected. Membership goes
 // through /join and /leave instead.
 func (c *Cluster) ServeApply(ctx context.Context, body []byte, accept func(*fsm.Command) error) ([]byte, error) {
 	frames, err := decodeFrames(body)
@@ -173,11 +182,13 @@ func (c *Cluster) ServeApply(ctx context.Context, body []byte, accept func(*fsm.
 	var where []int
 	for i, f := range frames {
 		cmd, err := fsm.DecodeCommand(f)
-		if err != nil || (cmd.Op != fsm.OpSet && cmd.Op != fsm.OpDelete) || accept(&cmd) != nil {
+		if err != nil || (cmd.Op != fsm.OpSet && cmd.Op != fsm.OpDelete && cmd.Op != fsm.OpDeletePrefix) || accept(&cmd) != nil {
 			out[i].code = outcomeRejected
 			continue
 		}
-		valid = append(valid, f)
+		// accept may have completed the command (the leader's quota):
+		// propose what it accepted.
+		valid = append(valid, cmd.Encode(make([]byte, 0, cmd.EncodedSize())))
 		where = append(where, i)
 	}
 	for j, a := range c.node.ApplyEncoded(ctx, valid) {
@@ -216,6 +227,8 @@ func outcomeOf(a node.Applied) applyOutcome {
 		o.code = outcomeCASFailed
 	case errors.Is(a.Result.Err, fsm.ErrIdempotencyKeyReused):
 		o.code = outcomeKeyReused
+	case errors.Is(a.Result.Err, fsm.ErrQuotaExceeded):
+		o.code, o.index, o.current = outcomeQuotaExceeded, a.Result.Quota, uint64(max(a.Result.DataBytes, 0))
 	default:
 		o.code = outcomeRejected
 	}

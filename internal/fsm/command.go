@@ -23,6 +23,9 @@ const (
 	// OpDeletePrefix removes every key that starts with Key ("": every
 	// key) in one entry; Result.Current is how many it removed.
 	OpDeletePrefix Op = 7
+	// OpTxn is a transaction (Command.Txn): compares, then one branch of
+	// operations, all or none.
+	OpTxn Op = 8
 )
 
 func (o Op) String() string {
@@ -41,6 +44,8 @@ func (o Op) String() string {
 		return "drop-promotion"
 	case OpDeletePrefix:
 		return "delete-prefix"
+	case OpTxn:
+		return "txn"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -60,6 +65,8 @@ const (
 	tagHTTPAddr  = 4
 	tagCAS       = 5 // uvarint; present means "compare"
 	tagRequestID = 6
+	tagQuota     = 7 // uvarint; MAX_DATA_BYTES of the proposing leader, 0 or absent = none
+	tagTxn       = 8 // a Txn's own encoding (txn.go)
 )
 
 // MaxRequestIDBytes bounds an idempotency key.
@@ -84,6 +91,12 @@ type Command struct {
 	// RequestID, when set, makes the command idempotent: a later command
 	// with the same id returns this one's outcome without applying.
 	RequestID string
+	// Quota, when not 0, caps the data (key and value bytes) this command
+	// may grow the state to: the leader's MAX_DATA_BYTES, carried in the
+	// entry so every replica decides alike (set and txn only).
+	Quota uint64
+	// Txn is OpTxn's transaction.
+	Txn *Txn
 }
 
 // Encode appends the binary form of c to dst and returns it.
@@ -100,13 +113,26 @@ func (c *Command) Encode(dst []byte) []byte {
 		dst = append(dst, n[:v]...)
 	}
 	dst = appendField(dst, tagRequestID, c.RequestID)
+	if c.Quota != 0 {
+		dst = appendUvarintField(dst, tagQuota, c.Quota)
+	}
+	if c.Txn != nil {
+		body := c.Txn.encode(nil)
+		dst = append(dst, tagTxn)
+		dst = binary.AppendUvarint(dst, uint64(len(body)))
+		dst = append(dst, body...)
+	}
 	return dst
 }
 
 // EncodedSize is an upper bound of len(c.Encode(nil)), for preallocation.
 func (c *Command) EncodedSize() int {
 	const perField = 1 + binary.MaxVarintLen64
-	return 2 + 6*perField + binary.MaxVarintLen64 + len(c.Key) + len(c.Value) + len(c.NodeID) + len(c.HTTPAddr) + len(c.RequestID)
+	n := 2 + 8*perField + binary.MaxVarintLen64 + len(c.Key) + len(c.Value) + len(c.NodeID) + len(c.HTTPAddr) + len(c.RequestID)
+	if c.Txn != nil {
+		n += c.Txn.encodedSize()
+	}
+	return n
 }
 
 // Empty fields are left out: absent and empty decode alike, and the log
@@ -162,6 +188,18 @@ func DecodeCommand(b []byte) (Command, error) {
 			c.HasCAS, c.CAS = true, v
 		case tagRequestID:
 			c.RequestID = s
+		case tagQuota:
+			v, w := binary.Uvarint([]byte(s))
+			if w <= 0 || w != len(s) {
+				return c, fmt.Errorf("%w: quota", ErrMalformedCommand)
+			}
+			c.Quota = v
+		case tagTxn:
+			t, err := decodeTxn([]byte(s))
+			if err != nil {
+				return c, fmt.Errorf("%w: %v", ErrMalformedCommand, err)
+			}
+			c.Txn = t
 		default:
 			return c, fmt.Errorf("%w: unknown field %d", ErrMalformedCommand, tag)
 		}
@@ -171,7 +209,20 @@ func DecodeCommand(b []byte) (Command, error) {
 
 // check enforces what each op needs, so Apply can trust a decoded command.
 func (c *Command) check() error {
+	if c.Txn != nil && c.Op != OpTxn {
+		return fmt.Errorf("%w: %s takes no transaction", ErrMalformedCommand, c.Op)
+	}
+	if c.Quota != 0 && c.Op != OpSet && c.Op != OpTxn {
+		return fmt.Errorf("%w: %s takes no quota", ErrMalformedCommand, c.Op)
+	}
 	switch c.Op {
+	case OpTxn:
+		if c.Txn == nil || c.HasCAS || c.Key != "" || c.Value != "" || c.NodeID != "" || c.HTTPAddr != "" {
+			return fmt.Errorf("%w: %s takes only a transaction, a quota and a request id", ErrMalformedCommand, c.Op)
+		}
+		if len(c.RequestID) > MaxRequestIDBytes {
+			return fmt.Errorf("%w: request id of %d bytes", ErrMalformedCommand, len(c.RequestID))
+		}
 	case OpSet, OpDelete:
 		if c.Key == "" {
 			return fmt.Errorf("%w: %s without key", ErrMalformedCommand, c.Op)

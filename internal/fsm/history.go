@@ -182,14 +182,18 @@ type HistoryInfo struct {
 	Limits HistoryLimits
 }
 
-// SetHistoryLimits sets the history's bounds. Call it before the replica
+// SetHistoryLimits sets the history's bounds (a field below 1: its
+// default). Call it before the replica
 // applies or restores anything (node.Open does): replicas with the same
 // limits keep the same history.
 func (f *FSM) SetHistoryLimits(l HistoryLimits) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if l.Events < 1 {
-		l.Events = 1
+		l.Events = DefaultHistoryEvents
+	}
+	if l.Bytes < 1 {
+		l.Bytes = DefaultHistoryBytes
 	}
 	f.hist.lim = l
 	f.hist.restore(f.hist.floor, f.hist.events())

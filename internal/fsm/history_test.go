@@ -11,7 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// snapHist is the change history a hand-built snapshot carries (version 5
+// snapHist is the change history a hand-built snapshot carries (version 6
 // on): its floor and its events. Builders without one write no events and
 // the floor 0.0, as a new FSM has.
 type snapHist struct {
@@ -352,5 +352,51 @@ func TestChanged(t *testing.T) {
 	case <-ch:
 	default:
 		t.Fatal("Changed not closed by a put")
+	}
+}
+
+// TestEventsTxn: a transaction's writes are events of its one index, in
+// the order of its operations; a branch refused by the quota leaves none,
+// whether it was undone in place or ran on a clone (delete_prefix).
+func TestEventsTxn(t *testing.T) {
+	f := New()
+	applyAll(t, f, setLog(1, "a", "1"), setLog(2, "p/x", "x"), setLog(3, "p/y", "y"))
+	txn := Txn{Success: []TxnOp{
+		{Kind: TxnPut, Key: "a", Value: "2"},
+		{Kind: TxnGet, Key: "a"},
+		{Kind: TxnDeletePrefix, Key: "p/"},
+		{Kind: TxnPut, Key: "n", Value: "new"},
+		{Kind: TxnDelete, Key: "n"},
+	}}
+	applyAll(t, f, cmdLog(4, Command{Op: OpTxn, Txn: &txn}))
+	requireEvents(t, allEvents(t, f, Pos{3, EndSeq}, Filter{}), []Event{
+		{Pos: Pos{4, 0}, Type: EventPut, Key: "a", Value: "2", CreateIndex: 1, ModIndex: 4, PrevModIndex: 1},
+		{Pos: Pos{4, 1}, Type: EventDelete, Key: "p/x", CreateIndex: 2, ModIndex: 4, PrevModIndex: 2},
+		{Pos: Pos{4, 2}, Type: EventDelete, Key: "p/y", CreateIndex: 3, ModIndex: 4, PrevModIndex: 3},
+		{Pos: Pos{4, 3}, Type: EventPut, Key: "n", Value: "new", CreateIndex: 4, ModIndex: 4},
+		{Pos: Pos{4, 4}, Type: EventDelete, Key: "n", CreateIndex: 4, ModIndex: 4, PrevModIndex: 4},
+	})
+
+	for name, ops := range map[string][]TxnOp{
+		"undo log": {{Kind: TxnPut, Key: "a", Value: strings.Repeat("x", 100)}, {Kind: TxnDelete, Key: "a"}, {Kind: TxnPut, Key: "b", Value: strings.Repeat("x", 100)}},
+		"clone":    {{Kind: TxnDeletePrefix, Key: "a"}, {Kind: TxnPut, Key: "b", Value: strings.Repeat("x", 100)}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			g := New()
+			applyAll(t, g, setLog(1, "a", "1"))
+			before := g.History()
+			big := Txn{Success: ops}
+			res := applyAll(t, g, cmdLog(2, Command{Op: OpTxn, Txn: &big, Quota: 50}))
+			if r := res[0].(*Result); !errors.Is(r.Err, ErrQuotaExceeded) {
+				t.Fatalf("txn over the quota = %+v, want ErrQuotaExceeded", r)
+			}
+			if after := g.History(); after != before {
+				t.Fatalf("history after a refused txn %+v, want %+v", after, before)
+			}
+			applyAll(t, g, setLog(3, "c", "3"))
+			requireEvents(t, allEvents(t, g, Pos{1, EndSeq}, Filter{}), []Event{
+				{Pos: Pos{3, 0}, Type: EventPut, Key: "c", Value: "3", CreateIndex: 3, ModIndex: 3},
+			})
+		})
 	}
 }

@@ -8,6 +8,7 @@ package fsm
 
 import (
 	"strings"
+	"unsafe"
 
 	"github.com/google/btree"
 )
@@ -167,21 +168,38 @@ func listTree(t *btree.BTreeG[item], index uint64, q ListQuery) ListPage {
 }
 
 // countTree counts the keys under prefix in t and their bytes. The whole
-// tree ("") is answered from total, its kept sums, in O(1); any other
-// prefix walks its keys once, allocating nothing.
+// tree ("") is answered from total, its kept sums, in O(1). Any other
+// prefix costs two descents and a walk over its items that never reads
+// a key's bytes (which would cost a cache miss per key): the walk stops
+// at the last key under the prefix, found first and recognised by its
+// string's address.
 func countTree(t *btree.BTreeG[item], total int64, prefix string) (int, int64) {
 	if prefix == "" {
 		return t.Len(), total
 	}
+	var last item
+	var found bool
+	if succ, _, ok := successor(prefix); ok {
+		t.DescendLessOrEqual(probe(succ), func(it item) bool {
+			if it.key() == succ {
+				return true
+			}
+			last, found = it, true
+			return false
+		})
+	} else {
+		last, found = t.Max()
+	}
+	if !found || !strings.HasPrefix(last.key(), prefix) {
+		return 0, 0
+	}
 	var n int
 	var size int64
 	t.AscendGreaterOrEqual(probe(prefix), func(it item) bool {
-		if !strings.HasPrefix(it.key(), prefix) {
-			return false
-		}
 		n++
 		size += int64(len(it.kv))
-		return true
+		// The same address and length: the same string, so the same key.
+		return unsafe.StringData(it.kv) != unsafe.StringData(last.kv) || len(it.kv) != len(last.kv)
 	})
 	return n, size
 }
@@ -190,25 +208,37 @@ func countTree(t *btree.BTreeG[item], total int64, prefix string) (int, int64) {
 const deleteBatch = 256
 
 // deletePrefixLocked deletes every key under prefix ("": every key) from
-// the live state at index and returns how many it deleted, with a delete
-// event for each key in key order. It is the apply side of
-// OpDeletePrefix, for any command applied inside Apply: the caller holds
-// f.mu for writing. It costs O(k log n) for k keys deleted, and holds at
-// most deleteBatch items aside at a time.
+// the live state at index and returns how many it deleted. It is the
+// apply side of OpDeletePrefix, for any command applied inside Apply: the
+// caller holds f.mu for writing.
 func (f *FSM) deletePrefixLocked(index uint64, prefix string) uint64 {
+	n, freed := f.deletePrefixTree(f.tree, index, prefix)
+	f.bytes -= freed
+	return n
+}
+
+// deletePrefixTree deletes every key under prefix ("": every key) from t
+// at index, with a delete event for each key in key order, and returns
+// how many and their key and value bytes: deletePrefixLocked on the live
+// tree, a transaction's delete_prefix on its clone. It costs O(k log n)
+// for k keys deleted (the whole store: a walk for the events, then an
+// O(1) clear), and holds at most deleteBatch items aside at a time.
+func (f *FSM) deletePrefixTree(t *btree.BTreeG[item], index uint64, prefix string) (deleted uint64, freed int64) {
 	if prefix == "" {
-		n := f.tree.Len()
-		f.tree.Ascend(func(it item) bool { f.emitDelete(index, it); return true })
-		f.tree.Clear(false)
-		f.bytes = 0
-		return uint64(n)
+		n := t.Len()
+		t.Ascend(func(it item) bool {
+			freed += int64(len(it.kv))
+			f.emitDelete(index, it)
+			return true
+		})
+		t.Clear(false)
+		return uint64(n), freed
 	}
-	var deleted uint64
 	batch := make([]item, 0, deleteBatch)
 	// Every round but the last deletes deleteBatch keys, so this ends.
 	for {
 		batch = batch[:0]
-		f.tree.AscendGreaterOrEqual(probe(prefix), func(it item) bool {
+		t.AscendGreaterOrEqual(probe(prefix), func(it item) bool {
 			if !strings.HasPrefix(it.key(), prefix) {
 				return false
 			}
@@ -216,13 +246,13 @@ func (f *FSM) deletePrefixLocked(index uint64, prefix string) uint64 {
 			return len(batch) < deleteBatch
 		})
 		for _, it := range batch {
-			f.tree.Delete(it)
-			f.bytes -= int64(len(it.kv))
+			t.Delete(it)
+			freed += int64(len(it.kv))
 			f.emitDelete(index, it)
 		}
 		deleted += uint64(len(batch))
 		if len(batch) < deleteBatch {
-			return deleted
+			return deleted, freed
 		}
 	}
 }

@@ -17,12 +17,12 @@ import (
 //
 //	magic "RAFTKVSN", version byte
 //	header: applied index, node count, key count[, request count (v2)][, promotion count (v3)]
-//	        [, event count, floor index, floor seq (v5)]
+//	        [, event count, floor index, floor seq (v6)]
 //	records: 'N' id addr              (node count times, ids ascending)
-//	         'R' id index outcome cur[ digest] (request count times, apply order; v2; digest v4)
+//	         'R' id index outcome cur[ digest][ txn] (request count times, apply order; v2; digest v4; txn v5)
 //	         'P' id                   (promotion count times, ids strictly ascending; v3)
 //	         'V' index seq type key value create mod prevmod size
-//	                                  (event count times, positions strictly ascending, after the floor; v5)
+//	                                  (event count times, positions strictly ascending, after the floor; v6)
 //	         'K' key value create mod (key count times, keys ascending)
 //	trailer: 'E', then 4 bytes big-endian CRC-32C of everything before 'E'
 //
@@ -32,13 +32,15 @@ import (
 const (
 	snapshotMagic = "RAFTKVSN"
 	// 2 added the request table, 3 the promotion marks, 4 the request
-	// digest, 5 the change history (historyVersion); 1 to 4 still read
-	// (as having none).
-	snapshotVersion = 5
+	// digest, 5 a transaction's outcome in its request record (a string,
+	// "" for other commands: see encodeTxnRecord), 6 the change history
+	// (historyVersion); 1 to 5 still read (as having none of what came
+	// later).
+	snapshotVersion = 6
 	// historyVersion is the first version with the change history; an
 	// older stream restores with an empty history whose floor is its
 	// applied index.
-	historyVersion = 5
+	historyVersion = 6
 
 	recNode    = 'N'
 	recRequest = 'R'
@@ -102,7 +104,7 @@ func writeSnapshot(w io.Writer, snap *snapshot) (uint32, error) {
 	s.uvarint(uint64(tree.Len()))
 	s.uvarint(uint64(len(requests)))
 	s.uvarint(uint64(len(promote)))
-	s.uvarint(uint64(len(snap.events))) // v5
+	s.uvarint(uint64(len(snap.events))) // v6
 	s.uvarint(snap.floor.Index)
 	s.uvarint(uint64(snap.floor.Seq))
 
@@ -122,7 +124,8 @@ func writeSnapshot(w io.Writer, snap *snapshot) (uint32, error) {
 		s.uvarint(r.Index)
 		s.uvarint(uint64(r.Outcome))
 		s.uvarint(r.Current)
-		s.str(r.Digest) // v4
+		s.str(r.Digest)               // v4
+		s.str(encodeTxnRecord(r.Txn)) // v5
 	}
 	for _, id := range promote {
 		s.tag(recPromote)
@@ -322,7 +325,7 @@ type snapshotHeader struct {
 	nodeCount, keyCount, reqCount uint64
 	promoteCount                  uint64
 	eventCount                    uint64
-	// floor is the history's floor (v5); before v5, the applied index's
+	// floor is the history's floor (v6); before v6, the applied index's
 	// end: the history starts there.
 	floor Pos
 }
@@ -427,6 +430,13 @@ func decodeSnapshot(r io.Reader, v snapshotVisitor) (decodedInfo, error) {
 		r.Index, r.Outcome, r.Current = s.uvarint(), uint8(s.uvarint()), s.uvarint()
 		if h.version >= 4 {
 			r.Digest = s.str()
+		}
+		if h.version >= 5 {
+			txn, err := decodeTxnRecord(s.str())
+			if err != nil && s.err == nil {
+				s.fail("request %q: %v", r.ID, err)
+			}
+			r.Txn = txn
 		}
 		if s.err == nil && r.Outcome > outcomeCASFailed {
 			s.fail("request %q has outcome %d", r.ID, r.Outcome)

@@ -54,6 +54,21 @@ func (e casConflict) Error() string {
 
 func (e casConflict) Unwrap() error { return fsm.ErrCASFailed }
 
+// quotaError is a write refused by MAX_DATA_BYTES: its message names the
+// quota and the data's current size, for users (it is a 507).
+type quotaError struct {
+	quota uint64
+	size  int64
+}
+
+func (e quotaError) Error() string {
+	return fmt.Sprintf("quota exceeded: the write would grow the data (keys and values) past MAX_DATA_BYTES=%d; it is %d bytes now. "+
+		"Deletes and writes that do not grow the data still apply", e.quota, e.size)
+}
+
+func (e quotaError) Unwrap() error       { return fsm.ErrQuotaExceeded }
+func (e quotaError) UserMessage() string { return e.Error() }
+
 // errorTable maps every error a handler can meet to a status and a stable
 // machine-readable code. The first entry that matches (errors.Is) wins.
 var errorTable = []struct {
@@ -67,6 +82,7 @@ var errorTable = []struct {
 	{ErrBadBackup, http.StatusBadRequest, "bad_backup"},
 	{ErrFutureIndex, http.StatusBadRequest, "future_index"},
 	{ErrHistoryCompacted, http.StatusGone, "history_compacted"},
+	{ErrBadCursor, http.StatusBadRequest, "bad_cursor"},
 	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
 	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed"},
 	{ErrRouteNotFound, http.StatusNotFound, "not_found"},
@@ -89,6 +105,9 @@ var errorTable = []struct {
 	{fsm.ErrCASFailed, http.StatusConflict, "cas_failed"},
 	{fsm.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, "idempotency_key_reused"},
 	{node.ErrRestoreInProgress, http.StatusConflict, "restore_in_progress"},
+	// 507: MAX_DATA_BYTES; nothing was applied, and the write applies once
+	// the data has shrunk.
+	{fsm.ErrQuotaExceeded, http.StatusInsufficientStorage, "quota_exceeded"},
 	// 503: definitely not applied; safe to retry anywhere.
 	{node.ErrNotLeader, http.StatusServiceUnavailable, "not_leader"},
 	{node.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},

@@ -56,8 +56,18 @@ func (s *Service) handleRemove(w http.ResponseWriter, r *http.Request, p params)
 	return s.write(w, r, p, fsm.OpDelete)
 }
 
-// handleKVWrite serves PUT and DELETE /kv/{key}.
+// handleKVWrite serves PUT and DELETE /kv/{key}, and
+// DELETE /kv/{prefix}?recurse (deletePrefix).
 func (s *Service) handleKVWrite(w http.ResponseWriter, r *http.Request, p params) error {
+	recurse, err := p.flag("recurse", false)
+	switch {
+	case err != nil:
+		return err
+	case recurse && r.Method == http.MethodDelete:
+		return s.deletePrefix(w, r, p)
+	case recurse:
+		return fmt.Errorf("%w: recurse is for GET and DELETE, not %s", ErrBadRequest, r.Method)
+	}
 	if r.Method == http.MethodDelete {
 		return s.write(w, r, p, fsm.OpDelete)
 	}
@@ -97,16 +107,37 @@ func (s *Service) apply(w http.ResponseWriter, r *http.Request, cmd *fsm.Command
 	if res.Replayed {
 		w.Header().Set(HeaderReplayed, "true")
 	}
-	switch {
-	case errors.Is(res.Err, fsm.ErrCASFailed):
-		return nil, casConflict{current: res.Current}
-	case errors.Is(res.Err, fsm.ErrIdempotencyKeyReused):
-		return nil, fmt.Errorf("%w: %q was first used with another operation, key, value or cas; nothing was applied (use a fresh key for a new write)", res.Err, cmd.RequestID)
-	case res.Err != nil:
-		return nil, fmt.Errorf("%w: %q", res.Err, cmd.Key)
+	if err := resultError(res, cmd); err != nil {
+		return nil, err
 	}
 	setIndexHeader(w, HeaderRaftIndex, res.Index)
 	return res, nil
+}
+
+// resultError is the error a command's own failure answers with (nil
+// when it applied): a failed compare, a reused idempotency key, a refused
+// quota, or the key's absence.
+func resultError(res *fsm.Result, cmd *fsm.Command) error {
+	switch {
+	case res.Err == nil:
+		return nil
+	case errors.Is(res.Err, fsm.ErrCASFailed):
+		return casConflict{current: res.Current}
+	case errors.Is(res.Err, fsm.ErrIdempotencyKeyReused):
+		return fmt.Errorf("%w: %q was first used with another operation, key, value or cas; nothing was applied (use a fresh key for a new write)", res.Err, cmd.RequestID)
+	case errors.Is(res.Err, fsm.ErrQuotaExceeded):
+		return quotaError{quota: res.Quota, size: res.DataBytes}
+	}
+	return fmt.Errorf("%w: %q", res.Err, cmd.Key)
+}
+
+// quota is the MAX_DATA_BYTES this node stamps on the writes it proposes
+// as leader (0: none).
+func (s *Service) quota() uint64 {
+	if s.opts.MaxDataBytes <= 0 {
+		return 0
+	}
+	return uint64(s.opts.MaxDataBytes)
 }
 
 func (s *Service) handleGet(w http.ResponseWriter, r *http.Request, p params) error {
@@ -126,6 +157,11 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request, p params) er
 // ?index=N it is a blocking query (blocking.go) that answers once the key
 // changed after N, or its wait passed.
 func (s *Service) handleKVGet(w http.ResponseWriter, r *http.Request, p params) error {
+	if recurse, err := p.flag("recurse", false); err != nil {
+		return err
+	} else if recurse {
+		return s.handleRange(w, r, p)
+	}
 	q, err := s.parseRead(r, p)
 	if err != nil {
 		return err
@@ -175,21 +211,11 @@ func (s *Service) read(w http.ResponseWriter, r *http.Request, q readReq, answer
 // readLocal reads q's key from this node's replica, once it has applied
 // q.minIndex.
 func (s *Service) readLocal(w http.ResponseWriter, r *http.Request, q readReq) (fsm.Entry, error) {
+	if err := s.waitMinIndex(r, q); err != nil {
+		return fsm.Entry{}, err
+	}
+	s.staleHeaders(w, q)
 	f := s.store.FSM()
-	if q.minIndex > 0 {
-		ctx, cancel := s.requestContext(r)
-		err := f.WaitApplied(ctx, q.minIndex)
-		cancel()
-		if err != nil {
-			return fsm.Entry{}, userErrorf(ErrIndexNotReached, "applied index %d < minIndex %d", f.AppliedIndex(), q.minIndex)
-		}
-	}
-	if q.consistency == consistencyStale {
-		setIndexHeader(w, HeaderAppliedIndex, f.AppliedIndex())
-		if since, ok := s.store.SinceLeaderContact(); ok {
-			setIndexHeader(w, HeaderLastContact, uint64(since.Milliseconds()))
-		}
-	}
 	// Read before the key, so a blocking query that passes it back
 	// misses no creation after this read.
 	applied := f.AppliedIndex()
@@ -200,6 +226,31 @@ func (s *Service) readLocal(w http.ResponseWriter, r *http.Request, q readReq) (
 		return fsm.Entry{}, fmt.Errorf("%w: %q", fsm.ErrKeyNotFound, q.key)
 	}
 	return e, nil
+}
+
+// waitMinIndex returns once this node's replica has applied q.minIndex.
+func (s *Service) waitMinIndex(r *http.Request, q readReq) error {
+	if q.minIndex == 0 {
+		return nil
+	}
+	f := s.store.FSM()
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	if err := f.WaitApplied(ctx, q.minIndex); err != nil {
+		return userErrorf(ErrIndexNotReached, "applied index %d < minIndex %d", f.AppliedIndex(), q.minIndex)
+	}
+	return nil
+}
+
+// staleHeaders tell a stale read how fresh this replica is.
+func (s *Service) staleHeaders(w http.ResponseWriter, q readReq) {
+	if q.consistency != consistencyStale {
+		return
+	}
+	setIndexHeader(w, HeaderAppliedIndex, s.store.FSM().AppliedIndex())
+	if since, ok := s.store.SinceLeaderContact(); ok {
+		setIndexHeader(w, HeaderLastContact, uint64(since.Milliseconds()))
+	}
 }
 
 // linearizable returns once this node's replica may serve a linearizable

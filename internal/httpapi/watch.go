@@ -2,11 +2,13 @@ package httpapi
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -194,10 +196,11 @@ type eventJSON struct {
 // sseWriter writes Server-Sent Events into a buffer and sends it with
 // flush, pushing the write deadline forward for each send.
 type sseWriter struct {
-	w   http.ResponseWriter
-	rc  *http.ResponseController
-	buf bytes.Buffer
-	enc *json.Encoder
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	buf     bytes.Buffer
+	enc     *json.Encoder
+	scratch []byte
 }
 
 func (st *sseWriter) json(v any) {
@@ -213,12 +216,34 @@ func (st *sseWriter) event(e *fsm.Event) {
 	st.buf.WriteString("\nevent: ")
 	st.buf.WriteString(e.Type.String())
 	st.buf.WriteString("\ndata: ")
-	d := eventJSON{Key: e.Key, CreateIndex: e.CreateIndex, ModIndex: e.ModIndex, PrevModIndex: e.PrevModIndex}
+	st.scratch = appendEventJSON(st.scratch[:0], e)
+	st.buf.Write(st.scratch)
+	st.buf.WriteString("\n\n")
+}
+
+// appendEventJSON appends an event's data, the bytes encoding/json would
+// write for eventJSON (without its newline), with the listing's string
+// and value rules (listjson.go): no reflection, no allocation per event.
+func appendEventJSON(dst []byte, e *fsm.Event) []byte {
+	dst = append(dst, `{"key":`...)
+	dst = appendJSONString(dst, e.Key)
 	if e.Type == fsm.EventPut {
-		d.jsonValue = valueOf(e.Value)
+		if utf8.ValidString(e.Value) {
+			dst = append(dst, `,"value":`...)
+			dst = appendJSONString(dst, e.Value)
+		} else {
+			dst = append(dst, `,"value_base64":"`...)
+			dst = base64.StdEncoding.AppendEncode(dst, []byte(e.Value))
+			dst = append(dst, '"')
+		}
 	}
-	st.json(d)
-	st.buf.WriteByte('\n')
+	dst = append(dst, `,"create_index":`...)
+	dst = strconv.AppendUint(dst, e.CreateIndex, 10)
+	dst = append(dst, `,"mod_index":`...)
+	dst = strconv.AppendUint(dst, e.ModIndex, 10)
+	dst = append(dst, `,"prev_mod_index":`...)
+	dst = strconv.AppendUint(dst, e.PrevModIndex, 10)
+	return append(dst, '}')
 }
 
 // progress says the watcher has everything up to pos (the applied index

@@ -345,3 +345,24 @@ func TestBlockingQuery(t *testing.T) {
 		}
 	}
 }
+
+// TestEventJSON: an event's data is what encoding/json writes for
+// eventJSON, for every kind of key and value.
+func TestEventJSON(t *testing.T) {
+	for _, e := range []fsm.Event{
+		{Type: fsm.EventPut, Key: "a", Value: "1", CreateIndex: 1, ModIndex: 2, PrevModIndex: 1},
+		{Type: fsm.EventPut, Key: "k<\"\n>&\u2028", Value: "\xff\xfe", CreateIndex: 3, ModIndex: 3},
+		{Type: fsm.EventPut, Key: "e", Value: "", CreateIndex: 4, ModIndex: 4},
+		{Type: fsm.EventDelete, Key: "d", Value: "gone", CreateIndex: 1, ModIndex: 9, PrevModIndex: 5},
+		{Type: fsm.EventExpire, Key: "x\xff", CreateIndex: 1, ModIndex: 9, PrevModIndex: 5},
+	} {
+		d := eventJSON{Key: e.Key, CreateIndex: e.CreateIndex, ModIndex: e.ModIndex, PrevModIndex: e.PrevModIndex}
+		if e.Type == fsm.EventPut {
+			d.jsonValue = valueOf(e.Value)
+		}
+		want, _ := json.Marshal(d)
+		if got := appendEventJSON(nil, &e); string(got) != string(want) {
+			t.Errorf("appendEventJSON(%+v) =\n  %s\nwant\n  %s", e, got, want)
+		}
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/raftkv/raftkv/internal/config"
+	"github.com/raftkv/raftkv/internal/fsm"
+	"github.com/raftkv/raftkv/internal/watch"
 )
 
 // Option adjusts a cluster before it starts. Most set a field of the
@@ -30,9 +32,21 @@ func defaultSettings() settings {
 		MaxKeyBytes:     config.DefaultMaxKeyBytes,
 		MaxValueBytes:   config.DefaultMaxValueBytes,
 		MaxRestoreBytes: config.DefaultMaxRestoreBytes,
+		MaxDataBytes:    config.DefaultMaxDataBytes,
 		RequestTimeout:  DefaultRequestTimeout,
 		ShutdownTimeout: config.DefaultShutdownTimeout,
+
+		WatchHistoryEvents: fsm.DefaultHistoryEvents,
+		WatchHistoryBytes:  fsm.DefaultHistoryBytes,
+		WatchMaxWatchers:   watch.DefaultMaxWatchers,
+		WatchBuffer:        watch.DefaultBuffer,
 	}}
+}
+
+// WithWatchHistory sets how many change events each node keeps
+// (WATCH_HISTORY_EVENTS).
+func WithWatchHistory(events int) Option {
+	return func(s *settings) { s.cfg.WatchHistoryEvents = events }
 }
 
 // WithSnapshotThreshold makes raft snapshot (and compact its log, keeping
@@ -69,6 +83,11 @@ func WithMaxValueBytes(n int) Option {
 // WithMaxRestoreBytes sets MAX_RESTORE_BYTES.
 func WithMaxRestoreBytes(n int64) Option {
 	return func(s *settings) { s.cfg.MaxRestoreBytes = n }
+}
+
+// WithMaxDataBytes sets MAX_DATA_BYTES (0: no quota).
+func WithMaxDataBytes(n int64) Option {
+	return func(s *settings) { s.cfg.MaxDataBytes = n }
 }
 
 // WithLogStore sets RAFT_LOG_STORE (node.LogStoreBolt or node.LogStoreWAL).
