@@ -366,3 +366,38 @@ func TestEventJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestBlockingListing: GET /kv/{prefix}?recurse&index=N answers its first
+// page once something under the prefix changes after N; with a cursor or
+// at leader consistency it is refused.
+func TestBlockingListing(t *testing.T) {
+	svc, st, _ := newFakeService(t, Options{})
+	st.set("p/a", "1") // 1
+	st.set("q", "x")   // 2
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() { done <- call(svc, http.MethodGet, "/kv/p/?recurse&index=1&wait=10s", "", nil) }()
+	st.set("q", "y") // 3: not under p/
+	select {
+	case rec := <-done:
+		t.Fatalf("answered %d %s on a change outside the prefix", rec.Code, rec.Body)
+	case <-time.After(100 * time.Millisecond):
+	}
+	st.set("p/b", "2") // 4
+	select {
+	case rec := <-done:
+		if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"p/b"`) || rec.Header().Get(HeaderRaftIndex) != "4" {
+			t.Fatalf("blocking listing = %d %s index %s", rec.Code, rec.Body, rec.Header().Get(HeaderRaftIndex))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no listing 5 s after a change under the prefix")
+	}
+	for _, target := range []string{
+		"/kv/p/?recurse&index=1&after=x",
+		"/kv/p/?recurse&index=1&consistency=leader",
+		"/kv/p/?recurse&wait=1s",
+	} {
+		if rec := call(svc, http.MethodGet, target, "", nil); rec.Code != 400 {
+			t.Errorf("%s = %d %s, want 400", target, rec.Code, rec.Body)
+		}
+	}
+}
