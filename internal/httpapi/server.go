@@ -195,6 +195,20 @@ func New(store Store, cl Cluster, opts Options) *Service {
 		Name: "raftkv_fsm_quota_bytes",
 		Help: "MAX_DATA_BYTES: the key and value bytes this node, as leader, lets writes grow the data to (0: no quota); compare raftkv_fsm_bytes.",
 	}, func() float64 { return float64(s.quota()) }))
+	s.metrics.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "raftkv_watchers",
+			Help: "Watch streams and blocking queries open on this node (at most WATCH_MAX_WATCHERS).",
+		}, func() float64 { return float64(s.hub.Watchers()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "raftkv_watch_history_events",
+			Help: "Change events this node keeps for watchers that resume (at most WATCH_HISTORY_EVENTS).",
+		}, func() float64 { return float64(s.store.FSM().History().Events) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "raftkv_watch_history_floor_index",
+			Help: "The oldest log index a watch resumes from on this node (?index= below it is 410 history_compacted).",
+		}, func() float64 { return float64(s.store.FSM().History().Floor.Index) }),
+	)
 	s.routes = s.routeTable()
 	s.router = s.newRouter()
 	return s

@@ -204,6 +204,12 @@ func TestWatchRefusals(t *testing.T) {
 	if rec := call(svc, http.MethodGet, "/watch/k", "", nil); rec.Code != 503 || !strings.Contains(rec.Body.String(), "too_many_watchers") {
 		t.Fatalf("second watcher = %d %s, want 503 too_many_watchers", rec.Code, rec.Body)
 	}
+	m := call(svc, http.MethodGet, "/metrics", "", nil).Body.String()
+	for _, line := range []string{"raftkv_watchers 1", "raftkv_watch_history_events 2", "raftkv_watch_history_floor_index 3"} {
+		if !strings.Contains(m, "\n"+line+"\n") {
+			t.Errorf("/metrics lacks %q", line)
+		}
+	}
 }
 
 // TestWatchOutlivesServerTimeouts: a stream lasts past the server's read
