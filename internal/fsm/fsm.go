@@ -120,6 +120,11 @@ type FSM struct {
 	requests     map[string]requestRecord
 	requestOrder []string
 	requestHead  int // requestOrder[:requestHead] are evicted
+	// hist is the change history (history.go); cmu guards changed, the
+	// channel Changed hands out, closed when Apply adds events.
+	hist    history
+	cmu     sync.Mutex
+	changed chan struct{}
 
 	// applied is the index of the last log entry this FSM has seen,
 	// command or configuration. Read without the lock on the hot read path.
@@ -235,6 +240,7 @@ func New() *FSM {
 		tree:     btree.NewG(btreeDegree, itemLess),
 		nodes:    map[string]string{},
 		requests: map[string]requestRecord{},
+		hist:     newHistory(DefaultHistoryLimits),
 	}
 }
 
@@ -251,6 +257,7 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
 	f.mu.Lock()
+	added := f.hist.added
 	for i, l := range logs {
 		if l.Type == raft.LogCommand {
 			out[i] = f.applyCommand(l.Index, l.Data)
@@ -260,7 +267,11 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		f.applied.Store(logs[n-1].Index)
 	}
 	f.releaseWaitersLocked()
+	changed := f.hist.added != added
 	f.mu.Unlock()
+	if changed {
+		f.notifyChanged()
+	}
 	return out
 }
 
@@ -352,7 +363,7 @@ func (f *FSM) applyDecoded(index uint64, cmd *Command) *Result {
 				return res
 			}
 		}
-		f.bytes += putItem(f.tree, index, cmd.Key, cmd.Value)
+		f.bytes += f.putItem(f.tree, index, cmd.Key, cmd.Value)
 	case OpDelete:
 		old, ok := f.tree.Delete(probe(cmd.Key))
 		if !ok {
@@ -360,12 +371,13 @@ func (f *FSM) applyDecoded(index uint64, cmd *Command) *Result {
 			break
 		}
 		f.bytes -= int64(len(old.kv))
+		f.emitDelete(index, old)
 	case OpRegisterNode:
 		f.nodes[cmd.NodeID] = cmd.HTTPAddr
 	case OpForgetNode:
 		delete(f.nodes, cmd.NodeID)
 	case OpDeletePrefix:
-		res.Current = f.deletePrefixLocked(cmd.Key)
+		res.Current = f.deletePrefixLocked(index, cmd.Key)
 	case OpMarkPromotion:
 		if i, found := slices.BinarySearch(f.promote, cmd.NodeID); !found {
 			f.promote = slices.Insert(f.promote, i, cmd.NodeID)
@@ -496,6 +508,8 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		nodes:    nodes,
 		promote:  slices.Clone(f.promote),
 		requests: f.requestLog(),
+		floor:    f.hist.floor,
+		events:   f.hist.events(),
 	}, nil
 }
 
@@ -519,9 +533,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		f.requests[r.ID] = r.requestRecord
 		f.requestOrder = append(f.requestOrder, r.ID)
 	}
+	f.hist.restore(st.floor, st.events)
 	f.applied.Store(st.applied)
 	f.releaseWaitersLocked()
 	f.mu.Unlock()
+	f.notifyChanged()
 	return nil
 }
 
@@ -531,11 +547,13 @@ type snapshot struct {
 	nodes    map[string]string
 	promote  []string // sorted
 	requests []requestEntry
+	floor    Pos     // the history's floor
+	events   []Event // the history, oldest first
 }
 
 // Persist runs concurrently with Apply; it only reads the frozen clone.
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := writeSnapshot(sink, s.applied, s.nodes, s.promote, s.requests, s.tree); err != nil {
+	if _, err := writeSnapshot(sink, s); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot: %w", err)
 	}

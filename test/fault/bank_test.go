@@ -302,7 +302,7 @@ func (b *bank) burst(node *proc.Node, n int) {
 		b.w.wg.Add(1)
 		go func() {
 			defer b.w.wg.Done()
-			a := cl.send(node, http.MethodGet, "/kv/"+bankPrefix+"?recurse&consistency=stale", nil, "", opTimeout)
+			a := cl.send(http.MethodGet, node.URL("/kv/"+bankPrefix+"?recurse&consistency=stale"), nil, "", opTimeout)
 			v := &op{}
 			if a.err != nil || a.status != http.StatusOK || fillScan(v, a.body, b.keys) != nil {
 				return
@@ -361,7 +361,7 @@ func (cl *bankClient) sendTxn(n *proc.Node, o *op, maxAttempts int) {
 		if try > 0 {
 			time.Sleep(50 * time.Millisecond)
 		}
-		a := cl.send(n, http.MethodPost, "/txn", body, o.RID, opTimeout)
+		a := cl.send(http.MethodPost, n.URL("/txn"), body, o.RID, opTimeout)
 		if o.Attempts == 0 {
 			o.Call = a.call
 		}
@@ -456,7 +456,7 @@ func fillTxn(o *op, body []byte) error {
 // key order.
 func (cl *bankClient) scan(n *proc.Node) *op {
 	o := &op{Client: cl.id, Node: n.Name, Kind: opScan, Key: bankPrefix}
-	a := cl.send(n, http.MethodGet, "/kv/"+bankPrefix+"?recurse&consistency=linearizable", nil, "", opTimeout)
+	a := cl.send(http.MethodGet, n.URL("/kv/"+bankPrefix+"?recurse&consistency=linearizable"), nil, "", opTimeout)
 	o.Call, o.Attempts = a.call, 1
 	o.Outcome = a.classify(opScan)
 	a.fill(o)

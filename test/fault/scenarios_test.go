@@ -106,6 +106,8 @@ type run struct {
 	info   *porcupine.LinearizationInfo
 	cas    bool
 	idem   bool
+	// watchers follow the feed through the faults (watch_test.go).
+	watchers []*feedWatcher
 }
 
 type event struct {
@@ -158,6 +160,12 @@ func runScenario(t *testing.T, sc scenario) {
 			t.Fatal(err)
 		}
 	}
+	r.watchers = startWatchers(c)
+	t.Cleanup(func() {
+		for _, w := range r.watchers {
+			w.cancel()
+		}
+	})
 	r.w.start()
 	r.sleep(warmup)
 	sc.inject(r)
@@ -201,6 +209,7 @@ func (r *run) check() {
 	}
 
 	problems = append(problems, r.checkNoPhantomKeys()...)
+	problems = append(problems, r.checkWatchers(r.watchers)...)
 
 	ops := r.h.snapshot()
 	res, info, took := checkLinearizable(ops, 30*time.Second)
