@@ -114,6 +114,11 @@ type FSM struct {
 	requests     map[string]requestRecord
 	requestOrder []string
 	requestHead  int // requestOrder[:requestHead] are evicted
+	// Leases (lease.go): by id, the keys attached to each, and each
+	// attached key's lease (looked up, never iterated).
+	leases   *btree.BTreeG[leaseItem]
+	attach   *btree.BTreeG[attachItem]
+	keyLease map[string]uint64
 
 	// applied is the index of the last log entry this FSM has seen,
 	// command or configuration. Read without the lock on the hot read path.
@@ -200,6 +205,9 @@ func New() *FSM {
 		tree:     btree.NewG(btreeDegree, itemLess),
 		nodes:    map[string]string{},
 		requests: map[string]requestRecord{},
+		leases:   newLeaseTree(),
+		attach:   newAttachTree(),
+		keyLease: map[string]uint64{},
 	}
 }
 
@@ -303,6 +311,10 @@ func (f *FSM) applyDecoded(index uint64, cmd *Command) *Result {
 	}
 	switch cmd.Op {
 	case OpSet:
+		if err := f.checkSetLease(cmd); err != nil {
+			res.Err = err
+			return res
+		}
 		create := index
 		if old, ok := f.tree.Get(probe(cmd.Key)); ok {
 			create = old.createIndex
@@ -311,6 +323,7 @@ func (f *FSM) applyDecoded(index uint64, cmd *Command) *Result {
 		it := newItem(cmd.Key, cmd.Value, create, index)
 		f.tree.ReplaceOrInsert(it)
 		f.bytes += int64(len(it.kv))
+		f.bindSetLease(index, cmd)
 	case OpDelete:
 		old, ok := f.tree.Delete(probe(cmd.Key))
 		if !ok {
@@ -318,6 +331,7 @@ func (f *FSM) applyDecoded(index uint64, cmd *Command) *Result {
 			break
 		}
 		f.bytes -= int64(len(old.kv))
+		f.detachKey(cmd.Key)
 	case OpRegisterNode:
 		f.nodes[cmd.NodeID] = cmd.HTTPAddr
 	case OpForgetNode:
@@ -331,6 +345,10 @@ func (f *FSM) applyDecoded(index uint64, cmd *Command) *Result {
 	case OpDropPromotion:
 		if i, found := slices.BinarySearch(f.promote, cmd.NodeID); found {
 			f.promote = slices.Delete(f.promote, i, i+1)
+		}
+	default:
+		if cmd.Op.isLease() {
+			f.applyLease(index, cmd, res)
 		}
 	}
 	return res
@@ -454,6 +472,8 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		nodes:    nodes,
 		promote:  slices.Clone(f.promote),
 		requests: f.requestLog(),
+		leases:   f.leases.Clone(),
+		attach:   f.attach.Clone(),
 	}, nil
 }
 
@@ -477,6 +497,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		f.requests[r.ID] = r.requestRecord
 		f.requestOrder = append(f.requestOrder, r.ID)
 	}
+	f.leases, f.attach, f.keyLease = st.leases, st.attach, st.keyLease
 	f.applied.Store(st.applied)
 	f.releaseWaitersLocked()
 	f.mu.Unlock()
@@ -489,11 +510,13 @@ type snapshot struct {
 	nodes    map[string]string
 	promote  []string // sorted
 	requests []requestEntry
+	leases   *btree.BTreeG[leaseItem]
+	attach   *btree.BTreeG[attachItem]
 }
 
 // Persist runs concurrently with Apply; it only reads the frozen clone.
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := writeSnapshot(sink, s.applied, s.nodes, s.promote, s.requests, s.tree); err != nil {
+	if _, err := writeSnapshot(sink, s.applied, s.nodes, s.promote, s.requests, s.tree, s.leases, s.attach); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot: %w", err)
 	}

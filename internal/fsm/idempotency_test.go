@@ -88,7 +88,7 @@ func TestRequestDigestLayout(t *testing.T) {
 	plain := cmd
 	plain.RequestID = ""
 	sum := sha256.Sum256(plain.Encode(nil)[1:])
-	want := buildSnapRequests(4, 1, []requestEntry{{ID: "r1", requestRecord: requestRecord{Index: 1, Digest: string(sum[:16])}}},
+	want := buildSnapRequests(snapshotVersion, 1, []requestEntry{{ID: "r1", requestRecord: requestRecord{Index: 1, Digest: string(sum[:16])}}},
 		[]Entry{{Key: "k", Value: "v", CreateIndex: 1, ModIndex: 1}})
 	if got := persist(t, f); !bytes.Equal(got, want) {
 		t.Fatalf("snapshot =\n  %q\nwant\n  %q", got, want)
@@ -123,6 +123,9 @@ func buildSnapRequests(version byte, applied uint64, reqs []requestEntry, entrie
 		b = str(b, e.Value)
 		b = binary.AppendUvarint(b, e.CreateIndex)
 		b = binary.AppendUvarint(b, e.ModIndex)
+	}
+	if version >= snapshotLeases {
+		b = append(b, 0, 0) // no leases, no attachments
 	}
 	sum := crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli))
 	return binary.BigEndian.AppendUint32(append(b, 'E'), sum)

@@ -199,6 +199,7 @@ func (f *FSM) deletePrefixLocked(prefix string) uint64 {
 		n := f.tree.Len()
 		f.tree.Clear(false)
 		f.bytes = 0
+		f.detachAll()
 		return uint64(n)
 	}
 	var deleted uint64
@@ -216,6 +217,7 @@ func (f *FSM) deletePrefixLocked(prefix string) uint64 {
 		for _, it := range batch {
 			f.tree.Delete(it)
 			f.bytes -= int64(len(it.kv))
+			f.detachKey(it.key())
 		}
 		deleted += uint64(len(batch))
 		if len(batch) < deleteBatch {

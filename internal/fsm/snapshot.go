@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,6 +22,8 @@ import (
 //	         'R' id index outcome cur[ digest] (request count times, apply order; v2; digest v4)
 //	         'P' id                   (promotion count times, ids strictly ascending; v3)
 //	         'K' key value create mod (key count times, keys ascending)
+//	         lease count, 'L' id ttl refreshed remaining since ofKey (ids ascending; v5)
+//	         attachment count, 'A' lease key ((lease, key) ascending; v5)
 //	trailer: 'E', then 4 bytes big-endian CRC-32C of everything before 'E'
 //
 // Records are tagged so later state (TTL tables, idempotency tables) can be
@@ -29,8 +32,10 @@ import (
 const (
 	snapshotMagic = "RAFTKVSN"
 	// 2 added the request table, 3 the promotion marks, 4 the request
-	// digest; 1 to 3 still read (as having none).
-	snapshotVersion = 4
+	// digest, 5 the leases; 1 to 4 still read (as having none).
+	snapshotVersion = 5
+	// snapshotLeases is the first version with leases (lease_snapshot.go).
+	snapshotLeases = 5
 
 	recNode    = 'N'
 	recRequest = 'R'
@@ -83,7 +88,7 @@ func (s *snapWriter) tag(t byte) {
 // writeSnapshot writes the state as a stream and returns the checksum in
 // its trailer.
 // promote must be sorted (the FSM keeps it so).
-func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, promote []string, requests []requestEntry, tree *btree.BTreeG[item]) (uint32, error) {
+func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, promote []string, requests []requestEntry, tree *btree.BTreeG[item], leases *btree.BTreeG[leaseItem], attach *btree.BTreeG[attachItem]) (uint32, error) {
 	s := &snapWriter{w: bufio.NewWriterSize(w, 256<<10)}
 	s.bytes([]byte(snapshotMagic))
 	s.bytes([]byte{snapshotVersion})
@@ -123,6 +128,7 @@ func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, promote
 		s.uvarint(it.modIndex)
 		return s.err == nil
 	})
+	s.leases(leases, attach)
 	return s.finish()
 }
 
@@ -149,6 +155,9 @@ type restoredState struct {
 	requests []requestEntry
 	tree     *btree.BTreeG[item]
 	bytes    int64
+	leases   *btree.BTreeG[leaseItem]
+	attach   *btree.BTreeG[attachItem]
+	keyLease map[string]uint64
 }
 
 // snapReader checksums what it consumes. Single bytes are batched in
@@ -265,9 +274,13 @@ func (s *snapReader) read(dst []byte, n int) []byte {
 
 func readSnapshot(r io.Reader) (*restoredState, error) {
 	st := &restoredState{
-		nodes: map[string]string{},
-		tree:  btree.NewG(btreeDegree, itemLess),
+		nodes:    map[string]string{},
+		tree:     btree.NewG(btreeDegree, itemLess),
+		leases:   newLeaseTree(),
+		attach:   newAttachTree(),
+		keyLease: map[string]uint64{},
 	}
+	var bad error
 	_, err := decodeSnapshot(r, snapshotVisitor{
 		header: func(h snapshotHeader) { st.applied = h.applied },
 		node:   func(id, addr string) { st.nodes[id] = addr },
@@ -279,9 +292,17 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 			st.tree.ReplaceOrInsert(it)
 			st.bytes += int64(len(it.kv))
 		},
+		lease:  func(l leaseItem) { st.leases.ReplaceOrInsert(l) },
+		attach: func(a attachItem) { bad = cmp.Or(bad, st.restoreAttach(a)) },
 	})
 	if err != nil {
 		return nil, err
+	}
+	if bad == nil {
+		bad = st.checkKeyLeases()
+	}
+	if bad != nil {
+		return nil, bad
 	}
 	return st, nil
 }
@@ -303,6 +324,10 @@ type snapshotVisitor struct {
 	request func(requestEntry)
 	promote func(id string)
 	key     func(item)
+	lease   func(leaseItem)
+	attach  func(attachItem)
+	// leaseCount and attachCount get the counts before their records.
+	leaseCount, attachCount func(uint64)
 	// reuseKeys lets key records share one buffer: the item passed to key
 	// is valid only during the call. For visitors that keep nothing.
 	reuseKeys bool
@@ -318,6 +343,10 @@ type decodedInfo struct {
 	// keyBytes sums, over key records, the tag and the length-prefixed key
 	// and value: everything of a key record but its two indexes.
 	keyBytes int64
+	// leases and attachments counts them; leaseBytes sums what WriteInstall
+	// writes of them but the two indexes of each lease.
+	leases, attachments int64
+	leaseBytes          int64
 }
 
 // countingReader counts the bytes its reader returned.
@@ -441,6 +470,9 @@ func decodeSnapshot(r io.Reader, v snapshotVisitor) (decodedInfo, error) {
 				return info, err
 			}
 		}
+	}
+	if s.err == nil && h.version >= snapshotLeases {
+		s.readLeases(&info, v)
 	}
 	if s.err != nil {
 		return info, s.err

@@ -114,6 +114,9 @@ func buildSnap(version byte, applied uint64, nodes [][2]string, entries []Entry)
 		b = binary.AppendUvarint(b, e.CreateIndex)
 		b = binary.AppendUvarint(b, e.ModIndex)
 	}
+	if version >= snapshotLeases {
+		b = append(b, 0, 0) // no leases, no attachments
+	}
 	sum := crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli))
 	return binary.BigEndian.AppendUint32(append(b, 'E'), sum)
 }
@@ -428,7 +431,7 @@ func TestRestoreCorrupt(t *testing.T) {
 		{"wrong magic", with(base, 0, 'X')},
 		{"magic lower case", append([]byte("raftkvsn"), base[8:]...)},
 		{"wrong version 0", buildSnap(0, 2, nil, entries)},
-		{"wrong version 5", buildSnap(5, 2, nil, entries)},
+		{"wrong version newer", buildSnap(snapshotVersion+1, 2, nil, entries)},
 		{"keys out of order", buildSnap(snapshotVersion, 2, nil, []Entry{entries[1], entries[0]})},
 		{"duplicate keys", buildSnap(snapshotVersion, 2, nil, []Entry{entries[0], entries[0]})},
 		{"empty key after empty key", buildSnap(snapshotVersion, 2, nil, []Entry{{}, {}})},
