@@ -25,8 +25,8 @@ type BackupInfo struct {
 	// Leases (key leases included) and the keys attached to them
 	// (version 5 on).
 	Leases, Attached uint64
-	Size       int64  // bytes, trailer included
-	CRC        uint32 // the CRC-32C in the trailer
+	Size             int64  // bytes, trailer included
+	CRC              uint32 // the CRC-32C in the trailer
 
 	keyBytes int64 // key records without their indexes, for InstallSize
 	// leaseBytes: lease and attachment records without the leases' two
