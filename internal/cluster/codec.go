@@ -22,6 +22,9 @@ const (
 	outcomeNotProposed             // the leader could not propose it (not leader, busy, stopping)
 	outcomeUnknown                 // proposed, commit not confirmed in time
 	outcomeKeyReused               // fsm.ErrIdempotencyKeyReused: applied as a no-op
+	outcomeLeaseNotFound           // fsm.ErrLeaseNotFound
+	outcomeTooManyLeases           // fsm.ErrTooManyLeases
+	outcomeNoTTL                   // fsm.ErrNoTTL
 )
 
 type applyOutcome struct {

@@ -83,6 +83,12 @@ func (c *Cluster) proposeVia(ctx context.Context, addr string, cmd *fsm.Command)
 		res.Err = fsm.ErrCASFailed
 	case outcomeKeyReused:
 		res.Err = fsm.ErrIdempotencyKeyReused
+	case outcomeLeaseNotFound:
+		res.Err = fsm.ErrLeaseNotFound
+	case outcomeTooManyLeases:
+		res.Err = fsm.ErrTooManyLeases
+	case outcomeNoTTL:
+		res.Err = fsm.ErrNoTTL
 	case outcomeRejected:
 		return nil, ErrRejected
 	case outcomeNotProposed:
@@ -216,6 +222,12 @@ func outcomeOf(a node.Applied) applyOutcome {
 		o.code = outcomeCASFailed
 	case errors.Is(a.Result.Err, fsm.ErrIdempotencyKeyReused):
 		o.code = outcomeKeyReused
+	case errors.Is(a.Result.Err, fsm.ErrLeaseNotFound):
+		o.code = outcomeLeaseNotFound
+	case errors.Is(a.Result.Err, fsm.ErrTooManyLeases):
+		o.code = outcomeTooManyLeases
+	case errors.Is(a.Result.Err, fsm.ErrNoTTL):
+		o.code = outcomeNoTTL
 	default:
 		o.code = outcomeRejected
 	}

@@ -168,7 +168,21 @@ const (
 	outcomeOK uint8 = iota
 	outcomeNotFound
 	outcomeCASFailed
+	// Lease outcomes (snapshot version 5 on).
+	outcomeLeaseNotFound
+	outcomeTooManyLeases
+	outcomeNoTTL
 )
+
+// leaseOutcomes maps the lease errors to their record outcomes.
+var leaseOutcomes = []struct {
+	err     error
+	outcome uint8
+}{
+	{ErrLeaseNotFound, outcomeLeaseNotFound},
+	{ErrTooManyLeases, outcomeTooManyLeases},
+	{ErrNoTTL, outcomeNoTTL},
+}
 
 func recordOf(r *Result, digest string) requestRecord {
 	rec := requestRecord{Index: r.Index, Current: r.Current, Digest: digest}
@@ -177,6 +191,11 @@ func recordOf(r *Result, digest string) requestRecord {
 		rec.Outcome = outcomeNotFound
 	case errors.Is(r.Err, ErrCASFailed):
 		rec.Outcome = outcomeCASFailed
+	}
+	for _, lo := range leaseOutcomes {
+		if errors.Is(r.Err, lo.err) {
+			rec.Outcome = lo.outcome
+		}
 	}
 	return rec
 }
@@ -188,6 +207,11 @@ func (rec requestRecord) result() *Result {
 		r.Err = ErrKeyNotFound
 	case outcomeCASFailed:
 		r.Err = ErrCASFailed
+	}
+	for _, lo := range leaseOutcomes {
+		if rec.Outcome == lo.outcome {
+			r.Err = lo.err
+		}
 	}
 	return r
 }

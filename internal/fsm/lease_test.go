@@ -278,3 +278,17 @@ func TestLeaseCommandsRefused(t *testing.T) {
 		t.Errorf("%d leases in one expire decoded: %v", len(many), err)
 	}
 }
+
+// A lease outcome is remembered with its request id, through a snapshot.
+func TestLeaseOutcomeReplayed(t *testing.T) {
+	f := New()
+	c := Command{Op: OpLeaseKeepAlive, Lease: 42, RequestID: "r1"}
+	if r := applyOne(t, f, 1, c); !errors.Is(r.Err, ErrLeaseNotFound) {
+		t.Fatalf("keepalive of unknown lease = %v", r.Err)
+	}
+	g := restoreNew(t, persist(t, f))
+	r := applyOne(t, g, 2, c)
+	if !r.Replayed || !errors.Is(r.Err, ErrLeaseNotFound) {
+		t.Fatalf("replay = %+v, want lease not found, replayed", r)
+	}
+}

@@ -413,7 +413,11 @@ func decodeSnapshot(r io.Reader, v snapshotVisitor) (decodedInfo, error) {
 		if h.version >= 4 {
 			r.Digest = s.str()
 		}
-		if s.err == nil && r.Outcome > outcomeCASFailed {
+		maxOutcome := outcomeCASFailed
+		if h.version >= snapshotLeases {
+			maxOutcome = outcomeNoTTL
+		}
+		if s.err == nil && r.Outcome > maxOutcome {
 			s.fail("request %q has outcome %d", r.ID, r.Outcome)
 		}
 		if s.err == nil && r.Digest != "" && len(r.Digest) != digestSize {
