@@ -15,16 +15,16 @@ import (
 
 // Outcome codes of /internal/apply, one per command.
 const (
-	outcomeApplied     byte = iota // Result.Err is nil
-	outcomeNotFound                // fsm.ErrKeyNotFound
-	outcomeCASFailed               // fsm.ErrCASFailed; current carries the mod_index
-	outcomeRejected                // malformed or not allowed here; not proposed
-	outcomeNotProposed             // the leader could not propose it (not leader, busy, stopping)
-	outcomeUnknown                 // proposed, commit not confirmed in time
-	outcomeKeyReused               // fsm.ErrIdempotencyKeyReused: applied as a no-op
-	outcomeLeaseNotFound           // fsm.ErrLeaseNotFound
-	outcomeTooManyLeases           // fsm.ErrTooManyLeases
-	outcomeNoTTL                   // fsm.ErrNoTTL
+	outcomeApplied       byte = iota // Result.Err is nil
+	outcomeNotFound                  // fsm.ErrKeyNotFound
+	outcomeCASFailed                 // fsm.ErrCASFailed; current carries the mod_index
+	outcomeRejected                  // malformed or not allowed here; not proposed
+	outcomeNotProposed               // the leader could not propose it (not leader, busy, stopping)
+	outcomeUnknown                   // proposed, commit not confirmed in time
+	outcomeKeyReused                 // fsm.ErrIdempotencyKeyReused: applied as a no-op
+	outcomeLeaseNotFound             // fsm.ErrLeaseNotFound
+	outcomeTooManyLeases             // fsm.ErrTooManyLeases
+	outcomeNoTTL                     // fsm.ErrNoTTL
 )
 
 type applyOutcome struct {
