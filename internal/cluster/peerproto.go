@@ -179,7 +179,7 @@ func (c *Cluster) ServeApply(ctx context.Context, body []byte, accept func(*fsm.
 	var where []int
 	for i, f := range frames {
 		cmd, err := fsm.DecodeCommand(f)
-		if err != nil || (cmd.Op != fsm.OpSet && cmd.Op != fsm.OpDelete) || accept(&cmd) != nil {
+		if err != nil || !forwardable(cmd.Op) || accept(&cmd) != nil {
 			out[i].code = outcomeRejected
 			continue
 		}
@@ -232,4 +232,15 @@ func outcomeOf(a node.Applied) applyOutcome {
 		o.code = outcomeRejected
 	}
 	return o
+}
+
+// forwardable reports whether a follower may hand the leader a command of
+// op: client writes only. Lease checkpoints and expiries are the leader's
+// own decisions and never come from another node.
+func forwardable(op fsm.Op) bool {
+	switch op {
+	case fsm.OpSet, fsm.OpDelete, fsm.OpLeaseGrant, fsm.OpLeaseKeepAlive, fsm.OpLeaseRevoke, fsm.OpTouch:
+		return true
+	}
+	return false
 }

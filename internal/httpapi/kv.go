@@ -29,6 +29,10 @@ type readResponse struct {
 	Index       uint64 `json:"index"`
 	CreateIndex uint64 `json:"create_index"`
 	ModIndex    uint64 `json:"mod_index"`
+	// TTL is the key's time left in milliseconds and Lease its lease, for
+	// a key with a ttl or on a lease; absent otherwise.
+	TTL   int64  `json:"ttl,omitempty"`
+	Lease uint64 `json:"lease,omitempty"`
 }
 
 // jsonValue is a value in a JSON answer, never altered: as "value" when it
@@ -56,9 +60,16 @@ func (s *Service) handleRemove(w http.ResponseWriter, r *http.Request, p params)
 	return s.write(w, r, p, fsm.OpDelete)
 }
 
-// handleKVWrite serves PUT and DELETE /kv/{key}.
+// handleKVWrite serves PUT and DELETE /kv/{key}; a PUT may give the key
+// a ttl or put it on a lease.
 func (s *Service) handleKVWrite(w http.ResponseWriter, r *http.Request, p params) error {
 	if r.Method == http.MethodDelete {
+		if _, ttl := p.get("ttl"); ttl {
+			return fmt.Errorf("%w: DELETE takes no ttl or lease", ErrBadRequest)
+		}
+		if _, lease := p.get("lease"); lease {
+			return fmt.Errorf("%w: DELETE takes no ttl or lease", ErrBadRequest)
+		}
 		return s.write(w, r, p, fsm.OpDelete)
 	}
 	return s.write(w, r, p, fsm.OpSet)
@@ -69,6 +80,11 @@ func (s *Service) write(w http.ResponseWriter, r *http.Request, p params, op fsm
 	cmd, err := s.parseWrite(w, r, p, op)
 	if err != nil {
 		return err
+	}
+	if op == fsm.OpSet && r.Method == http.MethodPut {
+		if err := keyLeaseParams(p, cmd); err != nil {
+			return err
+		}
 	}
 	res, err := s.apply(w, r, cmd)
 	if err != nil {
@@ -102,6 +118,10 @@ func (s *Service) apply(w http.ResponseWriter, r *http.Request, cmd *fsm.Command
 		return nil, casConflict{current: res.Current}
 	case errors.Is(res.Err, fsm.ErrIdempotencyKeyReused):
 		return nil, fmt.Errorf("%w: %q was first used with another operation, key, value or cas; nothing was applied (use a fresh key for a new write)", res.Err, cmd.RequestID)
+	case res.Err != nil && cmd.Key == "" && cmd.Lease != 0:
+		return nil, fmt.Errorf("%w: %d", res.Err, cmd.Lease)
+	case errors.Is(res.Err, fsm.ErrLeaseNotFound):
+		return nil, fmt.Errorf("%w: %d (set on %q); nothing was written", res.Err, cmd.Lease, cmd.Key)
 	case res.Err != nil:
 		return nil, fmt.Errorf("%w: %q", res.Err, cmd.Key)
 	}
@@ -116,8 +136,10 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request, p params) er
 	}
 	return s.read(w, r, q, func(e fsm.Entry) {
 		setIndexHeader(w, HeaderRaftIndex, e.ModIndex)
+		ttl, lease := s.keyTTL(w, e.Key)
 		writeJSON(w, http.StatusOK, readResponse{
 			Key: e.Key, jsonValue: valueOf(e.Value), Index: e.ModIndex, CreateIndex: e.CreateIndex, ModIndex: e.ModIndex,
+			TTL: ttl, Lease: lease,
 		})
 	})
 }
@@ -131,6 +153,7 @@ func (s *Service) handleKVGet(w http.ResponseWriter, r *http.Request, p params) 
 	return s.read(w, r, q, func(e fsm.Entry) {
 		setIndexHeader(w, HeaderRaftIndex, e.ModIndex)
 		setIndexHeader(w, HeaderCreateIndex, e.CreateIndex)
+		s.keyTTL(w, e.Key)
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.Itoa(len(e.Value)))
 		_, _ = w.Write([]byte(e.Value))

@@ -256,6 +256,10 @@ func (s *Service) checkValue(n int) error {
 // checkCommand checks a key write as strictly as the API's own parsing
 // does; the leader applies it to commands followers hand it.
 func (s *Service) checkCommand(cmd *fsm.Command) error {
+	switch cmd.Op {
+	case fsm.OpLeaseGrant, fsm.OpLeaseKeepAlive, fsm.OpLeaseRevoke:
+		return nil // no key; DecodeCommand checked the ttl and id
+	}
 	if err := s.checkKey(cmd.Key); err != nil {
 		return err
 	}
