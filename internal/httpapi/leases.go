@@ -336,7 +336,13 @@ func (s *Service) handleLock(w http.ResponseWriter, r *http.Request, p params) e
 			}{key, res.Index, lease})
 			return nil
 		}
+		// Wait until this node has applied the holder's create (a lagging
+		// follower would otherwise see the lock free and propose again at
+		// once), then until the lock key is gone.
 		f := s.store.FSM()
+		if f.WaitApplied(ctx, cc.current) != nil {
+			return lockHeld{name: name, token: cc.current}
+		}
 		for {
 			if _, held := f.Get(key); !held {
 				break
