@@ -86,6 +86,7 @@ func (n *Node) leadLeases(ctx context.Context, term uint64) {
 				break
 			}
 			if cmd.Op == fsm.OpLeaseExpire {
+				n.metrics.leaseExpiries.Add(float64(len(cmd.Leases)))
 				n.log.WithField("leases", len(cmd.Leases)).WithField("keys", res.Current).WithField("index", res.Index).Debug("leases expired")
 			}
 		}
