@@ -15,16 +15,20 @@ import (
 
 // Outcome codes of /internal/apply, one per command.
 const (
-	outcomeApplied       byte = iota // Result.Err is nil
-	outcomeNotFound                  // fsm.ErrKeyNotFound
-	outcomeCASFailed                 // fsm.ErrCASFailed; current carries the mod_index
-	outcomeRejected                  // malformed or not allowed here; not proposed
-	outcomeNotProposed               // the leader could not propose it (not leader, busy, stopping)
-	outcomeUnknown                   // proposed, commit not confirmed in time
-	outcomeKeyReused                 // fsm.ErrIdempotencyKeyReused: applied as a no-op
-	outcomeLeaseNotFound             // fsm.ErrLeaseNotFound
-	outcomeTooManyLeases             // fsm.ErrTooManyLeases
-	outcomeNoTTL                     // fsm.ErrNoTTL
+	outcomeApplied     byte = iota // Result.Err is nil
+	outcomeNotFound                // fsm.ErrKeyNotFound
+	outcomeCASFailed               // fsm.ErrCASFailed; current carries the mod_index
+	outcomeRejected                // malformed or not allowed here; not proposed
+	outcomeNotProposed             // the leader could not propose it (not leader, busy, stopping)
+	outcomeUnknown                 // proposed, commit not confirmed in time
+	outcomeKeyReused               // fsm.ErrIdempotencyKeyReused: applied as a no-op
+	// outcomeQuotaExceeded: fsm.ErrQuotaExceeded, nothing applied; index
+	// carries the entry's quota and current the data bytes (a refused
+	// write's log index is of no use to the client).
+	outcomeQuotaExceeded
+	outcomeLeaseNotFound // fsm.ErrLeaseNotFound
+	outcomeTooManyLeases // fsm.ErrTooManyLeases
+	outcomeNoTTL         // fsm.ErrNoTTL
 )
 
 type applyOutcome struct {

@@ -74,6 +74,12 @@ func (c *Cluster) proposeVia(ctx context.Context, addr string, cmd *fsm.Command)
 		}
 		return nil, err
 	}
+	return resultOf(out)
+}
+
+// resultOf turns the leader's outcome for one command back into the
+// Result (or the error) it stands for.
+func resultOf(out applyOutcome) (*fsm.Result, error) {
 	res := &fsm.Result{Index: out.index, Current: out.current, Replayed: out.replayed}
 	switch out.code {
 	case outcomeApplied:
@@ -83,6 +89,8 @@ func (c *Cluster) proposeVia(ctx context.Context, addr string, cmd *fsm.Command)
 		res.Err = fsm.ErrCASFailed
 	case outcomeKeyReused:
 		res.Err = fsm.ErrIdempotencyKeyReused
+	case outcomeQuotaExceeded:
+		res.Err, res.Index, res.Quota, res.DataBytes = fsm.ErrQuotaExceeded, 0, out.index, int64(out.current)
 	case outcomeLeaseNotFound:
 		res.Err = fsm.ErrLeaseNotFound
 	case outcomeTooManyLeases:
@@ -167,7 +175,8 @@ func (c *Cluster) sendReadIndex(ctx context.Context, addr string, n int) ([]uint
 // ServeApply is the leader's side of /internal/apply: it proposes a
 // follower's batch of encoded commands and returns the encoded outcomes.
 // Only key writes that accept allows are proposed (the API checks them as
-// strictly as its own); the rest are answered as rejected. Membership goes
+// strictly as its own, and may complete them: the leader's quota), as
+// accept left them; the rest are answered as rejected. Membership goes
 // through /join and /leave instead.
 func (c *Cluster) ServeApply(ctx context.Context, body []byte, accept func(*fsm.Command) error) ([]byte, error) {
 	frames, err := decodeFrames(body)
@@ -183,7 +192,9 @@ func (c *Cluster) ServeApply(ctx context.Context, body []byte, accept func(*fsm.
 			out[i].code = outcomeRejected
 			continue
 		}
-		valid = append(valid, f)
+		// accept may have completed the command (the leader's quota):
+		// propose what it accepted.
+		valid = append(valid, cmd.Encode(make([]byte, 0, cmd.EncodedSize())))
 		where = append(where, i)
 	}
 	for j, a := range c.node.ApplyEncoded(ctx, valid) {
@@ -222,6 +233,8 @@ func outcomeOf(a node.Applied) applyOutcome {
 		o.code = outcomeCASFailed
 	case errors.Is(a.Result.Err, fsm.ErrIdempotencyKeyReused):
 		o.code = outcomeKeyReused
+	case errors.Is(a.Result.Err, fsm.ErrQuotaExceeded):
+		o.code, o.index, o.current = outcomeQuotaExceeded, a.Result.Quota, uint64(max(a.Result.DataBytes, 0))
 	case errors.Is(a.Result.Err, fsm.ErrLeaseNotFound):
 		o.code = outcomeLeaseNotFound
 	case errors.Is(a.Result.Err, fsm.ErrTooManyLeases):
@@ -239,7 +252,7 @@ func outcomeOf(a node.Applied) applyOutcome {
 // own decisions and never come from another node.
 func forwardable(op fsm.Op) bool {
 	switch op {
-	case fsm.OpSet, fsm.OpDelete, fsm.OpLeaseGrant, fsm.OpLeaseKeepAlive, fsm.OpLeaseRevoke, fsm.OpTouch:
+	case fsm.OpSet, fsm.OpDelete, fsm.OpDeletePrefix, fsm.OpLeaseGrant, fsm.OpLeaseKeepAlive, fsm.OpLeaseRevoke, fsm.OpTouch:
 		return true
 	}
 	return false

@@ -54,6 +54,9 @@ type Config struct {
 	MaxKeyBytes     int   // MAX_KEY_BYTES; DefaultMaxKeyBytes
 	MaxValueBytes   int   // MAX_VALUE_BYTES; DefaultMaxValueBytes
 	MaxRestoreBytes int64 // MAX_RESTORE_BYTES: caps a backup uploaded to POST /restore; DefaultMaxRestoreBytes
+	// MaxDataBytes caps the data (key and value bytes) writes may grow the
+	// state to; the leader's value travels in each write (0: off).
+	MaxDataBytes int64 // MAX_DATA_BYTES; DefaultMaxDataBytes
 	// RequestTimeout bounds every request: raft applies, leadership
 	// confirmation for reads, and waiting for a leader.
 	RequestTimeout  time.Duration // REQUEST_TIMEOUT; DefaultRequestTimeout
@@ -100,6 +103,9 @@ const (
 	DefaultMaxValueBytes = 1 << 20
 	// DefaultMaxRestoreBytes is generous, since a backup holds the whole store.
 	DefaultMaxRestoreBytes = 1 << 30
+	// DefaultMaxDataBytes is 2 GiB, etcd's default backend quota
+	// (--quota-backend-bytes; server/storage/quota.go).
+	DefaultMaxDataBytes    = 2 << 30
 	DefaultRequestTimeout  = 5 * time.Second
 	DefaultShutdownTimeout = 10 * time.Second
 
@@ -126,6 +132,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		MaxKeyBytes:     p.intRange("MAX_KEY_BYTES", DefaultMaxKeyBytes, 1, 64<<10),
 		MaxValueBytes:   p.intRange("MAX_VALUE_BYTES", DefaultMaxValueBytes, 0, 64<<20),
 		MaxRestoreBytes: int64(p.intRange("MAX_RESTORE_BYTES", DefaultMaxRestoreBytes, 1<<10, 1<<40)),
+		MaxDataBytes:    int64(p.intRange("MAX_DATA_BYTES", DefaultMaxDataBytes, 0, 1<<50)),
 		RequestTimeout:  p.duration("REQUEST_TIMEOUT", DefaultRequestTimeout, 100*time.Millisecond),
 		ShutdownTimeout: p.duration("SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, 100*time.Millisecond),
 		EnablePprof:     p.boolean("ENABLE_PPROF", false),

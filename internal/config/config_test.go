@@ -41,6 +41,7 @@ func TestLoadDefaults(t *testing.T) {
 		LogFormat:         "text",
 		ShutdownTimeout:   10 * time.Second,
 		MaxRestoreBytes:   1 << 30,
+		MaxDataBytes:      2 << 30,
 	}
 	for name, lookup := range map[string]func(string) (string, bool){
 		"no variables":    env(),
@@ -131,6 +132,10 @@ func TestLoadValid(t *testing.T) {
 			func(c Config) (any, any) { return c.LeaveOnTerminate, true }},
 		{"shutdown timeout", []string{"SHUTDOWN_TIMEOUT", "30s"},
 			func(c Config) (any, any) { return c.ShutdownTimeout, 30 * time.Second }},
+		{"max data bytes 0 is off", []string{"MAX_DATA_BYTES", "0"},
+			func(c Config) (any, any) { return c.MaxDataBytes, int64(0) }},
+		{"max data bytes", []string{"MAX_DATA_BYTES", "1048576"},
+			func(c Config) (any, any) { return c.MaxDataBytes, int64(1 << 20) }},
 		{"max restore bytes", []string{"MAX_RESTORE_BYTES", "1099511627776"},
 			func(c Config) (any, any) { return c.MaxRestoreBytes, int64(1 << 40) }},
 	}
@@ -181,6 +186,8 @@ func TestLoadRejects(t *testing.T) {
 		{"max value bytes negative", []string{"MAX_VALUE_BYTES", "-1"}, "MAX_VALUE_BYTES"},
 		{"request timeout 0", []string{"REQUEST_TIMEOUT", "0s"}, "REQUEST_TIMEOUT"},
 		{"max restore bytes 1000", []string{"MAX_RESTORE_BYTES", "1000"}, "MAX_RESTORE_BYTES"},
+		{"max data bytes negative", []string{"MAX_DATA_BYTES", "-1"}, "MAX_DATA_BYTES"},
+		{"max data bytes with a unit", []string{"MAX_DATA_BYTES", "2GiB"}, "MAX_DATA_BYTES"},
 		{"max restore bytes with a unit", []string{"MAX_RESTORE_BYTES", "1GiB"}, "MAX_RESTORE_BYTES"},
 		{"max restore bytes above 1 TiB", []string{"MAX_RESTORE_BYTES", "1099511627777"}, "MAX_RESTORE_BYTES"},
 		{"log level loud", []string{"LOG_LEVEL", "loud"}, "LOG_LEVEL"},

@@ -181,3 +181,42 @@ func BenchmarkSnapshotPersistRestore(b *testing.B) {
 		f = nil // let the large FSM go before the next size
 	}
 }
+
+// BenchmarkApplyTxn applies a bank transfer (two compares, two puts) to a
+// 100k-key state, against two plain sets of the same keys: the cost of a
+// transaction's decoding and copy-on-write clone.
+func BenchmarkApplyTxn(b *testing.B) {
+	const n = 100_000
+	f := buildBenchFSM(b, n)
+	index := f.AppliedIndex()
+	for _, quota := range []uint64{0, 1 << 40} {
+		b.Run(fmt.Sprint("txn/quota=", quota), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := range b.N {
+				a, c := benchKey(i%n), benchKey((i*7919+1)%n)
+				ea, _ := f.Get(a)
+				ec, _ := f.Get(c)
+				index++
+				f.Apply(txnLogBench(index, quota, Txn{
+					Compare: []Compare{{Key: a, Target: TargetModIndex, Op: CmpEqual, Index: ea.ModIndex}, {Key: c, Target: TargetModIndex, Op: CmpEqual, Index: ec.ModIndex}},
+					Success: []TxnOp{{Kind: TxnPut, Key: a, Value: benchValue}, {Kind: TxnPut, Key: c, Value: benchValue}},
+				}))
+			}
+		})
+	}
+	b.Run("two-sets", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := range b.N {
+			a, c := benchKey(i%n), benchKey((i*7919+1)%n)
+			index += 2
+			f.ApplyBatch([]*raft.Log{
+				{Index: index - 1, Type: raft.LogCommand, Data: (&Command{Op: OpSet, Key: a, Value: benchValue}).Encode(nil)},
+				{Index: index, Type: raft.LogCommand, Data: (&Command{Op: OpSet, Key: c, Value: benchValue}).Encode(nil)},
+			})
+		}
+	})
+}
+
+func txnLogBench(index, quota uint64, t Txn) *raft.Log {
+	return &raft.Log{Index: index, Type: raft.LogCommand, Data: (&Command{Op: OpTxn, Txn: &t, Quota: quota}).Encode(nil)}
+}

@@ -23,6 +23,9 @@ const (
 	// OpDeletePrefix removes every key that starts with Key ("": every
 	// key) in one entry; Result.Current is how many it removed.
 	OpDeletePrefix Op = 7
+	// OpTxn is a transaction (Command.Txn): compares, then one branch of
+	// operations, all or none.
+	OpTxn Op = 8
 	// Leases (lease.go). OpLeaseGrant makes a lease of TTL whose id is the
 	// entry's index; OpLeaseKeepAlive and OpTouch (the lease of Key)
 	// refresh one; OpLeaseRevoke deletes one with its keys. The leader
@@ -52,6 +55,8 @@ func (o Op) String() string {
 		return "drop-promotion"
 	case OpDeletePrefix:
 		return "delete-prefix"
+	case OpTxn:
+		return "txn"
 	case OpLeaseGrant:
 		return "lease-grant"
 	case OpLeaseKeepAlive:
@@ -83,6 +88,8 @@ const (
 	tagHTTPAddr  = 4
 	tagCAS       = 5 // uvarint; present means "compare"
 	tagRequestID = 6
+	tagQuota     = 7  // uvarint; MAX_DATA_BYTES of the proposing leader, 0 or absent = none
+	tagTxn       = 8  // a Txn's own encoding (txn.go)
 	tagTTL       = 9  // uvarint milliseconds: a set's key TTL, a grant's TTL
 	tagLease     = 10 // uvarint lease id: a set's lease, keepalive, revoke
 	tagLeases    = 11 // LeaseRefs: uvarint count, then (id, refreshed, remaining ms) each
@@ -110,6 +117,12 @@ type Command struct {
 	// RequestID, when set, makes the command idempotent: a later command
 	// with the same id returns this one's outcome without applying.
 	RequestID string
+	// Quota, when not 0, caps the data (key and value bytes) this command
+	// may grow the state to: the leader's MAX_DATA_BYTES, carried in the
+	// entry so every replica decides alike (set and txn only).
+	Quota uint64
+	// Txn is OpTxn's transaction.
+	Txn *Txn
 	// TTLMillis (OpSet: the key's own TTL; OpLeaseGrant: the lease's)
 	// and Lease (OpSet: attach Key; keepalive, revoke: which lease).
 	TTLMillis uint64
@@ -142,8 +155,17 @@ func (c *Command) Encode(dst []byte) []byte {
 		dst = append(dst, n[:v]...)
 	}
 	dst = appendField(dst, tagRequestID, c.RequestID)
-	dst = appendUvarintField(dst, tagTTL, c.TTLMillis)
-	dst = appendUvarintField(dst, tagLease, c.Lease)
+	if c.Quota != 0 {
+		dst = appendUvarintField(dst, tagQuota, c.Quota)
+	}
+	if c.Txn != nil {
+		body := c.Txn.encode(nil)
+		dst = append(dst, tagTxn)
+		dst = binary.AppendUvarint(dst, uint64(len(body)))
+		dst = append(dst, body...)
+	}
+	dst = appendNonZeroField(dst, tagTTL, c.TTLMillis)
+	dst = appendNonZeroField(dst, tagLease, c.Lease)
 	if len(c.Leases) > 0 {
 		var b []byte
 		b = binary.AppendUvarint(b, uint64(len(c.Leases)))
@@ -157,8 +179,8 @@ func (c *Command) Encode(dst []byte) []byte {
 	return dst
 }
 
-// appendUvarintField encodes a number field; 0 is left out (absent).
-func appendUvarintField(dst []byte, tag byte, v uint64) []byte {
+// appendNonZeroField encodes a number field; 0 is left out (absent).
+func appendNonZeroField(dst []byte, tag byte, v uint64) []byte {
 	if v == 0 {
 		return dst
 	}
@@ -169,7 +191,11 @@ func appendUvarintField(dst []byte, tag byte, v uint64) []byte {
 // EncodedSize is an upper bound of len(c.Encode(nil)), for preallocation.
 func (c *Command) EncodedSize() int {
 	const perField = 1 + binary.MaxVarintLen64
-	return 2 + 9*perField + 3*binary.MaxVarintLen64 + len(c.Leases)*3*binary.MaxVarintLen64 + len(c.Key) + len(c.Value) + len(c.NodeID) + len(c.HTTPAddr) + len(c.RequestID)
+	n := 2 + 11*perField + binary.MaxVarintLen64 + len(c.Key) + len(c.Value) + len(c.NodeID) + len(c.HTTPAddr) + len(c.RequestID)
+	if c.Txn != nil {
+		n += c.Txn.encodedSize()
+	}
+	return n + len(c.Leases)*3*binary.MaxVarintLen64
 }
 
 // Empty fields are left out: absent and empty decode alike, and the log
@@ -225,6 +251,18 @@ func DecodeCommand(b []byte) (Command, error) {
 			c.HasCAS, c.CAS = true, v
 		case tagRequestID:
 			c.RequestID = s
+		case tagQuota:
+			v, w := binary.Uvarint([]byte(s))
+			if w <= 0 || w != len(s) {
+				return c, fmt.Errorf("%w: quota", ErrMalformedCommand)
+			}
+			c.Quota = v
+		case tagTxn:
+			t, err := decodeTxn([]byte(s))
+			if err != nil {
+				return c, fmt.Errorf("%w: %v", ErrMalformedCommand, err)
+			}
+			c.Txn = t
 		case tagTTL, tagLease:
 			v, w := binary.Uvarint([]byte(s))
 			if w != len(s) || v == 0 {
@@ -250,6 +288,12 @@ func DecodeCommand(b []byte) (Command, error) {
 
 // check enforces what each op needs, so Apply can trust a decoded command.
 func (c *Command) check() error {
+	if c.Txn != nil && c.Op != OpTxn {
+		return fmt.Errorf("%w: %s takes no transaction", ErrMalformedCommand, c.Op)
+	}
+	if c.Quota != 0 && c.Op != OpSet && c.Op != OpTxn {
+		return fmt.Errorf("%w: %s takes no quota", ErrMalformedCommand, c.Op)
+	}
 	if c.Op == OpSet {
 		if c.TTLMillis != 0 && c.Lease != 0 {
 			return fmt.Errorf("%w: a set with both a ttl and a lease", ErrMalformedCommand)
@@ -264,6 +308,13 @@ func (c *Command) check() error {
 		return fmt.Errorf("%w: %s takes no ttl or lease", ErrMalformedCommand, c.Op)
 	}
 	switch c.Op {
+	case OpTxn:
+		if c.Txn == nil || c.HasCAS || c.Key != "" || c.Value != "" || c.NodeID != "" || c.HTTPAddr != "" {
+			return fmt.Errorf("%w: %s takes only a transaction, a quota and a request id", ErrMalformedCommand, c.Op)
+		}
+		if len(c.RequestID) > MaxRequestIDBytes {
+			return fmt.Errorf("%w: request id of %d bytes", ErrMalformedCommand, len(c.RequestID))
+		}
 	case OpSet, OpDelete:
 		if c.Key == "" {
 			return fmt.Errorf("%w: %s without key", ErrMalformedCommand, c.Op)

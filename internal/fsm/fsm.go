@@ -50,7 +50,7 @@ type Entry struct {
 // through raft's ApplyFuture.Response.
 type Result struct {
 	Index uint64 // the log index the command was applied at
-	Err   error  // nil, ErrKeyNotFound, ErrCASFailed, ErrIdempotencyKeyReused, or ErrMalformedCommand
+	Err   error  // nil, ErrKeyNotFound, ErrCASFailed, ErrIdempotencyKeyReused, ErrQuotaExceeded or ErrMalformedCommand
 	// Current is the key's ModIndex (0: absent) when a compare failed,
 	// and for OpDeletePrefix the number of keys it deleted. It is the one
 	// number an outcome carries through forwarding and idempotent replay.
@@ -58,6 +58,12 @@ type Result struct {
 	// Replayed: a command with the same request id was applied before;
 	// this is that command's outcome and nothing was applied now.
 	Replayed bool
+	// Txn is an OpTxn's outcome (nil otherwise, and on ErrQuotaExceeded).
+	Txn *TxnResult
+	// DataBytes and Quota are the state's data bytes and the entry's
+	// quota when Err is ErrQuotaExceeded.
+	DataBytes int64
+	Quota     uint64
 }
 
 // Stats summarises the state, cheaply.
@@ -118,7 +124,7 @@ type FSM struct {
 	// attached key's lease (looked up, never iterated).
 	leases   *btree.BTreeG[leaseItem]
 	attach   *btree.BTreeG[attachItem]
-	keyLease map[string]uint64
+	keyLease *btree.BTreeG[attachItem] // by key: each attached key and its lease
 
 	// applied is the index of the last log entry this FSM has seen,
 	// command or configuration. Read without the lock on the hot read path.
@@ -137,6 +143,22 @@ type requestRecord struct {
 	// for a record restored from a snapshot before version 4, which
 	// matches any request.
 	Digest string
+	// Txn is a transaction's outcome: which branch ran and its writes'
+	// results (nil for other commands).
+	Txn *txnRecord
+}
+
+// txnRecord is what a replay of a transaction answers: the branch that
+// ran and, per operation, its kind and its write result (Deleted); reads
+// are not kept.
+type txnRecord struct {
+	Succeeded bool
+	Ops       []txnOpRecord
+}
+
+type txnOpRecord struct {
+	Kind    TxnOpKind
+	Deleted uint64
 }
 
 // digestSize is the length of a request digest: the first 16 bytes of a
@@ -150,10 +172,11 @@ const digestSize = 16
 // every field the client chose (op, key, value, compare index, and any
 // field added later) counts, deterministically. A field the leader fills
 // in by itself (a deadline, say) would have to be left out, or a retry
-// would not match its original.
+// would not match its original: the quota (MAX_DATA_BYTES, stamped by the
+// leader) is.
 func requestDigest(cmd *Command) string {
 	c := *cmd
-	c.RequestID = ""
+	c.RequestID, c.Quota = "", 0
 	enc := c.Encode(make([]byte, 0, c.EncodedSize()))
 	sum := sha256.Sum256(enc[1:]) // not the version byte: a new command version keeps the digests
 	return string(sum[:digestSize])
@@ -168,7 +191,7 @@ const (
 	outcomeOK uint8 = iota
 	outcomeNotFound
 	outcomeCASFailed
-	// Lease outcomes (snapshot version 5 on).
+	// Lease outcomes (snapshot version 6 on).
 	outcomeLeaseNotFound
 	outcomeTooManyLeases
 	outcomeNoTTL
@@ -186,6 +209,12 @@ var leaseOutcomes = []struct {
 
 func recordOf(r *Result, digest string) requestRecord {
 	rec := requestRecord{Index: r.Index, Current: r.Current, Digest: digest}
+	if r.Txn != nil {
+		rec.Txn = &txnRecord{Succeeded: r.Txn.Succeeded, Ops: make([]txnOpRecord, len(r.Txn.Ops))}
+		for i, o := range r.Txn.Ops {
+			rec.Txn.Ops[i] = txnOpRecord{Kind: o.Kind, Deleted: o.Deleted}
+		}
+	}
 	switch {
 	case errors.Is(r.Err, ErrKeyNotFound):
 		rec.Outcome = outcomeNotFound
@@ -202,6 +231,12 @@ func recordOf(r *Result, digest string) requestRecord {
 
 func (rec requestRecord) result() *Result {
 	r := &Result{Index: rec.Index, Current: rec.Current, Replayed: true}
+	if rec.Txn != nil {
+		r.Txn = &TxnResult{Succeeded: rec.Txn.Succeeded, Ops: make([]OpResult, len(rec.Txn.Ops))}
+		for i, o := range rec.Txn.Ops {
+			r.Txn.Ops[i] = OpResult{Kind: o.Kind, Deleted: o.Deleted, NotKept: !o.Kind.writes()}
+		}
+	}
 	switch rec.Outcome {
 	case outcomeNotFound:
 		r.Err = ErrKeyNotFound
@@ -231,7 +266,7 @@ func New() *FSM {
 		requests: map[string]requestRecord{},
 		leases:   newLeaseTree(),
 		attach:   newAttachTree(),
-		keyLease: map[string]uint64{},
+		keyLease: newKeyLeaseTree(),
 	}
 }
 
@@ -278,7 +313,9 @@ func (f *FSM) applyCommand(index uint64, data []byte) *Result {
 		}
 	}
 	res := f.applyDecoded(index, &cmd)
-	if cmd.RequestID != "" {
+	// A quota refusal is not remembered: it changed nothing, and a retry
+	// once data has shrunk should apply.
+	if cmd.RequestID != "" && !errors.Is(res.Err, ErrQuotaExceeded) {
 		f.requests[cmd.RequestID] = recordOf(res, digest)
 		f.requestOrder = append(f.requestOrder, cmd.RequestID)
 	}
@@ -334,19 +371,24 @@ func (f *FSM) applyDecoded(index uint64, cmd *Command) *Result {
 		}
 	}
 	switch cmd.Op {
+	case OpTxn:
+		return f.applyTxn(index, cmd)
 	case OpSet:
 		if err := f.checkSetLease(cmd); err != nil {
 			res.Err = err
 			return res
 		}
-		create := index
-		if old, ok := f.tree.Get(probe(cmd.Key)); ok {
-			create = old.createIndex
-			f.bytes -= int64(len(old.kv))
+		if cmd.Quota > 0 {
+			after := f.bytes + int64(len(cmd.Key)+len(cmd.Value))
+			if old, ok := f.tree.Get(probe(cmd.Key)); ok {
+				after -= int64(len(old.kv))
+			}
+			if over(cmd, f.bytes, after) {
+				res.Err, res.DataBytes, res.Quota = ErrQuotaExceeded, f.bytes, cmd.Quota
+				return res
+			}
 		}
-		it := newItem(cmd.Key, cmd.Value, create, index)
-		f.tree.ReplaceOrInsert(it)
-		f.bytes += int64(len(it.kv))
+		f.bytes += putItem(f.tree, index, cmd.Key, cmd.Value)
 		f.bindSetLease(index, cmd)
 	case OpDelete:
 		old, ok := f.tree.Delete(probe(cmd.Key))

@@ -96,7 +96,8 @@ func TestRequestDigestLayout(t *testing.T) {
 }
 
 // buildSnapRequests writes a snapshot with request records from the
-// documented layout: version 2 or 3 records have no digest.
+// documented layout: version 2 or 3 records have no digest, versions
+// before 5 no transaction outcome.
 func buildSnapRequests(version byte, applied uint64, reqs []requestEntry, entries []Entry) []byte {
 	str := func(b []byte, s string) []byte {
 		return append(binary.AppendUvarint(b, uint64(len(s))), s...)
@@ -116,6 +117,9 @@ func buildSnapRequests(version byte, applied uint64, reqs []requestEntry, entrie
 		b = binary.AppendUvarint(b, r.Current)
 		if version >= 4 {
 			b = str(b, r.Digest)
+		}
+		if version >= 5 {
+			b = str(b, encodeTxnRecord(r.Txn))
 		}
 	}
 	for _, e := range entries {
@@ -142,7 +146,7 @@ func TestRequestRecordsFromOldSnapshots(t *testing.T) {
 		{ID: "cas-1", requestRecord: requestRecord{Index: 7, Outcome: outcomeCASFailed, Current: 5}},
 	}
 	entries := []Entry{{Key: "a", Value: "1", CreateIndex: 5, ModIndex: 5}}
-	for _, version := range []byte{2, 3} {
+	for _, version := range []byte{2, 3, 4} {
 		t.Run(fmt.Sprint("version ", version), func(t *testing.T) {
 			old := buildSnapRequests(version, 7, reqs, entries)
 			info, err := VerifyBackup(bytes.NewReader(old))

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/btree"
@@ -138,6 +139,18 @@ func attachLess(a, b attachItem) bool {
 func newLeaseTree() *btree.BTreeG[leaseItem]   { return btree.NewG(btreeDegree, leaseLess) }
 func newAttachTree() *btree.BTreeG[attachItem] { return btree.NewG(btreeDegree, attachLess) }
 
+// newKeyLeaseTree orders attachments by key alone (a key is on at most one
+// lease), so a prefix's leased keys can be found in order.
+func newKeyLeaseTree() *btree.BTreeG[attachItem] {
+	return btree.NewG(btreeDegree, func(a, b attachItem) bool { return a.key < b.key })
+}
+
+// leaseOf is the lease key is attached to.
+func (f *FSM) leaseOf(key string) (uint64, bool) {
+	a, ok := f.keyLease.Get(attachItem{key: key})
+	return a.id, ok
+}
+
 // Lease is a lease as this replica has applied it.
 type Lease struct {
 	ID  uint64
@@ -189,8 +202,7 @@ func (f *FSM) Lease(id uint64, maxKeys int) (Lease, bool) {
 func (f *FSM) KeyLease(key string) (uint64, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	id, ok := f.keyLease[key]
-	return id, ok
+	return f.leaseOf(key)
 }
 
 // LeaseCount is the number of leases, key leases included.
@@ -221,7 +233,7 @@ func (f *FSM) checkSetLease(cmd *Command) error {
 			return ErrLeaseNotFound
 		}
 	case cmd.TTLMillis != 0:
-		if id, ok := f.keyLease[cmd.Key]; ok {
+		if id, ok := f.leaseOf(cmd.Key); ok {
 			if l, _ := f.leases.Get(leaseItem{id: id}); l.ofKey {
 				return nil // refreshed in place
 			}
@@ -239,7 +251,7 @@ func (f *FSM) checkSetLease(cmd *Command) error {
 // put without a lease does in etcd).
 func (f *FSM) bindSetLease(index uint64, cmd *Command) {
 	if cmd.TTLMillis != 0 {
-		if id, ok := f.keyLease[cmd.Key]; ok {
+		if id, ok := f.leaseOf(cmd.Key); ok {
 			if l, _ := f.leases.Get(leaseItem{id: id}); l.ofKey {
 				l.ttl, l.refreshed, l.remaining, l.since = cmd.TTLMillis, index, cmd.TTLMillis, index
 				f.leases.ReplaceOrInsert(l)
@@ -252,7 +264,7 @@ func (f *FSM) bindSetLease(index uint64, cmd *Command) {
 		return
 	}
 	if cmd.Lease != 0 {
-		if id, ok := f.keyLease[cmd.Key]; ok && id == cmd.Lease {
+		if id, ok := f.leaseOf(cmd.Key); ok && id == cmd.Lease {
 			return
 		}
 		f.detachKey(cmd.Key)
@@ -264,17 +276,17 @@ func (f *FSM) bindSetLease(index uint64, cmd *Command) {
 
 func (f *FSM) attachKey(id uint64, key string) {
 	f.attach.ReplaceOrInsert(attachItem{id: id, key: key})
-	f.keyLease[key] = id
+	f.keyLease.ReplaceOrInsert(attachItem{id: id, key: key})
 }
 
 // detachKey runs when key is deleted or set without its lease: it leaves
 // its lease, and a key lease goes with it.
 func (f *FSM) detachKey(key string) {
-	id, ok := f.keyLease[key]
+	id, ok := f.leaseOf(key)
 	if !ok {
 		return
 	}
-	delete(f.keyLease, key)
+	f.keyLease.Delete(attachItem{key: key})
 	f.attach.Delete(attachItem{id: id, key: key})
 	if l, ok := f.leases.Get(leaseItem{id: id}); ok && l.ofKey {
 		f.leases.Delete(l)
@@ -305,7 +317,7 @@ func (f *FSM) applyLease(index uint64, cmd *Command, res *Result) {
 	case OpLeaseKeepAlive:
 		f.refreshLease(index, cmd.Lease, res)
 	case OpTouch:
-		id, ok := f.keyLease[cmd.Key]
+		id, ok := f.leaseOf(cmd.Key)
 		switch {
 		case ok:
 			f.refreshLease(index, id, res)
@@ -371,7 +383,7 @@ func (f *FSM) dropLease(index uint64, l leaseItem, expired bool) uint64 {
 		})
 		for _, a := range batch {
 			f.attach.Delete(a)
-			delete(f.keyLease, a.key)
+			f.keyLease.Delete(attachItem{key: a.key})
 			if old, ok := f.tree.Delete(probe(a.key)); ok {
 				f.bytes -= int64(len(old.kv))
 				n++
@@ -400,7 +412,7 @@ func (f *FSM) detachAll() {
 		return
 	}
 	f.attach.Clear(false)
-	clear(f.keyLease)
+	f.keyLease.Clear(false)
 	var drop []leaseItem
 	f.leases.Ascend(func(l leaseItem) bool {
 		if l.ofKey {
@@ -410,5 +422,38 @@ func (f *FSM) detachAll() {
 	})
 	for _, l := range drop {
 		f.leases.Delete(l)
+	}
+}
+
+// detachPrefix runs after every key under prefix was deleted: each leased
+// key under it leaves its lease (key leases go too), in key order.
+func (f *FSM) detachPrefix(prefix string) {
+	var keys []string
+	f.keyLease.AscendGreaterOrEqual(attachItem{key: prefix}, func(a attachItem) bool {
+		if !strings.HasPrefix(a.key, prefix) {
+			return false
+		}
+		keys = append(keys, a.key)
+		return true
+	})
+	for _, k := range keys {
+		f.detachKey(k)
+	}
+}
+
+// txnDetach runs after a transaction's branch was applied: a put leaves
+// the key without a lease (as a plain set does), a delete or a
+// delete_prefix detaches what it deleted, in the branch's order.
+func (f *FSM) txnDetach(branch []TxnOp) {
+	if f.keyLease.Len() == 0 {
+		return
+	}
+	for _, o := range branch {
+		switch o.Kind {
+		case TxnPut, TxnDelete:
+			f.detachKey(o.Key)
+		case TxnDeletePrefix:
+			f.detachPrefix(o.Key)
+		}
 	}
 }

@@ -127,10 +127,10 @@ func (st *restoredState) restoreAttach(a attachItem) error {
 	if !st.tree.Has(probe(a.key)) {
 		return fmt.Errorf("%w: key %q attached to lease %d is not in the snapshot", ErrCorruptSnapshot, a.key, a.id)
 	}
-	if _, dup := st.keyLease[a.key]; dup {
+	if st.keyLease.Has(a) {
 		return fmt.Errorf("%w: key %q attached to two leases", ErrCorruptSnapshot, a.key)
 	}
-	st.keyLease[a.key] = a.id
+	st.keyLease.ReplaceOrInsert(a)
 	st.attach.ReplaceOrInsert(a)
 	return nil
 }

@@ -8,6 +8,7 @@ package fsm
 
 import (
 	"strings"
+	"unsafe"
 
 	"github.com/google/btree"
 )
@@ -167,21 +168,38 @@ func listTree(t *btree.BTreeG[item], index uint64, q ListQuery) ListPage {
 }
 
 // countTree counts the keys under prefix in t and their bytes. The whole
-// tree ("") is answered from total, its kept sums, in O(1); any other
-// prefix walks its keys once, allocating nothing.
+// tree ("") is answered from total, its kept sums, in O(1). Any other
+// prefix costs two descents and a walk over its items that never reads
+// a key's bytes (which would cost a cache miss per key): the walk stops
+// at the last key under the prefix, found first and recognised by its
+// string's address.
 func countTree(t *btree.BTreeG[item], total int64, prefix string) (int, int64) {
 	if prefix == "" {
 		return t.Len(), total
 	}
+	var last item
+	var found bool
+	if succ, _, ok := successor(prefix); ok {
+		t.DescendLessOrEqual(probe(succ), func(it item) bool {
+			if it.key() == succ {
+				return true
+			}
+			last, found = it, true
+			return false
+		})
+	} else {
+		last, found = t.Max()
+	}
+	if !found || !strings.HasPrefix(last.key(), prefix) {
+		return 0, 0
+	}
 	var n int
 	var size int64
 	t.AscendGreaterOrEqual(probe(prefix), func(it item) bool {
-		if !strings.HasPrefix(it.key(), prefix) {
-			return false
-		}
 		n++
 		size += int64(len(it.kv))
-		return true
+		// The same address and length: the same string, so the same key.
+		return unsafe.StringData(it.kv) != unsafe.StringData(last.kv) || len(it.kv) != len(last.kv)
 	})
 	return n, size
 }
@@ -192,22 +210,39 @@ const deleteBatch = 256
 // deletePrefixLocked deletes every key under prefix ("": every key) from
 // the live state and returns how many it deleted. It is the apply side of
 // OpDeletePrefix, for any command applied inside Apply: the caller holds
-// f.mu for writing. It costs O(k log n) for k keys deleted, and holds at
-// most deleteBatch items aside at a time.
+// f.mu for writing.
 func (f *FSM) deletePrefixLocked(prefix string) uint64 {
-	if prefix == "" {
+	if prefix == "" { // O(1): the sums are kept
 		n := f.tree.Len()
 		f.tree.Clear(false)
 		f.bytes = 0
 		f.detachAll()
 		return uint64(n)
 	}
-	var deleted uint64
+	n, freed := deletePrefixTree(f.tree, prefix)
+	f.bytes -= freed
+	f.detachPrefix(prefix)
+	return n
+}
+
+// deletePrefixTree deletes every key under prefix ("": every key, summing
+// their bytes in O(n)) from t and returns how many and their key and
+// value bytes: deletePrefixLocked on the live tree, a transaction's
+// delete_prefix on its clone. It costs
+// O(k log n) for k keys deleted, and holds at most deleteBatch items aside
+// at a time.
+func deletePrefixTree(t *btree.BTreeG[item], prefix string) (deleted uint64, freed int64) {
+	if prefix == "" {
+		n := t.Len()
+		t.Ascend(func(it item) bool { freed += int64(len(it.kv)); return true })
+		t.Clear(false)
+		return uint64(n), freed
+	}
 	batch := make([]item, 0, deleteBatch)
 	// Every round but the last deletes deleteBatch keys, so this ends.
 	for {
 		batch = batch[:0]
-		f.tree.AscendGreaterOrEqual(probe(prefix), func(it item) bool {
+		t.AscendGreaterOrEqual(probe(prefix), func(it item) bool {
 			if !strings.HasPrefix(it.key(), prefix) {
 				return false
 			}
@@ -215,13 +250,12 @@ func (f *FSM) deletePrefixLocked(prefix string) uint64 {
 			return len(batch) < deleteBatch
 		})
 		for _, it := range batch {
-			f.tree.Delete(it)
-			f.bytes -= int64(len(it.kv))
-			f.detachKey(it.key())
+			t.Delete(it)
+			freed += int64(len(it.kv))
 		}
 		deleted += uint64(len(batch))
 		if len(batch) < deleteBatch {
-			return deleted
+			return deleted, freed
 		}
 	}
 }

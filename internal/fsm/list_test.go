@@ -407,14 +407,17 @@ func TestViews(t *testing.T) {
 	vs.Hold(f, t0.Add(3*time.Second))
 	applyAll(t, f, setLog(4, "d", "4"))
 	vs.Hold(f, t0.Add(4*time.Second))
-	if vs.Len() != 2 {
-		t.Errorf("%d views held, at most 2", vs.Len())
+	if vs.Len(t0.Add(4*time.Second)) != 2 {
+		t.Errorf("%d views held, at most 2", vs.Len(t0.Add(4*time.Second)))
 	}
 	if _, ok := vs.Get(3, t0.Add(5*time.Second)); !ok {
 		t.Error("view 3 dropped")
 	}
 	if _, ok := vs.Get(2, t0.Add(5*time.Second)); ok {
 		t.Error("view 2, the first to expire, still held past the bound")
+	}
+	if n := vs.Len(t0.Add(time.Hour)); n != 0 {
+		t.Errorf("%d views held after every one expired", n)
 	}
 }
 
@@ -494,4 +497,82 @@ func FuzzList(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestViewsConcurrentWithApply: views taken, shared and read by several
+// goroutines while Apply writes and deletes prefixes (run under -race):
+// each page read from a view shows the state at the view's index.
+func TestViewsConcurrentWithApply(t *testing.T) {
+	f := New()
+	const keys = 200
+	for i := range keys {
+		applyAll(t, f, setLog(uint64(i+1), fmt.Sprintf("k/%03d", i), "0"))
+	}
+	vs := NewViews(4, time.Minute)
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			var err error
+			defer func() { errs <- err }()
+			now := time.Unix(0, 0)
+			for n := 0; n < 200; n++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				v := vs.Hold(f, now)
+				// Every key's value is "0" or the index of its last write,
+				// none is newer than the view, and the view does not
+				// change while Apply goes on.
+				all := listAllPages(v, ListQuery{Prefix: "k/", Limit: 17})
+				for _, e := range all {
+					if e.ModIndex > v.Index() || (e.Value != "0" && e.Value != fmt.Sprint(e.ModIndex)) {
+						err = fmt.Errorf("view at %d holds %+v", v.Index(), e)
+						return
+					}
+				}
+				if again := listAllPages(v, ListQuery{Prefix: "k/", Limit: 1000}); !slices.Equal(again, all) {
+					err = fmt.Errorf("view at %d changed between two listings", v.Index())
+					return
+				}
+				if again, ok := vs.Get(v.Index(), now); ok && again.Index() != v.Index() {
+					err = fmt.Errorf("Get(%d) returned a view at %d", v.Index(), again.Index())
+					return
+				}
+			}
+		}()
+	}
+	index := uint64(keys)
+	for i := range 2000 {
+		index++
+		if i%100 == 99 {
+			applyAll(t, f, delPrefixLog(index, fmt.Sprintf("k/%d", i%2), ""))
+			continue
+		}
+		applyAll(t, f, setLog(index, fmt.Sprintf("k/%03d", i%keys), fmt.Sprint(index)))
+	}
+	close(done)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if n := vs.Len(time.Unix(0, 0)); n > 4 {
+		t.Errorf("%d views held, at most 4", n)
+	}
+}
+
+func listAllPages(v *View, q ListQuery) []Entry {
+	var out []Entry
+	for range 1000 {
+		p := v.List(q)
+		out = append(out, p.Items...)
+		if !p.More {
+			break
+		}
+		q.After = p.Last
+	}
+	return out
 }

@@ -19,7 +19,7 @@ import (
 //	magic "RAFTKVSN", version byte
 //	header: applied index, node count, key count[, request count (v2)][, promotion count (v3)]
 //	records: 'N' id addr              (node count times, ids ascending)
-//	         'R' id index outcome cur[ digest] (request count times, apply order; v2; digest v4)
+//	         'R' id index outcome cur[ digest][ txn] (request count times, apply order; v2; digest v4; txn v5)
 //	         'P' id                   (promotion count times, ids strictly ascending; v3)
 //	         'K' key value create mod (key count times, keys ascending)
 //	         lease count, 'L' id ttl refreshed remaining since ofKey (ids ascending; v5)
@@ -32,10 +32,12 @@ import (
 const (
 	snapshotMagic = "RAFTKVSN"
 	// 2 added the request table, 3 the promotion marks, 4 the request
-	// digest, 5 the leases; 1 to 4 still read (as having none).
-	snapshotVersion = 5
+	// digest, 5 a transaction's outcome in its request record (a string,
+	// "" for other commands: see encodeTxnRecord), 6 the leases; 1 to 5
+	// still read (as having none of what came later).
+	snapshotVersion = 6
 	// snapshotLeases is the first version with leases (lease_snapshot.go).
-	snapshotLeases = 5
+	snapshotLeases = 6
 
 	recNode    = 'N'
 	recRequest = 'R'
@@ -114,7 +116,8 @@ func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, promote
 		s.uvarint(r.Index)
 		s.uvarint(uint64(r.Outcome))
 		s.uvarint(r.Current)
-		s.str(r.Digest) // v4
+		s.str(r.Digest)               // v4
+		s.str(encodeTxnRecord(r.Txn)) // v5
 	}
 	for _, id := range promote {
 		s.tag(recPromote)
@@ -157,7 +160,7 @@ type restoredState struct {
 	bytes    int64
 	leases   *btree.BTreeG[leaseItem]
 	attach   *btree.BTreeG[attachItem]
-	keyLease map[string]uint64
+	keyLease *btree.BTreeG[attachItem]
 }
 
 // snapReader checksums what it consumes. Single bytes are batched in
@@ -278,7 +281,7 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 		tree:     btree.NewG(btreeDegree, itemLess),
 		leases:   newLeaseTree(),
 		attach:   newAttachTree(),
-		keyLease: map[string]uint64{},
+		keyLease: newKeyLeaseTree(),
 	}
 	var bad error
 	_, err := decodeSnapshot(r, snapshotVisitor{
@@ -412,6 +415,13 @@ func decodeSnapshot(r io.Reader, v snapshotVisitor) (decodedInfo, error) {
 		r.Index, r.Outcome, r.Current = s.uvarint(), uint8(s.uvarint()), s.uvarint()
 		if h.version >= 4 {
 			r.Digest = s.str()
+		}
+		if h.version >= 5 {
+			txn, err := decodeTxnRecord(s.str())
+			if err != nil && s.err == nil {
+				s.fail("request %q: %v", r.ID, err)
+			}
+			r.Txn = txn
 		}
 		maxOutcome := outcomeCASFailed
 		if h.version >= snapshotLeases {

@@ -14,7 +14,7 @@ func TestTrackerExpiresAtTTLNotBefore(t *testing.T) {
 	clk := &fakeClock{t: time.Hour} // any origin: only differences count
 	f := New()
 	tr := NewTracker(f, clk.now)
-	applyOne(t, f, 1, Command{Op: OpSet, Key: "k", Value: "v", TTLMillis: 3000})
+	applyCmd(t, f, 1, Command{Op: OpSet, Key: "k", Value: "v", TTLMillis: 3000})
 	tr.Scan()
 	clk.t += 3*time.Second - time.Millisecond
 	tr.Scan()
@@ -30,8 +30,8 @@ func TestTrackerExpiresAtTTLNotBefore(t *testing.T) {
 		t.Fatalf("due at the TTL = %+v", due)
 	}
 	// A refresh that commits before the expire wins: the expire is stale.
-	applyOne(t, f, 2, Command{Op: OpTouch, Key: "k"})
-	applyOne(t, f, 3, Command{Op: OpLeaseExpire, Leases: due})
+	applyCmd(t, f, 2, Command{Op: OpTouch, Key: "k"})
+	applyCmd(t, f, 3, Command{Op: OpLeaseExpire, Leases: due})
 	if _, ok := f.Get("k"); !ok {
 		t.Fatal("expire decided before a touch deleted the key")
 	}
@@ -40,7 +40,7 @@ func TestTrackerExpiresAtTTLNotBefore(t *testing.T) {
 		t.Fatalf("due right after a touch: %+v", due)
 	}
 	clk.t += 3 * time.Second
-	applyOne(t, f, 4, Command{Op: OpLeaseExpire, Leases: tr.Due(10)})
+	applyCmd(t, f, 4, Command{Op: OpLeaseExpire, Leases: tr.Due(10)})
 	tr.Scan()
 	if _, ok := f.Get("k"); ok || tr.Len() != 0 {
 		t.Fatal("key or tracked lease left after its expire")
@@ -59,8 +59,8 @@ func TestTrackerCheckpointFailover(t *testing.T) {
 	g := New()
 	ftr := NewTracker(g, follower.now)
 	apply := func(index uint64, c Command) {
-		applyOne(t, f, index, c)
-		applyOne(t, g, index, c)
+		applyCmd(t, f, index, c)
+		applyCmd(t, g, index, c)
 		leader.Scan()
 		ftr.Scan()
 	}
@@ -101,10 +101,10 @@ func TestTrackerCheckpointFailover(t *testing.T) {
 	}
 	follower2 := &fakeClock{}
 	h := New()
-	applyOne(t, h, 1, Command{Op: OpLeaseGrant, TTLMillis: uint64(ttl.Milliseconds())})
+	applyCmd(t, h, 1, Command{Op: OpLeaseGrant, TTLMillis: uint64(ttl.Milliseconds())})
 	tr2 := NewTracker(h, follower2.now)
 	tr2.Scan()
-	applyOne(t, h, 2, Command{Op: OpLeaseCheckpoint, Leases: []LeaseRef{{ID: 1, Refreshed: 1, RemainingMillis: 13_000}}})
+	applyCmd(t, h, 2, Command{Op: OpLeaseCheckpoint, Leases: []LeaseRef{{ID: 1, Refreshed: 1, RemainingMillis: 13_000}}})
 	follower2.t += 7 * time.Second // it applied the checkpoint late: its own deadline (20 s) stays
 	tr2.Scan()
 	follower2.t += 13*time.Second - time.Millisecond
@@ -128,7 +128,7 @@ func TestTrackerBounded(t *testing.T) {
 	f := New()
 	tr := NewTracker(f, clk.now)
 	for i := uint64(1); i <= 30; i++ {
-		applyOne(t, f, i, Command{Op: OpLeaseGrant, TTLMillis: 10_000})
+		applyCmd(t, f, i, Command{Op: OpLeaseGrant, TTLMillis: 10_000})
 		tr.Scan()
 		clk.t += 10 * time.Millisecond
 	}

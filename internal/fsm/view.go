@@ -120,11 +120,11 @@ func (vs *Views) Get(index uint64, now time.Time) (*View, bool) {
 	return nil, false
 }
 
-// Len is how many views are held (expired ones included until the next
-// Hold or Get drops them).
-func (vs *Views) Len() int {
+// Len is how many views are held at now (it drops the expired ones).
+func (vs *Views) Len(now time.Time) int {
 	vs.mu.Lock()
 	defer vs.mu.Unlock()
+	vs.expireLocked(now)
 	return len(vs.held)
 }
 

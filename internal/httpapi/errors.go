@@ -53,6 +53,21 @@ func (e casConflict) Error() string {
 
 func (e casConflict) Unwrap() error { return fsm.ErrCASFailed }
 
+// quotaError is a write refused by MAX_DATA_BYTES: its message names the
+// quota and the data's current size, for users (it is a 507).
+type quotaError struct {
+	quota uint64
+	size  int64
+}
+
+func (e quotaError) Error() string {
+	return fmt.Sprintf("quota exceeded: the write would grow the data (keys and values) past MAX_DATA_BYTES=%d; it is %d bytes now. "+
+		"Deletes and writes that do not grow the data still apply", e.quota, e.size)
+}
+
+func (e quotaError) Unwrap() error       { return fsm.ErrQuotaExceeded }
+func (e quotaError) UserMessage() string { return e.Error() }
+
 // errorTable maps every error a handler can meet to a status and a stable
 // machine-readable code. The first entry that matches (errors.Is) wins.
 var errorTable = []struct {
@@ -64,6 +79,7 @@ var errorTable = []struct {
 	{cluster.ErrRejected, http.StatusBadRequest, "bad_request"},
 	{cluster.ErrBadBatch, http.StatusBadRequest, "bad_request"},
 	{ErrBadBackup, http.StatusBadRequest, "bad_backup"},
+	{ErrBadCursor, http.StatusBadRequest, "bad_cursor"},
 	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
 	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed"},
 	{ErrRouteNotFound, http.StatusNotFound, "not_found"},
@@ -90,6 +106,9 @@ var errorTable = []struct {
 	{fsm.ErrCASFailed, http.StatusConflict, "cas_failed"},
 	{fsm.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, "idempotency_key_reused"},
 	{node.ErrRestoreInProgress, http.StatusConflict, "restore_in_progress"},
+	// 507: MAX_DATA_BYTES; nothing was applied, and the write applies once
+	// the data has shrunk.
+	{fsm.ErrQuotaExceeded, http.StatusInsufficientStorage, "quota_exceeded"},
 	// 503: definitely not applied; safe to retry anywhere.
 	{node.ErrNotLeader, http.StatusServiceUnavailable, "not_leader"},
 	{node.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},

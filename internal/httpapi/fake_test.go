@@ -110,7 +110,8 @@ func (s *fakeStore) Restore(context.Context, io.ReadSeeker, fsm.BackupInfo) (nod
 type fakeCluster struct {
 	store    *fakeStore
 	follower bool
-	err      error // Propose and ReadIndex fail with it when set
+	err      error  // Propose and ReadIndex fail with it when set
+	errVia   string // the leader Propose names with err (as if it went through the peer protocol)
 	probes   map[string]cluster.Probe
 
 	mu        sync.Mutex
@@ -119,7 +120,7 @@ type fakeCluster struct {
 
 func (c *fakeCluster) Propose(_ context.Context, cmd *fsm.Command) (*fsm.Result, string, error) {
 	if c.err != nil {
-		return nil, "", c.err
+		return nil, c.errVia, c.err
 	}
 	if c.follower {
 		return c.store.apply(cmd), "n2", nil

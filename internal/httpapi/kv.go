@@ -60,16 +60,25 @@ func (s *Service) handleRemove(w http.ResponseWriter, r *http.Request, p params)
 	return s.write(w, r, p, fsm.OpDelete)
 }
 
-// handleKVWrite serves PUT and DELETE /kv/{key}; a PUT may give the key
-// a ttl or put it on a lease.
+// handleKVWrite serves PUT and DELETE /kv/{key}, and
+// DELETE /kv/{prefix}?recurse (deletePrefix); a PUT may give the key a
+// ttl or put it on a lease.
 func (s *Service) handleKVWrite(w http.ResponseWriter, r *http.Request, p params) error {
+	_, ttl := p.get("ttl")
+	_, lease := p.get("lease")
+	if (ttl || lease) && r.Method != http.MethodPut {
+		return fmt.Errorf("%w: ttl and lease are for PUT /kv/{key}, not %s", ErrBadRequest, r.Method)
+	}
+	recurse, err := p.flag("recurse", false)
+	switch {
+	case err != nil:
+		return err
+	case recurse && r.Method == http.MethodDelete:
+		return s.deletePrefix(w, r, p)
+	case recurse:
+		return fmt.Errorf("%w: recurse is for GET and DELETE, not %s", ErrBadRequest, r.Method)
+	}
 	if r.Method == http.MethodDelete {
-		if _, ttl := p.get("ttl"); ttl {
-			return fmt.Errorf("%w: DELETE takes no ttl or lease", ErrBadRequest)
-		}
-		if _, lease := p.get("lease"); lease {
-			return fmt.Errorf("%w: DELETE takes no ttl or lease", ErrBadRequest)
-		}
 		return s.write(w, r, p, fsm.OpDelete)
 	}
 	return s.write(w, r, p, fsm.OpSet)
@@ -113,20 +122,41 @@ func (s *Service) apply(w http.ResponseWriter, r *http.Request, cmd *fsm.Command
 	if res.Replayed {
 		w.Header().Set(HeaderReplayed, "true")
 	}
-	switch {
-	case errors.Is(res.Err, fsm.ErrCASFailed):
-		return nil, casConflict{current: res.Current}
-	case errors.Is(res.Err, fsm.ErrIdempotencyKeyReused):
-		return nil, fmt.Errorf("%w: %q was first used with another operation, key, value or cas; nothing was applied (use a fresh key for a new write)", res.Err, cmd.RequestID)
-	case res.Err != nil && cmd.Key == "" && cmd.Lease != 0:
-		return nil, fmt.Errorf("%w: %d", res.Err, cmd.Lease)
-	case errors.Is(res.Err, fsm.ErrLeaseNotFound):
-		return nil, fmt.Errorf("%w: %d (set on %q); nothing was written", res.Err, cmd.Lease, cmd.Key)
-	case res.Err != nil:
-		return nil, fmt.Errorf("%w: %q", res.Err, cmd.Key)
+	if err := resultError(res, cmd); err != nil {
+		return nil, err
 	}
 	setIndexHeader(w, HeaderRaftIndex, res.Index)
 	return res, nil
+}
+
+// resultError is the error a command's own failure answers with (nil
+// when it applied): a failed compare, a reused idempotency key, a refused
+// quota, or the key's absence.
+func resultError(res *fsm.Result, cmd *fsm.Command) error {
+	switch {
+	case res.Err == nil:
+		return nil
+	case errors.Is(res.Err, fsm.ErrCASFailed):
+		return casConflict{current: res.Current}
+	case errors.Is(res.Err, fsm.ErrIdempotencyKeyReused):
+		return fmt.Errorf("%w: %q was first used with another operation, key, value or cas; nothing was applied (use a fresh key for a new write)", res.Err, cmd.RequestID)
+	case errors.Is(res.Err, fsm.ErrQuotaExceeded):
+		return quotaError{quota: res.Quota, size: res.DataBytes}
+	case cmd.Key == "" && cmd.Lease != 0:
+		return fmt.Errorf("%w: %d", res.Err, cmd.Lease)
+	case errors.Is(res.Err, fsm.ErrLeaseNotFound):
+		return fmt.Errorf("%w: %d (set on %q); nothing was written", res.Err, cmd.Lease, cmd.Key)
+	}
+	return fmt.Errorf("%w: %q", res.Err, cmd.Key)
+}
+
+// quota is the MAX_DATA_BYTES this node stamps on the writes it proposes
+// as leader (0: none).
+func (s *Service) quota() uint64 {
+	if s.opts.MaxDataBytes <= 0 {
+		return 0
+	}
+	return uint64(s.opts.MaxDataBytes)
 }
 
 func (s *Service) handleGet(w http.ResponseWriter, r *http.Request, p params) error {
@@ -144,8 +174,14 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request, p params) er
 	})
 }
 
-// handleKVGet answers GET /kv/{key} with the value's bytes.
+// handleKVGet answers GET /kv/{key} with the value's bytes, and
+// GET /kv/{prefix}?recurse with a listing (handleRange).
 func (s *Service) handleKVGet(w http.ResponseWriter, r *http.Request, p params) error {
+	if recurse, err := p.flag("recurse", false); err != nil {
+		return err
+	} else if recurse {
+		return s.handleRange(w, r, p)
+	}
 	q, err := s.parseRead(r, p)
 	if err != nil {
 		return err
@@ -185,26 +221,40 @@ func (s *Service) read(w http.ResponseWriter, r *http.Request, q readReq, answer
 // readLocal reads q's key from this node's replica, once it has applied
 // q.minIndex.
 func (s *Service) readLocal(w http.ResponseWriter, r *http.Request, q readReq) (fsm.Entry, error) {
-	f := s.store.FSM()
-	if q.minIndex > 0 {
-		ctx, cancel := s.requestContext(r)
-		err := f.WaitApplied(ctx, q.minIndex)
-		cancel()
-		if err != nil {
-			return fsm.Entry{}, userErrorf(ErrIndexNotReached, "applied index %d < minIndex %d", f.AppliedIndex(), q.minIndex)
-		}
+	if err := s.waitMinIndex(r, q); err != nil {
+		return fsm.Entry{}, err
 	}
-	if q.consistency == consistencyStale {
-		setIndexHeader(w, HeaderAppliedIndex, f.AppliedIndex())
-		if since, ok := s.store.SinceLeaderContact(); ok {
-			setIndexHeader(w, HeaderLastContact, uint64(since.Milliseconds()))
-		}
-	}
-	e, ok := f.Get(q.key)
+	s.staleHeaders(w, q)
+	e, ok := s.store.FSM().Get(q.key)
 	if !ok {
 		return fsm.Entry{}, fmt.Errorf("%w: %q", fsm.ErrKeyNotFound, q.key)
 	}
 	return e, nil
+}
+
+// waitMinIndex returns once this node's replica has applied q.minIndex.
+func (s *Service) waitMinIndex(r *http.Request, q readReq) error {
+	if q.minIndex == 0 {
+		return nil
+	}
+	f := s.store.FSM()
+	ctx, cancel := s.requestContext(r)
+	defer cancel()
+	if err := f.WaitApplied(ctx, q.minIndex); err != nil {
+		return userErrorf(ErrIndexNotReached, "applied index %d < minIndex %d", f.AppliedIndex(), q.minIndex)
+	}
+	return nil
+}
+
+// staleHeaders tell a stale read how fresh this replica is.
+func (s *Service) staleHeaders(w http.ResponseWriter, q readReq) {
+	if q.consistency != consistencyStale {
+		return
+	}
+	setIndexHeader(w, HeaderAppliedIndex, s.store.FSM().AppliedIndex())
+	if since, ok := s.store.SinceLeaderContact(); ok {
+		setIndexHeader(w, HeaderLastContact, uint64(since.Milliseconds()))
+	}
 }
 
 // linearizable returns once this node's replica may serve a linearizable

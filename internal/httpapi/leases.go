@@ -94,21 +94,6 @@ func keyLeaseParams(p params, cmd *fsm.Command) error {
 	return nil
 }
 
-// idempotencyKey reads the optional idempotency key (header or requestId).
-func idempotencyKey(r *http.Request, p params) (string, error) {
-	id := r.Header.Get(HeaderIdempotencyKey)
-	if v, ok := p.get("requestId"); ok {
-		if id != "" && id != v {
-			return "", fmt.Errorf("%w: requestId and %s disagree", ErrBadRequest, HeaderIdempotencyKey)
-		}
-		id = v
-	}
-	if len(id) > fsm.MaxRequestIDBytes {
-		return "", fmt.Errorf("%w: idempotency key must be at most %d bytes", ErrBadRequest, fsm.MaxRequestIDBytes)
-	}
-	return id, nil
-}
-
 // keyTTL sets the TTL and lease headers of a key read and returns them
 // (0, 0 for a key without either).
 func (s *Service) keyTTL(w http.ResponseWriter, key string) (ttl int64, lease uint64) {
@@ -319,7 +304,7 @@ func (s *Service) handleLock(w http.ResponseWriter, r *http.Request, p params) e
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
-	cmd := &fsm.Command{Op: fsm.OpSet, Key: key, Value: strconv.FormatUint(lease, 10), HasCAS: true, CAS: 0, Lease: lease}
+	cmd := &fsm.Command{Op: fsm.OpSet, Key: key, Value: strconv.FormatUint(lease, 10), HasCAS: true, CAS: 0, Lease: lease, Quota: s.quota()}
 	// Each round proposes once and, while the lock is held, waits for
 	// this node to apply another entry; rounds end with the wait.
 	for {

@@ -97,6 +97,13 @@ func (s *Service) handleStatus(w http.ResponseWriter, r *http.Request, _ params)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, st)
+	writeJSON(w, http.StatusOK, statusResponse{Status: st, DataBytes: s.store.FSM().Stats().Bytes, MaxDataBytes: s.quota()})
 	return nil
+}
+
+// statusResponse is node.Status with the data size and the quota.
+type statusResponse struct {
+	node.Status
+	DataBytes    int64  `json:"data_bytes"`     // key and value bytes in this replica
+	MaxDataBytes uint64 `json:"max_data_bytes"` // MAX_DATA_BYTES (0: no quota)
 }

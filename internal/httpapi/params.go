@@ -255,6 +255,8 @@ func (s *Service) checkValue(n int) error {
 
 // checkCommand checks a key write as strictly as the API's own parsing
 // does; the leader applies it to commands followers hand it.
+// It also stamps a set with this leader's quota (MAX_DATA_BYTES), so
+// the quota in force is the leader's, whichever node took the request.
 func (s *Service) checkCommand(cmd *fsm.Command) error {
 	switch cmd.Op {
 	case fsm.OpLeaseGrant, fsm.OpLeaseKeepAlive, fsm.OpLeaseRevoke:
@@ -262,6 +264,9 @@ func (s *Service) checkCommand(cmd *fsm.Command) error {
 	}
 	if err := s.checkKey(cmd.Key); err != nil {
 		return err
+	}
+	if cmd.Op == fsm.OpSet {
+		cmd.Quota = s.quota()
 	}
 	return s.checkValue(len(cmd.Value))
 }
@@ -293,6 +298,9 @@ func (s *Service) parseWrite(w http.ResponseWriter, r *http.Request, p params, o
 		return nil, err
 	}
 	cmd := &fsm.Command{Op: op, Key: key}
+	if op == fsm.OpSet {
+		cmd.Quota = s.quota() // the leader's replaces it if another node proposes it
+	}
 	fromBody := r.Method == http.MethodPut
 	if op == fsm.OpSet && !fromBody {
 		v, ok := p.get("value")
@@ -307,15 +315,8 @@ func (s *Service) parseWrite(w http.ResponseWriter, r *http.Request, p params, o
 	if cmd.CAS, cmd.HasCAS, err = p.uint("cas"); err != nil {
 		return nil, err
 	}
-	cmd.RequestID = r.Header.Get(HeaderIdempotencyKey)
-	if v, ok := p.get("requestId"); ok {
-		if cmd.RequestID != "" && cmd.RequestID != v {
-			return nil, fmt.Errorf("%w: requestId and %s disagree", ErrBadRequest, HeaderIdempotencyKey)
-		}
-		cmd.RequestID = v
-	}
-	if len(cmd.RequestID) > fsm.MaxRequestIDBytes || !utf8.ValidString(cmd.RequestID) {
-		return nil, fmt.Errorf("%w: idempotency key must be valid UTF-8 of at most %d bytes", ErrBadRequest, fsm.MaxRequestIDBytes)
+	if cmd.RequestID, err = idempotencyKey(r, p); err != nil {
+		return nil, err
 	}
 	if op == fsm.OpSet && fromBody {
 		lim := bodyLimit{int64(s.opts.MaxValueBytes), fmt.Sprintf("MAX_VALUE_BYTES=%d", s.opts.MaxValueBytes)}
@@ -352,6 +353,12 @@ func (s *Service) parseRead(r *http.Request, p params) (readReq, error) {
 	if err != nil {
 		return readReq{}, err
 	}
+	return readLevel(p, key)
+}
+
+// readLevel reads a read's consistency level and minIndex (every read of
+// keys takes them alike), for key.
+func readLevel(p params, key string) (readReq, error) {
 	q := readReq{key: key, consistency: consistencyLinearizable, body: p.body}
 	switch v, _ := p.get("consistency"); v {
 	case "", consistencyLinearizable:
@@ -456,4 +463,20 @@ func portParam(name, v string) (string, error) {
 		return "", fmt.Errorf("%w: %s=%q is not a port in 1..65535", ErrBadRequest, name, v)
 	}
 	return strconv.Itoa(n), nil
+}
+
+// idempotencyKey reads the Idempotency-Key header or the requestId
+// parameter (they must agree when both are given).
+func idempotencyKey(r *http.Request, p params) (string, error) {
+	id := r.Header.Get(HeaderIdempotencyKey)
+	if v, ok := p.get("requestId"); ok {
+		if id != "" && id != v {
+			return "", fmt.Errorf("%w: requestId and %s disagree", ErrBadRequest, HeaderIdempotencyKey)
+		}
+		id = v
+	}
+	if len(id) > fsm.MaxRequestIDBytes || !utf8.ValidString(id) {
+		return "", fmt.Errorf("%w: idempotency key must be valid UTF-8 of at most %d bytes", ErrBadRequest, fsm.MaxRequestIDBytes)
+	}
+	return id, nil
 }

@@ -90,8 +90,12 @@ func (s *Service) routeTable() []route {
 		{path: "/get", methods: readAll, role: read, params: plus(readingParams, "key"), form: true, serve: s.handleGet},
 		{path: "/remove", methods: getPost, role: write, write: true, params: plus(writeParams, "key"), form: true, serve: s.handleRemove},
 		// GET needs read, PUT and DELETE need write: one prefix, two routes.
-		{path: "/kv/", prefix: true, methods: getHead, role: read, params: readingParams, serve: s.handleKVGet},
-		{path: "/kv/", prefix: true, methods: []string{http.MethodPut, http.MethodDelete}, role: write, write: true, params: plus(writeParams, "ttl", "lease"), serve: s.handleKVWrite},
+		// ?recurse: a prefix, not a key (list.go).
+		{path: "/kv/", prefix: true, methods: getHead, role: read, params: plus(readingParams, "recurse"), flagged: []flagged{{flag: "recurse", params: rangeParams}}, serve: s.handleKVGet},
+		{path: "/kv/", prefix: true, methods: []string{http.MethodPut, http.MethodDelete}, role: write, write: true, params: plus(writeParams, "recurse", "ttl", "lease"), serve: s.handleKVWrite},
+
+		{path: "/txn", methods: post, role: write, write: true, params: []string{"requestId"}, serve: s.handleTxn},
+
 		// TTLs, leases and locks (leases.go).
 		{path: "/kv/", prefix: true, methods: post, role: write, write: true, params: []string{"touch", "requestId"}, serve: s.handleKVTouch},
 		{path: "/leases", methods: post, role: write, write: true, params: []string{"ttl", "requestId"}, serve: s.handleLeaseGrant},

@@ -128,8 +128,12 @@ type Cluster interface {
 
 // Options configures a Service.
 type Options struct {
-	MaxKeyBytes    int
-	MaxValueBytes  int
+	MaxKeyBytes   int
+	MaxValueBytes int
+	// MaxDataBytes caps the data (key and value bytes) a write may grow
+	// the state to; this node stamps it on the writes it proposes as
+	// leader (MAX_DATA_BYTES; 0: no quota).
+	MaxDataBytes   int64
 	RequestTimeout time.Duration // bounds each request's raft work
 	// EnablePprof mounts net/http/pprof under /debug/pprof/. Off by
 	// default: profiles expose internals and cost CPU while taken.
@@ -158,6 +162,8 @@ type Service struct {
 	routes  []route
 	// metrics is this node's Prometheus registry and HTTP instruments.
 	metrics *httpMetrics
+	// views hold listings' states between pages (list.go).
+	views *fsm.Views
 }
 
 // New builds the API over store and cl.
@@ -170,8 +176,17 @@ func New(store Store, cl Cluster, opts Options) *Service {
 		cluster: cl,
 		opts:    opts,
 		log:     opts.Logger.WithField("component", "http"),
+		views:   fsm.NewViews(fsm.MaxViews, fsm.ViewTTL),
 	}
 	s.metrics = newHTTPMetrics(opts.Collectors...)
+	s.metrics.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "raftkv_list_views_held",
+		Help: "Views of the state held for the next pages of listings (at most 16, each for at most 30 s).",
+	}, func() float64 { return float64(s.views.Len(time.Now())) }))
+	s.metrics.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "raftkv_fsm_quota_bytes",
+		Help: "MAX_DATA_BYTES: the key and value bytes this node, as leader, lets writes grow the data to (0: no quota); compare raftkv_fsm_bytes.",
+	}, func() float64 { return float64(s.quota()) }))
 	s.routes = s.routeTable()
 	s.router = s.newRouter()
 	return s

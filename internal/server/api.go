@@ -44,6 +44,7 @@ func newAPI(cfg config.Config, n *node.Node, tokens *auth.Store, logger *logrus.
 	a.svc = httpapi.New(n, a.cluster, httpapi.Options{
 		MaxKeyBytes:      cfg.MaxKeyBytes,
 		MaxValueBytes:    cfg.MaxValueBytes,
+		MaxDataBytes:     cfg.MaxDataBytes,
 		RequestTimeout:   cfg.RequestTimeout,
 		EnablePprof:      cfg.EnablePprof,
 		Logger:           logger,

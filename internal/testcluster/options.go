@@ -30,6 +30,7 @@ func defaultSettings() settings {
 		MaxKeyBytes:     config.DefaultMaxKeyBytes,
 		MaxValueBytes:   config.DefaultMaxValueBytes,
 		MaxRestoreBytes: config.DefaultMaxRestoreBytes,
+		MaxDataBytes:    config.DefaultMaxDataBytes,
 		RequestTimeout:  DefaultRequestTimeout,
 		ShutdownTimeout: config.DefaultShutdownTimeout,
 	}}
@@ -69,6 +70,11 @@ func WithMaxValueBytes(n int) Option {
 // WithMaxRestoreBytes sets MAX_RESTORE_BYTES.
 func WithMaxRestoreBytes(n int64) Option {
 	return func(s *settings) { s.cfg.MaxRestoreBytes = n }
+}
+
+// WithMaxDataBytes sets MAX_DATA_BYTES (0: no quota).
+func WithMaxDataBytes(n int64) Option {
+	return func(s *settings) { s.cfg.MaxDataBytes = n }
 }
 
 // WithLogStore sets RAFT_LOG_STORE (node.LogStoreBolt or node.LogStoreWAL).

@@ -131,6 +131,9 @@ func routeCases(t *testing.T, c *testcluster.Cluster) []routeCase {
 		{method: "GET", route: "/kv/", role: R, target: func(k string) string { return "/kv/" + k }, prepare: setKey},
 		{method: "PUT", route: "/kv/", role: W, target: func(k string) string { return "/kv/" + k }, body: func(string) []byte { return []byte("v") }},
 		{method: "DELETE", route: "/kv/", role: W, target: func(k string) string { return "/kv/" + k }, prepare: setKey},
+		{method: "POST", route: "/txn", role: W, target: func(string) string { return "/txn" }, body: func(k string) []byte {
+			return []byte(`{"success": [{"op": "put", "key": "` + k + `", "value": "v"}]}`)
+		}},
 		{method: "GET", route: "/join", role: A, target: n1},
 		{method: "POST", route: "/join", role: A, target: n1},
 		{method: "POST", route: "/leave", role: A, target: func(string) string { return q("/leave", "nodeId", ghost) }, prepare: addGhost},

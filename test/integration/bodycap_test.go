@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/httpapi"
 	"github.com/raftkv/raftkv/internal/testcluster"
 )
 
@@ -31,6 +32,7 @@ func TestEveryBodyIsCapped(t *testing.T) {
 		{http.MethodPost, "/join", form, formLimit + 1},
 		{http.MethodPost, "/leave", form, formLimit + 1},
 		{http.MethodPut, "/kv/big", "application/octet-stream", maxValue + 1},
+		{http.MethodPost, "/txn", "application/json", httpapi.MaxTxnBodyBytes + 1},
 		{http.MethodPost, "/internal/apply", "application/octet-stream", applyLimit + 1},
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
