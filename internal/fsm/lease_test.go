@@ -304,3 +304,39 @@ func TestLeaseSnapshotDeterministic(t *testing.T) {
 		t.Fatal("same log, different snapshot bytes")
 	}
 }
+
+// A transaction's put, delete and delete_prefix, and a prefix delete,
+// detach what they overwrite or delete; a key lease goes with its key.
+func TestTxnAndPrefixDeleteDetach(t *testing.T) {
+	f := New()
+	applyCmd(t, f, 1, Command{Op: OpLeaseGrant, TTLMillis: 10_000})
+	for i, k := range []string{"p/a", "p/b", "q/a", "r/a"} {
+		applyCmd(t, f, uint64(2+i), Command{Op: OpSet, Key: k, Value: "v", Lease: 1})
+	}
+	applyCmd(t, f, 6, Command{Op: OpSet, Key: "t", Value: "v", TTLMillis: 5000})
+	txn := Txn{Success: []TxnOp{{Kind: TxnDeletePrefix, Key: "p/"}, {Kind: TxnPut, Key: "q/a", Value: "w"}, {Kind: TxnDelete, Key: "t"}}}
+	if r := applyCmd(t, f, 7, Command{Op: OpTxn, Txn: &txn}); r.Err != nil || !r.Txn.Succeeded {
+		t.Fatalf("txn = %+v", r)
+	}
+	if l, _ := f.Lease(1, 10); !slices.Equal(l.Keys, []string{"r/a"}) {
+		t.Fatalf("lease keys after the txn = %q, want r/a", l.Keys)
+	}
+	if _, ok := f.KeyLease("q/a"); ok {
+		t.Fatal("a txn put kept the key's lease")
+	}
+	if f.LeaseCount() != 1 {
+		t.Fatalf("%d leases: t's key lease survived its delete", f.LeaseCount())
+	}
+	applyCmd(t, f, 8, Command{Op: OpDeletePrefix, Key: "r/"})
+	if l, _ := f.Lease(1, 10); l.KeyCount != 0 {
+		t.Fatalf("lease keys after a prefix delete = %q", l.Keys)
+	}
+	// The revoke then deletes nothing else.
+	applyCmd(t, f, 9, Command{Op: OpSet, Key: "q/b", Value: "v"})
+	if r := applyCmd(t, f, 10, Command{Op: OpLeaseRevoke, Lease: 1}); r.Current != 0 {
+		t.Fatalf("revoke deleted %d keys", r.Current)
+	}
+	if got := keysOf(t, f); !slices.Equal(got, []string{"q/a", "q/b"}) {
+		t.Fatalf("keys = %q", got)
+	}
+}
