@@ -215,6 +215,26 @@ func TestLockContentionFencing(t *testing.T) {
 			return nil
 		})
 	}
+	// Fenced writes: a transaction that compares the lock key's
+	// create_index with the writer's token applies only for the holder.
+	fenced := func(token uint64, value string) bool {
+		body := fmt.Sprintf(`{"compare":[{"key":"_locks/job","target":"create_index","op":"=","create_index":%d}],
+			"success":[{"op":"put","key":"job/out","value":%q}]}`, token, value)
+		r := c.MustDo(t, f, http.MethodPost, "/txn", []byte(body), http.Header{"Content-Type": {"application/json"}})
+		if r.Status != http.StatusOK {
+			t.Fatalf("fenced txn: %s", r.Summary())
+		}
+		return r.Bool("succeeded")
+	}
+	if fenced(tokenA, "from a") {
+		t.Fatal("a fenced write with a's stale token applied")
+	}
+	if !fenced(tokenB, "from b") {
+		t.Fatal("b's fenced write did not apply")
+	}
+	if r := c.GetKey(t, f, "job/out", ""); r.String("value") != "from b" {
+		t.Fatalf("job/out = %s", r.Summary())
+	}
 	if r := c.MustDo(t, f, http.MethodDelete, "/locks/job?token="+strconv.FormatUint(tokenB, 10), nil, nil); r.Status != http.StatusOK {
 		t.Fatalf("release by b: %s", r.Summary())
 	}
