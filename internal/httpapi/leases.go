@@ -338,3 +338,18 @@ func (s *Service) handleLock(w http.ResponseWriter, r *http.Request, p params) e
 		}
 	}
 }
+
+// keyTTLFunc reports a listed key's time left (ms) and lease, if it has
+// either.
+type keyTTLFunc func(key string) (ms int64, lease uint64, ok bool)
+
+// listedTTL is keyTTLFunc for listings: as of the answer, as this node
+// counts it (a later page may list a view of an earlier index, whose keys
+// this state may no longer lease).
+func (s *Service) listedTTL(key string) (int64, uint64, bool) {
+	id, ok := s.store.FSM().KeyLease(key)
+	if !ok {
+		return 0, 0, false
+	}
+	return s.leaseRemaining(id).Milliseconds(), id, true
+}

@@ -138,3 +138,26 @@ func itoa(n uint64) string {
 	b, _ := json.Marshal(n)
 	return string(b)
 }
+
+// Listings show ttl and lease for keys that have them, and only for them.
+func TestListingShowsTTL(t *testing.T) {
+	s, st, _ := newFakeService(t, Options{})
+	st.set("l/plain", "v")
+	if rec := call(s, "PUT", "/kv/l/ttl?ttl=30s", "v", nil); rec.Code != 200 {
+		t.Fatalf("put: %d %s", rec.Code, rec.Body)
+	}
+	rec := call(s, "GET", "/kv/l/?recurse", "", nil)
+	var page struct {
+		Items []map[string]any `json:"items"`
+	}
+	leaseJSON(t, rec.Body.String(), &page)
+	if len(page.Items) != 2 {
+		t.Fatalf("listing = %s", rec.Body)
+	}
+	if _, ok := page.Items[0]["ttl"]; ok {
+		t.Fatalf("plain key listed with a ttl: %s", rec.Body)
+	}
+	if page.Items[1]["ttl"] != float64(30000) || page.Items[1]["lease"] == nil {
+		t.Fatalf("ttl key listed without its ttl: %s", rec.Body)
+	}
+}
