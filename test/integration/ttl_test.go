@@ -103,17 +103,26 @@ func TestLeaseKeysVanishTogether(t *testing.T) {
 	if r := c.Get(t, f, "/leases/"+strconv.FormatUint(id, 10)); r.Uint("key_count") != 3 {
 		t.Fatalf("lease info: %s", r.Summary())
 	}
+	// A member that has applied all three puts must from then on hold all
+	// three or none (before, it may still be applying the puts).
+	full := map[int]bool{}
 	testwait.For(t, 2*time.Second+ttlBound+catchUp, "the lease's keys to go on every member", func() error {
 		left := 0
 		for _, i := range c.Running() {
 			n := len(c.Node(i).FSM().List(fsm.ListQuery{Prefix: "svc/", Limit: 10}).Items) // one state, under one lock
-			if n != 0 && n != 3 {
+			if n == 3 {
+				full[i] = true
+			}
+			if full[i] && n != 0 && n != 3 {
 				t.Fatalf("%s holds %d of the lease's 3 keys", c.ID(i), n)
 			}
 			if n != 0 && time.Since(sent) > 2*time.Second+ttlBound+catchUp {
 				return errors.New("too late")
 			}
 			left += n
+		}
+		if len(full) < len(c.Running()) && left > 0 {
+			return fmt.Errorf("the puts not applied everywhere yet (%d members hold all three)", len(full))
 		}
 		if left > 0 {
 			if time.Since(sent) < 2*time.Second {
