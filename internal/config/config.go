@@ -18,8 +18,10 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/internal/auth"
+	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/node"
 	"github.com/raftkv/raftkv/internal/tlsconfig"
+	"github.com/raftkv/raftkv/internal/watch"
 )
 
 // Config is the complete, validated configuration of one raftkv node. Each
@@ -62,6 +64,12 @@ type Config struct {
 	RequestTimeout  time.Duration // REQUEST_TIMEOUT; DefaultRequestTimeout
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT: bounds a graceful stop; DefaultShutdownTimeout
 	EnablePprof     bool          // ENABLE_PPROF: serve /debug/pprof/
+
+	// The change feed (GET /watch/, blocking queries).
+	WatchHistoryEvents int   // WATCH_HISTORY_EVENTS: events each node keeps for resuming watchers; fsm.DefaultHistoryEvents
+	WatchHistoryBytes  int64 // WATCH_HISTORY_BYTES: their bytes (key, value, 96 per event); fsm.DefaultHistoryBytes
+	WatchMaxWatchers   int   // WATCH_MAX_WATCHERS: watch streams and blocking queries a node serves at once; watch.DefaultMaxWatchers
+	WatchBuffer        int   // WATCH_BUFFER: events a watcher takes at a time; watch.DefaultBuffer
 
 	// Logging.
 	LogLevel  string // LOG_LEVEL; DefaultLogLevel
@@ -136,6 +144,11 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		RequestTimeout:  p.duration("REQUEST_TIMEOUT", DefaultRequestTimeout, 100*time.Millisecond),
 		ShutdownTimeout: p.duration("SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, 100*time.Millisecond),
 		EnablePprof:     p.boolean("ENABLE_PPROF", false),
+
+		WatchHistoryEvents: p.intRange("WATCH_HISTORY_EVENTS", fsm.DefaultHistoryEvents, 1, 100_000_000),
+		WatchHistoryBytes:  int64(p.intRange("WATCH_HISTORY_BYTES", fsm.DefaultHistoryBytes, 1<<20, 1<<40)),
+		WatchMaxWatchers:   p.intRange("WATCH_MAX_WATCHERS", watch.DefaultMaxWatchers, 1, 1_000_000),
+		WatchBuffer:        p.intRange("WATCH_BUFFER", watch.DefaultBuffer, 1, fsm.MaxEventsBatch),
 
 		LogLevel:  p.oneOf("LOG_LEVEL", DefaultLogLevel, "trace", "debug", "info", "warn", "error"),
 		LogFormat: p.oneOf("LOG_FORMAT", DefaultLogFormat, "text", "json"),

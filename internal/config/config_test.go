@@ -42,6 +42,11 @@ func TestLoadDefaults(t *testing.T) {
 		ShutdownTimeout:   10 * time.Second,
 		MaxRestoreBytes:   1 << 30,
 		MaxDataBytes:      2 << 30,
+
+		WatchHistoryEvents: 100_000,
+		WatchHistoryBytes:  64 << 20,
+		WatchMaxWatchers:   4096,
+		WatchBuffer:        256,
 	}
 	for name, lookup := range map[string]func(string) (string, bool){
 		"no variables":    env(),
@@ -138,6 +143,14 @@ func TestLoadValid(t *testing.T) {
 			func(c Config) (any, any) { return c.MaxDataBytes, int64(1 << 20) }},
 		{"max restore bytes", []string{"MAX_RESTORE_BYTES", "1099511627776"},
 			func(c Config) (any, any) { return c.MaxRestoreBytes, int64(1 << 40) }},
+		{"watch defaults", nil,
+			func(c Config) (any, any) {
+				return [4]any{c.WatchHistoryEvents, c.WatchHistoryBytes, c.WatchMaxWatchers, c.WatchBuffer}, [4]any{100_000, int64(64 << 20), 4096, 256}
+			}},
+		{"watch settings", []string{"WATCH_HISTORY_EVENTS", "5", "WATCH_HISTORY_BYTES", "2097152", "WATCH_MAX_WATCHERS", "7", "WATCH_BUFFER", "4096"},
+			func(c Config) (any, any) {
+				return [4]any{c.WatchHistoryEvents, c.WatchHistoryBytes, c.WatchMaxWatchers, c.WatchBuffer}, [4]any{5, int64(2 << 20), 7, 4096}
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -191,6 +204,10 @@ func TestLoadRejects(t *testing.T) {
 		{"max restore bytes with a unit", []string{"MAX_RESTORE_BYTES", "1GiB"}, "MAX_RESTORE_BYTES"},
 		{"max restore bytes above 1 TiB", []string{"MAX_RESTORE_BYTES", "1099511627777"}, "MAX_RESTORE_BYTES"},
 		{"log level loud", []string{"LOG_LEVEL", "loud"}, "LOG_LEVEL"},
+		{"watch history 0 events", []string{"WATCH_HISTORY_EVENTS", "0"}, "WATCH_HISTORY_EVENTS"},
+		{"watch history under 1 MiB", []string{"WATCH_HISTORY_BYTES", "1000"}, "WATCH_HISTORY_BYTES"},
+		{"watch max watchers 0", []string{"WATCH_MAX_WATCHERS", "0"}, "WATCH_MAX_WATCHERS"},
+		{"watch buffer above a batch", []string{"WATCH_BUFFER", "4097"}, "WATCH_BUFFER"},
 		{"log store sqlite", []string{"RAFT_LOG_STORE", "sqlite"}, "RAFT_LOG_STORE"},
 		{"log format xml", []string{"LOG_FORMAT", "xml"}, "LOG_FORMAT"},
 		{"join without port", []string{"RAFT_JOIN", "nocolon"}, "RAFT_JOIN"},

@@ -53,7 +53,7 @@ func (c *Capture) Keys() int { return c.s.tree.Len() }
 // Write streams the captured state in the snapshot format and returns the
 // CRC-32C written in its trailer.
 func (c *Capture) Write(w io.Writer) (uint32, error) {
-	return writeSnapshot(w, c.s.applied, c.s.nodes, c.s.promote, c.s.requests, c.s.tree, c.s.leases, c.s.attach)
+	return writeSnapshot(w, c.s)
 }
 
 func backupInfo(d decodedInfo) BackupInfo {
@@ -98,6 +98,7 @@ func ScanBackup(r io.Reader, fn func(Entry)) (BackupInfo, error) {
 func InstallSize(info BackupInfo, index uint64, nodes map[string]string) int64 {
 	n := int64(len(snapshotMagic)) + 1 // magic, version
 	n += int64(uvarintLen(index) + uvarintLen(uint64(len(nodes))) + uvarintLen(info.Keys) + uvarintLen(0) + uvarintLen(0))
+	n += int64(uvarintLen(0) + uvarintLen(index) + uvarintLen(EndSeq)) // no history; its floor is index
 	for id, addr := range nodes {
 		n += 1 + int64(uvarintLen(uint64(len(id)))+len(id)+uvarintLen(uint64(len(addr)))+len(addr))
 	}
@@ -116,6 +117,8 @@ func InstallSize(info BackupInfo, index uint64, nodes map[string]string) int64 {
 //     the backup was taken from, whose addresses mean nothing here);
 //   - the idempotency table and the promotion marks are empty (a learner
 //     still waiting for promotion is made a voter with /promote);
+//   - the change history is empty and starts at index: a watcher that
+//     resumes from before the restore is told the history is compacted.
 //   - leases keep their ids, TTLs, remaining times and keys; their
 //     refresh and checkpoint indexes become index.
 //
@@ -134,6 +137,9 @@ func WriteInstall(w io.Writer, src io.Reader, index uint64, nodes map[string]str
 			sw.uvarint(h.keyCount)
 			sw.uvarint(0) // no remembered requests
 			sw.uvarint(0) // no promotion marks
+			sw.uvarint(0) // no history: its floor is the end of index,
+			sw.uvarint(index)
+			sw.uvarint(EndSeq) // so resuming from before the restore is a 410
 			for _, id := range slices.Sorted(maps.Keys(nodes)) {
 				sw.tag(recNode)
 				sw.str(id)

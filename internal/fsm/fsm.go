@@ -120,6 +120,11 @@ type FSM struct {
 	requests     map[string]requestRecord
 	requestOrder []string
 	requestHead  int // requestOrder[:requestHead] are evicted
+	// hist is the change history (history.go); cmu guards changed, the
+	// channel Changed hands out, closed when Apply adds events.
+	hist    history
+	cmu     sync.Mutex
+	changed chan struct{}
 	// Leases (lease.go): by id, the keys attached to each, and each
 	// attached key's lease (looked up, never iterated).
 	leases   *btree.BTreeG[leaseItem]
@@ -264,6 +269,7 @@ func New() *FSM {
 		tree:     btree.NewG(btreeDegree, itemLess),
 		nodes:    map[string]string{},
 		requests: map[string]requestRecord{},
+		hist:     newHistory(DefaultHistoryLimits),
 		leases:   newLeaseTree(),
 		attach:   newAttachTree(),
 		keyLease: newKeyLeaseTree(),
@@ -283,6 +289,7 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
 	f.mu.Lock()
+	added := f.hist.added
 	for i, l := range logs {
 		if l.Type == raft.LogCommand {
 			out[i] = f.applyCommand(l.Index, l.Data)
@@ -292,7 +299,11 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		f.applied.Store(logs[n-1].Index)
 	}
 	f.releaseWaitersLocked()
+	changed := f.hist.added != added
 	f.mu.Unlock()
+	if changed {
+		f.notifyChanged()
+	}
 	return out
 }
 
@@ -388,7 +399,7 @@ func (f *FSM) applyDecoded(index uint64, cmd *Command) *Result {
 				return res
 			}
 		}
-		f.bytes += putItem(f.tree, index, cmd.Key, cmd.Value)
+		f.bytes += f.putItem(f.tree, index, cmd.Key, cmd.Value)
 		f.bindSetLease(index, cmd)
 	case OpDelete:
 		old, ok := f.tree.Delete(probe(cmd.Key))
@@ -397,13 +408,14 @@ func (f *FSM) applyDecoded(index uint64, cmd *Command) *Result {
 			break
 		}
 		f.bytes -= int64(len(old.kv))
+		f.emitDelete(index, old)
 		f.detachKey(cmd.Key)
 	case OpRegisterNode:
 		f.nodes[cmd.NodeID] = cmd.HTTPAddr
 	case OpForgetNode:
 		delete(f.nodes, cmd.NodeID)
 	case OpDeletePrefix:
-		res.Current = f.deletePrefixLocked(cmd.Key)
+		res.Current = f.deletePrefixLocked(index, cmd.Key)
 	case OpMarkPromotion:
 		if i, found := slices.BinarySearch(f.promote, cmd.NodeID); !found {
 			f.promote = slices.Insert(f.promote, i, cmd.NodeID)
@@ -538,6 +550,8 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		nodes:    nodes,
 		promote:  slices.Clone(f.promote),
 		requests: f.requestLog(),
+		floor:    f.hist.floor,
+		events:   f.hist.events(),
 		leases:   f.leases.Clone(),
 		attach:   f.attach.Clone(),
 	}, nil
@@ -563,10 +577,12 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		f.requests[r.ID] = r.requestRecord
 		f.requestOrder = append(f.requestOrder, r.ID)
 	}
+	f.hist.restore(st.floor, st.events)
 	f.leases, f.attach, f.keyLease = st.leases, st.attach, st.keyLease
 	f.applied.Store(st.applied)
 	f.releaseWaitersLocked()
 	f.mu.Unlock()
+	f.notifyChanged()
 	return nil
 }
 
@@ -576,13 +592,15 @@ type snapshot struct {
 	nodes    map[string]string
 	promote  []string // sorted
 	requests []requestEntry
+	floor    Pos     // the history's floor
+	events   []Event // the history, oldest first
 	leases   *btree.BTreeG[leaseItem]
 	attach   *btree.BTreeG[attachItem]
 }
 
 // Persist runs concurrently with Apply; it only reads the frozen clone.
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := writeSnapshot(sink, s.applied, s.nodes, s.promote, s.requests, s.tree, s.leases, s.attach); err != nil {
+	if _, err := writeSnapshot(sink, s); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot: %w", err)
 	}

@@ -89,7 +89,8 @@ func TestRequestDigestLayout(t *testing.T) {
 	plain.RequestID = ""
 	sum := sha256.Sum256(plain.Encode(nil)[1:])
 	want := buildSnapRequests(snapshotVersion, 1, []requestEntry{{ID: "r1", requestRecord: requestRecord{Index: 1, Digest: string(sum[:16])}}},
-		[]Entry{{Key: "k", Value: "v", CreateIndex: 1, ModIndex: 1}})
+		[]Entry{{Key: "k", Value: "v", CreateIndex: 1, ModIndex: 1}},
+		snapHist{events: []Event{{Pos: Pos{1, 0}, Type: EventPut, Key: "k", Value: "v", CreateIndex: 1, ModIndex: 1}}})
 	if got := persist(t, f); !bytes.Equal(got, want) {
 		t.Fatalf("snapshot =\n  %q\nwant\n  %q", got, want)
 	}
@@ -98,7 +99,7 @@ func TestRequestDigestLayout(t *testing.T) {
 // buildSnapRequests writes a snapshot with request records from the
 // documented layout: version 2 or 3 records have no digest, versions
 // before 5 no transaction outcome.
-func buildSnapRequests(version byte, applied uint64, reqs []requestEntry, entries []Entry) []byte {
+func buildSnapRequests(version byte, applied uint64, reqs []requestEntry, entries []Entry, hist ...snapHist) []byte {
 	str := func(b []byte, s string) []byte {
 		return append(binary.AppendUvarint(b, uint64(len(s))), s...)
 	}
@@ -110,6 +111,7 @@ func buildSnapRequests(version byte, applied uint64, reqs []requestEntry, entrie
 	if version >= 3 {
 		b = binary.AppendUvarint(b, 0) // promotion marks
 	}
+	b = appendHistHeader(b, version, hist)
 	for _, r := range reqs {
 		b = str(append(b, 'R'), r.ID)
 		b = binary.AppendUvarint(b, r.Index)
@@ -122,6 +124,7 @@ func buildSnapRequests(version byte, applied uint64, reqs []requestEntry, entrie
 			b = str(b, encodeTxnRecord(r.Txn))
 		}
 	}
+	b = appendHistEvents(b, hist)
 	for _, e := range entries {
 		b = str(append(b, 'K'), e.Key)
 		b = str(b, e.Value)

@@ -367,7 +367,8 @@ func (f *FSM) refreshLease(index, id uint64, res *Result) {
 }
 
 // dropLease deletes lease l and its keys, in key order, and returns how
-// many keys it deleted. expired marks an expiry (events of type expire).
+// many keys it deleted: one change event per key, expire for an expiry,
+// delete for a revoke.
 func (f *FSM) dropLease(index uint64, l leaseItem, expired bool) uint64 {
 	f.leases.Delete(l)
 	var n uint64
@@ -388,7 +389,9 @@ func (f *FSM) dropLease(index uint64, l leaseItem, expired bool) uint64 {
 				f.bytes -= int64(len(old.kv))
 				n++
 				if expired {
-					f.recordExpireEvent(index, old.entry())
+					f.emitExpire(index, old)
+				} else {
+					f.emitDelete(index, old)
 				}
 			}
 		}
@@ -396,13 +399,6 @@ func (f *FSM) dropLease(index uint64, l leaseItem, expired bool) uint64 {
 			return n
 		}
 	}
-}
-
-// recordExpireEvent is the one place an expiry reports a deleted key, for
-// the change feed (issue 12, the i12-feed branch): it is to record an
-// `expire` event for e at index once the feed's recording function exists.
-func (f *FSM) recordExpireEvent(index uint64, e Entry) {
-	_, _ = index, e
 }
 
 // detachAll runs when every key is deleted at once: no key is attached

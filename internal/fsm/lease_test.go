@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -338,5 +339,29 @@ func TestTxnAndPrefixDeleteDetach(t *testing.T) {
 	}
 	if got := keysOf(t, f); !slices.Equal(got, []string{"q/a", "q/b"}) {
 		t.Fatalf("keys = %q", got)
+	}
+}
+
+// An expiry makes one expire event per key, in key order, at its index; a
+// revoke makes delete events.
+func TestLeaseEvents(t *testing.T) {
+	f := New()
+	applyCmd(t, f, 1, Command{Op: OpLeaseGrant, TTLMillis: 2000})
+	applyCmd(t, f, 2, Command{Op: OpSet, Key: "b", Value: "2", Lease: 1})
+	applyCmd(t, f, 3, Command{Op: OpSet, Key: "a", Value: "1", Lease: 1})
+	applyCmd(t, f, 4, Command{Op: OpSet, Key: "t", Value: "3", TTLMillis: 2000})
+	applyCmd(t, f, 5, Command{Op: OpLeaseExpire, Leases: []LeaseRef{{ID: 1, Refreshed: 1}}})
+	applyCmd(t, f, 6, Command{Op: OpLeaseRevoke, Lease: 4})
+	evs, _, err := f.EventsAfter(Pos{Index: 4}, Filter{}, nil, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		got = append(got, fmt.Sprintf("%d %s %s", e.Pos.Index, e.Type, e.Key))
+	}
+	want := []string{"5 expire a", "5 expire b", "6 delete t"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("events = %q, want %q", got, want)
 	}
 }

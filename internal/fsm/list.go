@@ -208,33 +208,34 @@ func countTree(t *btree.BTreeG[item], total int64, prefix string) (int, int64) {
 const deleteBatch = 256
 
 // deletePrefixLocked deletes every key under prefix ("": every key) from
-// the live state and returns how many it deleted. It is the apply side of
-// OpDeletePrefix, for any command applied inside Apply: the caller holds
-// f.mu for writing.
-func (f *FSM) deletePrefixLocked(prefix string) uint64 {
-	if prefix == "" { // O(1): the sums are kept
-		n := f.tree.Len()
-		f.tree.Clear(false)
-		f.bytes = 0
-		f.detachAll()
-		return uint64(n)
-	}
-	n, freed := deletePrefixTree(f.tree, prefix)
+// the live state at index and returns how many it deleted. It is the
+// apply side of OpDeletePrefix, for any command applied inside Apply: the
+// caller holds f.mu for writing.
+func (f *FSM) deletePrefixLocked(index uint64, prefix string) uint64 {
+	n, freed := f.deletePrefixTree(f.tree, index, prefix)
 	f.bytes -= freed
-	f.detachPrefix(prefix)
+	if prefix == "" {
+		f.detachAll()
+	} else {
+		f.detachPrefix(prefix)
+	}
 	return n
 }
 
-// deletePrefixTree deletes every key under prefix ("": every key, summing
-// their bytes in O(n)) from t and returns how many and their key and
-// value bytes: deletePrefixLocked on the live tree, a transaction's
-// delete_prefix on its clone. It costs
-// O(k log n) for k keys deleted, and holds at most deleteBatch items aside
-// at a time.
-func deletePrefixTree(t *btree.BTreeG[item], prefix string) (deleted uint64, freed int64) {
+// deletePrefixTree deletes every key under prefix ("": every key) from t
+// at index, with a delete event for each key in key order, and returns
+// how many and their key and value bytes: deletePrefixLocked on the live
+// tree, a transaction's delete_prefix on its clone. It costs O(k log n)
+// for k keys deleted (the whole store: a walk for the events, then an
+// O(1) clear), and holds at most deleteBatch items aside at a time.
+func (f *FSM) deletePrefixTree(t *btree.BTreeG[item], index uint64, prefix string) (deleted uint64, freed int64) {
 	if prefix == "" {
 		n := t.Len()
-		t.Ascend(func(it item) bool { freed += int64(len(it.kv)); return true })
+		t.Ascend(func(it item) bool {
+			freed += int64(len(it.kv))
+			f.emitDelete(index, it)
+			return true
+		})
 		t.Clear(false)
 		return uint64(n), freed
 	}
@@ -252,6 +253,7 @@ func deletePrefixTree(t *btree.BTreeG[item], prefix string) (deleted uint64, fre
 		for _, it := range batch {
 			t.Delete(it)
 			freed += int64(len(it.kv))
+			f.emitDelete(index, it)
 		}
 		deleted += uint64(len(batch))
 		if len(batch) < deleteBatch {

@@ -21,7 +21,7 @@ func dropLog(index uint64, id string) *raft.Log {
 
 // buildSnapMarks is buildSnap for version 3 or later (no requests) with
 // promotion marks, written from the documented layout.
-func buildSnapMarks(version byte, applied uint64, nodes [][2]string, promote []string, entries []Entry) []byte {
+func buildSnapMarks(version byte, applied uint64, nodes [][2]string, promote []string, entries []Entry, hist ...snapHist) []byte {
 	str := func(b []byte, s string) []byte {
 		return append(binary.AppendUvarint(b, uint64(len(s))), s...)
 	}
@@ -31,6 +31,7 @@ func buildSnapMarks(version byte, applied uint64, nodes [][2]string, promote []s
 	b = binary.AppendUvarint(b, uint64(len(entries)))
 	b = binary.AppendUvarint(b, 0) // no remembered requests
 	b = binary.AppendUvarint(b, uint64(len(promote)))
+	b = appendHistHeader(b, version, hist)
 	for _, n := range nodes {
 		b = str(append(b, 'N'), n[0])
 		b = str(b, n[1])
@@ -38,6 +39,7 @@ func buildSnapMarks(version byte, applied uint64, nodes [][2]string, promote []s
 	for _, id := range promote {
 		b = str(append(b, 'P'), id)
 	}
+	b = appendHistEvents(b, hist)
 	for _, e := range entries {
 		b = str(append(b, 'K'), e.Key)
 		b = str(b, e.Value)
@@ -96,7 +98,8 @@ func TestPromotionMarksSnapshot(t *testing.T) {
 
 	snap := persist(t, f)
 	want := buildSnapMarks(snapshotVersion, 4, [][2]string{{"n1", "h1:1"}}, []string{"n2", "n4"},
-		[]Entry{{Key: "k", Value: "v", CreateIndex: 4, ModIndex: 4}})
+		[]Entry{{Key: "k", Value: "v", CreateIndex: 4, ModIndex: 4}},
+		snapHist{events: []Event{{Pos: Pos{4, 0}, Type: EventPut, Key: "k", Value: "v", CreateIndex: 4, ModIndex: 4}}})
 	if !bytes.Equal(snap, want) {
 		t.Fatalf("snapshot =\n  %q\nwant\n  %q", snap, want)
 	}

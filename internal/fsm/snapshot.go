@@ -18,9 +18,12 @@ import (
 //
 //	magic "RAFTKVSN", version byte
 //	header: applied index, node count, key count[, request count (v2)][, promotion count (v3)]
+//	        [, event count, floor index, floor seq (v6)]
 //	records: 'N' id addr              (node count times, ids ascending)
 //	         'R' id index outcome cur[ digest][ txn] (request count times, apply order; v2; digest v4; txn v5)
 //	         'P' id                   (promotion count times, ids strictly ascending; v3)
+//	         'V' index seq type key value create mod prevmod size
+//	                                  (event count times, positions strictly ascending, after the floor; v6)
 //	         'K' key value create mod (key count times, keys ascending)
 //	         lease count, 'L' id ttl refreshed remaining since ofKey (ids ascending; v5)
 //	         attachment count, 'A' lease key ((lease, key) ascending; v5)
@@ -33,15 +36,21 @@ const (
 	snapshotMagic = "RAFTKVSN"
 	// 2 added the request table, 3 the promotion marks, 4 the request
 	// digest, 5 a transaction's outcome in its request record (a string,
-	// "" for other commands: see encodeTxnRecord), 6 the leases; 1 to 5
-	// still read (as having none of what came later).
-	snapshotVersion = 6
+	// "" for other commands: see encodeTxnRecord), 6 the change history
+	// (historyVersion), 7 the leases (snapshotLeases); 1 to 6 still read
+	// (as having none of what came later).
+	snapshotVersion = 7
+	// historyVersion is the first version with the change history; an
+	// older stream restores with an empty history whose floor is its
+	// applied index.
+	historyVersion = 6
 	// snapshotLeases is the first version with leases (lease_snapshot.go).
-	snapshotLeases = 6
+	snapshotLeases = 7
 
 	recNode    = 'N'
 	recRequest = 'R'
 	recPromote = 'P'
+	recEvent   = 'V'
 	recKey     = 'K'
 	recEnd     = 'E'
 )
@@ -87,10 +96,11 @@ func (s *snapWriter) tag(t byte) {
 	s.bytes(s.buf)
 }
 
-// writeSnapshot writes the state as a stream and returns the checksum in
-// its trailer.
+// writeSnapshot writes the captured state as a stream and returns the
+// checksum in its trailer.
 // promote must be sorted (the FSM keeps it so).
-func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, promote []string, requests []requestEntry, tree *btree.BTreeG[item], leases *btree.BTreeG[leaseItem], attach *btree.BTreeG[attachItem]) (uint32, error) {
+func writeSnapshot(w io.Writer, snap *snapshot) (uint32, error) {
+	applied, nodes, promote, requests, tree := snap.applied, snap.nodes, snap.promote, snap.requests, snap.tree
 	s := &snapWriter{w: bufio.NewWriterSize(w, 256<<10)}
 	s.bytes([]byte(snapshotMagic))
 	s.bytes([]byte{snapshotVersion})
@@ -99,6 +109,9 @@ func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, promote
 	s.uvarint(uint64(tree.Len()))
 	s.uvarint(uint64(len(requests)))
 	s.uvarint(uint64(len(promote)))
+	s.uvarint(uint64(len(snap.events))) // v6
+	s.uvarint(snap.floor.Index)
+	s.uvarint(uint64(snap.floor.Seq))
 
 	ids := make([]string, 0, len(nodes))
 	for id := range nodes {
@@ -123,6 +136,19 @@ func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, promote
 		s.tag(recPromote)
 		s.str(id)
 	}
+	for i := range snap.events {
+		e := &snap.events[i]
+		s.tag(recEvent)
+		s.uvarint(e.Pos.Index)
+		s.uvarint(uint64(e.Pos.Seq))
+		s.uvarint(uint64(e.Type))
+		s.str(e.Key)
+		s.str(e.Value)
+		s.uvarint(e.CreateIndex)
+		s.uvarint(e.ModIndex)
+		s.uvarint(e.PrevModIndex)
+		s.uvarint(uint64(e.size))
+	}
 	tree.Ascend(func(it item) bool {
 		s.tag(recKey)
 		s.str(it.key())
@@ -131,7 +157,7 @@ func writeSnapshot(w io.Writer, applied uint64, nodes map[string]string, promote
 		s.uvarint(it.modIndex)
 		return s.err == nil
 	})
-	s.leases(leases, attach)
+	s.leases(snap.leases, snap.attach)
 	return s.finish()
 }
 
@@ -158,6 +184,8 @@ type restoredState struct {
 	requests []requestEntry
 	tree     *btree.BTreeG[item]
 	bytes    int64
+	floor    Pos
+	events   []Event
 	leases   *btree.BTreeG[leaseItem]
 	attach   *btree.BTreeG[attachItem]
 	keyLease *btree.BTreeG[attachItem]
@@ -285,7 +313,8 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 	}
 	var bad error
 	_, err := decodeSnapshot(r, snapshotVisitor{
-		header: func(h snapshotHeader) { st.applied = h.applied },
+		header: func(h snapshotHeader) { st.applied, st.floor = h.applied, h.floor },
+		event:  func(e Event) { st.events = append(st.events, e) },
 		node:   func(id, addr string) { st.nodes[id] = addr },
 		request: func(r requestEntry) {
 			st.requests = append(st.requests, r)
@@ -316,6 +345,10 @@ type snapshotHeader struct {
 	applied                       uint64
 	nodeCount, keyCount, reqCount uint64
 	promoteCount                  uint64
+	eventCount                    uint64
+	// floor is the history's floor (v6); before v6, the applied index's
+	// end: the history starts there.
+	floor Pos
 }
 
 // snapshotVisitor receives a stream's parts in order while it is decoded.
@@ -326,6 +359,7 @@ type snapshotVisitor struct {
 	node    func(id, addr string)
 	request func(requestEntry)
 	promote func(id string)
+	event   func(Event)
 	key     func(item)
 	lease   func(leaseItem)
 	attach  func(attachItem)
@@ -389,6 +423,16 @@ func decodeSnapshot(r io.Reader, v snapshotVisitor) (decodedInfo, error) {
 	if h.version >= 3 {
 		h.promoteCount = s.uvarint()
 	}
+	h.floor = Pos{Index: h.applied, Seq: EndSeq}
+	if h.version >= historyVersion {
+		h.eventCount = s.uvarint()
+		h.floor.Index = s.uvarint()
+		seq := s.uvarint()
+		if s.err == nil && (seq > EndSeq || h.floor.Index > h.applied) {
+			s.fail("history floor %d.%d beyond applied index %d", h.floor.Index, seq, h.applied)
+		}
+		h.floor.Seq = uint32(seq)
+	}
 	if s.err != nil {
 		return info, s.err
 	}
@@ -450,6 +494,35 @@ func decodeSnapshot(r io.Reader, v snapshotVisitor) (decodedInfo, error) {
 		prevPromote = id
 		if s.err == nil && v.promote != nil {
 			v.promote(id)
+		}
+	}
+	prevPos := h.floor
+	for i := uint64(0); i < h.eventCount && s.err == nil; i++ {
+		if t := s.byte(); t != recEvent {
+			s.fail("record %q where an event was expected", t)
+			break
+		}
+		e := Event{Pos: Pos{Index: s.uvarint()}}
+		seq := s.uvarint()
+		typ := s.uvarint()
+		e.Key, e.Value = s.str(), s.str()
+		e.CreateIndex, e.ModIndex, e.PrevModIndex = s.uvarint(), s.uvarint(), s.uvarint()
+		size := s.uvarint()
+		if s.err != nil {
+			break
+		}
+		e.Pos.Seq, e.Type, e.size = uint32(seq), EventType(typ), uint32(size)
+		switch {
+		case seq >= EndSeq || !prevPos.Less(e.Pos) || e.Pos.Index > h.applied:
+			s.fail("event at %d.%d out of order (after %s, applied %d)", e.Pos.Index, seq, prevPos, h.applied)
+		case typ < uint64(EventPut) || typ > uint64(EventExpire):
+			s.fail("event %s has type %d", e.Pos, typ)
+		case size > 1<<32-1 || size < uint64(len(e.Key)+len(e.Value)):
+			s.fail("event %s has size %d", e.Pos, size)
+		}
+		prevPos = e.Pos
+		if s.err == nil && v.event != nil {
+			v.event(e)
 		}
 	}
 	// prev is the previous key; copied into prevBuf when items share a

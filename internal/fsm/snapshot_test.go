@@ -89,7 +89,7 @@ func restoreNew(t testing.TB, b []byte) *FSM {
 
 // buildSnap encodes a snapshot by hand from the documented layout, with a
 // valid checksum, so tests can express streams writeSnapshot never makes.
-func buildSnap(version byte, applied uint64, nodes [][2]string, entries []Entry) []byte {
+func buildSnap(version byte, applied uint64, nodes [][2]string, entries []Entry, hist ...snapHist) []byte {
 	str := func(b []byte, s string) []byte {
 		return append(binary.AppendUvarint(b, uint64(len(s))), s...)
 	}
@@ -104,10 +104,12 @@ func buildSnap(version byte, applied uint64, nodes [][2]string, entries []Entry)
 	if version >= 3 {
 		b = binary.AppendUvarint(b, 0) // no promotion marks
 	}
+	b = appendHistHeader(b, version, hist)
 	for _, n := range nodes {
 		b = str(append(b, 'N'), n[0])
 		b = str(b, n[1])
 	}
+	b = appendHistEvents(b, hist)
 	for _, e := range entries {
 		b = str(append(b, 'K'), e.Key)
 		b = str(b, e.Value)
@@ -142,20 +144,27 @@ func TestSnapshotMatchesDocumentedLayout(t *testing.T) {
 		applied uint64
 		nodes   [][2]string
 		entries []Entry
+		hist    snapHist
 	}{
-		{"empty", func(testing.TB) *FSM { return New() }, 0, nil, nil},
+		{"empty", func(testing.TB) *FSM { return New() }, 0, nil, nil, snapHist{}},
 		{"small", smallFSM, 6,
 			[][2]string{{"n1", "10.0.0.1:8000"}, {"n2", "10.0.0.2:8000"}},
 			[]Entry{
 				{Key: "a", Value: "", CreateIndex: 4, ModIndex: 4},
 				{Key: "b", Value: "bumble", CreateIndex: 3, ModIndex: 6},
 				{Key: "c", Value: "sea", CreateIndex: 5, ModIndex: 5},
-			}},
+			},
+			snapHist{events: []Event{
+				{Pos: Pos{3, 0}, Type: EventPut, Key: "b", Value: "bee", CreateIndex: 3, ModIndex: 3},
+				{Pos: Pos{4, 0}, Type: EventPut, Key: "a", Value: "", CreateIndex: 4, ModIndex: 4},
+				{Pos: Pos{5, 0}, Type: EventPut, Key: "c", Value: "sea", CreateIndex: 5, ModIndex: 5},
+				{Pos: Pos{6, 0}, Type: EventPut, Key: "b", Value: "bumble", CreateIndex: 3, ModIndex: 6, PrevModIndex: 3},
+			}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := persist(t, tt.fsm(t))
-			want := buildSnap(snapshotVersion, tt.applied, tt.nodes, tt.entries)
+			want := buildSnap(snapshotVersion, tt.applied, tt.nodes, tt.entries, tt.hist)
 			if !bytes.Equal(got, want) {
 				t.Fatalf("snapshot =\n  %q\nwant\n  %q", got, want)
 			}
@@ -431,7 +440,7 @@ func TestRestoreCorrupt(t *testing.T) {
 		{"wrong magic", with(base, 0, 'X')},
 		{"magic lower case", append([]byte("raftkvsn"), base[8:]...)},
 		{"wrong version 0", buildSnap(0, 2, nil, entries)},
-		{"wrong version newer", buildSnap(snapshotVersion+1, 2, nil, entries)},
+		{"wrong version next", buildSnap(snapshotVersion+1, 2, nil, entries)},
 		{"keys out of order", buildSnap(snapshotVersion, 2, nil, []Entry{entries[1], entries[0]})},
 		{"duplicate keys", buildSnap(snapshotVersion, 2, nil, []Entry{entries[0], entries[0]})},
 		{"empty key after empty key", buildSnap(snapshotVersion, 2, nil, []Entry{{}, {}})},

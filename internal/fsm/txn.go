@@ -550,7 +550,8 @@ func (f *FSM) applyTxn(index uint64, cmd *Command) *Result {
 		}
 	}
 	res.Txn.Ops = make([]OpResult, len(branch))
-	var listed int64 // key and value bytes the lists returned so far
+	mark := f.hist.mark() // the branch's events go if it is undone
+	var listed int64      // key and value bytes the lists returned so far
 	for i, o := range branch {
 		r := &res.Txn.Ops[i]
 		r.Kind, r.Key = o.Kind, o.Key
@@ -560,17 +561,18 @@ func (f *FSM) applyTxn(index uint64, cmd *Command) *Result {
 				old, existed := tree.Get(probe(o.Key))
 				undo = append(undo, undoEntry{key: o.Key, old: old, existed: existed})
 			}
-			bytes += putItem(tree, index, o.Key, o.Value)
+			bytes += f.putItem(tree, index, o.Key, o.Value)
 		case TxnDelete:
 			if old, ok := tree.Delete(probe(o.Key)); ok {
 				bytes -= int64(len(old.kv))
 				r.Deleted = 1
+				f.emitDelete(index, old)
 				if track {
 					undo = append(undo, undoEntry{key: o.Key, old: old, existed: true})
 				}
 			}
 		case TxnDeletePrefix:
-			n, freed := deletePrefixTree(tree, o.Key)
+			n, freed := f.deletePrefixTree(tree, index, o.Key)
 			bytes -= freed
 			r.Deleted = n
 		case TxnGet:
@@ -599,6 +601,7 @@ func (f *FSM) applyTxn(index uint64, cmd *Command) *Result {
 				tree.Delete(probe(u.key))
 			}
 		}
+		f.hist.rollback(mark)
 		return &Result{Index: index, Err: ErrQuotaExceeded, DataBytes: f.bytes, Quota: cmd.Quota}
 	}
 	f.tree, f.bytes = tree, bytes
@@ -620,17 +623,18 @@ func over(cmd *Command, before, after int64) bool {
 	return cmd.Quota > 0 && after > before && after > int64(min(cmd.Quota, 1<<62))
 }
 
-// putItem stores key = value at index in tree and returns the change in
-// data bytes.
-func putItem(tree treeT, index uint64, key, value string) int64 {
-	create := index
+// putItem stores key = value at index in tree, with its put event, and
+// returns the change in data bytes.
+func (f *FSM) putItem(tree treeT, index uint64, key, value string) int64 {
+	create, prevMod := index, uint64(0)
 	var delta int64
 	if old, ok := tree.Get(probe(key)); ok {
-		create = old.createIndex
+		create, prevMod = old.createIndex, old.modIndex
 		delta -= int64(len(old.kv))
 	}
 	it := newItem(key, value, create, index)
 	tree.ReplaceOrInsert(it)
+	f.emitPut(index, it, prevMod)
 	return delta + int64(len(it.kv))
 }
 

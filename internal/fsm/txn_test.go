@@ -488,7 +488,7 @@ func TestTxnReplayAfterRestore(t *testing.T) {
 	applyOne(t, f, cmdLog(4, cmd))
 	applyOne(t, f, cmdLog(5, Command{Op: OpSet, Key: "s", Value: "v", RequestID: "s1"}))
 	snap := persist(t, f)
-	if snap[len(snapshotMagic)] != snapshotVersion {
+	if snap[len(snapshotMagic)] < 5 { // 5 added transaction outcomes
 		t.Fatalf("written as version %d", snap[len(snapshotMagic)])
 	}
 	g := restoreNew(t, snap)

@@ -10,6 +10,7 @@ import (
 	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/node"
+	"github.com/raftkv/raftkv/internal/watch"
 )
 
 // Errors raised by this package itself. Errors from the node, the FSM and
@@ -79,6 +80,8 @@ var errorTable = []struct {
 	{cluster.ErrRejected, http.StatusBadRequest, "bad_request"},
 	{cluster.ErrBadBatch, http.StatusBadRequest, "bad_request"},
 	{ErrBadBackup, http.StatusBadRequest, "bad_backup"},
+	{ErrFutureIndex, http.StatusBadRequest, "future_index"},
+	{ErrHistoryCompacted, http.StatusGone, "history_compacted"},
 	{ErrBadCursor, http.StatusBadRequest, "bad_cursor"},
 	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
 	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method_not_allowed"},
@@ -115,6 +118,8 @@ var errorTable = []struct {
 	{cluster.ErrBootstrapPending, http.StatusServiceUnavailable, "bootstrap_pending"},
 	{node.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	{node.ErrShutdown, http.StatusServiceUnavailable, "shutting_down"},
+	{watch.ErrClosed, http.StatusServiceUnavailable, "shutting_down"},
+	{watch.ErrTooManyWatchers, http.StatusServiceUnavailable, "too_many_watchers"},
 	{node.ErrReadUnconfirmed, http.StatusServiceUnavailable, "read_unconfirmed"},
 	{cluster.ErrLeaderUnreachable, http.StatusServiceUnavailable, "leader_unreachable"},
 	{cluster.ErrHopLimit, http.StatusServiceUnavailable, "hop_limit"},
@@ -137,7 +142,7 @@ var errorTable = []struct {
 type errorBody struct {
 	Error string  `json:"error"`
 	Code  string  `json:"code"`
-	Index *uint64 `json:"index,omitempty"` // current mod_index on cas_failed
+	Index *uint64 `json:"index,omitempty"` // current mod_index on cas_failed; oldest resumable index on history_compacted
 }
 
 // userError is an error whose whole message is written for users (with

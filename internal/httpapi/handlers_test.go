@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/internal/node"
@@ -16,6 +18,20 @@ import (
 // call serves one request through the whole Service.
 func call(s *Service, method, target, body string, header http.Header) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	req.RemoteAddr = "127.0.0.1:40000"
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	return rec
+}
+
+// callWithin is call with a request context that ends after d.
+func callWithin(s *Service, d time.Duration, method, target, body string, header http.Header) *httptest.ResponseRecorder {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	req := httptest.NewRequestWithContext(ctx, method, target, strings.NewReader(body))
 	req.RemoteAddr = "127.0.0.1:40000"
 	for k, vs := range header {
 		req.Header[k] = vs

@@ -174,8 +174,9 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request, p params) er
 	})
 }
 
-// handleKVGet answers GET /kv/{key} with the value's bytes, and
-// GET /kv/{prefix}?recurse with a listing (handleRange).
+// handleKVGet answers GET /kv/{key} with the value's bytes; with
+// ?index=N it is a blocking query (blocking.go) that answers once the key
+// changed after N, or its wait passed.
 func (s *Service) handleKVGet(w http.ResponseWriter, r *http.Request, p params) error {
 	if recurse, err := p.flag("recurse", false); err != nil {
 		return err
@@ -184,6 +185,17 @@ func (s *Service) handleKVGet(w http.ResponseWriter, r *http.Request, p params) 
 	}
 	q, err := s.parseRead(r, p)
 	if err != nil {
+		return err
+	}
+	b, err := parseBlocking(p)
+	if err != nil {
+		return err
+	}
+	if b.block && q.consistency == consistencyLeader {
+		// The leader would wait again after this node's wait.
+		return fmt.Errorf("%w: a blocking query (index) reads at linearizable or stale consistency, not leader", ErrBadRequest)
+	}
+	if err := s.block(w, r, b, fsm.Filter{Prefix: q.key, Exact: true}); err != nil {
 		return err
 	}
 	return s.read(w, r, q, func(e fsm.Entry) {
@@ -225,8 +237,14 @@ func (s *Service) readLocal(w http.ResponseWriter, r *http.Request, q readReq) (
 		return fsm.Entry{}, err
 	}
 	s.staleHeaders(w, q)
-	e, ok := s.store.FSM().Get(q.key)
+	f := s.store.FSM()
+	// Read before the key, so a blocking query that passes it back
+	// misses no creation after this read.
+	applied := f.AppliedIndex()
+	e, ok := f.Get(q.key)
 	if !ok {
+		// The index to pass back as ?index= to wait for the key.
+		setIndexHeader(w, HeaderRaftIndex, applied)
 		return fsm.Entry{}, fmt.Errorf("%w: %q", fsm.ErrKeyNotFound, q.key)
 	}
 	return e, nil

@@ -202,6 +202,23 @@ func (s *Service) handleRange(w http.ResponseWriter, r *http.Request, p params) 
 	if err != nil {
 		return err
 	}
+	b, err := parseBlocking(p)
+	if err != nil {
+		return err
+	}
+	if b.block {
+		// A blocking listing waits for a change under the prefix, then
+		// answers its first page (blocking.go).
+		switch {
+		case q.consistency == consistencyLeader:
+			return fmt.Errorf("%w: a blocking query (index) reads at linearizable or stale consistency, not leader", ErrBadRequest)
+		case hasParam(p, "after"):
+			return fmt.Errorf("%w: a blocking query (index) answers a first page, not one after a cursor", ErrBadRequest)
+		}
+		if err := s.block(w, r, b, fsm.Filter{Prefix: q.q.Prefix}); err != nil {
+			return err
+		}
+	}
 	if q.consistency == consistencyLeader {
 		return s.onLeader(w, r, cluster.Forward{Body: bytes.NewReader(q.body), Size: int64(len(q.body))}, func() error {
 			return s.rangeLocal(w, r, q, s.heldView(q))
@@ -305,4 +322,10 @@ func (s *Service) deletePrefix(w http.ResponseWriter, r *http.Request, p params)
 	}
 	writeJSON(w, http.StatusOK, deletePrefixResponse{Prefix: cmd.Key, Deleted: res.Current, Index: res.Index})
 	return nil
+}
+
+// hasParam reports whether the request gave name.
+func hasParam(p params, name string) bool {
+	_, ok := p.get(name)
+	return ok
 }

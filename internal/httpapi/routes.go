@@ -91,10 +91,12 @@ func (s *Service) routeTable() []route {
 		{path: "/remove", methods: getPost, role: write, write: true, params: plus(writeParams, "key"), form: true, serve: s.handleRemove},
 		// GET needs read, PUT and DELETE need write: one prefix, two routes.
 		// ?recurse: a prefix, not a key (list.go).
-		{path: "/kv/", prefix: true, methods: getHead, role: read, params: plus(readingParams, "recurse"), flagged: []flagged{{flag: "recurse", params: rangeParams}}, serve: s.handleKVGet},
+		{path: "/kv/", prefix: true, methods: getHead, role: read, params: plus(readingParams, "recurse", "index", "wait"), flagged: []flagged{{flag: "recurse", params: rangeParams}}, serve: s.handleKVGet},
 		{path: "/kv/", prefix: true, methods: []string{http.MethodPut, http.MethodDelete}, role: write, write: true, params: plus(writeParams, "recurse", "ttl", "lease"), serve: s.handleKVWrite},
 
 		{path: "/txn", methods: post, role: write, write: true, params: []string{"requestId"}, serve: s.handleTxn},
+
+		{path: "/watch/", prefix: true, methods: get, role: read, params: []string{"index"}, serve: s.handleWatch},
 
 		// TTLs, leases and locks (leases.go).
 		{path: "/kv/", prefix: true, methods: post, role: write, write: true, params: []string{"touch", "requestId"}, serve: s.handleKVTouch},

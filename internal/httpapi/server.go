@@ -29,6 +29,7 @@ import (
 	"github.com/raftkv/raftkv/internal/cluster"
 	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/node"
+	"github.com/raftkv/raftkv/internal/watch"
 )
 
 // Header names: one X-Raft-* family, plus the standard X-Request-Id and
@@ -150,6 +151,12 @@ type Options struct {
 	// Collectors are registered with /metrics besides the HTTP ones (the
 	// node's and the cluster's).
 	Collectors []prometheus.Collector
+	// Watch bounds the watch streams and blocking queries
+	// (WATCH_MAX_WATCHERS, WATCH_BUFFER; zero fields: the defaults).
+	Watch watch.Limits
+	// WatchProgress is how often an idle watch stream gets a progress
+	// event (DefaultWatchProgress when zero).
+	WatchProgress time.Duration
 }
 
 // Service is the HTTP API of one node.
@@ -164,6 +171,8 @@ type Service struct {
 	metrics *httpMetrics
 	// views hold listings' states between pages (list.go).
 	views *fsm.Views
+	// hub serves GET /watch/ and blocking queries from the FSM's history.
+	hub *watch.Hub
 }
 
 // New builds the API over store and cl.
@@ -178,6 +187,7 @@ func New(store Store, cl Cluster, opts Options) *Service {
 		log:     opts.Logger.WithField("component", "http"),
 		views:   fsm.NewViews(fsm.MaxViews, fsm.ViewTTL),
 	}
+	s.hub = watch.New(store.FSM(), opts.Watch)
 	s.metrics = newHTTPMetrics(opts.Collectors...)
 	s.metrics.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "raftkv_list_views_held",
@@ -187,6 +197,20 @@ func New(store Store, cl Cluster, opts Options) *Service {
 		Name: "raftkv_fsm_quota_bytes",
 		Help: "MAX_DATA_BYTES: the key and value bytes this node, as leader, lets writes grow the data to (0: no quota); compare raftkv_fsm_bytes.",
 	}, func() float64 { return float64(s.quota()) }))
+	s.metrics.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "raftkv_watchers",
+			Help: "Watch streams and blocking queries open on this node (at most WATCH_MAX_WATCHERS).",
+		}, func() float64 { return float64(s.hub.Watchers()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "raftkv_watch_history_events",
+			Help: "Change events this node keeps for watchers that resume (at most WATCH_HISTORY_EVENTS).",
+		}, func() float64 { return float64(s.store.FSM().History().Events) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "raftkv_watch_history_floor_index",
+			Help: "The oldest log index a watch resumes from on this node (?index= below it is 410 history_compacted).",
+		}, func() float64 { return float64(s.store.FSM().History().Floor.Index) }),
+	)
 	s.routes = s.routeTable()
 	s.router = s.newRouter()
 	return s
@@ -244,8 +268,12 @@ func (s *Service) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	body := errorBody{Error: msg, Code: code}
 	var cc casConflict
-	if errors.As(err, &cc) {
+	var hc compacted
+	switch {
+	case errors.As(err, &cc):
 		body.Index = &cc.current
+	case errors.As(err, &hc):
+		body.Index = &hc.oldest
 	}
 	var lh lockHeld
 	if errors.As(err, &lh) {

@@ -46,6 +46,10 @@ type Config struct {
 	SnapshotInterval  time.Duration
 	SnapshotRetain    int
 
+	// History bounds the change history the FSM keeps (zero:
+	// fsm.DefaultHistoryLimits).
+	History fsm.HistoryLimits
+
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
@@ -113,6 +117,9 @@ func Open(cfg Config) (*Node, error) {
 		metrics:  newMetrics(),
 	}
 	n.health.log, n.health.failures = n.log, n.metrics.storageFailures
+	if cfg.History != (fsm.HistoryLimits{}) {
+		n.fsm.SetHistoryLimits(cfg.History)
+	}
 	raftMetrics() // before raft starts: its go-metrics sink is process-wide
 	if err := n.openRecovered(); err != nil {
 		n.closeStores()

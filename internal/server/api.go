@@ -14,6 +14,7 @@ import (
 	"github.com/raftkv/raftkv/internal/config"
 	"github.com/raftkv/raftkv/internal/httpapi"
 	"github.com/raftkv/raftkv/internal/node"
+	"github.com/raftkv/raftkv/internal/watch"
 )
 
 // This file is the one place that builds and drives the HTTP API and the
@@ -51,6 +52,7 @@ func newAPI(cfg config.Config, n *node.Node, tokens *auth.Store, logger *logrus.
 		Auth:             tokens,
 		AllowRemoteAdmin: cfg.AllowRemoteAdmin,
 		MaxRestoreBytes:  cfg.MaxRestoreBytes,
+		Watch:            watch.Limits{MaxWatchers: cfg.WatchMaxWatchers, Buffer: cfg.WatchBuffer},
 		Collectors:       append(n.Collectors(), a.cluster.Collectors()...),
 	})
 	a.srv = httpapi.NewServer(a.svc, cfg.RequestTimeout, httpapi.WithServerLog(logger))
@@ -82,6 +84,9 @@ func (a *api) handOffOrLeave(ctx context.Context, leave bool) {
 // drain stops accepting requests and waits for those in flight until ctx
 // ends, then cuts their connections; it reports whether any were cut.
 func (a *api) drain(ctx context.Context) (cut bool) {
+	// Watch streams and blocking queries would last until they are cut:
+	// end them first, so they finish like any request.
+	a.svc.CloseWatches()
 	if err := a.srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		_ = a.srv.Close()
 		return true

@@ -22,6 +22,7 @@ import (
 
 	"github.com/raftkv/raftkv/internal/auth"
 	"github.com/raftkv/raftkv/internal/config"
+	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/logging"
 	"github.com/raftkv/raftkv/internal/node"
 )
@@ -131,6 +132,7 @@ func Start(cfg config.Config, opts ...Option) (*Server, error) {
 		SnapshotThreshold:  cfg.SnapshotThreshold,
 		SnapshotInterval:   cfg.SnapshotInterval,
 		SnapshotRetain:     cfg.SnapshotRetain,
+		History:            fsm.HistoryLimits{Events: cfg.WatchHistoryEvents, Bytes: cfg.WatchHistoryBytes},
 		HeartbeatTimeout:   o.heartbeat,
 		ElectionTimeout:    o.election,
 		LeaderLeaseTimeout: o.leaderLease,

@@ -6,6 +6,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/raftkv/raftkv/internal/config"
+	"github.com/raftkv/raftkv/internal/fsm"
+	"github.com/raftkv/raftkv/internal/watch"
 )
 
 // Option adjusts a cluster before it starts. Most set a field of the
@@ -33,7 +35,18 @@ func defaultSettings() settings {
 		MaxDataBytes:    config.DefaultMaxDataBytes,
 		RequestTimeout:  DefaultRequestTimeout,
 		ShutdownTimeout: config.DefaultShutdownTimeout,
+
+		WatchHistoryEvents: fsm.DefaultHistoryEvents,
+		WatchHistoryBytes:  fsm.DefaultHistoryBytes,
+		WatchMaxWatchers:   watch.DefaultMaxWatchers,
+		WatchBuffer:        watch.DefaultBuffer,
 	}}
+}
+
+// WithWatchHistory sets how many change events each node keeps
+// (WATCH_HISTORY_EVENTS).
+func WithWatchHistory(events int) Option {
+	return func(s *settings) { s.cfg.WatchHistoryEvents = events }
 }
 
 // WithSnapshotThreshold makes raft snapshot (and compact its log, keeping

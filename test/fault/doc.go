@@ -4,8 +4,10 @@
 // fault (crash, pause, partition, hostile input), heals it, and then checks
 // the history: linearizability per key with porcupine, no lost or phantom
 // writes, idempotent retries applied once, convergence of all replicas,
-// recovery time, the error contract while there is no quorum, and clean
-// node logs.
+// recovery time, the error contract while there is no quorum, clean node
+// logs, and the change feed: watchers that follow GET /watch/ through the
+// fault, reconnecting anywhere with Last-Event-ID, each get exactly the
+// committed changes in log order (watch_test.go).
 //
 // As root, every node runs in its own network namespace on a test-owned
 // bridge, so partitions can drop packets between specific peers; otherwise

@@ -107,6 +107,8 @@ type run struct {
 	info   *porcupine.LinearizationInfo
 	cas    bool
 	idem   bool
+	// watchers follow the feed through the faults (watch_test.go).
+	watchers []*feedWatcher
 }
 
 type event struct {
@@ -150,6 +152,12 @@ func runScenario(t *testing.T, sc scenario) {
 			r.saveArtifacts()
 		}
 	})
+	r.watchers = startWatchers(c)
+	t.Cleanup(func() {
+		for _, w := range r.watchers {
+			w.cancel()
+		}
+	})
 	r.w.start()
 	r.sleep(warmup)
 	sc.inject(r)
@@ -186,6 +194,7 @@ func (r *run) check() {
 	}
 
 	problems = append(problems, r.checkNoPhantomKeys()...)
+	problems = append(problems, r.checkWatchers(r.watchers)...)
 
 	ops := r.h.snapshot()
 	res, info, took := checkLinearizable(ops, 30*time.Second)

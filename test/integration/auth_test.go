@@ -171,6 +171,9 @@ func routeCases(t *testing.T, c *testcluster.Cluster) []routeCase {
 		{method: "POST", route: "/txn", role: W, target: func(string) string { return "/txn" }, body: func(k string) []byte {
 			return []byte(`{"success": [{"op": "put", "key": "` + k + `", "value": "v"}]}`)
 		}},
+		// A stream would not end: a bad index is refused (400) once past
+		// authentication.
+		{method: "GET", route: "/watch/", role: R, target: func(k string) string { return "/watch/" + k + "?index=x" }, okLeader: http.StatusBadRequest, okFollower: http.StatusBadRequest},
 		{method: "GET", route: "/join", role: A, target: n1},
 		{method: "POST", route: "/join", role: A, target: n1},
 		{method: "POST", route: "/leave", role: A, target: func(string) string { return q("/leave", "nodeId", ghost) }, prepare: addGhost},

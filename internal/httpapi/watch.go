@@ -1,0 +1,293 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/raftkv/raftkv/internal/fsm"
+	"github.com/raftkv/raftkv/internal/watch"
+)
+
+// HeaderLastEventID is the header an EventSource sends when it reconnects:
+// the id of the last event it received, a feed position.
+const HeaderLastEventID = "Last-Event-ID"
+
+// DefaultWatchProgress is how often a watch stream sends a progress event
+// (the node's applied index) when Options.WatchProgress is zero.
+const DefaultWatchProgress = 5 * time.Second
+
+// streamWriteTimeout bounds one write of a stream (a batch of events, a
+// progress event): a client that takes longer to accept it is cut.
+const streamWriteTimeout = 30 * time.Second
+
+// Errors of the change feed.
+var (
+	// ErrFutureIndex: a watch or blocking query's index is beyond what
+	// this node applied, after waiting up to REQUEST_TIMEOUT for it.
+	ErrFutureIndex = errors.New("index beyond the applied index")
+	// ErrHistoryCompacted: the changes after the index asked for are no
+	// longer all kept; the answer carries the oldest index to resume from.
+	ErrHistoryCompacted = fsm.ErrHistoryCompacted
+)
+
+// compacted is a 410's error with the oldest index a resume is served
+// from, for the body's "index".
+type compacted struct {
+	err    error
+	oldest uint64
+}
+
+func (e compacted) Error() string { return e.err.Error() }
+func (e compacted) Unwrap() error { return e.err }
+
+// watchPrefix is the prefix of GET /watch/{prefix}: everything after
+// /watch/, unescaped ("" watches every key).
+func (s *Service) watchPrefix(r *http.Request) (string, error) {
+	rest, _ := strings.CutPrefix(r.URL.EscapedPath(), "/watch/")
+	prefix, err := url.PathUnescape(rest)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("%w: prefix in path: %v", ErrBadRequest, err)
+	case len(prefix) > s.opts.MaxKeyBytes:
+		return "", fmt.Errorf("%w: the prefix of %d bytes exceeds MAX_KEY_BYTES=%d", ErrBadRequest, len(prefix), s.opts.MaxKeyBytes)
+	case !utf8.ValidString(prefix):
+		return "", fmt.Errorf("%w: prefix is not valid UTF-8", ErrBadRequest)
+	}
+	return prefix, nil
+}
+
+// watchFrom is where a watch resumes: after the Last-Event-ID header
+// (what an EventSource sends on reconnect, so it wins over the URL's
+// index), else after ?index=, else after everything applied now.
+func (s *Service) watchFrom(r *http.Request, p params) (fsm.Pos, error) {
+	if id := r.Header.Get(HeaderLastEventID); id != "" {
+		pos, err := fsm.ParsePos(id)
+		if err != nil {
+			return pos, fmt.Errorf("%w: %s %q is not a feed position (N or N.S)", ErrBadRequest, HeaderLastEventID, id)
+		}
+		return pos, nil
+	}
+	if v, ok := p.get("index"); ok {
+		pos, err := fsm.ParsePos(v)
+		if err != nil {
+			return pos, fmt.Errorf("%w: index %q is not a feed position (N or N.S)", ErrBadRequest, v)
+		}
+		return pos, nil
+	}
+	return fsm.Pos{Index: s.store.FSM().AppliedIndex(), Seq: fsm.EndSeq}, nil
+}
+
+// openWatch opens a watcher of q after from, waiting up to REQUEST_TIMEOUT
+// for this node to apply from's index (a client resuming here from a node
+// that was ahead), and maps the refusals to the error table.
+func (s *Service) openWatch(r *http.Request, from fsm.Pos, q fsm.Filter) (*watch.Watcher, error) {
+	f := s.store.FSM()
+	if from.Index > f.AppliedIndex() {
+		ctx, cancel := s.requestContext(r)
+		err := f.WaitApplied(ctx, from.Index)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("%w: index %d is beyond this node's applied index %d", ErrFutureIndex, from.Index, f.AppliedIndex())
+		}
+	}
+	w, err := s.hub.Watch(from, q)
+	switch {
+	case errors.Is(err, fsm.ErrHistoryCompacted):
+		oldest := f.History().Floor.Index
+		return nil, compacted{err: fmt.Errorf("%w: the changes after %s are no longer kept on this node; read the current state and resume from its index (the oldest index a resume is served from is %d)", ErrHistoryCompacted, from, oldest), oldest: oldest}
+	case errors.Is(err, fsm.ErrFuturePosition):
+		return nil, fmt.Errorf("%w: %v", ErrFutureIndex, err)
+	}
+	return w, err
+}
+
+// handleWatch streams GET /watch/{prefix} as Server-Sent Events: one
+// event per change (id: its position; event: put, delete or expire; data:
+// eventJSON), a progress event every Options.WatchProgress, a final reset
+// event if the watcher falls behind the history, and nothing more once
+// the node stops. Everything before the stream starts (a bad prefix or
+// position, a compacted history, too many watchers) is an ordinary JSON
+// error.
+func (s *Service) handleWatch(w http.ResponseWriter, r *http.Request, p params) error {
+	prefix, err := s.watchPrefix(r)
+	if err != nil {
+		return err
+	}
+	from, err := s.watchFrom(r, p)
+	if err != nil {
+		return err
+	}
+	wt, err := s.openWatch(r, from, fsm.Filter{Prefix: prefix})
+	if err != nil {
+		return err
+	}
+	defer wt.Close()
+
+	rc := http.NewResponseController(w)
+	// The request is read; the server's ReadTimeout would otherwise end
+	// the stream's context, and its WriteTimeout the stream itself. Each
+	// write gets streamWriteTimeout instead.
+	_ = rc.SetReadDeadline(time.Time{})
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	setIndexHeader(w, HeaderAppliedIndex, s.store.FSM().AppliedIndex())
+	w.WriteHeader(http.StatusOK)
+
+	st := sseWriter{w: w, rc: rc}
+	st.comment("raftkv watch " + strings.ReplaceAll(prefix, "\n", " ") + " after " + from.String())
+	if !st.flush() {
+		return nil
+	}
+	progress := s.opts.WatchProgress
+	if progress <= 0 {
+		progress = DefaultWatchProgress
+	}
+	// An idle stream gets a keep-alive comment half way to each progress
+	// event.
+	lastProgress := time.Now()
+	for {
+		evs, err := wt.Next(r.Context(), progress/2)
+		switch {
+		case errors.Is(err, fsm.ErrHistoryCompacted):
+			oldest := s.store.FSM().History().Floor.Index
+			st.reset(oldest)
+			st.flush()
+			return nil
+		case err != nil: // the client left, or the node is stopping
+			return nil
+		case len(evs) == 0 && time.Since(lastProgress) < progress*9/10:
+			st.comment("keep-alive")
+		case len(evs) == 0:
+			st.progress(wt.Pos())
+			lastProgress = time.Now()
+		default:
+			for i := range evs {
+				st.event(&evs[i])
+			}
+		}
+		if !st.flush() {
+			return nil
+		}
+	}
+}
+
+// eventJSON is an event's data: the key, the value (as in every JSON
+// answer: "value", or "value_base64" when it is not UTF-8; none for a
+// delete or expiry) and the indexes.
+type eventJSON struct {
+	Key string `json:"key"`
+	jsonValue
+	CreateIndex  uint64 `json:"create_index"`
+	ModIndex     uint64 `json:"mod_index"`
+	PrevModIndex uint64 `json:"prev_mod_index"`
+}
+
+// sseWriter writes Server-Sent Events into a buffer and sends it with
+// flush, pushing the write deadline forward for each send.
+type sseWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	buf     bytes.Buffer
+	enc     *json.Encoder
+	scratch []byte
+}
+
+func (st *sseWriter) json(v any) {
+	if st.enc == nil {
+		st.enc = json.NewEncoder(&st.buf)
+	}
+	_ = st.enc.Encode(v) // ends with a newline: the data line's end
+}
+
+func (st *sseWriter) event(e *fsm.Event) {
+	st.buf.WriteString("id: ")
+	st.buf.WriteString(e.Pos.String())
+	st.buf.WriteString("\nevent: ")
+	st.buf.WriteString(e.Type.String())
+	st.buf.WriteString("\ndata: ")
+	st.scratch = appendEventJSON(st.scratch[:0], e)
+	st.buf.Write(st.scratch)
+	st.buf.WriteString("\n\n")
+}
+
+// appendEventJSON appends an event's data, the bytes encoding/json would
+// write for eventJSON (without its newline), with the listing's string
+// and value rules (listjson.go): no reflection, no allocation per event.
+func appendEventJSON(dst []byte, e *fsm.Event) []byte {
+	dst = append(dst, `{"key":`...)
+	dst = appendJSONString(dst, e.Key)
+	if e.Type == fsm.EventPut {
+		if utf8.ValidString(e.Value) {
+			dst = append(dst, `,"value":`...)
+			dst = appendJSONString(dst, e.Value)
+		} else {
+			dst = append(dst, `,"value_base64":"`...)
+			dst = base64.StdEncoding.AppendEncode(dst, []byte(e.Value))
+			dst = append(dst, '"')
+		}
+	}
+	dst = append(dst, `,"create_index":`...)
+	dst = strconv.AppendUint(dst, e.CreateIndex, 10)
+	dst = append(dst, `,"mod_index":`...)
+	dst = strconv.AppendUint(dst, e.ModIndex, 10)
+	dst = append(dst, `,"prev_mod_index":`...)
+	dst = strconv.AppendUint(dst, e.PrevModIndex, 10)
+	return append(dst, '}')
+}
+
+// progress says the watcher has everything up to pos (the applied index
+// when it is idle); its id resumes there.
+func (st *sseWriter) progress(pos fsm.Pos) {
+	st.buf.WriteString("id: ")
+	st.buf.WriteString(pos.String())
+	st.buf.WriteString("\nevent: progress\ndata: ")
+	st.json(struct {
+		Index uint64 `json:"index"`
+	}{pos.Index})
+	st.buf.WriteByte('\n')
+}
+
+// reset is the last event of a watcher that fell behind: no id, so an
+// EventSource keeps the last position it had, and resuming from it is a
+// 410 that says to read the state again.
+func (st *sseWriter) reset(oldest uint64) {
+	st.buf.WriteString("event: reset\ndata: ")
+	st.json(errorBody{
+		Error: "the watcher fell behind and the history no longer holds its next changes; read the current state and resume from its index",
+		Code:  "history_compacted", Index: &oldest,
+	})
+	st.buf.WriteByte('\n')
+}
+
+func (st *sseWriter) comment(text string) {
+	st.buf.WriteString(": ")
+	st.buf.WriteString(text)
+	st.buf.WriteString("\n\n")
+}
+
+// flush sends what is buffered; false once the client is gone.
+func (st *sseWriter) flush() bool {
+	_ = st.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+	_, err := st.w.Write(st.buf.Bytes())
+	st.buf.Reset()
+	if err == nil {
+		err = st.rc.Flush()
+	}
+	return err == nil
+}
+
+// CloseWatches ends every watch stream and blocking query (the first step
+// of the stop order: they would otherwise hold the server's drain until
+// their connections are cut) and refuses new ones with 503 shutting_down.
+func (s *Service) CloseWatches() { s.hub.Close() }
