@@ -1,10 +1,13 @@
 package integration
 
 import (
+	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -246,5 +249,38 @@ func TestLockContentionFencing(t *testing.T) {
 	}
 	if r := c.MustDo(t, f, http.MethodDelete, "/locks/job?token="+strconv.FormatUint(tokenB, 10), nil, nil); r.Status != http.StatusOK {
 		t.Fatalf("release by b: %s", r.Summary())
+	}
+}
+
+// A watcher on a follower sees a TTL key's put and then its expire event.
+func TestWatchSeesExpire(t *testing.T) {
+	c := testcluster.Start(t, 3)
+	f := follower(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 1*time.Second+ttlBound+catchUp)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.URL(f)+"/watch/exp/", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("watch: %d", resp.StatusCode)
+	}
+	if r := c.MustDo(t, f, http.MethodPut, "/kv/exp/a?ttl=1s", []byte("v"), nil); r.Status != http.StatusOK {
+		t.Fatalf("put: %s", r.Summary())
+	}
+	sc := bufio.NewScanner(resp.Body)
+	var types []string
+	for sc.Scan() { // ends with the context: bounded
+		if typ, ok := strings.CutPrefix(sc.Text(), "event: "); ok && typ != "progress" {
+			types = append(types, typ)
+			if typ == "expire" {
+				break
+			}
+		}
+	}
+	if strings.Join(types, ",") != "put,expire" {
+		t.Fatalf("events %q, want put then expire", types)
 	}
 }
