@@ -187,6 +187,20 @@ func txnAnswer(t *fsm.Txn, res *fsm.Result) txnResponse {
 // trailing data, unknown ops, targets or compare ops, operands of the
 // wrong type or under the wrong name, empty or oversized keys and values
 // are each a 400 (an oversized value a 413) naming what was wrong.
+// atPosition names where in the transaction body err was found (such as
+// "success[1]"), after the error's kind, so the message reads
+// "bad request: success[1]: key must not be empty" like every other 400,
+// not "success[1]: bad request: …". err keeps its sentinel for the error
+// table; an error of another kind is prefixed as it is.
+func atPosition(where string, err error) error {
+	for _, kind := range []error{ErrBadRequest, ErrTooLarge} {
+		if rest, ok := strings.CutPrefix(err.Error(), kind.Error()+": "); ok && errors.Is(err, kind) {
+			return fmt.Errorf("%w: %s: %s", kind, where, rest)
+		}
+	}
+	return fmt.Errorf("%s: %w", where, err)
+}
+
 func (s *Service) parseTxn(r *http.Request, p params, body []byte) (*fsm.Command, error) {
 	var req txnRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -208,7 +222,7 @@ func (s *Service) parseTxn(r *http.Request, p params, body []byte) (*fsm.Command
 	for i := range req.Compare {
 		c, err := s.txnCompare(&req.Compare[i])
 		if err != nil {
-			return nil, fmt.Errorf("compare[%d]: %w", i, err)
+			return nil, atPosition(fmt.Sprintf("compare[%d]", i), err)
 		}
 		t.Compare = append(t.Compare, c)
 	}
@@ -220,7 +234,7 @@ func (s *Service) parseTxn(r *http.Request, p params, body []byte) (*fsm.Command
 		for i := range br.in {
 			o, err := s.txnOperation(&br.in[i], br.name == "success")
 			if err != nil {
-				return nil, fmt.Errorf("%s[%d]: %w", br.name, i, err)
+				return nil, atPosition(fmt.Sprintf("%s[%d]", br.name, i), err)
 			}
 			*br.out = append(*br.out, o)
 		}

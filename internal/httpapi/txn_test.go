@@ -305,3 +305,30 @@ func TestTxnLeadershipMoved(t *testing.T) {
 		t.Fatalf("%d %s", rec.Code, rec.Body)
 	}
 }
+
+// An error inside the body names its position after its kind, as every
+// other 400 and 413 starts with its kind.
+func TestTxnErrorNamesPosition(t *testing.T) {
+	s, _, _ := newFakeService(t, Options{})
+	cases := []struct {
+		body   string
+		status int
+		want   string
+	}{
+		{`{"success": [{"op": "get", "key": "k"}, {"op": "put", "key": "", "value": "v"}]}`, 400,
+			"bad request: success[1]: key must not be empty"},
+		{`{"compare": [{"key": "k", "target": "mod_index", "op": "==", "mod_index": 1}]}`, 400,
+			`bad request: compare[0]: unknown op "=="`},
+		{`{"failure": [{"op": "put", "key": "k", "value": "` + strings.Repeat("v", 1<<20+1) + `"}]}`, 413,
+			"too large: failure[0]: the value of 1048577 bytes exceeds MAX_VALUE_BYTES"},
+	}
+	for _, tc := range cases {
+		rec := call(s, http.MethodPost, "/txn", tc.body, nil)
+		if rec.Code != tc.status {
+			t.Fatalf("status %d, want %d: %s", rec.Code, tc.status, rec.Body)
+		}
+		if b := errorOf(t, rec); !strings.HasPrefix(b.Error, tc.want) {
+			t.Fatalf("error %q, want it to start with %q", b.Error, tc.want)
+		}
+	}
+}

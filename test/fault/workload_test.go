@@ -10,9 +10,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftkv/raftkv/internal/proc"
@@ -357,7 +359,7 @@ func (cl *client) sendWrite(n *proc.Node, o *op, maxAttempts int) {
 		if o.Kind == opCtr {
 			timeout = ctrTimeout
 		}
-		a := cl.send(n, method, path, []byte(o.Value), o.RID, timeout)
+		a := cl.send(method, n.URL(path), []byte(o.Value), o.RID, timeout)
 		if o.Attempts == 0 {
 			o.Call = a.call
 		}
@@ -386,7 +388,7 @@ func (cl *client) sendWrite(n *proc.Node, o *op, maxAttempts int) {
 // read is a linearizable GET of key through n.
 func (cl *client) read(n *proc.Node, key string) *op {
 	o := &op{Client: cl.id, Node: n.Name, Kind: opGet, Key: key}
-	a := cl.send(n, http.MethodGet, "/kv/"+key+"?consistency=linearizable", nil, "", opTimeout)
+	a := cl.send(http.MethodGet, n.URL("/kv/"+key+"?consistency=linearizable"), nil, "", opTimeout)
 	o.Call, o.Attempts = a.call, 1
 	o.Outcome = a.classify(opGet)
 	a.fill(o)
@@ -420,15 +422,33 @@ type attempt struct {
 	servedBy  string
 	replayed  bool
 	err       error
+	// wrote: some attempt of this exchange wrote the request to a
+	// connection. Go's Transport resends a request carrying an
+	// Idempotency-Key (and any GET) on a fresh connection when a reused one
+	// breaks before the answer, and then returns the resend's error: a
+	// dial error after the first copy reached the server (and may have been
+	// applied). Only an exchange that never wrote is "not sent".
+	wrote bool
 	// noRetryAfter: a 503 without Retry-After, which the contract requires.
 	noRetryAfter bool
 }
 
-func (cl *client) send(n *proc.Node, method, path string, body []byte, rid string, timeout time.Duration) attempt {
+// send makes one HTTP exchange with url (a node's URL and path). The
+// exchange may be several attempts inside Go's Transport (see
+// attempt.wrote); it counts as one op attempt spanning all of them.
+func (cl *client) send(method, url string, body []byte, rid string, timeout time.Duration) attempt {
 	h := cl.w.h
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, n.URL(path), bytes.NewReader(body))
+	// Set on every attempt that started writing, even one that failed: the
+	// Transport calls WroteRequest from a deferred call in Request.write and
+	// waits for the write to end before it resends, so the flag is final
+	// when Do returns an error.
+	var wrote atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
+	})
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		panic(err) // our own URL
 	}
@@ -442,6 +462,7 @@ func (cl *client) send(n *proc.Node, method, path string, body []byte, rid strin
 		resp.Body.Close()
 	}
 	a.ret = h.now()
+	a.wrote = wrote.Load()
 	if err != nil {
 		a.err = err
 		return a
@@ -467,7 +488,7 @@ func (cl *client) send(n *proc.Node, method, path string, body []byte, rid strin
 // classify maps an attempt to an outcome under the status contract.
 func (a attempt) classify(kind string) outcome {
 	if a.err != nil {
-		if notSent(a.err) {
+		if notSent(a.err) && !a.wrote {
 			return outcomeFail
 		}
 		return outcomeUnknown
@@ -518,6 +539,9 @@ func (a attempt) fill(o *op) {
 	o.Err = ""
 	if a.err != nil {
 		o.Err = a.err.Error()
+		if notSent(a.err) && a.wrote {
+			o.Err += " (after the Transport had sent the request on a connection that broke: resent, so the outcome is unknown)"
+		}
 	}
 	o.Unexpected = o.Unexpected || !a.expected(o.Kind)
 	o.Present, o.Out, o.Index, o.CASFailed = false, "", 0, false
@@ -534,7 +558,8 @@ func (a attempt) fill(o *op) {
 }
 
 // notSent reports an error from before the request left: the connection
-// was never made, so nothing can have been applied.
+// was never made, so nothing can have been applied. That holds for the
+// whole exchange only if no earlier attempt wrote it (attempt.wrote).
 func notSent(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &oe) && oe.Op == "dial"
