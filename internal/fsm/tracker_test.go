@@ -142,3 +142,20 @@ func TestTrackerBounded(t *testing.T) {
 		t.Fatalf("due = %+v, want leases 1..5", due)
 	}
 }
+
+// BenchmarkTrackerScan: one scan of MaxLeases leases, the cost every node
+// pays each TrackerTick (DESIGN.md's bound on the lease count).
+func BenchmarkTrackerScan(b *testing.B) {
+	f := New()
+	for i := uint64(1); i <= MaxLeases; i++ {
+		f.Apply(cmdLog(i, Command{Op: OpLeaseGrant, TTLMillis: 60_000}))
+	}
+	clk := &fakeClock{}
+	tr := NewTracker(f, clk.now)
+	tr.Scan()
+	b.ResetTimer()
+	for range b.N {
+		clk.t += TrackerTick
+		tr.Scan()
+	}
+}

@@ -145,7 +145,7 @@ func (n *Node) Collectors() []prometheus.Collector {
 		n.metrics.leaseExpiries,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "raftkv_leases",
-			Help: "Leases in this replica's state, TTL keys' own included (at most 100,000).",
+			Help: "Leases in this replica's state, TTL keys' own included (at most 10,000).",
 		}, func() float64 { return float64(n.fsm.LeaseCount()) }),
 	}
 	if c := raftMetrics(); c != nil {
