@@ -281,7 +281,11 @@ func (s *Service) rangeLocal(w http.ResponseWriter, r *http.Request, q listReq, 
 	setIndexHeader(w, HeaderRaftIndex, page.Index)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(appendPageJSON(make([]byte, 0, pageSize(&page)), &page, q.q.KeysOnly, q.q.Separator != "", next))
+	var ttl keyTTLFunc
+	if s.store.FSM().LeaseCount() > 0 {
+		ttl = s.listedTTL
+	}
+	_, _ = w.Write(appendPageJSON(make([]byte, 0, pageSize(&page)), &page, q.q.KeysOnly, q.q.Separator != "", next, ttl))
 	return nil
 }
 

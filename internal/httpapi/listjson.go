@@ -87,7 +87,10 @@ func appendJSONString(dst []byte, s string) []byte {
 // "next" (when not "")}, and a newline. A value that is valid UTF-8 is a
 // JSON string, any other the standard base64 of its bytes (valueOf's
 // rule); keysOnly leaves values out.
-func appendPageJSON(dst []byte, page *fsm.ListPage, keysOnly, withPrefixes bool, next string) []byte {
+//
+// With ttl, an item whose key has a TTL or a lease also has "ttl" (ms
+// left) and "lease" after its indexes.
+func appendPageJSON(dst []byte, page *fsm.ListPage, keysOnly, withPrefixes bool, next string, ttl keyTTLFunc) []byte {
 	dst = append(dst, `{"index":`...)
 	dst = strconv.AppendUint(dst, page.Index, 10)
 	dst = append(dst, `,"items":[`...)
@@ -113,6 +116,14 @@ func appendPageJSON(dst []byte, page *fsm.ListPage, keysOnly, withPrefixes bool,
 		dst = strconv.AppendUint(dst, e.CreateIndex, 10)
 		dst = append(dst, `,"mod_index":`...)
 		dst = strconv.AppendUint(dst, e.ModIndex, 10)
+		if ttl != nil {
+			if ms, lease, ok := ttl(e.Key); ok {
+				dst = append(dst, `,"ttl":`...)
+				dst = strconv.AppendInt(dst, ms, 10)
+				dst = append(dst, `,"lease":`...)
+				dst = strconv.AppendUint(dst, lease, 10)
+			}
+		}
 		dst = append(dst, '}')
 	}
 	dst = append(dst, ']')
