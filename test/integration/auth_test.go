@@ -280,13 +280,26 @@ func TestAuthRouteMatrix(t *testing.T) {
 		}
 		return out
 	}
-	// settled waits until every node has applied the same index, so an
-	// index that moves during a refused call is that call's doing.
-	settled := func(t *testing.T) []uint64 {
+	// state is what a refused call must not change on any node: the
+	// change events (every put, delete and expiry is one), the keys and
+	// their bytes, and the leases. The applied index is not it: while a
+	// lease exists the leader commits a checkpoint of its remaining time
+	// every second, whatever the calls do.
+	state := func() []string {
+		var out []string
+		for i := range c.Size() {
+			f := c.Node(i).FSM()
+			h, st := f.History(), f.Stats()
+			out = append(out, fmt.Sprintf("events %d after %v, keys %d, bytes %d, leases %d", h.Events, h.Floor, st.Keys, st.Bytes, f.LeaseCount()))
+		}
+		return out
+	}
+	// settled waits until every node has applied the same index, and
+	// returns their state then.
+	settled := func(t *testing.T) []string {
 		t.Helper()
-		var now []uint64
 		testwait.For(t, catchUp, "the applied indexes to converge", func() error {
-			now = applied()
+			now := applied()
 			for _, a := range now {
 				if a != now[0] {
 					return fmt.Errorf("applied %v", now)
@@ -294,7 +307,7 @@ func TestAuthRouteMatrix(t *testing.T) {
 			}
 			return nil
 		})
-		return now
+		return state()
 	}
 	leader := c.Leader(t)
 	follower := c.Followers(t)[0]
@@ -339,7 +352,7 @@ func TestAuthRouteMatrix(t *testing.T) {
 					if rc.body != nil {
 						body = rc.body(key)
 					}
-					var before []uint64
+					var before []string
 					if want == http.StatusUnauthorized || want == http.StatusForbidden {
 						before = settled(t)
 					}
@@ -360,8 +373,8 @@ func TestAuthRouteMatrix(t *testing.T) {
 						}
 					}
 					if want == http.StatusUnauthorized || want == http.StatusForbidden {
-						if after := applied(); fmt.Sprint(after) != fmt.Sprint(before) {
-							t.Fatalf("a refused call changed the applied indexes: %v -> %v", before, after)
+						if after := settled(t); fmt.Sprint(after) != fmt.Sprint(before) {
+							t.Fatalf("a refused call changed the state: %v -> %v", before, after)
 						}
 						if got := c.GetKey(t, leader, key, ""); got.Status != http.StatusNotFound {
 							t.Fatalf("a refused call left key %s: %s", key, got.Summary())
