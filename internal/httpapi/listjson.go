@@ -101,16 +101,8 @@ func appendPageJSON(dst []byte, page *fsm.ListPage, keysOnly, withPrefixes bool,
 		e := &page.Items[i]
 		dst = append(dst, `{"key":`...)
 		dst = appendJSONString(dst, e.Key)
-		switch {
-		case keysOnly:
-		case utf8.ValidString(e.Value):
-			dst = append(dst, `,"value":`...)
-			dst = appendJSONString(dst, e.Value)
-		default:
-			// Base64's alphabet needs no escaping in JSON.
-			dst = append(dst, `,"value_base64":"`...)
-			dst = base64.StdEncoding.AppendEncode(dst, []byte(e.Value))
-			dst = append(dst, '"')
+		if !keysOnly {
+			dst = appendValueJSON(dst, e.Value)
 		}
 		dst = append(dst, `,"create_index":`...)
 		dst = strconv.AppendUint(dst, e.CreateIndex, 10)
@@ -156,4 +148,18 @@ func pageSize(page *fsm.ListPage) int {
 		n += 3 + len(p)
 	}
 	return n
+}
+
+// appendValueJSON appends a value's field the way every answer carries
+// one: `,"value":"…"` when it is valid UTF-8, else `,"value_base64":"…"`,
+// so no JSON answer alters a value.
+func appendValueJSON(dst []byte, v string) []byte {
+	if utf8.ValidString(v) {
+		dst = append(dst, `,"value":`...)
+		return appendJSONString(dst, v)
+	}
+	// Base64's alphabet needs no escaping in JSON.
+	dst = append(dst, `,"value_base64":"`...)
+	dst = base64.StdEncoding.AppendEncode(dst, []byte(v))
+	return append(dst, '"')
 }
