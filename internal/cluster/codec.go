@@ -26,6 +26,9 @@ const (
 	// carries the entry's quota and current the data bytes (a refused
 	// write's log index is of no use to the client).
 	outcomeQuotaExceeded
+	outcomeLeaseNotFound // fsm.ErrLeaseNotFound
+	outcomeTooManyLeases // fsm.ErrTooManyLeases
+	outcomeNoTTL         // fsm.ErrNoTTL
 )
 
 type applyOutcome struct {

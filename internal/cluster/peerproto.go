@@ -91,6 +91,12 @@ func resultOf(out applyOutcome) (*fsm.Result, error) {
 		res.Err = fsm.ErrIdempotencyKeyReused
 	case outcomeQuotaExceeded:
 		res.Err, res.Index, res.Quota, res.DataBytes = fsm.ErrQuotaExceeded, 0, out.index, int64(out.current)
+	case outcomeLeaseNotFound:
+		res.Err = fsm.ErrLeaseNotFound
+	case outcomeTooManyLeases:
+		res.Err = fsm.ErrTooManyLeases
+	case outcomeNoTTL:
+		res.Err = fsm.ErrNoTTL
 	case outcomeRejected:
 		return nil, ErrRejected
 	case outcomeNotProposed:
@@ -182,7 +188,7 @@ func (c *Cluster) ServeApply(ctx context.Context, body []byte, accept func(*fsm.
 	var where []int
 	for i, f := range frames {
 		cmd, err := fsm.DecodeCommand(f)
-		if err != nil || (cmd.Op != fsm.OpSet && cmd.Op != fsm.OpDelete && cmd.Op != fsm.OpDeletePrefix) || accept(&cmd) != nil {
+		if err != nil || !forwardable(cmd.Op) || accept(&cmd) != nil {
 			out[i].code = outcomeRejected
 			continue
 		}
@@ -229,8 +235,25 @@ func outcomeOf(a node.Applied) applyOutcome {
 		o.code = outcomeKeyReused
 	case errors.Is(a.Result.Err, fsm.ErrQuotaExceeded):
 		o.code, o.index, o.current = outcomeQuotaExceeded, a.Result.Quota, uint64(max(a.Result.DataBytes, 0))
+	case errors.Is(a.Result.Err, fsm.ErrLeaseNotFound):
+		o.code = outcomeLeaseNotFound
+	case errors.Is(a.Result.Err, fsm.ErrTooManyLeases):
+		o.code = outcomeTooManyLeases
+	case errors.Is(a.Result.Err, fsm.ErrNoTTL):
+		o.code = outcomeNoTTL
 	default:
 		o.code = outcomeRejected
 	}
 	return o
+}
+
+// forwardable reports whether a follower may hand the leader a command of
+// op: client writes only. Lease checkpoints and expiries are the leader's
+// own decisions and never come from another node.
+func forwardable(op fsm.Op) bool {
+	switch op {
+	case fsm.OpSet, fsm.OpDelete, fsm.OpDeletePrefix, fsm.OpLeaseGrant, fsm.OpLeaseKeepAlive, fsm.OpLeaseRevoke, fsm.OpTouch:
+		return true
+	}
+	return false
 }

@@ -22,10 +22,16 @@ type BackupInfo struct {
 	Requests uint64
 	// Promotions counts learners marked for promotion (version 3 on).
 	Promotions uint64
-	Size       int64  // bytes, trailer included
-	CRC        uint32 // the CRC-32C in the trailer
+	// Leases (key leases included) and the keys attached to them
+	// (version 5 on).
+	Leases, Attached uint64
+	Size             int64  // bytes, trailer included
+	CRC              uint32 // the CRC-32C in the trailer
 
 	keyBytes int64 // key records without their indexes, for InstallSize
+	// leaseBytes: lease and attachment records without the leases' two
+	// indexes, for InstallSize.
+	leaseBytes int64
 }
 
 // Capture is a frozen copy of the whole state, taken in O(1) like a
@@ -61,6 +67,9 @@ func backupInfo(d decodedInfo) BackupInfo {
 		Size:       d.size,
 		CRC:        d.crc,
 		keyBytes:   d.keyBytes,
+		Leases:     uint64(d.leases),
+		Attached:   uint64(d.attachments),
+		leaseBytes: d.leaseBytes,
 	}
 }
 
@@ -94,6 +103,7 @@ func InstallSize(info BackupInfo, index uint64, nodes map[string]string) int64 {
 		n += 1 + int64(uvarintLen(uint64(len(id)))+len(id)+uvarintLen(uint64(len(addr)))+len(addr))
 	}
 	n += info.keyBytes + int64(info.Keys)*2*int64(uvarintLen(index))
+	n += int64(uvarintLen(info.Leases)+uvarintLen(info.Attached)) + info.leaseBytes + int64(info.Leases)*2*int64(uvarintLen(index))
 	return n + 5 // 'E' and the checksum
 }
 
@@ -109,6 +119,8 @@ func InstallSize(info BackupInfo, index uint64, nodes map[string]string) int64 {
 //     still waiting for promotion is made a voter with /promote);
 //   - the change history is empty and starts at index: a watcher that
 //     resumes from before the restore is told the history is compacted.
+//   - leases keep their ids, TTLs, remaining times and keys; their
+//     refresh and checkpoint indexes become index.
 //
 // src is verified again as it is read; on any error what was written is
 // incomplete and must be discarded.
@@ -141,9 +153,20 @@ func WriteInstall(w io.Writer, src io.Reader, index uint64, nodes map[string]str
 			sw.uvarint(index)
 			sw.uvarint(index)
 		},
+		leaseCount:  func(n uint64) { sw.uvarint(n) },
+		attachCount: func(n uint64) { sw.uvarint(n) },
+		lease: func(l leaseItem) {
+			l.refreshed, l.since = index, index
+			sw.lease(l)
+		},
+		attach: func(a attachItem) { sw.attachment(a) },
 	})
 	if err != nil {
 		return BackupInfo{}, err
+	}
+	if d.header.version < snapshotLeases {
+		sw.uvarint(0) // no leases
+		sw.uvarint(0) // no attachments
 	}
 	if _, err := sw.finish(); err != nil {
 		return BackupInfo{}, err

@@ -26,6 +26,17 @@ const (
 	// OpTxn is a transaction (Command.Txn): compares, then one branch of
 	// operations, all or none.
 	OpTxn Op = 8
+	// Leases (lease.go). OpLeaseGrant makes a lease of TTL whose id is the
+	// entry's index; OpLeaseKeepAlive and OpTouch (the lease of Key)
+	// refresh one; OpLeaseRevoke deletes one with its keys. The leader
+	// decides OpLeaseCheckpoint (remaining times) and OpLeaseExpire, each
+	// naming Leases with the refresh index they were decided for.
+	OpLeaseGrant      Op = 9
+	OpLeaseKeepAlive  Op = 10
+	OpLeaseRevoke     Op = 11
+	OpTouch           Op = 12
+	OpLeaseCheckpoint Op = 13
+	OpLeaseExpire     Op = 14
 )
 
 func (o Op) String() string {
@@ -46,6 +57,18 @@ func (o Op) String() string {
 		return "delete-prefix"
 	case OpTxn:
 		return "txn"
+	case OpLeaseGrant:
+		return "lease-grant"
+	case OpLeaseKeepAlive:
+		return "lease-keepalive"
+	case OpLeaseRevoke:
+		return "lease-revoke"
+	case OpTouch:
+		return "touch"
+	case OpLeaseCheckpoint:
+		return "lease-checkpoint"
+	case OpLeaseExpire:
+		return "lease-expire"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -65,8 +88,11 @@ const (
 	tagHTTPAddr  = 4
 	tagCAS       = 5 // uvarint; present means "compare"
 	tagRequestID = 6
-	tagQuota     = 7 // uvarint; MAX_DATA_BYTES of the proposing leader, 0 or absent = none
-	tagTxn       = 8 // a Txn's own encoding (txn.go)
+	tagQuota     = 7  // uvarint; MAX_DATA_BYTES of the proposing leader, 0 or absent = none
+	tagTxn       = 8  // a Txn's own encoding (txn.go)
+	tagTTL       = 9  // uvarint milliseconds: a set's key TTL, a grant's TTL
+	tagLease     = 10 // uvarint lease id: a set's lease, keepalive, revoke
+	tagLeases    = 11 // LeaseRefs: uvarint count, then (id, refreshed, remaining ms) each
 )
 
 // MaxRequestIDBytes bounds an idempotency key.
@@ -97,6 +123,22 @@ type Command struct {
 	Quota uint64
 	// Txn is OpTxn's transaction.
 	Txn *Txn
+	// TTLMillis (OpSet: the key's own TTL; OpLeaseGrant: the lease's)
+	// and Lease (OpSet: attach Key; keepalive, revoke: which lease).
+	TTLMillis uint64
+	Lease     uint64
+	// Leases are what OpLeaseCheckpoint and OpLeaseExpire decide for, at
+	// most MaxLeasesPerCommand.
+	Leases []LeaseRef
+}
+
+// LeaseRef names a lease as the leader saw it: its id, its refresh index
+// (the grant's or last keepalive's, so a decision made before a later
+// refresh does nothing), and for a checkpoint its remaining milliseconds.
+type LeaseRef struct {
+	ID              uint64
+	Refreshed       uint64
+	RemainingMillis uint64
 }
 
 // Encode appends the binary form of c to dst and returns it.
@@ -122,17 +164,38 @@ func (c *Command) Encode(dst []byte) []byte {
 		dst = binary.AppendUvarint(dst, uint64(len(body)))
 		dst = append(dst, body...)
 	}
+	dst = appendNonZeroField(dst, tagTTL, c.TTLMillis)
+	dst = appendNonZeroField(dst, tagLease, c.Lease)
+	if len(c.Leases) > 0 {
+		var b []byte
+		b = binary.AppendUvarint(b, uint64(len(c.Leases)))
+		for _, r := range c.Leases {
+			b = binary.AppendUvarint(b, r.ID)
+			b = binary.AppendUvarint(b, r.Refreshed)
+			b = binary.AppendUvarint(b, r.RemainingMillis)
+		}
+		dst = appendField(dst, tagLeases, string(b))
+	}
 	return dst
+}
+
+// appendNonZeroField encodes a number field; 0 is left out (absent).
+func appendNonZeroField(dst []byte, tag byte, v uint64) []byte {
+	if v == 0 {
+		return dst
+	}
+	dst = append(dst, tag, byte(uvarintLen(v)))
+	return binary.AppendUvarint(dst, v)
 }
 
 // EncodedSize is an upper bound of len(c.Encode(nil)), for preallocation.
 func (c *Command) EncodedSize() int {
 	const perField = 1 + binary.MaxVarintLen64
-	n := 2 + 8*perField + binary.MaxVarintLen64 + len(c.Key) + len(c.Value) + len(c.NodeID) + len(c.HTTPAddr) + len(c.RequestID)
+	n := 2 + 11*perField + binary.MaxVarintLen64 + len(c.Key) + len(c.Value) + len(c.NodeID) + len(c.HTTPAddr) + len(c.RequestID)
 	if c.Txn != nil {
 		n += c.Txn.encodedSize()
 	}
-	return n
+	return n + len(c.Leases)*3*binary.MaxVarintLen64
 }
 
 // Empty fields are left out: absent and empty decode alike, and the log
@@ -200,6 +263,22 @@ func DecodeCommand(b []byte) (Command, error) {
 				return c, fmt.Errorf("%w: %v", ErrMalformedCommand, err)
 			}
 			c.Txn = t
+		case tagTTL, tagLease:
+			v, w := binary.Uvarint([]byte(s))
+			if w != len(s) || v == 0 {
+				return c, fmt.Errorf("%w: field %d", ErrMalformedCommand, tag)
+			}
+			if tag == tagTTL {
+				c.TTLMillis = v
+			} else {
+				c.Lease = v
+			}
+		case tagLeases:
+			refs, err := decodeLeaseRefs([]byte(s))
+			if err != nil {
+				return c, err
+			}
+			c.Leases = refs
 		default:
 			return c, fmt.Errorf("%w: unknown field %d", ErrMalformedCommand, tag)
 		}
@@ -214,6 +293,19 @@ func (c *Command) check() error {
 	}
 	if c.Quota != 0 && c.Op != OpSet && c.Op != OpTxn {
 		return fmt.Errorf("%w: %s takes no quota", ErrMalformedCommand, c.Op)
+	}
+	if c.Op == OpSet {
+		if c.TTLMillis != 0 && c.Lease != 0 {
+			return fmt.Errorf("%w: a set with both a ttl and a lease", ErrMalformedCommand)
+		}
+		if c.TTLMillis != 0 && !validTTL(c.TTLMillis) {
+			return fmt.Errorf("%w: ttl of %d ms", ErrMalformedCommand, c.TTLMillis)
+		}
+		if len(c.Leases) > 0 {
+			return fmt.Errorf("%w: %s takes no lease list", ErrMalformedCommand, c.Op)
+		}
+	} else if !c.Op.isLease() && (c.TTLMillis != 0 || c.Lease != 0 || len(c.Leases) > 0) {
+		return fmt.Errorf("%w: %s takes no ttl or lease", ErrMalformedCommand, c.Op)
 	}
 	switch c.Op {
 	case OpTxn:
@@ -237,6 +329,10 @@ func (c *Command) check() error {
 		}
 		if len(c.RequestID) > MaxRequestIDBytes {
 			return fmt.Errorf("%w: request id of %d bytes", ErrMalformedCommand, len(c.RequestID))
+		}
+	case OpLeaseGrant, OpLeaseKeepAlive, OpLeaseRevoke, OpTouch, OpLeaseCheckpoint, OpLeaseExpire:
+		if err := c.checkLease(); err != nil {
+			return err
 		}
 	case OpRegisterNode:
 		if c.HasCAS || c.RequestID != "" {

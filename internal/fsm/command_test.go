@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -35,6 +36,14 @@ func TestCommandRoundTrip(t *testing.T) {
 		{"mark promotion", Command{Op: OpMarkPromotion, NodeID: "n3"}},
 		{"drop promotion", Command{Op: OpDropPromotion, NodeID: "n3"}},
 		{"all fields", Command{Op: OpSet, Key: "k", Value: "v", NodeID: "n", HTTPAddr: "a:1"}},
+		{"set with ttl", Command{Op: OpSet, Key: "k", Value: "v", TTLMillis: 30_000}},
+		{"set with lease", Command{Op: OpSet, Key: "k", Value: "v", Lease: 1 << 40, HasCAS: true}},
+		{"lease grant", Command{Op: OpLeaseGrant, TTLMillis: 10_000, RequestID: "r"}},
+		{"lease keepalive", Command{Op: OpLeaseKeepAlive, Lease: 7}},
+		{"lease revoke", Command{Op: OpLeaseRevoke, Lease: 7}},
+		{"touch", Command{Op: OpTouch, Key: "k"}},
+		{"checkpoint", Command{Op: OpLeaseCheckpoint, Leases: []LeaseRef{{ID: 3, Refreshed: 3, RemainingMillis: 900}, {ID: 1 << 50, Refreshed: 9}}}},
+		{"expire", Command{Op: OpLeaseExpire, Leases: []LeaseRef{{ID: 3, Refreshed: 3}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -49,7 +58,7 @@ func TestCommandRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("DecodeCommand: %v", err)
 			}
-			if got != tt.cmd {
+			if !reflect.DeepEqual(got, tt.cmd) {
 				t.Fatalf("round trip = %+v, want %+v", got, tt.cmd)
 			}
 
@@ -72,7 +81,7 @@ func TestCommandEmptyFieldsOmitted(t *testing.T) {
 	}
 	// An explicitly present zero-length value decodes the same as absent.
 	c, err := DecodeCommand([]byte{CommandVersion, byte(OpSet), tagKey, 1, 'k', tagValue, 0})
-	if err != nil || c != (Command{Op: OpSet, Key: "k"}) {
+	if err != nil || !reflect.DeepEqual(c, Command{Op: OpSet, Key: "k"}) {
 		t.Fatalf("DecodeCommand(zero-length value) = %+v, %v", c, err)
 	}
 }
@@ -186,7 +195,7 @@ func FuzzDecodeCommand(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoded %+v as %x does not decode: %v", c, enc, err)
 		}
-		if c2 != c {
+		if !reflect.DeepEqual(c2, c) {
 			t.Fatalf("DecodeCommand(Encode(%+v)) = %+v", c, c2)
 		}
 		if enc2 := c2.Encode(nil); !bytes.Equal(enc2, enc) {

@@ -125,6 +125,11 @@ type FSM struct {
 	hist    history
 	cmu     sync.Mutex
 	changed chan struct{}
+	// Leases (lease.go): by id, the keys attached to each, and each
+	// attached key's lease (looked up, never iterated).
+	leases   *btree.BTreeG[leaseItem]
+	attach   *btree.BTreeG[attachItem]
+	keyLease *btree.BTreeG[attachItem] // by key: each attached key and its lease
 
 	// applied is the index of the last log entry this FSM has seen,
 	// command or configuration. Read without the lock on the hot read path.
@@ -191,7 +196,21 @@ const (
 	outcomeOK uint8 = iota
 	outcomeNotFound
 	outcomeCASFailed
+	// Lease outcomes (snapshot version 6 on).
+	outcomeLeaseNotFound
+	outcomeTooManyLeases
+	outcomeNoTTL
 )
+
+// leaseOutcomes maps the lease errors to their record outcomes.
+var leaseOutcomes = []struct {
+	err     error
+	outcome uint8
+}{
+	{ErrLeaseNotFound, outcomeLeaseNotFound},
+	{ErrTooManyLeases, outcomeTooManyLeases},
+	{ErrNoTTL, outcomeNoTTL},
+}
 
 func recordOf(r *Result, digest string) requestRecord {
 	rec := requestRecord{Index: r.Index, Current: r.Current, Digest: digest}
@@ -206,6 +225,11 @@ func recordOf(r *Result, digest string) requestRecord {
 		rec.Outcome = outcomeNotFound
 	case errors.Is(r.Err, ErrCASFailed):
 		rec.Outcome = outcomeCASFailed
+	}
+	for _, lo := range leaseOutcomes {
+		if errors.Is(r.Err, lo.err) {
+			rec.Outcome = lo.outcome
+		}
 	}
 	return rec
 }
@@ -224,6 +248,11 @@ func (rec requestRecord) result() *Result {
 	case outcomeCASFailed:
 		r.Err = ErrCASFailed
 	}
+	for _, lo := range leaseOutcomes {
+		if rec.Outcome == lo.outcome {
+			r.Err = lo.err
+		}
+	}
 	return r
 }
 
@@ -241,6 +270,9 @@ func New() *FSM {
 		nodes:    map[string]string{},
 		requests: map[string]requestRecord{},
 		hist:     newHistory(DefaultHistoryLimits),
+		leases:   newLeaseTree(),
+		attach:   newAttachTree(),
+		keyLease: newKeyLeaseTree(),
 	}
 }
 
@@ -353,6 +385,10 @@ func (f *FSM) applyDecoded(index uint64, cmd *Command) *Result {
 	case OpTxn:
 		return f.applyTxn(index, cmd)
 	case OpSet:
+		if err := f.checkSetLease(cmd); err != nil {
+			res.Err = err
+			return res
+		}
 		if cmd.Quota > 0 {
 			after := f.bytes + int64(len(cmd.Key)+len(cmd.Value))
 			if old, ok := f.tree.Get(probe(cmd.Key)); ok {
@@ -364,6 +400,7 @@ func (f *FSM) applyDecoded(index uint64, cmd *Command) *Result {
 			}
 		}
 		f.bytes += f.putItem(f.tree, index, cmd.Key, cmd.Value)
+		f.bindSetLease(index, cmd)
 	case OpDelete:
 		old, ok := f.tree.Delete(probe(cmd.Key))
 		if !ok {
@@ -372,6 +409,7 @@ func (f *FSM) applyDecoded(index uint64, cmd *Command) *Result {
 		}
 		f.bytes -= int64(len(old.kv))
 		f.emitDelete(index, old)
+		f.detachKey(cmd.Key)
 	case OpRegisterNode:
 		f.nodes[cmd.NodeID] = cmd.HTTPAddr
 	case OpForgetNode:
@@ -385,6 +423,10 @@ func (f *FSM) applyDecoded(index uint64, cmd *Command) *Result {
 	case OpDropPromotion:
 		if i, found := slices.BinarySearch(f.promote, cmd.NodeID); found {
 			f.promote = slices.Delete(f.promote, i, i+1)
+		}
+	default:
+		if cmd.Op.isLease() {
+			f.applyLease(index, cmd, res)
 		}
 	}
 	return res
@@ -510,6 +552,8 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		requests: f.requestLog(),
 		floor:    f.hist.floor,
 		events:   f.hist.events(),
+		leases:   f.leases.Clone(),
+		attach:   f.attach.Clone(),
 	}, nil
 }
 
@@ -534,6 +578,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		f.requestOrder = append(f.requestOrder, r.ID)
 	}
 	f.hist.restore(st.floor, st.events)
+	f.leases, f.attach, f.keyLease = st.leases, st.attach, st.keyLease
 	f.applied.Store(st.applied)
 	f.releaseWaitersLocked()
 	f.mu.Unlock()
@@ -549,6 +594,8 @@ type snapshot struct {
 	requests []requestEntry
 	floor    Pos     // the history's floor
 	events   []Event // the history, oldest first
+	leases   *btree.BTreeG[leaseItem]
+	attach   *btree.BTreeG[attachItem]
 }
 
 // Persist runs concurrently with Apply; it only reads the frozen clone.

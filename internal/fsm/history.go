@@ -68,6 +68,12 @@ func (h *history) add(e Event, index uint64) {
 	}
 	e.Pos = Pos{Index: index, Seq: h.seq}
 	h.seq++
+	h.push(e)
+}
+
+// push appends e, positioned, and drops the oldest events beyond the
+// bounds.
+func (h *history) push(e Event) {
 	if h.n >= h.lim.Events {
 		h.drop()
 	}
@@ -155,19 +161,7 @@ func (h *history) restore(floor Pos, events []Event) {
 		h.cur, h.seq = last.Index, last.Seq+1
 	}
 	for _, e := range events {
-		if h.n >= h.lim.Events {
-			h.drop()
-		}
-		if h.n == len(h.ring) {
-			h.grow()
-		}
-		h.ring[(h.head+h.n)%len(h.ring)] = e
-		h.n++
-		h.bytes += e.cost()
-		h.added++
-		for h.bytes > h.lim.Bytes && h.n > 0 {
-			h.drop()
-		}
+		h.push(e)
 	}
 }
 

@@ -214,6 +214,11 @@ const deleteBatch = 256
 func (f *FSM) deletePrefixLocked(index uint64, prefix string) uint64 {
 	n, freed := f.deletePrefixTree(f.tree, index, prefix)
 	f.bytes -= freed
+	if prefix == "" {
+		f.detachAll()
+	} else {
+		f.detachPrefix(prefix)
+	}
 	return n
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -322,7 +323,7 @@ func TestDeletePrefixCommand(t *testing.T) {
 		{Op: OpDeletePrefix, Key: "p", RequestID: "r1"},
 	} {
 		got, err := DecodeCommand(c.Encode(nil))
-		if err != nil || got != c {
+		if err != nil || !reflect.DeepEqual(got, c) {
 			t.Errorf("round trip %+v: %+v, %v", c, got, err)
 		}
 	}

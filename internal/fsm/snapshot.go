@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -24,6 +25,8 @@ import (
 //	         'V' index seq type key value create mod prevmod size
 //	                                  (event count times, positions strictly ascending, after the floor; v6)
 //	         'K' key value create mod (key count times, keys ascending)
+//	         lease count, 'L' id ttl refreshed remaining since ofKey (ids ascending; v5)
+//	         attachment count, 'A' lease key ((lease, key) ascending; v5)
 //	trailer: 'E', then 4 bytes big-endian CRC-32C of everything before 'E'
 //
 // Records are tagged so later state (TTL tables, idempotency tables) can be
@@ -34,13 +37,15 @@ const (
 	// 2 added the request table, 3 the promotion marks, 4 the request
 	// digest, 5 a transaction's outcome in its request record (a string,
 	// "" for other commands: see encodeTxnRecord), 6 the change history
-	// (historyVersion); 1 to 5 still read (as having none of what came
-	// later).
-	snapshotVersion = 6
+	// (historyVersion), 7 the leases (snapshotLeases); 1 to 6 still read
+	// (as having none of what came later).
+	snapshotVersion = 7
 	// historyVersion is the first version with the change history; an
 	// older stream restores with an empty history whose floor is its
 	// applied index.
 	historyVersion = 6
+	// snapshotLeases is the first version with leases (lease_snapshot.go).
+	snapshotLeases = 7
 
 	recNode    = 'N'
 	recRequest = 'R'
@@ -152,6 +157,7 @@ func writeSnapshot(w io.Writer, snap *snapshot) (uint32, error) {
 		s.uvarint(it.modIndex)
 		return s.err == nil
 	})
+	s.leases(snap.leases, snap.attach)
 	return s.finish()
 }
 
@@ -180,6 +186,9 @@ type restoredState struct {
 	bytes    int64
 	floor    Pos
 	events   []Event
+	leases   *btree.BTreeG[leaseItem]
+	attach   *btree.BTreeG[attachItem]
+	keyLease *btree.BTreeG[attachItem]
 }
 
 // snapReader checksums what it consumes. Single bytes are batched in
@@ -296,9 +305,13 @@ func (s *snapReader) read(dst []byte, n int) []byte {
 
 func readSnapshot(r io.Reader) (*restoredState, error) {
 	st := &restoredState{
-		nodes: map[string]string{},
-		tree:  btree.NewG(btreeDegree, itemLess),
+		nodes:    map[string]string{},
+		tree:     btree.NewG(btreeDegree, itemLess),
+		leases:   newLeaseTree(),
+		attach:   newAttachTree(),
+		keyLease: newKeyLeaseTree(),
 	}
+	var bad error
 	_, err := decodeSnapshot(r, snapshotVisitor{
 		header: func(h snapshotHeader) { st.applied, st.floor = h.applied, h.floor },
 		event:  func(e Event) { st.events = append(st.events, e) },
@@ -311,9 +324,17 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 			st.tree.ReplaceOrInsert(it)
 			st.bytes += int64(len(it.kv))
 		},
+		lease:  func(l leaseItem) { st.leases.ReplaceOrInsert(l) },
+		attach: func(a attachItem) { bad = cmp.Or(bad, st.restoreAttach(a)) },
 	})
 	if err != nil {
 		return nil, err
+	}
+	if bad == nil {
+		bad = st.checkKeyLeases()
+	}
+	if bad != nil {
+		return nil, bad
 	}
 	return st, nil
 }
@@ -340,6 +361,10 @@ type snapshotVisitor struct {
 	promote func(id string)
 	event   func(Event)
 	key     func(item)
+	lease   func(leaseItem)
+	attach  func(attachItem)
+	// leaseCount and attachCount get the counts before their records.
+	leaseCount, attachCount func(uint64)
 	// reuseKeys lets key records share one buffer: the item passed to key
 	// is valid only during the call. For visitors that keep nothing.
 	reuseKeys bool
@@ -355,6 +380,10 @@ type decodedInfo struct {
 	// keyBytes sums, over key records, the tag and the length-prefixed key
 	// and value: everything of a key record but its two indexes.
 	keyBytes int64
+	// leases and attachments counts them; leaseBytes sums what WriteInstall
+	// writes of them but the two indexes of each lease.
+	leases, attachments int64
+	leaseBytes          int64
 }
 
 // countingReader counts the bytes its reader returned.
@@ -438,7 +467,11 @@ func decodeSnapshot(r io.Reader, v snapshotVisitor) (decodedInfo, error) {
 			}
 			r.Txn = txn
 		}
-		if s.err == nil && r.Outcome > outcomeCASFailed {
+		maxOutcome := outcomeCASFailed
+		if h.version >= snapshotLeases {
+			maxOutcome = outcomeNoTTL
+		}
+		if s.err == nil && r.Outcome > maxOutcome {
 			s.fail("request %q has outcome %d", r.ID, r.Outcome)
 		}
 		if s.err == nil && r.Digest != "" && len(r.Digest) != digestSize {
@@ -524,6 +557,9 @@ func decodeSnapshot(r io.Reader, v snapshotVisitor) (decodedInfo, error) {
 				return info, err
 			}
 		}
+	}
+	if s.err == nil && h.version >= snapshotLeases {
+		s.readLeases(&info, v)
 	}
 	if s.err != nil {
 		return info, s.err

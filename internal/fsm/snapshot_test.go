@@ -116,6 +116,9 @@ func buildSnap(version byte, applied uint64, nodes [][2]string, entries []Entry,
 		b = binary.AppendUvarint(b, e.CreateIndex)
 		b = binary.AppendUvarint(b, e.ModIndex)
 	}
+	if version >= snapshotLeases {
+		b = append(b, 0, 0) // no leases, no attachments
+	}
 	sum := crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli))
 	return binary.BigEndian.AppendUint32(append(b, 'E'), sum)
 }

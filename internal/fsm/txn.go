@@ -605,6 +605,7 @@ func (f *FSM) applyTxn(index uint64, cmd *Command) *Result {
 		return &Result{Index: index, Err: ErrQuotaExceeded, DataBytes: f.bytes, Quota: cmd.Quota}
 	}
 	f.tree, f.bytes = tree, bytes
+	f.txnDetach(branch)
 	return res
 }
 

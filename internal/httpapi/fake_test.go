@@ -191,3 +191,5 @@ func newFakeService(t testing.TB, opts Options) (*Service, *fakeStore, *fakeClus
 	}
 	return New(st, cl, opts), st, cl
 }
+
+func (s *fakeStore) Leases() *fsm.Tracker { return fsm.NewTracker(s.f, nil) }

@@ -101,7 +101,7 @@ func TestHandlers(t *testing.T) {
 		{name: "peer info", method: "GET", target: cluster.PathInfo, status: 200, contains: `"id":"n1"`},
 		{name: "unknown route", method: "GET", target: "/nope", status: 404, code: "not_found"},
 		{name: "wrong method", method: "DELETE", target: "/set", status: 405, code: "method_not_allowed", headers: map[string]string{"Allow": "GET, POST"}},
-		{name: "wrong method on kv", method: "POST", target: "/kv/a", status: 405, code: "method_not_allowed", headers: map[string]string{"Allow": "GET, HEAD, PUT, DELETE"}},
+		{name: "wrong method on kv", method: "PATCH", target: "/kv/a", status: 405, code: "method_not_allowed", headers: map[string]string{"Allow": "GET, HEAD, PUT, DELETE, POST"}},
 		{name: "wrong method on leave", method: "GET", target: "/leave", status: 405, code: "method_not_allowed", headers: map[string]string{"Allow": "POST"}},
 	}
 	for _, tt := range tests {

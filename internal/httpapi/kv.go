@@ -29,6 +29,10 @@ type readResponse struct {
 	Index       uint64 `json:"index"`
 	CreateIndex uint64 `json:"create_index"`
 	ModIndex    uint64 `json:"mod_index"`
+	// TTL is the key's time left in milliseconds and Lease its lease, for
+	// a key with a ttl or on a lease; absent otherwise.
+	TTL   int64  `json:"ttl,omitempty"`
+	Lease uint64 `json:"lease,omitempty"`
 }
 
 // jsonValue is a value in a JSON answer, never altered: as "value" when it
@@ -57,8 +61,14 @@ func (s *Service) handleRemove(w http.ResponseWriter, r *http.Request, p params)
 }
 
 // handleKVWrite serves PUT and DELETE /kv/{key}, and
-// DELETE /kv/{prefix}?recurse (deletePrefix).
+// DELETE /kv/{prefix}?recurse (deletePrefix); a PUT may give the key a
+// ttl or put it on a lease.
 func (s *Service) handleKVWrite(w http.ResponseWriter, r *http.Request, p params) error {
+	_, ttl := p.get("ttl")
+	_, lease := p.get("lease")
+	if (ttl || lease) && r.Method != http.MethodPut {
+		return fmt.Errorf("%w: ttl and lease are for PUT /kv/{key}, not %s", ErrBadRequest, r.Method)
+	}
 	recurse, err := p.flag("recurse", false)
 	switch {
 	case err != nil:
@@ -79,6 +89,11 @@ func (s *Service) write(w http.ResponseWriter, r *http.Request, p params, op fsm
 	cmd, err := s.parseWrite(w, r, p, op)
 	if err != nil {
 		return err
+	}
+	if op == fsm.OpSet && r.Method == http.MethodPut {
+		if err := keyLeaseParams(p, cmd); err != nil {
+			return err
+		}
 	}
 	res, err := s.apply(w, r, cmd)
 	if err != nil {
@@ -127,6 +142,10 @@ func resultError(res *fsm.Result, cmd *fsm.Command) error {
 		return fmt.Errorf("%w: %q was first used with another operation, key, value or cas; nothing was applied (use a fresh key for a new write)", res.Err, cmd.RequestID)
 	case errors.Is(res.Err, fsm.ErrQuotaExceeded):
 		return quotaError{quota: res.Quota, size: res.DataBytes}
+	case cmd.Key == "" && cmd.Lease != 0:
+		return fmt.Errorf("%w: %d", res.Err, cmd.Lease)
+	case errors.Is(res.Err, fsm.ErrLeaseNotFound):
+		return fmt.Errorf("%w: %d (set on %q); nothing was written", res.Err, cmd.Lease, cmd.Key)
 	}
 	return fmt.Errorf("%w: %q", res.Err, cmd.Key)
 }
@@ -147,8 +166,10 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request, p params) er
 	}
 	return s.read(w, r, q, func(e fsm.Entry) {
 		setIndexHeader(w, HeaderRaftIndex, e.ModIndex)
+		ttl, lease := s.keyTTL(w, e.Key)
 		writeJSON(w, http.StatusOK, readResponse{
 			Key: e.Key, jsonValue: valueOf(e.Value), Index: e.ModIndex, CreateIndex: e.CreateIndex, ModIndex: e.ModIndex,
+			TTL: ttl, Lease: lease,
 		})
 	})
 }
@@ -180,6 +201,7 @@ func (s *Service) handleKVGet(w http.ResponseWriter, r *http.Request, p params) 
 	return s.read(w, r, q, func(e fsm.Entry) {
 		setIndexHeader(w, HeaderRaftIndex, e.ModIndex)
 		setIndexHeader(w, HeaderCreateIndex, e.CreateIndex)
+		s.keyTTL(w, e.Key)
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.Itoa(len(e.Value)))
 		_, _ = w.Write([]byte(e.Value))

@@ -51,10 +51,11 @@ type listReq struct {
 	index uint64
 }
 
-// prefixed reads the prefix of a /kv/{prefix}?recurse from the path:
-// unescaped like a key, and, unlike a key, may be empty.
-func (s *Service) prefixed(r *http.Request) (string, error) {
-	prefix, err := url.PathUnescape(strings.TrimPrefix(r.URL.EscapedPath(), "/kv/"))
+// pathPrefix reads the key prefix that follows route ("/kv/" of
+// /kv/{prefix}?recurse, "/watch/" of /watch/{prefix}) in the path:
+// unescaped like a key and, unlike a key, possibly empty.
+func (s *Service) pathPrefix(r *http.Request, route string) (string, error) {
+	prefix, err := url.PathUnescape(strings.TrimPrefix(r.URL.EscapedPath(), route))
 	switch {
 	case err != nil:
 		return "", fmt.Errorf("%w: prefix in path: %v", ErrBadRequest, err)
@@ -70,7 +71,7 @@ func (s *Service) prefixed(r *http.Request) (string, error) {
 // takes none of keys, separator, limit and after (a count of one level
 // would be ambiguous: of its keys, or of everything under it?).
 func (s *Service) parseList(r *http.Request, p params) (listReq, error) {
-	prefix, err := s.prefixed(r)
+	prefix, err := s.pathPrefix(r, "/kv/")
 	if err != nil {
 		return listReq{}, err
 	}
@@ -281,7 +282,11 @@ func (s *Service) rangeLocal(w http.ResponseWriter, r *http.Request, q listReq, 
 	setIndexHeader(w, HeaderRaftIndex, page.Index)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(appendPageJSON(make([]byte, 0, pageSize(&page)), &page, q.q.KeysOnly, q.q.Separator != "", next))
+	var ttl keyTTLFunc
+	if s.store.FSM().LeaseCount() > 0 {
+		ttl = s.listedTTL
+	}
+	_, _ = w.Write(appendPageJSON(make([]byte, 0, pageSize(&page)), &page, q.q.KeysOnly, q.q.Separator != "", next, ttl))
 	return nil
 }
 
@@ -298,7 +303,7 @@ type deletePrefixResponse struct {
 // otherwise empty the store), and cas, a compare on one key, does not
 // apply.
 func (s *Service) deletePrefix(w http.ResponseWriter, r *http.Request, p params) error {
-	prefix, err := s.prefixed(r)
+	prefix, err := s.pathPrefix(r, "/kv/")
 	if err != nil {
 		return err
 	}

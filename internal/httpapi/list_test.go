@@ -456,7 +456,7 @@ func FuzzPageJSON(f *testing.F) {
 		}
 		for _, keysOnly := range []bool{false, true} {
 			for _, withPrefixes := range []bool{false, true} {
-				got := appendPageJSON(nil, &page, keysOnly, withPrefixes, next)
+				got := appendPageJSON(nil, &page, keysOnly, withPrefixes, next, nil)
 				want := referencePageJSON(&page, keysOnly, withPrefixes, next)
 				if !bytes.Equal(got, want) {
 					t.Fatalf("keysOnly %v prefixes %v:\n got %s\nwant %s", keysOnly, withPrefixes, got, want)
@@ -465,7 +465,7 @@ func FuzzPageJSON(f *testing.F) {
 		}
 		// An empty page.
 		empty := fsm.ListPage{Index: index}
-		if got, want := appendPageJSON(nil, &empty, false, true, ""), referencePageJSON(&empty, false, true, ""); !bytes.Equal(got, want) {
+		if got, want := appendPageJSON(nil, &empty, false, true, "", nil), referencePageJSON(&empty, false, true, ""); !bytes.Equal(got, want) {
 			t.Fatalf("empty page:\n got %s\nwant %s", got, want)
 		}
 	})
@@ -482,7 +482,7 @@ func BenchmarkPageJSON(b *testing.B) {
 	b.Run("append", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			appendPageJSON(make([]byte, 0, pageSize(&page)), &page, false, false, "next")
+			appendPageJSON(make([]byte, 0, pageSize(&page)), &page, false, false, "next", nil)
 		}
 	})
 	b.Run("encoding_json", func(b *testing.B) {

@@ -87,7 +87,10 @@ func appendJSONString(dst []byte, s string) []byte {
 // "next" (when not "")}, and a newline. A value that is valid UTF-8 is a
 // JSON string, any other the standard base64 of its bytes (valueOf's
 // rule); keysOnly leaves values out.
-func appendPageJSON(dst []byte, page *fsm.ListPage, keysOnly, withPrefixes bool, next string) []byte {
+//
+// With ttl, an item whose key has a TTL or a lease also has "ttl" (ms
+// left) and "lease" after its indexes.
+func appendPageJSON(dst []byte, page *fsm.ListPage, keysOnly, withPrefixes bool, next string, ttl keyTTLFunc) []byte {
 	dst = append(dst, `{"index":`...)
 	dst = strconv.AppendUint(dst, page.Index, 10)
 	dst = append(dst, `,"items":[`...)
@@ -98,21 +101,21 @@ func appendPageJSON(dst []byte, page *fsm.ListPage, keysOnly, withPrefixes bool,
 		e := &page.Items[i]
 		dst = append(dst, `{"key":`...)
 		dst = appendJSONString(dst, e.Key)
-		switch {
-		case keysOnly:
-		case utf8.ValidString(e.Value):
-			dst = append(dst, `,"value":`...)
-			dst = appendJSONString(dst, e.Value)
-		default:
-			// Base64's alphabet needs no escaping in JSON.
-			dst = append(dst, `,"value_base64":"`...)
-			dst = base64.StdEncoding.AppendEncode(dst, []byte(e.Value))
-			dst = append(dst, '"')
+		if !keysOnly {
+			dst = appendValueJSON(dst, e.Value)
 		}
 		dst = append(dst, `,"create_index":`...)
 		dst = strconv.AppendUint(dst, e.CreateIndex, 10)
 		dst = append(dst, `,"mod_index":`...)
 		dst = strconv.AppendUint(dst, e.ModIndex, 10)
+		if ttl != nil {
+			if ms, lease, ok := ttl(e.Key); ok {
+				dst = append(dst, `,"ttl":`...)
+				dst = strconv.AppendInt(dst, ms, 10)
+				dst = append(dst, `,"lease":`...)
+				dst = strconv.AppendUint(dst, lease, 10)
+			}
+		}
 		dst = append(dst, '}')
 	}
 	dst = append(dst, ']')
@@ -145,4 +148,18 @@ func pageSize(page *fsm.ListPage) int {
 		n += 3 + len(p)
 	}
 	return n
+}
+
+// appendValueJSON appends a value's field the way every answer carries
+// one: `,"value":"…"` when it is valid UTF-8, else `,"value_base64":"…"`,
+// so no JSON answer alters a value.
+func appendValueJSON(dst []byte, v string) []byte {
+	if utf8.ValidString(v) {
+		dst = append(dst, `,"value":`...)
+		return appendJSONString(dst, v)
+	}
+	// Base64's alphabet needs no escaping in JSON.
+	dst = append(dst, `,"value_base64":"`...)
+	dst = base64.StdEncoding.AppendEncode(dst, []byte(v))
+	return append(dst, '"')
 }

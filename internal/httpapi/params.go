@@ -258,6 +258,10 @@ func (s *Service) checkValue(n int) error {
 // It also stamps a set with this leader's quota (MAX_DATA_BYTES), so
 // the quota in force is the leader's, whichever node took the request.
 func (s *Service) checkCommand(cmd *fsm.Command) error {
+	switch cmd.Op {
+	case fsm.OpLeaseGrant, fsm.OpLeaseKeepAlive, fsm.OpLeaseRevoke:
+		return nil // no key; DecodeCommand checked the ttl and id
+	}
 	if err := s.checkKey(cmd.Key); err != nil {
 		return err
 	}

@@ -23,8 +23,14 @@ var knownParams = map[string][]string{
 	"GET,POST /remove":             {"key", "cas", "requestId"},
 	"GET,HEAD /kv/":                {"consistency", "minIndex", "min_index", "index", "wait", "recurse", "recurse>keys", "recurse>separator", "recurse>limit", "recurse>after", "recurse>count"},
 	"GET /watch/":                  {"index"},
-	"PUT,DELETE /kv/":              {"cas", "requestId", "recurse"},
+	"PUT,DELETE /kv/":              {"cas", "requestId", "recurse", "ttl", "lease"},
 	"POST /txn":                    {"requestId"},
+	"POST /kv/":                    {"touch", "requestId"},
+	"POST /leases":                 {"ttl", "requestId"},
+	"GET,HEAD /leases/":            {"consistency"},
+	"POST,DELETE /leases/":         {"requestId"},
+	"POST /locks/":                 {"lease", "wait"},
+	"DELETE /locks/":               {"token"},
 	"GET,POST /join":               {"nodeId", "raftPort", "raftAddr", "httpAddr", "voter"},
 	"POST /leave":                  {"nodeId"},
 	"GET,HEAD /nodes":              {"stale"},
@@ -52,6 +58,10 @@ func concrete(rt RouteRole) string {
 	switch {
 	case rt.Path == "/kv/":
 		return "/kv/k"
+	case rt.Path == "/leases/":
+		return "/leases/1"
+	case rt.Path == "/locks/":
+		return "/locks/a"
 	case rt.Path == "/debug/pprof/":
 		return "/debug/pprof/heap"
 	}
@@ -97,9 +107,9 @@ func TestUnknownParameters(t *testing.T) {
 			for _, how := range forms {
 				t.Run(m+" "+rt.Path+" by "+how, func(t *testing.T) {
 					applied, calls := st.f.AppliedIndex(), len(st.calls)
-					target, body, hdr := concrete(rt)+"?ttl=2&cass=0", "", http.Header(nil)
+					target, body, hdr := concrete(rt)+"?tll=2&cass=0", "", http.Header(nil)
 					if how == "form" {
-						target, body, hdr = concrete(rt), "ttl=2&cass=0", form
+						target, body, hdr = concrete(rt), "tll=2&cass=0", form
 					}
 					rec := call(s, m, target, body, hdr)
 					if rec.Code != http.StatusBadRequest {
@@ -109,7 +119,7 @@ func TestUnknownParameters(t *testing.T) {
 						return // no body to read
 					}
 					b := errorOf(t, rec)
-					if b.Code != "bad_request" || !strings.Contains(b.Error, `"ttl"`) || !strings.Contains(b.Error, `"cass"`) {
+					if b.Code != "bad_request" || !strings.Contains(b.Error, `"tll"`) || !strings.Contains(b.Error, `"cass"`) {
 						t.Fatalf("error does not name both unknown parameters: %+v", b)
 					}
 					for _, p := range declared {

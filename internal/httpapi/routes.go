@@ -92,11 +92,19 @@ func (s *Service) routeTable() []route {
 		// GET needs read, PUT and DELETE need write: one prefix, two routes.
 		// ?recurse: a prefix, not a key (list.go).
 		{path: "/kv/", prefix: true, methods: getHead, role: read, params: plus(readingParams, "recurse", "index", "wait"), flagged: []flagged{{flag: "recurse", params: rangeParams}}, serve: s.handleKVGet},
-		{path: "/kv/", prefix: true, methods: []string{http.MethodPut, http.MethodDelete}, role: write, write: true, params: plus(writeParams, "recurse"), serve: s.handleKVWrite},
+		{path: "/kv/", prefix: true, methods: []string{http.MethodPut, http.MethodDelete}, role: write, write: true, params: plus(writeParams, "recurse", "ttl", "lease"), serve: s.handleKVWrite},
 
 		{path: "/txn", methods: post, role: write, write: true, params: []string{"requestId"}, serve: s.handleTxn},
 
 		{path: "/watch/", prefix: true, methods: get, role: read, params: []string{"index"}, serve: s.handleWatch},
+
+		// TTLs, leases and locks (leases.go).
+		{path: "/kv/", prefix: true, methods: post, role: write, write: true, params: []string{"touch", "requestId"}, serve: s.handleKVTouch},
+		{path: "/leases", methods: post, role: write, write: true, params: []string{"ttl", "requestId"}, serve: s.handleLeaseGrant},
+		{path: "/leases/", prefix: true, methods: getHead, role: read, params: []string{"consistency"}, serve: s.handleLease},
+		{path: "/leases/", prefix: true, methods: []string{http.MethodPost, http.MethodDelete}, role: write, write: true, params: []string{"requestId"}, serve: s.handleLease},
+		{path: "/locks/", prefix: true, methods: post, role: write, write: true, params: []string{"lease", "wait"}, serve: s.handleLock},
+		{path: "/locks/", prefix: true, methods: []string{http.MethodDelete}, role: write, write: true, params: []string{"token"}, serve: s.handleLock},
 
 		{path: "/join", methods: getPost, role: admin, write: true, params: []string{"nodeId", "raftPort", "raftAddr", "httpAddr", "voter"}, form: true, serve: s.handleJoin},
 		{path: "/leave", methods: post, role: admin, write: true, params: nodeIDParams, form: true, serve: s.handleLeave},

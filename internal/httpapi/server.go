@@ -73,6 +73,8 @@ type Store interface {
 	FSM() *fsm.FSM
 	Leader() (node.Leader, bool)
 	SinceLeaderContact() (time.Duration, bool)
+	// Leases is this node's lease tracker: time left on its own clock.
+	Leases() *fsm.Tracker
 	// Removed: this node was a member and /leave removed it.
 	Removed() bool
 	Members(ctx context.Context) ([]node.Member, error)
@@ -272,6 +274,10 @@ func (s *Service) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		body.Index = &cc.current
 	case errors.As(err, &hc):
 		body.Index = &hc.oldest
+	}
+	var lh lockHeld
+	if errors.As(err, &lh) {
+		body.Index = &lh.token
 	}
 	writeJSON(w, status, body)
 }

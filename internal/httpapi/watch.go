@@ -2,16 +2,13 @@ package httpapi
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/raftkv/raftkv/internal/fsm"
 	"github.com/raftkv/raftkv/internal/watch"
@@ -48,22 +45,6 @@ type compacted struct {
 
 func (e compacted) Error() string { return e.err.Error() }
 func (e compacted) Unwrap() error { return e.err }
-
-// watchPrefix is the prefix of GET /watch/{prefix}: everything after
-// /watch/, unescaped ("" watches every key).
-func (s *Service) watchPrefix(r *http.Request) (string, error) {
-	rest, _ := strings.CutPrefix(r.URL.EscapedPath(), "/watch/")
-	prefix, err := url.PathUnescape(rest)
-	switch {
-	case err != nil:
-		return "", fmt.Errorf("%w: prefix in path: %v", ErrBadRequest, err)
-	case len(prefix) > s.opts.MaxKeyBytes:
-		return "", fmt.Errorf("%w: the prefix of %d bytes exceeds MAX_KEY_BYTES=%d", ErrBadRequest, len(prefix), s.opts.MaxKeyBytes)
-	case !utf8.ValidString(prefix):
-		return "", fmt.Errorf("%w: prefix is not valid UTF-8", ErrBadRequest)
-	}
-	return prefix, nil
-}
 
 // watchFrom is where a watch resumes: after the Last-Event-ID header
 // (what an EventSource sends on reconnect, so it wins over the URL's
@@ -118,7 +99,7 @@ func (s *Service) openWatch(r *http.Request, from fsm.Pos, q fsm.Filter) (*watch
 // position, a compacted history, too many watchers) is an ordinary JSON
 // error.
 func (s *Service) handleWatch(w http.ResponseWriter, r *http.Request, p params) error {
-	prefix, err := s.watchPrefix(r)
+	prefix, err := s.pathPrefix(r, "/watch/")
 	if err != nil {
 		return err
 	}
@@ -228,14 +209,7 @@ func appendEventJSON(dst []byte, e *fsm.Event) []byte {
 	dst = append(dst, `{"key":`...)
 	dst = appendJSONString(dst, e.Key)
 	if e.Type == fsm.EventPut {
-		if utf8.ValidString(e.Value) {
-			dst = append(dst, `,"value":`...)
-			dst = appendJSONString(dst, e.Value)
-		} else {
-			dst = append(dst, `,"value_base64":"`...)
-			dst = base64.StdEncoding.AppendEncode(dst, []byte(e.Value))
-			dst = append(dst, '"')
-		}
+		dst = appendValueJSON(dst, e.Value)
 	}
 	dst = append(dst, `,"create_index":`...)
 	dst = strconv.AppendUint(dst, e.CreateIndex, 10)

@@ -140,6 +140,7 @@ func (n *Node) establishLeadership(ctx context.Context, term uint64) {
 		if err == nil {
 			if n.raft.State() == raft.Leader && n.raft.CurrentTerm() == term {
 				n.markReady(term)
+				n.leadLeases(ctx, term) // until leadership is lost (ctx) or the node stops
 			}
 			return
 		}

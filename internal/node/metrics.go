@@ -39,6 +39,7 @@ type metrics struct {
 	restoreTotal     *prometheus.CounterVec
 	leaderChanges    prometheus.Counter
 	storageFailures  *prometheus.CounterVec
+	leaseExpiries    prometheus.Counter // leases.go
 }
 
 // LatencyBuckets are the histogram buckets of every request-latency metric
@@ -87,6 +88,10 @@ func newMetrics() *metrics {
 			Name: "raftkv_storage_failures_total",
 			Help: "Writes this node's volume refused or failed, by store (log, stable, snapshot).",
 		}, []string{"store"}),
+		leaseExpiries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "raftkv_lease_expiries_total",
+			Help: "Leases (TTL keys' own included) this node expired while it led.",
+		}),
 	}
 	for _, s := range []string{storeLog, storeStable, storeSnapshot} {
 		m.storageFailures.WithLabelValues(s)
@@ -137,6 +142,11 @@ func (n *Node) Collectors() []prometheus.Collector {
 		n.metrics.snapshotDuration, n.metrics.snapshotTotal,
 		n.metrics.restoreDuration, n.metrics.restoreTotal,
 		n.metrics.leaderChanges, n.metrics.storageFailures,
+		n.metrics.leaseExpiries,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "raftkv_leases",
+			Help: "Leases in this replica's state, TTL keys' own included (at most 10,000).",
+		}, func() float64 { return float64(n.fsm.LeaseCount()) }),
 	}
 	if c := raftMetrics(); c != nil {
 		out = append(out, c)

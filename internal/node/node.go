@@ -83,6 +83,7 @@ type Node struct {
 	reads     *readIndex
 	metrics   *metrics
 	restore   restoreState // restore.go
+	tracker   *fsm.Tracker // leases.go
 
 	// A new leader serves linearizable reads only once it has committed an
 	// entry of its own term (its registration); readyTerm records that term.
@@ -125,9 +126,11 @@ func Open(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.reads = &readIndex{raft: n.raft}
-	n.wg.Add(2)
+	n.tracker = fsm.NewTracker(n.fsm, nil)
+	n.wg.Add(3)
 	go n.watchLeadership()
 	go n.observeLeader()
+	go n.trackLeases()
 	return n, nil
 }
 

@@ -38,7 +38,7 @@ func badRequests(cas, idem bool) []badRequest {
 		{name: "unknown consistency", method: "GET", path: "/kv/x?consistency=bogus", want: 400},
 		{name: "parameter given twice", method: "GET", path: "/get?key=a&key=b", want: 400},
 		{name: "missing value", method: "GET", path: "/set?key=a", want: 400},
-		{name: "wrong method", method: "POST", path: "/kv/x", want: 405},
+		{name: "wrong method", method: "PATCH", path: "/kv/x", want: 405},
 		{name: "unknown path", method: "GET", path: "/nope", want: 404},
 		{name: "join with unspecified address", method: "POST", path: "/join?nodeId=evil&raftAddr=0.0.0.0:7000", want: 400},
 		{name: "join with a bad node id", method: "POST", path: "/join?nodeId=bad%20id&raftAddr=198.18.255.99:9000", want: 400},

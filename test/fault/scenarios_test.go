@@ -57,6 +57,7 @@ var scenarios = []scenario{
 	{id: "S16", title: "hostile input and slow clients", inject: hostile},
 	{id: "S17", title: "membership: join a node of another cluster and a mistyped port, then SIGKILL the leader", inject: joinStranger},
 	{id: "S18", title: "a byte flipped in a follower's newest snapshot, restart", inject: corruptSnapshot},
+	{id: "S19", title: "TTL keys written, touched and read through every node across a leader SIGKILL (TTL checker)", inject: ttlAcrossLeaderKill},
 
 	{id: "S4", title: "SIGSTOP a follower, SIGCONT", soak: true, inject: func(r *run) {
 		r.pause(r.follower(), 6*time.Second)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,6 +90,41 @@ type routeCase struct {
 	okLeader, okFollower int
 }
 
+// authLeases holds the lease (and lock token) each auth case's prepare
+// made for its key.
+type authLeases struct{ ids, tokens sync.Map }
+
+func (l *authLeases) of(k string) string {
+	if v, ok := l.ids.Load(k); ok {
+		return v.(string)
+	}
+	return "1" // never prepared: the call is refused before the id matters
+}
+
+func (l *authLeases) token(k string) string {
+	if v, ok := l.tokens.Load(k); ok {
+		return v.(string)
+	}
+	return "1"
+}
+
+func (l *authLeases) grant(t *testing.T, c *testcluster.Cluster, k string) {
+	r := c.MustDo(t, 0, http.MethodPost, "/leases?ttl=30s", nil, c.AdminHeader())
+	if r.Status != http.StatusOK {
+		t.Fatalf("grant: %s", r.Summary())
+	}
+	l.ids.Store(k, fmt.Sprint(r.Uint("id")))
+}
+
+func (l *authLeases) lock(t *testing.T, c *testcluster.Cluster, k string) {
+	l.grant(t, c, k)
+	r := c.MustDo(t, 0, http.MethodPost, "/locks/"+k+"?lease="+l.of(k), nil, c.AdminHeader())
+	if r.Status != http.StatusOK {
+		t.Fatalf("lock: %s", r.Summary())
+	}
+	l.tokens.Store(k, fmt.Sprint(r.Uint("token")))
+}
+
 // ghost is a member that is joined and removed, never started.
 const ghost = "ghost"
 
@@ -121,6 +157,7 @@ func routeCases(t *testing.T, c *testcluster.Cluster) []routeCase {
 	}
 	n1 := func(string) string { return q("/join", "nodeId", c.ID(0), "raftAddr", c.RaftAddr(0)) }
 	R, W, A, P := auth.RoleRead, auth.RoleWrite, auth.RoleAdmin, auth.RolePeer
+	leases := &authLeases{}
 	return []routeCase{
 		{method: "GET", route: "/set", role: W, target: func(k string) string { return q("/set", "key", k, "value", "v") }},
 		{method: "POST", route: "/set", role: W, target: func(string) string { return "/set" }, body: form("key", "$k", "value", "v"), header: formHeader},
@@ -169,6 +206,17 @@ func routeCases(t *testing.T, c *testcluster.Cluster) []routeCase {
 		{method: "GET", route: "/debug/pprof/cmdline", role: A, target: func(string) string { return "/debug/pprof/cmdline" }},
 		{method: "GET", route: "/debug/pprof/profile", role: A, target: func(string) string { return "/debug/pprof/profile?seconds=1" }},
 		{method: "GET", route: "/debug/pprof/symbol", role: A, target: func(string) string { return "/debug/pprof/symbol" }},
+		// TTLs, leases and locks: each call under its own lease (and lock).
+		{method: "POST", route: "/kv/", role: W, target: func(k string) string { return "/kv/" + k + "?touch" }, prepare: func(t *testing.T, c *testcluster.Cluster, k string) {
+			c.MustDo(t, 0, http.MethodPut, "/kv/"+k+"?ttl=30s", []byte("v"), c.AdminHeader())
+		}},
+		{method: "POST", route: "/leases", role: W, target: func(string) string { return "/leases?ttl=10s" }},
+		{method: "GET", route: "/leases/", role: R, target: func(k string) string { return "/leases/" + leases.of(k) }, prepare: leases.grant},
+		{method: "HEAD", route: "/leases/", role: R, target: func(k string) string { return "/leases/" + leases.of(k) }, prepare: leases.grant},
+		{method: "POST", route: "/leases/", role: W, target: func(k string) string { return "/leases/" + leases.of(k) + "/keepalive" }, prepare: leases.grant},
+		{method: "DELETE", route: "/leases/", role: W, target: func(k string) string { return "/leases/" + leases.of(k) }, prepare: leases.grant},
+		{method: "POST", route: "/locks/", role: W, target: func(k string) string { return "/locks/" + k + "?lease=" + leases.of(k) }, prepare: leases.grant},
+		{method: "DELETE", route: "/locks/", role: W, target: func(k string) string { return "/locks/" + k + "?token=" + leases.token(k) }, prepare: leases.lock},
 		// HEAD answers as GET, without the body: the same roles.
 		{method: "HEAD", route: "/get", role: R, target: func(k string) string { return q("/get", "key", k) }, prepare: setKey},
 		{method: "HEAD", route: "/kv/", role: R, target: func(k string) string { return "/kv/" + k }, prepare: setKey},
@@ -232,13 +280,26 @@ func TestAuthRouteMatrix(t *testing.T) {
 		}
 		return out
 	}
-	// settled waits until every node has applied the same index, so an
-	// index that moves during a refused call is that call's doing.
-	settled := func(t *testing.T) []uint64 {
+	// state is what a refused call must not change on any node: the
+	// change events (every put, delete and expiry is one), the keys and
+	// their bytes, and the leases. The applied index is not it: while a
+	// lease exists the leader commits a checkpoint of its remaining time
+	// every second, whatever the calls do.
+	state := func() []string {
+		var out []string
+		for i := range c.Size() {
+			f := c.Node(i).FSM()
+			h, st := f.History(), f.Stats()
+			out = append(out, fmt.Sprintf("events %d after %v, keys %d, bytes %d, leases %d", h.Events, h.Floor, st.Keys, st.Bytes, f.LeaseCount()))
+		}
+		return out
+	}
+	// settled waits until every node has applied the same index, and
+	// returns their state then.
+	settled := func(t *testing.T) []string {
 		t.Helper()
-		var now []uint64
 		testwait.For(t, catchUp, "the applied indexes to converge", func() error {
-			now = applied()
+			now := applied()
 			for _, a := range now {
 				if a != now[0] {
 					return fmt.Errorf("applied %v", now)
@@ -246,7 +307,7 @@ func TestAuthRouteMatrix(t *testing.T) {
 			}
 			return nil
 		})
-		return now
+		return state()
 	}
 	leader := c.Leader(t)
 	follower := c.Followers(t)[0]
@@ -291,7 +352,7 @@ func TestAuthRouteMatrix(t *testing.T) {
 					if rc.body != nil {
 						body = rc.body(key)
 					}
-					var before []uint64
+					var before []string
 					if want == http.StatusUnauthorized || want == http.StatusForbidden {
 						before = settled(t)
 					}
@@ -312,8 +373,8 @@ func TestAuthRouteMatrix(t *testing.T) {
 						}
 					}
 					if want == http.StatusUnauthorized || want == http.StatusForbidden {
-						if after := applied(); fmt.Sprint(after) != fmt.Sprint(before) {
-							t.Fatalf("a refused call changed the applied indexes: %v -> %v", before, after)
+						if after := settled(t); fmt.Sprint(after) != fmt.Sprint(before) {
+							t.Fatalf("a refused call changed the state: %v -> %v", before, after)
 						}
 						if got := c.GetKey(t, leader, key, ""); got.Status != http.StatusNotFound {
 							t.Fatalf("a refused call left key %s: %s", key, got.Summary())

@@ -102,7 +102,12 @@ func TestBadInput(t *testing.T) {
 		{name: "GET /leave", method: "GET", target: "/leave?nodeId=n1", status: 405, code: "method_not_allowed", allow: "POST", on: both},
 		{name: "PUT /get", method: "PUT", target: "/get?key=existing", status: 405, code: "method_not_allowed", allow: "GET, HEAD, POST", on: both},
 		{name: "POST /nodes", method: "POST", target: "/nodes", status: 405, code: "method_not_allowed", allow: "GET, HEAD", on: both},
-		{name: "POST /kv", method: "POST", target: "/kv/existing", status: 405, code: "method_not_allowed", allow: "GET, HEAD, PUT, DELETE", on: both},
+		{name: "PATCH /kv", method: "PATCH", target: "/kv/existing", status: 405, code: "method_not_allowed", allow: "GET, HEAD, PUT, DELETE, POST", on: both},
+		{name: "POST /kv without touch", method: "POST", target: "/kv/existing", status: 400, code: "bad_request", on: both},
+		{name: "ttl too short", method: "PUT", target: "/kv/existing?ttl=10ms", body: []byte("v"), status: 400, code: "bad_request", on: both},
+		{name: "ttl and lease", method: "PUT", target: "/kv/existing?ttl=10s&lease=5", body: []byte("v"), status: 400, code: "bad_request", on: both},
+		{name: "grant without ttl", method: "POST", target: "/leases", status: 400, code: "bad_request", on: both},
+		{name: "lock without lease", method: "POST", target: "/locks/a", status: 400, code: "bad_request", on: both},
 		{name: "unknown path", method: "GET", target: "/nope", status: 404, code: "not_found", on: both},
 		{name: "100 KiB query string", method: "GET", target: "/set?key=q&value=" + strings.Repeat("x", 100<<10), status: 431, on: both},
 	}
