@@ -2,12 +2,26 @@
 # Benchmark a fresh local 3-node raftkv cluster side by side with a 3-member
 # etcd (when installed), driven by the same load generator (raftkv-bench).
 #
-# Usage: scripts/bench.sh [--quick] [--sustained | --scale]
+# Usage: scripts/bench.sh [--quick] [--sustained | --scale | --surface]
 #   (default)    the standard matrix: every cell run against raftkv and etcd
 #                alternately (A B A B ...), BENCH_ROUNDS rounds, medians
 #   --scale      the same machinery on the scale cells: writes of 100 B,
 #                10 KiB and 1 MiB values, writes at c=64, linearizable reads;
 #                run it with BENCH_NODES=3 and BENCH_NODES=5 to compare sizes
+#   --surface    the same machinery on the multi-key cells, after preloading
+#                both systems with the same BENCH_SURFACE_KEYS keys (100 B
+#                values, 100 puts per transaction): listing the first 1,000
+#                keys (raftkv GET /kv/bench/?recurse&limit=1000, etcd
+#                /v3/kv/range with range_end and limit 1000) at c=16,
+#                counting every key under the prefix (raftkv ?recurse&count,
+#                etcd count_only) at c=16, a 3-operation transaction
+#                (compare mod_index > 0 and 2 puts; raftkv POST /txn, etcd
+#                /v3/kv/txn) at c=64, and plain writes at c=64 as the
+#                reference for the transaction goal; then the goals (ranges
+#                ≥ 2× etcd's throughput, transactions ≥ 1.5× etcd's
+#                writes/s at c=64) with their ratios. Separate from the
+#                default matrix, whose cells and 10,000-key store stay as
+#                they were.
 #   --quick      2 s runs, one round: checks the script; numbers are rough
 #   --sustained  raftkv only: BENCH_SUSTAINED of writes at c=64 with a low
 #                snapshot threshold, so the run spans several snapshots and
@@ -20,6 +34,7 @@
 #   BENCH_SUSTAINED  length of the sustained run: 180, 180s or 3m (default 180s)
 #   BENCH_SNAPSHOT_THRESHOLD  RAFT_SNAPSHOT_THRESHOLD of the sustained run (50000)
 #   BENCH_LARGE_KEYS key space of the 64 KiB cell (default 1000: 64 MiB of data)
+#   BENCH_SURFACE_KEYS  keys preloaded for --surface (default 100000)
 #   BENCH_OUT        results directory (default bench-results/<UTC time>)
 #   BENCH_ETCD       the etcd binary (default: etcd on PATH)
 # Other variables (ENABLE_PPROF, LOG_LEVEL, RAFT_*, ...) reach the raftkv nodes.
@@ -46,6 +61,7 @@ for arg in "$@"; do
 	--quick) duration=2s rounds=1 ;;
 	--sustained) mode=sustained ;;
 	--scale) mode=scale ;;
+	--surface) mode=surface ;;
 	-h | --help) usage 0 ;;
 	*) echo "unknown argument: $arg" >&2; usage ;;
 	esac
@@ -62,6 +78,8 @@ esac
 [[ $sustained_secs =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_SUSTAINED must be seconds (180, 180s) or minutes (3m)" >&2; exit 2; }
 snapshot_threshold=${BENCH_SNAPSHOT_THRESHOLD:-50000}
 large_keys=${BENCH_LARGE_KEYS:-1000}
+surface_keys=${BENCH_SURFACE_KEYS:-100000}
+[[ $surface_keys =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_SURFACE_KEYS must be a positive integer, not '$surface_keys'" >&2; exit 2; }
 etcd_bin=${BENCH_ETCD:-etcd}
 command -v python3 >/dev/null || { echo "python3 is required (JSON handling)" >&2; exit 2; }
 command -v curl >/dev/null || { echo "curl is required" >&2; exit 2; }
@@ -75,6 +93,7 @@ work=$(mktemp -d -t raftkv-bench.XXXXXX)
 # this shell.
 pids=()
 gen_pid="" # the load generator currently running, if any
+gen_wrap=() # a command the load generator runs under (the preload's timeout)
 
 # ours PID: PID is a live child of this shell (fields 3 and 4 of
 # /proc/PID/stat, counted after the parenthesised command name).
@@ -284,7 +303,7 @@ now_ns() { date +%s%N; }
 generate() {
 	local json=$1 err=$2 rc=0
 	shift 2
-	"$bench" "$@" >"$json" 2>"$err" &
+	"${gen_wrap[@]}" "$bench" "$@" >"$json" 2>"$err" &
 	gen_pid=$!
 	wait "$gen_pid" || rc=$?
 	gen_pid=""
@@ -349,6 +368,29 @@ if [[ $mode == scale ]]; then
 	)
 fi
 
+if [[ $mode == surface ]]; then
+	sk="-keys $surface_keys"
+	cells=(
+		"list-1000-c16|list 1,000 of $surface_keys keys, c=16 (etcd: range with range_end, limit 1000)|-c 16 -workload list -limit 1000 $sk"
+		"count-c16|count $surface_keys keys under a prefix, c=16 (etcd: range count_only)|-c 16 -workload count $sk"
+		"txn-c64|transaction: compare + 2 puts, c=64 (etcd: /v3/kv/txn)|-c 64 -workload txn $sk"
+		"writes-c64|writes, c=64 (reference for the transaction goal)|-c 64 -ratio 1 $sk"
+	)
+fi
+
+# surface_count SYSTEM: how many keys the system holds under bench/, read
+# the way the count cell reads it.
+surface_count() {
+	if [[ $1 == etcd ]]; then
+		curl -sf --max-time 30 -X POST "http://127.0.0.1:${et_client[0]}/v3/kv/range" \
+			-d "{\"key\":\"$(printf bench/ | base64)\",\"range_end\":\"$(printf bench0 | base64)\",\"count_only\":true}" |
+			python3 -c 'import json, sys; print(int(json.load(sys.stdin).get("count", 0)))'
+	else
+		curl -sf --max-time 30 "http://127.0.0.1:${rk_http[0]}/kv/bench/?recurse&count" |
+			python3 -c 'import json, sys; print(int(json.load(sys.stdin)["count"]))'
+	fi
+}
+
 header() {
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
 	echo "- machine: $(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/^MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(go version | awk '{print $3}'); data on $(df --output=fstype "$work" | tail -1) under ${work%/*}"
@@ -371,6 +413,22 @@ matrix() {
 		local urls=$raftkv_urls kind=raftkv t0
 		if [[ $sys == etcd ]]; then urls=$etcd_urls kind=etcd; fi
 		t0=$(now_ns)
+		if [[ $mode == surface ]]; then
+			# Transactions of 100 puts (both systems allow 128 operations);
+			# a progress line a second; bounded by 600 s.
+			echo "preloading $sys with $surface_keys keys x 100 B"
+			gen_wrap=(timeout 600)
+			generate "$out/runs/preload-$sys.json" >(tee "$out/runs/preload-$sys.err" >&2) \
+				-target-kind "$kind" -targets "$urls" -preload -preload-batch 100 -keys "$surface_keys" \
+				-n 1 -c 16 -ratio 0 -warmup 0 -progress=true -json ||
+				{ echo "preloading $sys failed or took over 600 s" >&2; exit 3; }
+			gen_wrap=()
+			local n
+			n=$(surface_count "$sys") || { echo "counting the keys of $sys failed" >&2; exit 3; }
+			[[ $n == "$surface_keys" ]] || { echo "$sys holds $n keys under bench/ after the preload, want $surface_keys" >&2; exit 3; }
+			echo "preloaded $sys with $surface_keys keys x 100 B in $((($(now_ns) - t0) / 1000000)) ms (counted: $n)"
+			continue
+		fi
 		generate "$out/runs/preload-$sys.json" "$out/runs/preload-$sys.err" \
 			-target-kind "$kind" -targets "$urls" -preload -n 1 -c 64 -ratio 1 -warmup 0 -progress=false -json ||
 			{ cat "$out/runs/preload-$sys.err" >&2; exit 3; }
@@ -388,16 +446,20 @@ matrix() {
 		done
 	done
 	{
-		echo "# raftkv vs etcd$([[ $mode == scale ]] && echo ': scale cells')"
+		echo "# raftkv vs etcd$([[ $mode == scale ]] && echo ': scale cells')$([[ $mode == surface ]] && echo ': ranges, counts and transactions')"
 		echo
 		header
 		echo "- $rounds round(s) of ${duration} per cell and system after a 1 s warmup$($have_etcd && echo ', alternating raftkv and etcd'); medians."
-		echo "  10,000 keys (preloaded), 100 B values, requests round-robin over all $nodes nodes of each system$([[ $mode == matrix ]] && echo "; the 64 KiB cell uses $large_keys keys")."
-		if $have_etcd; then echo "- $("$etcd_bin" --version | head -1), v3 JSON gateway (/v3/kv/put, /v3/kv/range), 8 GiB backend quota, otherwise defaults"; fi
+		if [[ $mode == surface ]]; then
+			echo "  $surface_keys keys bench/<zero-padded number> (preloaded in transactions of 100 puts, the only keys in either store), 100 B values, requests round-robin over all $nodes nodes of each system; reads linearizable."
+		else
+			echo "  10,000 keys (preloaded), 100 B values, requests round-robin over all $nodes nodes of each system$([[ $mode == matrix ]] && echo "; the 64 KiB cell uses $large_keys keys")."
+		fi
+		if $have_etcd; then echo "- $("$etcd_bin" --version | head -1), v3 JSON gateway (/v3/kv/put, /v3/kv/range$([[ $mode == surface ]] && echo ', /v3/kv/txn')), 8 GiB backend quota, otherwise defaults"; fi
 		echo
-		python3 - "$out/runs" "$rounds" "$(nproc)" "$nodes" "${cells[@]}" <<'EOF'
+		python3 - "$out/runs" "$rounds" "$(nproc)" "$nodes" "$mode" "${cells[@]}" <<'EOF'
 import json, os, statistics, sys
-runs_dir, rounds, cores, nodes, cells = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5:]
+runs_dir, rounds, cores, nodes, mode, cells = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6:]
 cells = [c.split("|")[:2] for c in cells]
 
 def load(sys_, cell):
@@ -466,6 +528,25 @@ if notes:
     print()
     print("Errors (raw output in runs/):")
     print("\n".join(notes))
+if mode == "surface" and "etcd" in systems:
+    ops = lambda s, c: med(data.get((s, c), []), "ops")
+    print()
+    print("Goals (ratios of the medians above):")
+    print()
+    print("| goal | raftkv | etcd | ratio | target | |")
+    print("|---|---:|---:|---:|---:|---|")
+    for c, what, other, target in [
+        ("list-1000-c16", "list 1,000 keys: raftkv lists/s vs etcd ranges/s", "list-1000-c16", 2),
+        ("count-c16", "count a prefix: raftkv counts/s vs etcd count_only ranges/s", "count-c16", 2),
+        ("txn-c64", "transactions at c=64: raftkv txn/s vs etcd txn/s", "txn-c64", 1.5),
+        ("txn-c64", "transactions at c=64: raftkv txn/s vs etcd plain writes/s", "writes-c64", 1.5),
+    ]:
+        a, b = ops("raftkv", c), ops("etcd", other)
+        if a and b:
+            r = a / b
+            print(f"| {what} | {a:,.0f} | {b:,.0f} | {r:.2f}× | ≥ {target}× | {'met' if r >= target else '**missed**'} |")
+        else:
+            print(f"| {what} | {f(a, ',.0f')} | {f(b, ',.0f')} | — | ≥ {target}× | no result |")
 EOF
 	} | tee "$out/results.md"
 }

@@ -5,6 +5,8 @@
 //	raftkv-bench -targets http://127.0.0.1:8000,http://127.0.0.1:8001 -c 64 -d 10s -ratio 1
 //	raftkv-bench -ratio 0 -consistency stale -preload -json
 //	raftkv-bench -target-kind etcd -targets http://127.0.0.1:2379 -c 16 -ratio 1
+//	raftkv-bench -keys 100000 -preload -preload-batch 100 -workload list -limit 1000 -c 16
+//	raftkv-bench -keys 100000 -workload txn -c 64
 //
 // Exit status: 0 on success; 1 if more than 1% of requests failed (or none
 // completed); 2 for bad flags or a failed preload; 130 when interrupted
@@ -56,6 +58,10 @@ func parseFlags(args []string, stderr io.Writer) (bench.Config, options, error) 
 	fs.BoolVar(&cfg.Preload, "preload", false, "write every key once before measuring, so reads find them")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "per-request timeout")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed; worker w draws from (seed, w)")
+	fs.StringVar(&cfg.Workload, "workload", cfg.Workload, "kv (puts and gets by -ratio), list (the first -limit keys under -prefix), "+
+		"count (keys under -prefix) or txn (compare + 2 puts); list and count are reads, txn writes")
+	fs.IntVar(&cfg.ListLimit, "limit", cfg.ListLimit, "list: keys per request")
+	fs.IntVar(&cfg.PreloadBatch, "preload-batch", cfg.PreloadBatch, fmt.Sprintf("-preload: keys per request; > 1 writes them in transactions (raftkv /txn, etcd /v3/kv/txn), at most %d", bench.MaxPreloadBatch))
 	if err := fs.Parse(args); err != nil {
 		return cfg, opt, err
 	}

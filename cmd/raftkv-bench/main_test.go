@@ -41,6 +41,19 @@ func TestParseFlags(t *testing.T) {
 					t.Errorf("parsed: %+v %+v", c, o)
 				}
 			}, ""},
+		{"multi-key workloads", []string{"-workload", "list", "-limit", "250", "-preload-batch", "100"},
+			func(t *testing.T, c bench.Config, o options) {
+				if c.Workload != bench.WorkloadList || c.ListLimit != 250 || c.PreloadBatch != 100 {
+					t.Errorf("parsed: %+v", c)
+				}
+			}, ""},
+		{"workload defaults", nil, func(t *testing.T, c bench.Config, o options) {
+			if c.Workload != bench.WorkloadKV || c.ListLimit != 1000 || c.PreloadBatch != 1 {
+				t.Errorf("parsed: %+v", c)
+			}
+		}, ""},
+		{"bad workload", []string{"-workload", "scan"}, nil, "workload"},
+		{"preload batch over 128", []string{"-preload-batch", "200"}, nil, "preload batch"},
 		{"bad ratio", []string{"-ratio", "2"}, nil, "ratio"},
 		{"bad kind", []string{"-target-kind", "consul"}, nil, "target kind"},
 		{"stray argument", []string{"extra"}, nil, "unexpected"},

@@ -10,6 +10,21 @@
 // key space and a write with probability Ratio, from its own deterministic
 // random stream (Seed + worker id), and sending it to the targets in
 // round-robin order.
+//
+// Workload picks what a request is. kv (the default) is the above: one-key
+// puts and gets. The other workloads measure the multi-key surface, every
+// request the same kind:
+//   - list: the first ListLimit keys under Prefix, in key order
+//     (raftkv GET /kv/{prefix}?recurse&limit=N; etcd POST /v3/kv/range with
+//     range_end = the prefix's end and limit N);
+//   - count: how many keys are under Prefix (raftkv
+//     GET /kv/{prefix}?recurse&count; etcd range with count_only);
+//   - txn: a 3-operation transaction: compare "key i exists" (mod_index > 0)
+//     and, on success, put key i and key (i + Keys/2) mod Keys (raftkv
+//     POST /txn; etcd POST /v3/kv/txn, compare MOD > 0 and two
+//     request_put), i uniform as for kv.
+//
+// Reads of list and count use Consistency like kv reads.
 package bench
 
 import (
@@ -38,6 +53,19 @@ const (
 	Stale        = "stale"
 )
 
+// The workloads (see the package comment).
+const (
+	WorkloadKV    = "kv"
+	WorkloadList  = "list"
+	WorkloadCount = "count"
+	WorkloadTxn   = "txn"
+)
+
+// MaxPreloadBatch is the most keys one preload transaction writes: etcd's
+// default --max-txn-ops and raftkv's per-transaction operation limit (both
+// 128).
+const MaxPreloadBatch = 128
+
 // Config describes one run.
 type Config struct {
 	Targets     []string      // base URLs, scheme://host:port
@@ -54,6 +82,13 @@ type Config struct {
 	Preload     bool          // write every key once before measuring
 	Timeout     time.Duration // per request
 	Seed        uint64        // worker w uses the stream (Seed, w)
+	Workload    string        // kv (also ""), list, count or txn
+	ListLimit   int           // list: keys per request (0: 1000)
+	// PreloadBatch is how many keys one preload request writes: 1 (or 0)
+	// writes each with a single put; more batches them into transactions
+	// of that many puts (≤ MaxPreloadBatch), which fills a large store
+	// quickly.
+	PreloadBatch int
 
 	// Progress receives a line per second while running (and preload
 	// progress); nil disables them.
@@ -63,20 +98,42 @@ type Config struct {
 // DefaultConfig is the configuration every flag defaults to.
 func DefaultConfig() Config {
 	return Config{
-		Targets:     []string{"http://127.0.0.1:8000"},
-		Kind:        KindRaftkv,
-		Concurrency: 16,
-		Duration:    10 * time.Second,
-		Keys:        10000,
-		ValueSize:   100,
-		Ratio:       1,
-		Consistency: Linearizable,
-		Prefix:      "bench/",
-		Warmup:      time.Second,
-		Timeout:     10 * time.Second,
-		Seed:        1,
+		Targets:      []string{"http://127.0.0.1:8000"},
+		Kind:         KindRaftkv,
+		Concurrency:  16,
+		Duration:     10 * time.Second,
+		Keys:         10000,
+		ValueSize:    100,
+		Ratio:        1,
+		Consistency:  Linearizable,
+		Prefix:       "bench/",
+		Warmup:       time.Second,
+		Timeout:      10 * time.Second,
+		Seed:         1,
+		Workload:     WorkloadKV,
+		ListLimit:    1000,
+		PreloadBatch: 1,
 	}
 }
+
+// workload is c.Workload, "" read as kv.
+func (c *Config) workload() string {
+	if c.Workload == "" {
+		return WorkloadKV
+	}
+	return c.Workload
+}
+
+// listLimit is c.ListLimit, 0 read as 1000.
+func (c *Config) listLimit() int {
+	if c.ListLimit == 0 {
+		return 1000
+	}
+	return c.ListLimit
+}
+
+// preloadBatch is c.PreloadBatch, 0 read as 1.
+func (c *Config) preloadBatch() int { return max(c.PreloadBatch, 1) }
 
 // CountMode reports whether the run is bounded by a request count.
 func (c *Config) CountMode() bool { return c.Requests > 0 }
@@ -130,6 +187,21 @@ func (c *Config) Validate() ([]*url.URL, error) {
 	}
 	if c.Timeout <= 0 {
 		bad("timeout %s: want > 0", c.Timeout)
+	}
+	switch c.Workload {
+	case "", WorkloadKV, WorkloadList, WorkloadCount:
+	case WorkloadTxn:
+		if c.Keys < 2 {
+			bad("key space %d: the txn workload puts two distinct keys, want at least 2", c.Keys)
+		}
+	default:
+		bad("workload %q: want kv, list, count or txn", c.Workload)
+	}
+	if c.ListLimit < 0 {
+		bad("list limit %d: want at least 1 (0: the default, 1000)", c.ListLimit)
+	}
+	if c.PreloadBatch < 0 || c.PreloadBatch > MaxPreloadBatch {
+		bad("preload batch %d: want 1..%d (0: 1)", c.PreloadBatch, MaxPreloadBatch)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

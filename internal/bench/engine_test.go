@@ -531,6 +531,11 @@ func TestValidate(t *testing.T) {
 		{"concurrency", func(c *Config) { c.Concurrency = 0 }, "concurrency"},
 		{"keys", func(c *Config) { c.Keys = 0 }, "key space"},
 		{"timeout", func(c *Config) { c.Timeout = 0 }, "timeout"},
+		{"workload", func(c *Config) { c.Workload = "scan" }, "workload"},
+		{"txn needs two keys", func(c *Config) { c.Workload, c.Keys = WorkloadTxn, 1 }, "two distinct keys"},
+		{"list limit", func(c *Config) { c.ListLimit = -1 }, "list limit"},
+		{"preload batch over 128", func(c *Config) { c.PreloadBatch = 129 }, "preload batch"},
+		{"list with the default limit", func(c *Config) { c.Workload, c.ListLimit = WorkloadList, 0 }, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

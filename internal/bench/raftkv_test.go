@@ -34,3 +34,34 @@ func TestRunAgainstRealRaftkv(t *testing.T) {
 		})
 	}
 }
+
+// The multi-key workloads against a real in-process raftkv, after a
+// batched preload: every transaction's compare holds (a failed one would
+// count as an error), lists and counts answer 200.
+func TestRunWorkloadsAgainstRealRaftkv(t *testing.T) {
+	c := testcluster.Start(t, 1)
+	base := DefaultConfig()
+	base.Targets = []string{c.URL(0)}
+	base.Concurrency, base.Warmup, base.Timeout = 4, 0, 5*time.Second
+	base.Keys, base.Prefix = 300, "wl/"
+
+	pre := base
+	pre.Preload, pre.PreloadBatch, pre.Requests, pre.Ratio = true, 64, 1, 0
+	if res, err := Run(context.Background(), pre); err != nil || res.Errors != 0 || res.NotFound != 0 {
+		t.Fatalf("batched preload, then one read: %v %+v", err, res)
+	}
+	for _, wl := range []string{WorkloadList, WorkloadCount, WorkloadTxn} {
+		t.Run(wl, func(t *testing.T) {
+			cfg := base
+			cfg.Workload, cfg.Requests, cfg.ListLimit = wl, 100, 50
+			res, err := Run(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Requests != 100 || res.Errors != 0 || res.Failed {
+				t.Fatalf("requests %d errors %d (%s)", res.Requests, res.Errors, res.errorSummary())
+			}
+			t.Logf("%s: %.0f ops/s, p50 %.2f ms", wl, res.Throughput, res.Latency.P50)
+		})
+	}
+}

@@ -56,7 +56,9 @@ type Result struct {
 	Kind        Kind     `json:"target_kind"`
 	Targets     []string `json:"targets"`
 	Concurrency int      `json:"concurrency"`
-	Mode        string   `json:"mode"` // "duration" or "count"
+	Mode        string   `json:"mode"`     // "duration" or "count"
+	Workload    string   `json:"workload"` // kv, list, count or txn (list/count are reads, txn writes)
+	ListLimit   int      `json:"list_limit,omitempty"`
 	Keys        int      `json:"keys"`
 	ValueSize   int      `json:"value_size"`
 	Ratio       float64  `json:"ratio"`
@@ -102,6 +104,7 @@ func newResult(cfg *Config, targets []*url.URL) *Result {
 		Kind:         cfg.Kind,
 		Concurrency:  cfg.Concurrency,
 		Mode:         "duration",
+		Workload:     cfg.workload(),
 		Keys:         cfg.Keys,
 		ValueSize:    cfg.ValueSize,
 		Ratio:        cfg.Ratio,
@@ -113,6 +116,9 @@ func newResult(cfg *Config, targets []*url.URL) *Result {
 	}
 	if cfg.CountMode() {
 		r.Mode = "count"
+	}
+	if r.Workload == WorkloadList {
+		r.ListLimit = cfg.listLimit()
 	}
 	for _, t := range targets {
 		r.Targets = append(r.Targets, t.String())
@@ -245,6 +251,14 @@ func (r *Result) WriteText(w io.Writer) error {
 		mix = "reads only (" + r.Consistency + ")"
 	case r.Ratio < 1:
 		mix = fmt.Sprintf("%.0f%% writes, %.0f%% reads (%s)", 100*r.Ratio, 100*(1-r.Ratio), r.Consistency)
+	}
+	switch r.Workload {
+	case WorkloadList:
+		mix = fmt.Sprintf("lists of %d keys (%s)", r.ListLimit, r.Consistency)
+	case WorkloadCount:
+		mix = "prefix counts (" + r.Consistency + ")"
+	case WorkloadTxn:
+		mix = "transactions: compare + 2 puts"
 	}
 	fmt.Fprintf(&b, "target       %s %s\n", r.Kind, strings.Join(r.Targets, ","))
 	fmt.Fprintf(&b, "workload     %s, concurrency %d, %d keys, %d-byte values", mix, r.Concurrency, r.Keys, r.ValueSize)

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -13,14 +14,21 @@ import (
 
 type opKind int
 
+// The request kinds. A worker measures reads and writes (of the run's
+// workload: a get or put, a list or count, a transaction); opBatch is the
+// preload's transaction of PreloadBatch puts, never measured.
 const (
 	opRead opKind = iota
 	opWrite
+	opBatch
 )
 
 func (o opKind) String() string {
-	if o == opWrite {
+	switch o {
+	case opWrite:
 		return "write"
+	case opBatch:
+		return "batch"
 	}
 	return "read"
 }
@@ -55,10 +63,22 @@ func benchValue(n int, seed uint64) []byte {
 type builder struct {
 	kind Kind
 
-	// raftkv: "/kv/<key>" per key, the query of reads, the value.
+	workload string
+	keys     int // key space
+	batch    int // keys per opBatch request
+
+	// raftkv: "/kv/<key>" per key, the query of reads, the value; for
+	// transactions the JSON string of each key and of the value.
 	paths     []string
 	readQuery string
 	value     []byte
+	keysJSON  []string
+	valueJSON string
+
+	// list and count, both systems: the one path, query and body.
+	prefixPath  string
+	prefixQuery string
+	prefixBody  []byte
 
 	// etcd: base64 key per key, JSON fragments around them.
 	keysB64   []string
@@ -66,6 +86,8 @@ type builder struct {
 	rangeTail []byte // `"}` or `","serializable":true}`
 	putPath   string
 	rangePath string
+	txnPath   string // both systems
+	valueB64  string
 
 	// Shared read-only: a RoundTripper must not modify the request.
 	jsonHeader  http.Header
@@ -76,6 +98,9 @@ type builder struct {
 func newBuilder(cfg *Config) *builder {
 	b := &builder{
 		kind:        cfg.Kind,
+		workload:    cfg.workload(),
+		keys:        cfg.Keys,
+		batch:       cfg.preloadBatch(),
 		jsonHeader:  http.Header{"Content-Type": {"application/json"}},
 		octetHeader: http.Header{"Content-Type": {"application/octet-stream"}},
 		emptyHeader: http.Header{},
@@ -94,7 +119,23 @@ func newBuilder(cfg *Config) *builder {
 		} else {
 			b.rangeTail = []byte(`"}`)
 		}
-		b.putPath, b.rangePath = "/v3/kv/put", "/v3/kv/range"
+		b.putPath, b.rangePath, b.txnPath = "/v3/kv/put", "/v3/kv/range", "/v3/kv/txn"
+		b.valueB64 = base64.StdEncoding.EncodeToString(value)
+		// A range over the prefix: key = prefix, range_end = the prefix's
+		// end (etcd's "all keys with this prefix").
+		rng := map[string]any{
+			"key":       base64.StdEncoding.EncodeToString([]byte(cfg.Prefix)),
+			"range_end": base64.StdEncoding.EncodeToString(prefixEnd([]byte(cfg.Prefix))),
+		}
+		if cfg.workload() == WorkloadCount {
+			rng["count_only"] = true
+		} else {
+			rng["limit"] = strconv.Itoa(cfg.listLimit()) // int64: a JSON string in the gateway's mapping
+		}
+		if cfg.Consistency == Stale {
+			rng["serializable"] = true
+		}
+		b.prefixPath, b.prefixBody = b.rangePath, mustJSON(rng)
 	default:
 		b.paths = make([]string, cfg.Keys)
 		for i := range b.paths {
@@ -102,8 +143,117 @@ func newBuilder(cfg *Config) *builder {
 		}
 		b.readQuery = "consistency=" + url.QueryEscape(cfg.Consistency)
 		b.value = value
+		b.txnPath = "/txn"
+		if cfg.workload() == WorkloadTxn || b.batch > 1 {
+			b.keysJSON = make([]string, cfg.Keys)
+			for i := range b.keysJSON {
+				b.keysJSON[i] = string(mustJSON(keyName(cfg.Prefix, i, cfg.Keys)))
+			}
+			b.valueJSON = string(mustJSON(string(value)))
+		}
+		b.prefixPath = "/kv/" + cfg.Prefix
+		if cfg.workload() == WorkloadCount {
+			b.prefixQuery = "recurse&count&" + b.readQuery
+		} else {
+			b.prefixQuery = "recurse&limit=" + strconv.Itoa(cfg.listLimit()) + "&" + b.readQuery
+		}
 	}
 	return b
+}
+
+// prefixEnd is the smallest key greater than every key starting with p
+// (etcd's range_end for a prefix): p with its last byte below 0xff
+// incremented and what follows dropped; "\x00" (every key) if there is
+// none.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return []byte{0}
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // strings, bools and maps of them
+	}
+	return b
+}
+
+// pairKey is the second key of the transaction on key i: half the key
+// space away, so never i itself (etcd refuses two puts of one key in a
+// transaction).
+func (b *builder) pairKey(i int) int { return (i + max(b.keys/2, 1)) % b.keys }
+
+// txnBody is the body of the txn workload's transaction on key i.
+func (b *builder) txnBody(i int) []byte {
+	j := b.pairKey(i)
+	var body []byte
+	if b.kind == KindEtcd {
+		ki, kj := b.keysB64[i], b.keysB64[j]
+		body = make([]byte, 0, 200+2*len(ki)+len(kj)+2*len(b.valueB64))
+		body = append(body, `{"compare":[{"key":"`...)
+		body = append(body, ki...)
+		body = append(body, `","target":"MOD","result":"GREATER","mod_revision":"0"}],"success":[`...)
+		for n, k := range []string{ki, kj} {
+			if n > 0 {
+				body = append(body, ',')
+			}
+			body = append(body, `{"request_put":{"key":"`...)
+			body = append(body, k...)
+			body = append(body, `","value":"`...)
+			body = append(body, b.valueB64...)
+			body = append(body, `"}}`...)
+		}
+		return append(body, "]}"...)
+	}
+	ki, kj := b.keysJSON[i], b.keysJSON[j]
+	body = make([]byte, 0, 200+2*len(ki)+len(kj)+2*len(b.valueJSON))
+	body = append(body, `{"compare":[{"key":`...)
+	body = append(body, ki...)
+	body = append(body, `,"target":"mod_index","op":">","mod_index":0}],"success":[`...)
+	for n, k := range []string{ki, kj} {
+		if n > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, `{"op":"put","key":`...)
+		body = append(body, k...)
+		body = append(body, `,"value":`...)
+		body = append(body, b.valueJSON...)
+		body = append(body, '}')
+	}
+	return append(body, "]}"...)
+}
+
+// batchBody is the preload transaction writing keys [first, first+batch)
+// (cut at the key space): puts only, no compare.
+func (b *builder) batchBody(first int) []byte {
+	last := min(first+b.batch, b.keys)
+	var body []byte
+	body = append(body, `{"success":[`...)
+	for i := first; i < last; i++ {
+		if i > first {
+			body = append(body, ',')
+		}
+		if b.kind == KindEtcd {
+			body = append(body, `{"request_put":{"key":"`...)
+			body = append(body, b.keysB64[i]...)
+			body = append(body, `","value":"`...)
+			body = append(body, b.valueB64...)
+			body = append(body, `"}}`...)
+		} else {
+			body = append(body, `{"op":"put","key":`...)
+			body = append(body, b.keysJSON[i]...)
+			body = append(body, `,"value":`...)
+			body = append(body, b.valueJSON...)
+			body = append(body, '}')
+		}
+	}
+	return append(body, "]}"...)
 }
 
 // reqState is one worker's reusable request parts.
@@ -150,6 +300,17 @@ func (b *builder) fill(st *reqState, target *url.URL, op opKind, key int) *http.
 	}
 	var body []byte
 	switch {
+	case op == opBatch:
+		r.Method, r.Header, u.Path = http.MethodPost, b.jsonHeader, b.txnPath
+		body = b.batchBody(key)
+	case b.workload == WorkloadTxn:
+		r.Method, r.Header, u.Path = http.MethodPost, b.jsonHeader, b.txnPath
+		body = b.txnBody(key)
+	case (b.workload == WorkloadList || b.workload == WorkloadCount) && b.kind == KindEtcd:
+		r.Method, r.Header, u.Path = http.MethodPost, b.jsonHeader, b.prefixPath
+		body = b.prefixBody // shared, never modified
+	case b.workload == WorkloadList || b.workload == WorkloadCount:
+		r.Method, r.Header, u.Path, u.RawQuery = http.MethodGet, b.emptyHeader, b.prefixPath, b.prefixQuery
 	case b.kind == KindEtcd:
 		r.Method = http.MethodPost
 		r.Header = b.jsonHeader

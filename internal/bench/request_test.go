@@ -167,3 +167,110 @@ func TestBuilderZeroValueSize(t *testing.T) {
 		t.Fatalf("empty value: body %v, length %d", r.Body, r.ContentLength)
 	}
 }
+
+func TestPrefixEnd(t *testing.T) {
+	for in, want := range map[string]string{
+		"bench/": "bench0", "a": "b", "a\xff": "b", "\xff\xff": "\x00", "": "\x00",
+	} {
+		if got := string(prefixEnd([]byte(in))); got != want {
+			t.Errorf("prefixEnd(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// The multi-key workloads and the batched preload, raftkv: requests in the
+// shapes of docs/api.md.
+func TestBuilderRaftkvWorkloads(t *testing.T) {
+	target, _ := url.Parse("http://10.0.0.1:8000")
+	v := string(benchValue(4, 3))
+	tests := []struct {
+		name     string
+		workload string
+		batch    int
+		op       opKind
+		key      int
+		want     sent
+	}{
+		{"list", WorkloadList, 1, opRead, 5,
+			sent{"GET", "/kv/bench/?recurse&limit=1000&consistency=linearizable", "10.0.0.1:8000", "", 0, ""}},
+		{"count", WorkloadCount, 1, opRead, 5,
+			sent{"GET", "/kv/bench/?recurse&count&consistency=linearizable", "10.0.0.1:8000", "", 0, ""}},
+		{"txn on key 3 puts key 3 and 3 + 10/2", WorkloadTxn, 1, opWrite, 3,
+			sent{"POST", "/txn", "10.0.0.1:8000", "application/json", 0,
+				`{"compare":[{"key":"bench/3","target":"mod_index","op":">","mod_index":0}],"success":[` +
+					`{"op":"put","key":"bench/3","value":"` + v + `"},{"op":"put","key":"bench/8","value":"` + v + `"}]}`}},
+		{"txn wraps around", WorkloadTxn, 1, opWrite, 7,
+			sent{"POST", "/txn", "10.0.0.1:8000", "application/json", 0,
+				`{"compare":[{"key":"bench/7","target":"mod_index","op":">","mod_index":0}],"success":[` +
+					`{"op":"put","key":"bench/7","value":"` + v + `"},{"op":"put","key":"bench/2","value":"` + v + `"}]}`}},
+		{"preload batch of 4 from key 4", WorkloadKV, 4, opBatch, 4,
+			sent{"POST", "/txn", "10.0.0.1:8000", "application/json", 0,
+				`{"success":[{"op":"put","key":"bench/4","value":"` + v + `"},{"op":"put","key":"bench/5","value":"` + v + `"},` +
+					`{"op":"put","key":"bench/6","value":"` + v + `"},{"op":"put","key":"bench/7","value":"` + v + `"}]}`}},
+		{"the last preload batch is cut at the key space", WorkloadList, 4, opBatch, 8,
+			sent{"POST", "/txn", "10.0.0.1:8000", "application/json", 0,
+				`{"success":[{"op":"put","key":"bench/8","value":"` + v + `"},{"op":"put","key":"bench/9","value":"` + v + `"}]}`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{Kind: KindRaftkv, Keys: 10, ValueSize: 4, Seed: 3, Consistency: Linearizable, Prefix: "bench/",
+				Workload: tc.workload, PreloadBatch: tc.batch}
+			b := newBuilder(&cfg)
+			tc.want.length = int64(len(tc.want.body))
+			if got := capture(t, b.fill(newReqState(), target, tc.op, tc.key)); got != tc.want {
+				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			}
+			if tc.want.body != "" && !json.Valid([]byte(tc.want.body)) {
+				t.Errorf("body is not JSON: %s", tc.want.body)
+			}
+		})
+	}
+	b := newBuilder(&Config{Kind: KindRaftkv, Keys: 10, Consistency: Stale, Prefix: "p/", Workload: WorkloadList, ListLimit: 7})
+	if got := capture(t, b.fill(newReqState(), target, opRead, 0)).uri; got != "/kv/p/?recurse&limit=7&consistency=stale" {
+		t.Errorf("list with -limit 7, stale: %s", got)
+	}
+}
+
+// The same for etcd's JSON gateway: base64 keys and values, range_end for
+// the prefix, int64 fields as strings.
+func TestBuilderEtcdWorkloads(t *testing.T) {
+	target, _ := url.Parse("http://etcd:2379")
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	v := b64(string(benchValue(4, 3)))
+	put := func(k string) string { return `{"request_put":{"key":"` + b64(k) + `","value":"` + v + `"}}` }
+	tests := []struct {
+		name        string
+		workload    string
+		consistency string
+		batch       int
+		op          opKind
+		key         int
+		uri, body   string
+	}{
+		{"list", WorkloadList, Linearizable, 1, opRead, 0, "/v3/kv/range",
+			`{"key":"` + b64("bench/") + `","limit":"1000","range_end":"` + b64("bench0") + `"}`},
+		{"stale list is serializable", WorkloadList, Stale, 1, opRead, 0, "/v3/kv/range",
+			`{"key":"` + b64("bench/") + `","limit":"1000","range_end":"` + b64("bench0") + `","serializable":true}`},
+		{"count", WorkloadCount, Linearizable, 1, opRead, 0, "/v3/kv/range",
+			`{"count_only":true,"key":"` + b64("bench/") + `","range_end":"` + b64("bench0") + `"}`},
+		{"txn", WorkloadTxn, Linearizable, 1, opWrite, 1, "/v3/kv/txn",
+			`{"compare":[{"key":"` + b64("bench/1") + `","target":"MOD","result":"GREATER","mod_revision":"0"}],"success":[` +
+				put("bench/1") + `,` + put("bench/6") + `]}`},
+		{"preload batch", WorkloadKV, Linearizable, 3, opBatch, 0, "/v3/kv/txn",
+			`{"success":[` + put("bench/0") + `,` + put("bench/1") + `,` + put("bench/2") + `]}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{Kind: KindEtcd, Keys: 10, ValueSize: 4, Seed: 3, Consistency: tc.consistency, Prefix: "bench/",
+				Workload: tc.workload, PreloadBatch: tc.batch}
+			got := capture(t, newBuilder(&cfg).fill(newReqState(), target, tc.op, tc.key))
+			want := sent{"POST", tc.uri, "etcd:2379", "application/json", int64(len(tc.body)), tc.body}
+			if got != want {
+				t.Errorf("got  %+v\nwant %+v", got, want)
+			}
+			if !json.Valid([]byte(tc.body)) {
+				t.Errorf("body is not JSON: %s", tc.body)
+			}
+		})
+	}
+}

@@ -210,11 +210,16 @@ func describeOp(input, output any) string {
 }
 
 // porcupineOps converts the recorded ops (set-keyspace writes are plain
-// puts, each key its own small partition).
+// puts, each key its own small partition; bank ops become per-key ops, see
+// bankOps).
 func porcupineOps(ops []*op) []porcupine.Operation {
 	var out []porcupine.Operation
 	for _, o := range ops {
 		if o.Outcome == outcomeFail || o.Outcome == outcomeUnknown && !o.isWrite() {
+			continue
+		}
+		if o.Kind == opTxn || o.Kind == opScan {
+			out = append(out, bankOps(o)...)
 			continue
 		}
 		in := kvInput{Op: "put", Key: o.Key, Value: o.Value, HasCAS: o.HasCAS, CAS: o.CAS}
@@ -230,6 +235,56 @@ func porcupineOps(ops []*op) []porcupine.Operation {
 			ret, output = math.MaxInt64, kvOutput{Unknown: true}
 		}
 		out = append(out, porcupine.Operation{ClientId: o.Client, Input: in, Call: o.Call, Output: output, Return: ret, Metadata: o.Node})
+	}
+	return out
+}
+
+// bankOps projects a bank op (ok or unknown) onto its keys, each part an
+// op of the per-key model with the bank op's call and return:
+//   - a range read: a get of every account (absent if not listed) showing
+//     the listed value and mod_index;
+//   - a transfer whose compares held: per key, a cas put of the new
+//     balance on the mod_index the compare named (0: absent), applied at
+//     the transaction's index;
+//   - a transfer whose compares failed: the failure branch's gets;
+//   - a transfer with an unknown outcome: per key, a cas put with an
+//     unknown outcome (it may apply at any point after its call, or never).
+//
+// Soundness: the transaction is one log entry applied at one point, and a
+// range read answers from one applied state, so in a linearizable run each
+// key's projection is linearizable with every part at the op's point;
+// hence a per-key history porcupine rejects is a real violation. The
+// projection forgets that a transaction's parts apply together (an unknown
+// transfer may apply on one key and not the other, in the model), which
+// only makes the check accept more; the all-or-nothing property is what
+// checkBank's total checks. Retried attempts of a transfer share an
+// idempotency key, so the server applies the transfer at most once within
+// the whole chain's span, which is the span recorded. A transfer applied
+// but answered "compare failed" (e.g. a resend re-executed instead of
+// replayed) is caught: its failure gets read the transfer's own tagged
+// values, which no write in the history produced.
+func bankOps(o *op) []porcupine.Operation {
+	var out []porcupine.Operation
+	add := func(in kvInput, output kvOutput, ret int64) {
+		out = append(out, porcupine.Operation{ClientId: o.Client, Input: in, Call: o.Call, Output: output, Return: ret, Metadata: o.Node})
+	}
+	switch {
+	case o.Kind == opScan:
+		for _, p := range o.Bank {
+			add(kvInput{Op: "get", Key: p.Key}, kvOutput{Present: p.Present, Value: p.Value, Index: p.Index}, o.Return)
+		}
+	case o.Outcome == outcomeUnknown:
+		for _, p := range o.Bank {
+			add(kvInput{Op: "put", Key: p.Key, Value: p.Value, HasCAS: true, CAS: p.CAS}, kvOutput{Unknown: true}, math.MaxInt64)
+		}
+	case o.Succeeded:
+		for _, p := range o.Bank {
+			add(kvInput{Op: "put", Key: p.Key, Value: p.Value, HasCAS: true, CAS: p.CAS}, kvOutput{Present: true, Index: o.Index}, o.Return)
+		}
+	default:
+		for _, p := range o.Reads {
+			add(kvInput{Op: "get", Key: p.Key}, kvOutput{Present: p.Present, Value: p.Value, Index: p.Index}, o.Return)
+		}
 	}
 	return out
 }

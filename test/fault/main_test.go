@@ -22,6 +22,7 @@ var config struct {
 	scale float64
 	soak  bool
 	cas   string
+	bank  bool
 }
 
 func TestMain(m *testing.M) {
@@ -45,6 +46,7 @@ func TestMain(m *testing.M) {
 	}
 	config.soak = os.Getenv("FAULT_SOAK") == "1"
 	config.cas = os.Getenv("FAULT_CAS")
+	config.bank = os.Getenv("FAULT_BANK") != "0"
 	fmt.Printf("fault suite: seed %d (replay with FAULT_SEED=%d), duration factor %g, soak %v\n",
 		config.seed, config.seed, config.scale, config.soak)
 

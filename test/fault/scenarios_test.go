@@ -144,7 +144,11 @@ func runScenario(t *testing.T, sc scenario) {
 	t.Logf("topology %s; %s", topo.name(), res.features)
 
 	r.h = newHistory()
-	r.w = newWorkload(c, r.h, workloadOpts{clients: 6, rate: 200, keys: 8, cas: r.cas, idem: r.idem, seed: seed})
+	opts := workloadOpts{clients: 6, rate: 200, keys: 8, cas: r.cas, idem: r.idem, seed: seed}
+	if r.cas && r.idem && config.bank {
+		opts.bankClients, opts.bankRate = 3, 30
+	}
+	r.w = newWorkload(c, r.h, opts)
 	// Runs before the cluster is torn down, so the node logs still exist.
 	t.Cleanup(func() {
 		r.w.stop()
@@ -152,6 +156,11 @@ func runScenario(t *testing.T, sc scenario) {
 			r.saveArtifacts()
 		}
 	})
+	if r.w.bank != nil {
+		if err := r.w.bank.create(15 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
 	r.watchers = startWatchers(c)
 	t.Cleanup(func() {
 		for _, w := range r.watchers {
@@ -171,8 +180,15 @@ func (r *run) check() {
 	t, w := r.t, r.w
 	var problems []string
 	problems = append(problems, w.finishCounters(20*time.Second)...)
+	if w.bank != nil {
+		problems = append(problems, w.bank.finish(20*time.Second)...)
+		problems = append(problems, w.bank.problems...)
+	}
 
 	keys := slices.Clone(w.keys)
+	if w.bank != nil {
+		keys = append(keys, w.bank.keys...)
+	}
 	for _, cl := range w.counterClients() {
 		keys = append(keys, cl.ctrKey)
 	}
@@ -203,6 +219,16 @@ func (r *run) check() {
 	r.res.checkTime = took
 	if res != porcupine.Ok {
 		problems = append(problems, fmt.Sprintf("C1: porcupine says %s (checked %d ops in %v)", res, len(porcupineOps(ops)), took.Round(time.Millisecond)))
+	}
+
+	if w.bank != nil {
+		bankProblems, st := checkBank(ops)
+		problems = append(problems, bankProblems...)
+		r.res.notes = append(r.res.notes, fmt.Sprintf("bank: %d range reads checked (total %d), %d transfers: %d applied, %d compare failed, %d unknown; %d resent after an unknown outcome, %d answered as replays",
+			st.reads, bankTotal, st.transfers, st.succeeded, st.failedCompare, st.unknown, st.resent, st.replayed))
+		if st.reads == 0 || st.succeeded == 0 {
+			problems = append(problems, fmt.Sprintf("bank: the workload did not run: %d range reads, %d applied transfers", st.reads, st.succeeded))
+		}
 	}
 
 	minority, checked := checkMinority(ops, r.wins)
@@ -294,6 +320,9 @@ func (r *run) crash(victims []int, hold time.Duration) {
 		// The leader is alone: give it steps that cannot commit now but may
 		// once it is re-elected (see burstCounters).
 		r.w.burstCounters(r.c.Nodes[l], 12)
+		if r.w.bank != nil {
+			r.w.bank.burst(r.c.Nodes[l], 6)
+		}
 	}
 	r.sleep(hold)
 	var survivors []int

@@ -256,15 +256,28 @@ func (r *run) checkWatchers(ws []*feedWatcher) []string {
 		if !o.isWrite() || o.Outcome != outcomeOK || o.CASFailed || o.Index == 0 || (o.Kind == opDel && !o.Present) {
 			continue
 		}
-		e, ok := at[fmt.Sprintf("%d/%s", o.Index, o.Key)]
-		want := "put"
-		if o.Kind == opDel {
-			want = "delete"
+		// A write of one key, or a bank transaction's puts (when its
+		// compares held), all at the transaction's index.
+		type change struct{ key, want, value string }
+		var changes []change
+		switch {
+		case o.Kind == opTxn && !o.Succeeded:
+		case o.Kind == opTxn:
+			for _, p := range o.Bank {
+				changes = append(changes, change{p.Key, "put", p.Value})
+			}
+		case o.Kind == opDel:
+			changes = append(changes, change{o.Key, "delete", ""})
+		default:
+			changes = append(changes, change{o.Key, "put", o.Value})
 		}
-		if !ok || e.Type != want || (want == "put" && o.Value != "" && e.Value != o.Value) {
-			missing++
-			if missing <= 5 {
-				problems = append(problems, fmt.Sprintf("W3: acknowledged %s not in the feed as %s (found %v)", opString(o), want, e))
+		for _, c := range changes {
+			e, ok := at[fmt.Sprintf("%d/%s", o.Index, c.key)]
+			if !ok || e.Type != c.want || (c.want == "put" && c.value != "" && e.Value != c.value) {
+				missing++
+				if missing <= 5 {
+					problems = append(problems, fmt.Sprintf("W3: acknowledged %s not in the feed as %s of %s (found %v)", opString(o), c.want, c.key, e))
+				}
 			}
 		}
 	}

@@ -75,9 +75,16 @@ type op struct {
 	Out       string `json:"out,omitempty"`        // get: the value read
 	Index     uint64 `json:"index,omitempty"`      // write: its index; get: mod_index; cas failure: current mod_index
 	CASFailed bool   `json:"cas_failed,omitempty"` // 409 cas_failed
+
+	// Bank ops (see bank_test.go). txn: the parts it compares and puts,
+	// Succeeded (which branch ran) and, for a failed compare, Reads (what
+	// the failure branch's gets read); scan: the accounts read.
+	Bank      []bankPart `json:"bank,omitempty"`
+	Succeeded bool       `json:"succeeded,omitempty"`
+	Reads     []bankPart `json:"reads,omitempty"`
 }
 
-func (o *op) isWrite() bool { return o.Kind != opGet }
+func (o *op) isWrite() bool { return o.Kind != opGet && o.Kind != opScan }
 
 // history collects ops with timestamps on one monotonic clock.
 type history struct {
@@ -110,6 +117,10 @@ type workloadOpts struct {
 	cas     bool    // cas ops on register keys, and the counters
 	idem    bool    // idempotency keys on some writes, and the counters
 	seed    uint64
+	// The bank workload (bank_test.go): bankClients clients (0: none)
+	// taking bankRate steps per second in total.
+	bankClients int
+	bankRate    float64
 }
 
 // workload runs pinned clients against a cluster until stopped.
@@ -130,6 +141,7 @@ type workload struct {
 	present map[string]bool
 	bursts  int       // clients made by the burst helpers so far
 	extra   []*client // counter clients made by burstCounters
+	bank    *bank     // nil without bank clients
 }
 
 func newWorkload(c *cluster, h *history, opts workloadOpts) *workload {
@@ -143,6 +155,9 @@ func newWorkload(c *cluster, h *history, opts workloadOpts) *workload {
 	}
 	w.probe = w.newClient(opts.clients, c.Nodes[0])
 	w.checker = w.newClient(opts.clients+1, c.Nodes[0])
+	if opts.bankClients > 0 {
+		w.bank = newBank(w, opts.bankClients)
+	}
 	return w
 }
 
@@ -156,6 +171,9 @@ func (w *workload) start() {
 			defer w.wg.Done()
 			cl.loop(interval)
 		}()
+	}
+	if w.bank != nil {
+		w.bank.start(time.Duration(float64(time.Second) * float64(w.opts.bankClients) / w.opts.bankRate))
 	}
 }
 
@@ -501,7 +519,7 @@ func (a attempt) classify(kind string) outcome {
 	case a.status == http.StatusConflict && a.code == "cas_failed" && a.hasCAS(kind):
 		return outcomeOK
 	case a.status == http.StatusBadGateway, a.status == http.StatusGatewayTimeout:
-		if kind == opGet {
+		if kind == opGet || kind == opScan {
 			return outcomeFail // a read that failed changed nothing
 		}
 		return outcomeUnknown
