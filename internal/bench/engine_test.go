@@ -468,7 +468,7 @@ func TestIsNotFound(t *testing.T) {
 		{KindEtcd, opWrite, 200, `{"header":{}}`, false},
 	}
 	for _, tc := range tests {
-		w := &worker{kind: tc.kind}
+		w := &worker{kind: tc.kind, b: &builder{kind: tc.kind, workload: WorkloadKV}}
 		if got := w.isNotFound(tc.op, tc.status, []byte(tc.body)); got != tc.want {
 			t.Errorf("%s %s %d %s: %v, want %v", tc.kind, tc.op, tc.status, tc.body, got, tc.want)
 		}
