@@ -209,19 +209,7 @@ func (b *bank) start(interval time.Duration) {
 		b.w.wg.Add(1)
 		go func() {
 			defer b.w.wg.Done()
-			next := time.Now().Add(time.Duration(cl.rng.Int64N(int64(interval))))
-			for {
-				select {
-				case <-b.w.stopCh:
-					return
-				case <-time.After(time.Until(next)):
-				}
-				next = next.Add(interval)
-				if now := time.Now(); next.Before(now) {
-					next = now
-				}
-				cl.step()
-			}
+			b.w.every(cl.rng, interval, cl.step)
 		}()
 	}
 }

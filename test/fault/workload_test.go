@@ -232,18 +232,27 @@ func (w *workload) newClient(id int, n *proc.Node) *client {
 	}
 }
 
-func (cl *client) loop(interval time.Duration) {
-	next := time.Now().Add(time.Duration(cl.rng.Int64N(int64(interval))))
+// every calls step once per interval, from a random offset inside the
+// first, until the workload stops. A slow step does not cause a burst
+// afterwards.
+func (w *workload) every(rng *rand.Rand, interval time.Duration, step func()) {
+	next := time.Now().Add(time.Duration(rng.Int64N(int64(interval))))
 	for {
 		select {
-		case <-cl.w.stopCh:
+		case <-w.stopCh:
 			return
 		case <-time.After(time.Until(next)):
 		}
 		next = next.Add(interval)
 		if now := time.Now(); next.Before(now) {
-			next = now // a slow op does not cause a burst afterwards
+			next = now
 		}
+		step()
+	}
+}
+
+func (cl *client) loop(interval time.Duration) {
+	cl.w.every(cl.rng, interval, func() {
 		switch r := cl.rng.Float64(); {
 		case r < 0.08:
 			cl.setAdd(cl.node)
@@ -252,7 +261,7 @@ func (cl *client) loop(interval time.Duration) {
 		default:
 			cl.registerOp()
 		}
-	}
+	})
 }
 
 // registerOp: ~45% get, ~35% put, ~10% cas, ~10% delete on a random
