@@ -38,9 +38,6 @@ func appendHistEvents(b []byte, hist []snapHist) []byte {
 	if len(hist) == 0 {
 		return b
 	}
-	str := func(b []byte, s string) []byte {
-		return append(binary.AppendUvarint(b, uint64(len(s))), s...)
-	}
 	for _, e := range hist[0].events {
 		size := uint64(e.size)
 		if size == 0 {

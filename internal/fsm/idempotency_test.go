@@ -100,9 +100,6 @@ func TestRequestDigestLayout(t *testing.T) {
 // documented layout: version 2 or 3 records have no digest, versions
 // before 5 no transaction outcome.
 func buildSnapRequests(version byte, applied uint64, reqs []requestEntry, entries []Entry, hist ...snapHist) []byte {
-	str := func(b []byte, s string) []byte {
-		return append(binary.AppendUvarint(b, uint64(len(s))), s...)
-	}
 	b := append([]byte("RAFTKVSN"), version)
 	b = binary.AppendUvarint(b, applied)
 	b = binary.AppendUvarint(b, 0) // nodes
@@ -125,17 +122,7 @@ func buildSnapRequests(version byte, applied uint64, reqs []requestEntry, entrie
 		}
 	}
 	b = appendHistEvents(b, hist)
-	for _, e := range entries {
-		b = str(append(b, 'K'), e.Key)
-		b = str(b, e.Value)
-		b = binary.AppendUvarint(b, e.CreateIndex)
-		b = binary.AppendUvarint(b, e.ModIndex)
-	}
-	if version >= snapshotLeases {
-		b = append(b, 0, 0) // no leases, no attachments
-	}
-	sum := crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli))
-	return binary.BigEndian.AppendUint32(append(b, 'E'), sum)
+	return appendSnapTail(b, version, entries)
 }
 
 // TestRequestRecordsFromOldSnapshots: version 2 and 3 snapshots with

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"hash/crc32"
 	"slices"
 	"testing"
 
@@ -22,9 +21,6 @@ func dropLog(index uint64, id string) *raft.Log {
 // buildSnapMarks is buildSnap for version 3 or later (no requests) with
 // promotion marks, written from the documented layout.
 func buildSnapMarks(version byte, applied uint64, nodes [][2]string, promote []string, entries []Entry, hist ...snapHist) []byte {
-	str := func(b []byte, s string) []byte {
-		return append(binary.AppendUvarint(b, uint64(len(s))), s...)
-	}
 	b := append([]byte("RAFTKVSN"), version)
 	b = binary.AppendUvarint(b, applied)
 	b = binary.AppendUvarint(b, uint64(len(nodes)))
@@ -40,17 +36,7 @@ func buildSnapMarks(version byte, applied uint64, nodes [][2]string, promote []s
 		b = str(append(b, 'P'), id)
 	}
 	b = appendHistEvents(b, hist)
-	for _, e := range entries {
-		b = str(append(b, 'K'), e.Key)
-		b = str(b, e.Value)
-		b = binary.AppendUvarint(b, e.CreateIndex)
-		b = binary.AppendUvarint(b, e.ModIndex)
-	}
-	if version >= snapshotLeases {
-		b = append(b, 0, 0) // no leases, no attachments
-	}
-	sum := crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli))
-	return binary.BigEndian.AppendUint32(append(b, 'E'), sum)
+	return appendSnapTail(b, version, entries)
 }
 
 func TestPromotionMarksApply(t *testing.T) {

@@ -90,9 +90,6 @@ func restoreNew(t testing.TB, b []byte) *FSM {
 // buildSnap encodes a snapshot by hand from the documented layout, with a
 // valid checksum, so tests can express streams writeSnapshot never makes.
 func buildSnap(version byte, applied uint64, nodes [][2]string, entries []Entry, hist ...snapHist) []byte {
-	str := func(b []byte, s string) []byte {
-		return append(binary.AppendUvarint(b, uint64(len(s))), s...)
-	}
 	b := []byte("RAFTKVSN")
 	b = append(b, version)
 	b = binary.AppendUvarint(b, applied)
@@ -110,17 +107,7 @@ func buildSnap(version byte, applied uint64, nodes [][2]string, entries []Entry,
 		b = str(b, n[1])
 	}
 	b = appendHistEvents(b, hist)
-	for _, e := range entries {
-		b = str(append(b, 'K'), e.Key)
-		b = str(b, e.Value)
-		b = binary.AppendUvarint(b, e.CreateIndex)
-		b = binary.AppendUvarint(b, e.ModIndex)
-	}
-	if version >= snapshotLeases {
-		b = append(b, 0, 0) // no leases, no attachments
-	}
-	sum := crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli))
-	return binary.BigEndian.AppendUint32(append(b, 'E'), sum)
+	return appendSnapTail(b, version, entries)
 }
 
 // smallFSM holds a little of everything: nodes, an empty value, overwrites.
@@ -491,4 +478,26 @@ func TestRestoreCorrupt(t *testing.T) {
 	restoreNew(t, buildSnap(snapshotVersion, 2, nil, entries))
 	restoreNew(t, buildSnap(1, 2, nil, entries)) // version 1 still reads
 	restoreNew(t, buildSnap(2, 2, nil, entries)) // version 2 still reads
+}
+
+// appendSnapTail ends a hand-built snapshot of the given version: the key
+// records, no leases (from the lease version on), and the checksummed
+// trailer.
+func appendSnapTail(b []byte, version byte, entries []Entry) []byte {
+	for _, e := range entries {
+		b = str(append(b, 'K'), e.Key)
+		b = str(b, e.Value)
+		b = binary.AppendUvarint(b, e.CreateIndex)
+		b = binary.AppendUvarint(b, e.ModIndex)
+	}
+	if version >= snapshotLeases {
+		b = append(b, 0, 0) // no leases, no attachments
+	}
+	sum := crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli))
+	return binary.BigEndian.AppendUint32(append(b, 'E'), sum)
+}
+
+// str appends a length-prefixed string, as snapshot records write one.
+func str(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
 }
