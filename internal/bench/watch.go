@@ -474,9 +474,14 @@ func settled(window []int64) bool {
 // (settled) or limit passes, and returns the last reading: per process
 // and summed, whether it settled, and how long it took.
 func SettleRSS(ctx context.Context, read func() ([]int64, int64, error), limit time.Duration) (each []int64, sum int64, ok bool, took time.Duration, err error) {
+	return settleRSS(ctx, read, limit, settleEvery)
+}
+
+// settleRSS is SettleRSS reading every `every` (tests: faster).
+func settleRSS(ctx context.Context, read func() ([]int64, int64, error), limit, every time.Duration) (each []int64, sum int64, ok bool, took time.Duration, err error) {
 	start := time.Now()
 	var sums []int64
-	tick := time.NewTicker(settleEvery)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for i := 0; ; i++ {
 		if each, sum, err = read(); err != nil {
@@ -486,7 +491,7 @@ func SettleRSS(ctx context.Context, read func() ([]int64, int64, error), limit t
 		if settled(sums) {
 			return each, sum, true, time.Since(start), nil
 		}
-		if time.Since(start) >= limit || i >= int(limit/settleEvery)+1 {
+		if time.Since(start) >= limit || i >= int(limit/every)+1 {
 			return each, sum, false, time.Since(start), nil
 		}
 		select {
