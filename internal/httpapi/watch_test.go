@@ -407,3 +407,48 @@ func TestBlockingListing(t *testing.T) {
 		}
 	}
 }
+
+// TestFrameCache: every stream sends an event's frame as the per-stream
+// encoding would write it; the second stream to send it gets the stored
+// frame; an event at a position whose slot holds another event, or one
+// too large to keep, is encoded afresh.
+func TestFrameCache(t *testing.T) {
+	var c frameCache
+	evs := []fsm.Event{
+		{Pos: fsm.Pos{Index: 42}, Type: fsm.EventPut, Key: "app/a", Value: "1", CreateIndex: 42, ModIndex: 42},
+		{Pos: fsm.Pos{Index: 57, Seq: 3}, Type: fsm.EventDelete, Key: "app/\xff", CreateIndex: 1, ModIndex: 57, PrevModIndex: 9},
+		{Pos: fsm.Pos{Index: 58}, Type: fsm.EventExpire, Key: "t", CreateIndex: 2, ModIndex: 58, PrevModIndex: 2},
+	}
+	for i := range evs {
+		e := &evs[i]
+		want := fmt.Sprintf("id: %s\nevent: %s\ndata: %s\n\n", e.Pos, e.Type, appendEventJSON(nil, e))
+		first := c.frame(e)
+		copyEv := *e
+		second := c.frame(&copyEv)
+		if string(first) != want || string(second) != want {
+			t.Fatalf("frame of %+v:\n%q\n%q\nwant %q", e, first, second, want)
+		}
+		if &first[0] != &second[0] {
+			t.Errorf("%s: the second stream encoded the frame again", e.Pos)
+		}
+	}
+	// The same position, another event (never in one process's life, but
+	// a hit must match the whole event): its own frame, and it replaces
+	// the slot.
+	other := evs[0]
+	other.Key, other.Value = "app/b", "2"
+	if got := string(c.frame(&other)); !strings.Contains(got, `"key":"app/b","value":"2"`) {
+		t.Errorf("another event at 42.0: %q", got)
+	}
+	if got := string(c.frame(&evs[0])); !strings.Contains(got, `"key":"app/a","value":"1"`) {
+		t.Errorf("the first event at 42.0 again: %q", got)
+	}
+	big := fsm.Event{Pos: fsm.Pos{Index: 99}, Type: fsm.EventPut, Key: "big", Value: strings.Repeat("v", frameCacheMaxBytes), ModIndex: 99}
+	a, b := c.frame(&big), c.frame(&big)
+	if string(a) != string(b) || !strings.HasSuffix(string(a), "\n\n") || &a[0] == &b[0] {
+		t.Errorf("a frame over %d bytes: kept (%v) or wrong", frameCacheMaxBytes, &a[0] == &b[0])
+	}
+	if c.slots[(99*16)%frameCacheSlots].Load() != nil {
+		t.Error("a frame over the size bound is stored")
+	}
+}
