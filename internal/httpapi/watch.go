@@ -24,8 +24,12 @@ const HeaderLastEventID = "Last-Event-ID"
 const DefaultWatchProgress = 5 * time.Second
 
 // streamWriteTimeout bounds one write of a stream (a batch of events, a
-// progress event): a client that takes longer to accept it is cut.
-const streamWriteTimeout = 30 * time.Second
+// progress event): a client that takes longer to accept it is cut, after
+// at most streamWriteTimeout + deadlineSlack (sseWriter.flush).
+const (
+	streamWriteTimeout = 30 * time.Second
+	deadlineSlack      = time.Second
+)
 
 // Errors of the change feed.
 var (
@@ -183,6 +187,8 @@ type sseWriter struct {
 	buf    bytes.Buffer
 	enc    *json.Encoder
 	frames *frameCache // nil: encode every event here
+	// deadline is the write deadline last set.
+	deadline time.Time
 }
 
 func (st *sseWriter) json(v any) {
@@ -302,9 +308,16 @@ func (st *sseWriter) comment(text string) {
 	st.buf.WriteString("\n\n")
 }
 
-// flush sends what is buffered; false once the client is gone.
+// flush sends what is buffered; false once the client is gone. The write
+// deadline is pushed forward only when less than streamWriteTimeout of it
+// is left, to streamWriteTimeout + deadlineSlack from now, so each write
+// still has between the two, and a busy stream (one send per event per
+// watcher) does not re-arm a timer on every send.
 func (st *sseWriter) flush() bool {
-	_ = st.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+	if now := time.Now(); st.deadline.Sub(now) < streamWriteTimeout {
+		st.deadline = now.Add(streamWriteTimeout + deadlineSlack)
+		_ = st.rc.SetWriteDeadline(st.deadline)
+	}
 	_, err := st.w.Write(st.buf.Bytes())
 	st.buf.Reset()
 	if err == nil {

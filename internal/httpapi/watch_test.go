@@ -452,3 +452,44 @@ func TestFrameCache(t *testing.T) {
 		t.Error("a frame over the size bound is stored")
 	}
 }
+
+// deadlineRecorder records the write deadlines a stream sets.
+type deadlineRecorder struct {
+	httptest.ResponseRecorder
+	deadlines []time.Time
+}
+
+func (d *deadlineRecorder) SetWriteDeadline(t time.Time) error {
+	d.deadlines = append(d.deadlines, t)
+	return nil
+}
+
+// TestStreamWriteDeadline: a stream's sends push the write deadline
+// forward only when less than streamWriteTimeout of it is left, so every
+// send has 30 to 31 s, and a thousand quick sends set it once.
+func TestStreamWriteDeadline(t *testing.T) {
+	d := &deadlineRecorder{ResponseRecorder: *httptest.NewRecorder()}
+	st := sseWriter{w: d, rc: http.NewResponseController(d)}
+	start := time.Now()
+	for range 1000 {
+		st.comment("keep-alive")
+		if !st.flush() {
+			t.Fatal("flush failed")
+		}
+	}
+	if len(d.deadlines) != 1 || d.deadlines[0].Before(start.Add(streamWriteTimeout+deadlineSlack)) {
+		t.Fatalf("deadlines set by 1,000 quick sends: %v, want one, ≥ %s from the start", d.deadlines, streamWriteTimeout+deadlineSlack)
+	}
+	// Once less than streamWriteTimeout is left (as if 1.5 s passed), the
+	// next send re-arms it.
+	st.deadline = time.Now().Add(streamWriteTimeout - 500*time.Millisecond)
+	before := time.Now()
+	st.comment("keep-alive")
+	st.flush()
+	if len(d.deadlines) != 2 || d.deadlines[1].Before(before.Add(streamWriteTimeout+deadlineSlack)) {
+		t.Fatalf("deadlines: %v, want a second one ≥ %s after the send", d.deadlines, streamWriteTimeout+deadlineSlack)
+	}
+	if got := strings.Count(d.Body.String(), ": keep-alive\n\n"); got != 1001 {
+		t.Errorf("%d comments sent, want 1001", got)
+	}
+}
