@@ -743,6 +743,7 @@ def load(s):
                     "p50": lat["p50"], "p99": lat["p99"], "kib": j["kib_per_idle_watcher"] if j.get("pids") else None,
                     "settled": j["rss_settled"], "drain": j["drain_ms"], "complete": j["complete"],
                     "srv": res["server_cpu_s"] / res["wall_s"], "gen": j["cpu_seconds"] / res["wall_s"], "load": res["load"],
+                    "cpu_kev": 1e6 * res["server_cpu_s"] / j["events"] if j["events"] else None,
                     "failed": j.get("failure") if j.get("failed") else None, "problems": j.get("problems") or []})
     return out
 
@@ -768,6 +769,7 @@ print(f"| puts acknowledged per second meanwhile | {f(med(a, 'wr'), ',.0f')} | {
 print(f"| put acknowledged → event received, p50 / p99 ms | {f(med(a, 'p50'), '.2f')} / {f(med(a, 'p99'), '.2f')} | {f(med(b, 'p50'), '.2f')} / {f(med(b, 'p99'), '.2f')} | p99 {ratio(med(b, 'p99'), med(a, 'p99'), False)} lower |")
 print(f"| last event received after the writes ended, ms | {f(med(a, 'drain'), ',.0f')} | {f(med(b, 'drain'), ',.0f')} | |")
 print(f"| memory per idle watcher, KiB (all nodes' RSS) | {f(med(a, 'kib'), '.1f')} | {f(med(b, 'kib'), '.1f')} | {ratio(med(b, 'kib'), med(a, 'kib'), False)} less |")
+print(f"| server CPU per 1,000 events delivered, ms (all nodes, the whole run) | {f(med(a, 'cpu_kev'), '.1f')} | {f(med(b, 'cpu_kev'), '.1f')} | {ratio(med(b, 'cpu_kev'), med(a, 'cpu_kev'), False)} less |")
 print(f"| server CPU / generator CPU, cores of {cores} (over each whole run, settles included) | {f(med(a, 'srv'), '.2f')} / {f(med(a, 'gen'), '.2f')} | {f(med(b, 'srv'), '.2f')} / {f(med(b, 'gen'), '.2f')} | |")
 print()
 print("Per run (events/s while writing, writes/s, put → event p50 / p99 ms, KiB per idle watcher, every event to every watcher, load after):")
