@@ -32,7 +32,8 @@
 #                every acknowledged put exactly once in order (a run that
 #                loses one fails), and memory per idle watcher (the nodes'
 #                summed VmRSS with the watchers idle minus with none, each
-#                read once it settled, / watchers). Alternating raftkv and
+#                read once it settled, / watchers; round 1 only, on the
+#                fresh clusters). Alternating raftkv and
 #                etcd, BENCH_ROUNDS rounds, medians; prints the table rows
 #                ready to paste into BENCHMARKS.md, with the load average
 #   --quick      2 s runs, one round: checks the script; numbers are rough
@@ -669,8 +670,9 @@ except ValueError:
     print("no result")
     sys.exit()
 lat = j["event_latency"]
-line = (f"{j['events_per_s']:,.0f} events/s, {j['writes_per_s']:,.0f} writes/s, ack→event p50 {lat['p50']:.2f} / p99 {lat['p99']:.2f} ms, "
-        f"{j['kib_per_idle_watcher']:.1f} KiB per idle watcher, complete {j['complete']}")
+line = (f"{j['events_per_s']:,.0f} events/s, {j['writes_per_s']:,.0f} writes/s, ack→event p50 {lat['p50']:.2f} / p99 {lat['p99']:.2f} ms "
+        f"(p99 by node: {' / '.join(format(l['p99'], '.0f') for l in j.get('event_latency_by_target') or [])}), "
+        + (f"{j['kib_per_idle_watcher']:.1f} KiB per idle watcher, " if j.get("pids") else "") + f"complete {j['complete']}")
 if j.get("failed"):
     line += f"; FAILED: {j['failure']}"
 print(line)
@@ -701,9 +703,14 @@ watchbench() {
 			c0=$(cpu_ticks "${procs[@]}") t0=$(now_ns)
 			# Progress lines go to runs/NAME.err. A new prefix per round:
 			# no watcher sees an earlier round's keys.
+			# Memory per idle watcher only in round 1, on the fresh
+			# clusters: after a round of writes the servers' heaps hold
+			# that round's garbage and history, and the difference
+			# measures the collector, not the watchers.
+			local pids=""
+			if ((round == 1)); then pids=$(IFS=,; echo "${procs[*]}"); fi
 			generate "$out/runs/$name.json" "$out/runs/$name.err" -workload watch -target-kind "$kind" -targets "$urls" \
-				-watchers "$watchers" -c 16 -d "$duration" -prefix "watch$round/" -json -progress=true \
-				-pids "$(IFS=,; echo "${procs[*]}")" || rc=$?
+				-watchers "$watchers" -c 16 -d "$duration" -prefix "watch$round/" -json -progress=true -pids "$pids" || rc=$?
 			t1=$(now_ns) c1=$(cpu_ticks "${procs[@]}")
 			all_alive "${procs[@]}"
 			printf '{"rc":%d,"wall_s":%d.%03d,"server_cpu_s":%d.%02d,"load":"%s"}\n' "$rc" \
@@ -741,6 +748,7 @@ def load(s):
         lat = j["event_latency"]
         out.append({"round": r, "ev": j["events_per_s"], "ev_all": j["events_per_s_with_drain"], "wr": j["writes_per_s"],
                     "p50": lat["p50"], "p99": lat["p99"], "kib": j["kib_per_idle_watcher"] if j.get("pids") else None,
+                    "p99_nodes": " / ".join(format(l["p99"], ".0f") for l in j.get("event_latency_by_target") or []),
                     "settled": j["rss_settled"], "drain": j["drain_ms"], "complete": j["complete"],
                     "srv": res["server_cpu_s"] / res["wall_s"], "gen": j["cpu_seconds"] / res["wall_s"], "load": res["load"],
                     "cpu_kev": 1e6 * res["server_cpu_s"] / j["events"] if j["events"] else None,
@@ -768,11 +776,11 @@ print(f"| the same, counted to the last delivery (writing + drain) | {f(med(a, '
 print(f"| puts acknowledged per second meanwhile | {f(med(a, 'wr'), ',.0f')} | {f(med(b, 'wr'), ',.0f')} | {ratio(med(a, 'wr'), med(b, 'wr'), False)} |")
 print(f"| put acknowledged → event received, p50 / p99 ms | {f(med(a, 'p50'), '.2f')} / {f(med(a, 'p99'), '.2f')} | {f(med(b, 'p50'), '.2f')} / {f(med(b, 'p99'), '.2f')} | p99 {ratio(med(b, 'p99'), med(a, 'p99'), False)} lower |")
 print(f"| last event received after the writes ended, ms | {f(med(a, 'drain'), ',.0f')} | {f(med(b, 'drain'), ',.0f')} | |")
-print(f"| memory per idle watcher, KiB (all nodes' RSS) | {f(med(a, 'kib'), '.1f')} | {f(med(b, 'kib'), '.1f')} | {ratio(med(b, 'kib'), med(a, 'kib'), False)} less |")
+print(f"| memory per idle watcher, KiB (all nodes' RSS; round 1, fresh clusters) | {f(med(a, 'kib'), '.1f')} | {f(med(b, 'kib'), '.1f')} | {ratio(med(b, 'kib'), med(a, 'kib'), False)} less |")
 print(f"| server CPU per 1,000 events delivered, ms (all nodes, the whole run) | {f(med(a, 'cpu_kev'), '.1f')} | {f(med(b, 'cpu_kev'), '.1f')} | {ratio(med(b, 'cpu_kev'), med(a, 'cpu_kev'), False)} less |")
 print(f"| server CPU / generator CPU, cores of {cores} (over each whole run, settles included) | {f(med(a, 'srv'), '.2f')} / {f(med(a, 'gen'), '.2f')} | {f(med(b, 'srv'), '.2f')} / {f(med(b, 'gen'), '.2f')} | |")
 print()
-print("Per run (events/s while writing, writes/s, put → event p50 / p99 ms, KiB per idle watcher, every event to every watcher, load after):")
+print("Per run (events/s while writing, writes/s, put → event p50 / p99 ms and the p99 of each node's watchers, KiB per idle watcher, every event to every watcher, load after):")
 print()
 for s in systems:
     for r in data[s]:
@@ -780,7 +788,7 @@ for s in systems:
             print(f"- {s} r{r['round']}: {r['failed']}")
             continue
         mem = "—" if r["kib"] is None else f"{r['kib']:.1f}" + ("" if r["settled"] else " (memory NOT settled)")
-        print(f"- {s} r{r['round']}: {r['ev']:,.0f}, {r['wr']:,.0f}, {r['p50']:.2f} / {r['p99']:.2f}, {mem}, "
+        print(f"- {s} r{r['round']}: {r['ev']:,.0f}, {r['wr']:,.0f}, {r['p50']:.2f} / {r['p99']:.2f} (nodes {r['p99_nodes']}), {mem}, "
               f"{'complete' if r['complete'] else 'INCOMPLETE'}, load {r['load']}" + (f"; FAILED: {r['failed']}" if r.get("failed") else ""))
         for p in r["problems"][:3]:
             print(f"  - {p}")

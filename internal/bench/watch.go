@@ -173,9 +173,12 @@ type WatchResult struct {
 	// writer) to its event's arrival at a watcher, one sample per
 	// (watcher, event), ms. Early counts events that arrived before their
 	// put's answer was read (recorded as 0).
-	Latency    Latency `json:"event_latency"`
-	Early      int64   `json:"early_events"`
-	Unresolved int64   `json:"unresolved_events"` // no latency sample: matched no acknowledged put
+	Latency Latency `json:"event_latency"`
+	// LatencyByTarget is Latency of the watchers on each target, in
+	// Targets order (a follower delivers an event when it applies it).
+	LatencyByTarget []Latency `json:"event_latency_by_target"`
+	Early           int64     `json:"early_events"`
+	Unresolved      int64     `json:"unresolved_events"` // no latency sample: matched no acknowledged put
 
 	// Memory, when Pids were given: the servers' summed VmRSS with no
 	// watcher (Before) and with every watcher open and idle (Idle), each
@@ -232,13 +235,15 @@ func (a *ackTable) get(idx uint64) int64 {
 }
 
 // latShards are the event-latency histograms, a few watchers per shard
-// (a Histogram is ~60 KB: one per watcher would cost 60 MB).
+// (a Histogram is ~60 KB: one per watcher would cost 60 MB), and
+// latShardsPerTarget shards for the watchers of each target, so latency
+// is also reported per node.
 type latShards struct {
 	mu sync.Mutex
 	h  Histogram
 }
 
-const numLatShards = 16
+const latShardsPerTarget = 8
 
 // maxPending bounds the events a watcher keeps for matching later (those
 // that arrived before their put's answer was read).
@@ -273,7 +278,14 @@ type watchRun struct {
 	cfg      *WatchConfig
 	acks     atomic.Pointer[ackTable]
 	windowNs atomic.Int64 // events received before this count as in the window
-	lat      [numLatShards]latShards
+	targets  int          // streams are on target id % targets
+	lat      []latShards  // latShardsPerTarget per target, in target order
+}
+
+func newWatchRun(cfg *WatchConfig, targets int) *watchRun {
+	r := &watchRun{cfg: cfg, targets: targets, lat: make([]latShards, targets*latShardsPerTarget)}
+	r.windowNs.Store(1<<63 - 1)
+	return r
 }
 
 func (s *stream) record(r *watchRun, idx uint64, recv int64) error {
@@ -308,7 +320,7 @@ func (s *stream) sample(r *watchRun, d int64) {
 		s.early++
 		d = 0
 	}
-	sh := &r.lat[s.id%numLatShards]
+	sh := &r.lat[(s.id%r.targets)*latShardsPerTarget+(s.id/r.targets)%latShardsPerTarget]
 	sh.mu.Lock()
 	sh.h.Record(time.Duration(d))
 	sh.mu.Unlock()
@@ -550,8 +562,7 @@ func RunWatch(ctx context.Context, cfg WatchConfig) (*WatchResult, error) {
 	}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
-	r := &watchRun{cfg: &cfg}
-	r.windowNs.Store(1<<63 - 1)
+	r := newWatchRun(&cfg, len(targets))
 	sctx, stopStreams := context.WithCancel(ctx)
 	defer stopStreams()
 
@@ -812,8 +823,13 @@ func RunWatch(ctx context.Context, cfg WatchConfig) (*WatchResult, error) {
 		}
 	}
 	var lat Histogram
-	for i := range r.lat {
-		lat.Merge(&r.lat[i].h)
+	for t := range targets {
+		var h Histogram
+		for i := range latShardsPerTarget {
+			h.Merge(&r.lat[t*latShardsPerTarget+i].h)
+		}
+		res.LatencyByTarget = append(res.LatencyByTarget, summarize(&h))
+		lat.Merge(&h)
 	}
 	res.Latency = summarize(&lat)
 	if res.WriteSeconds > 0 {
@@ -856,6 +872,11 @@ func (r *WatchResult) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "events       %.0f/s delivered while writing (%d); %d in all, %.0f/s with the drain of %.0f ms\n", r.EventsPerSec, r.EventsInWindow, r.Events, r.EventsPerSecAll, r.DrainMs)
 	fmt.Fprintf(&b, "ack → event  p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms (%d samples, %d before the ack, %d unmatched)\n",
 		r.Latency.P50, r.Latency.P99, r.Latency.P999, r.Latency.Max, r.Latency.Count, r.Early, r.Unresolved)
+	for i, l := range r.LatencyByTarget {
+		if len(r.LatencyByTarget) > 1 && i < len(r.Targets) {
+			fmt.Fprintf(&b, "  watchers on %s: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", r.Targets[i], l.P50, l.P99, l.Max)
+		}
+	}
 	if len(r.Pids) > 0 {
 		fmt.Fprintf(&b, "memory       %.1f KiB per idle watcher (RSS %v → %v KiB%s)\n", r.PerWatcherKiB, r.RSSBeforeKiB, r.RSSIdleKiB, map[bool]string{true: "", false: ", NOT settled"}[r.RSSSettled])
 	}

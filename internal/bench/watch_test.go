@@ -188,10 +188,10 @@ func TestAckTableAndRecord(t *testing.T) {
 		}
 	}
 
-	r := &watchRun{}
+	r := newWatchRun(&WatchConfig{}, 2)
 	r.windowNs.Store(1000)
 	r.acks.Store(a)
-	s := &stream{id: 3}
+	s := &stream{id: 3} // target 1, its shard 1
 	for _, e := range []struct {
 		idx  uint64
 		recv int64
@@ -206,13 +206,13 @@ func TestAckTableAndRecord(t *testing.T) {
 		s.hash != mix64(101)+mix64(102)+mix64(104) || s.last.Load() != 104 {
 		t.Errorf("stream after 3 events: count %d, in window %d, pending %v, last %d", s.count.Load(), s.inWindow, s.pending, s.last.Load())
 	}
-	if h := &r.lat[3].h; h.Count() != 2 || h.Min() != 2 || h.Max() != 1992 {
+	if h := &r.lat[latShardsPerTarget+1].h; h.Count() != 2 || h.Min() != 2 || h.Max() != 1992 {
 		t.Errorf("latency samples: %d, min %s, max %s; want 2: 2ns and 1992ns", h.Count(), h.Min(), h.Max())
 	}
 	// An event before its put's answer counts as early, latency 0.
 	a.put(106, 3000)
-	if err := s.record(r, 106, 2500); err != nil || s.early != 1 || r.lat[3].h.Min() != 0 {
-		t.Errorf("early event: err %v, early %d, min %s", err, s.early, r.lat[3].h.Min())
+	if err := s.record(r, 106, 2500); err != nil || s.early != 1 || r.lat[latShardsPerTarget+1].h.Min() != 0 {
+		t.Errorf("early event: err %v, early %d, min %s", err, s.early, r.lat[latShardsPerTarget+1].h.Min())
 	}
 	for _, idx := range []uint64{106, 105} {
 		if err := s.record(r, idx, 3000); err == nil || !strings.Contains(err.Error(), "repeated or out of order") {
@@ -332,6 +332,10 @@ func TestRunWatchFake(t *testing.T) {
 					t.Errorf("dropped event: failed %v (%s), complete %v, incomplete %d, problems %q, events %d of %d",
 						res.Failed, res.Failure, res.Complete, res.Incomplete, res.Problems, res.Events, res.Writes*int64(cfg.Watchers))
 				}
+			}
+			if len(res.LatencyByTarget) != 2 || res.LatencyByTarget[0].Count+res.LatencyByTarget[1].Count != res.Latency.Count ||
+				res.LatencyByTarget[0].Count == 0 || res.LatencyByTarget[1].Count == 0 {
+				t.Errorf("latency by target: %+v, all: %d samples", res.LatencyByTarget, res.Latency.Count)
 			}
 			if len(res.RSSBeforeKiB) != 1 || len(res.RSSIdleKiB) != 1 || res.RSSBeforeKiB[0] <= 0 {
 				t.Errorf("memory readings: %v %v", res.RSSBeforeKiB, res.RSSIdleKiB)
