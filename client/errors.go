@@ -138,19 +138,27 @@ func errorFrom(resp *http.Response, body []byte, endpoint string) *Error {
 // outcomeUnknown is the error of a write that may have been sent and
 // has no answer: last is the last attempt's error, ctxErr the context's.
 func outcomeUnknown(last, ctxErr error) error {
-	e := &Error{Code: "outcome_unknown", cause: last}
+	e := &Error{Code: "outcome_unknown"}
 	var se *Error
 	if errors.As(last, &se) {
-		e.Status, e.Endpoint = 0, se.Endpoint
 		if se.Status == http.StatusGatewayTimeout {
 			// The node's own 504: keep it as it is.
 			return se
 		}
+		// Not a cause: a last 503 says nothing was applied by that
+		// attempt only, so this must not match ErrUnavailable.
+		e.Endpoint = se.Endpoint
+	} else {
+		e.cause = last
 	}
 	switch {
 	case ctxErr != nil:
 		e.Message = fmt.Sprintf("the write may have been applied: the call ended (%v) after an attempt was sent; last: %v", ctxErr, last)
-		e.cause = errors.Join(ctxErr, last)
+		if e.cause != nil {
+			e.cause = errors.Join(ctxErr, e.cause)
+		} else {
+			e.cause = ctxErr
+		}
 	default:
 		e.Message = fmt.Sprintf("the write may have been applied: attempts ran out after one was sent; last: %v", last)
 	}
