@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,9 +21,10 @@ const (
 	// defaultLockTTL is the lease TTL of `lock` (etcdctl lock's default
 	// too): a holder that dies frees the lock within about this long.
 	defaultLockTTL = 10 * time.Second
-	// lockWaitStep bounds one POST /locks/{name}?wait= of the wait loop,
-	// below the server's default REQUEST_TIMEOUT, which caps a wait.
-	lockWaitStep = 4 * time.Second
+	// lockWaitStep bounds one POST /locks/{name}?wait= of the wait loop:
+	// the server caps a wait at its REQUEST_TIMEOUT (5 s by default, at
+	// least 100 ms); a step it refuses as too long is halved.
+	lockWaitStep = 2 * time.Second
 )
 
 // Environment variables `lock` gives its command.
@@ -120,8 +122,9 @@ func (a *app) lock(cmd *cobra.Command, name string, argv []string, ttl, wait tim
 		case <-waitCtx.Done():
 		}
 	}()
+	maxStep := lockWaitStep
 	for {
-		step := lockWaitStep
+		step := maxStep
 		if bounded {
 			step = min(step, time.Until(deadline))
 		}
@@ -134,9 +137,14 @@ func (a *app) lock(cmd *cobra.Command, name string, argv []string, ttl, wait tim
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, client.ErrLockHeld) || waitCtx.Err() != nil {
+		var ce *client.Error
+		if errors.As(err, &ce) && ce.Code == "bad_request" && step > 50*time.Millisecond && strings.Contains(ce.Message, "wait=") {
+			maxStep = step / 2 // over this cluster's REQUEST_TIMEOUT
+			continue
+		}
+		if interrupted := waitCtx.Err() != nil; interrupted || !errors.Is(err, client.ErrLockHeld) {
 			stopWait()
-			if waitCtx.Err() != nil {
+			if interrupted {
 				return errors.New("interrupted while waiting for the lock; nothing ran")
 			}
 			return err
