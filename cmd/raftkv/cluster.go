@@ -195,11 +195,7 @@ func (a *app) membersTransferCommand() *cobra.Command {
 				if err := c.TransferLeadership(ctx, id); err != nil {
 					return err
 				}
-				st, err := c.Status(ctx, "")
-				leader := ""
-				if err == nil {
-					leader = st.Leader
-				}
+				leader := newLeader(ctx, c, id)
 				return a.printChange(changeJSON{Change: "transferred", ID: id, Leader: leader}, "leader is now "+orDash(leader))
 			})
 		}),
@@ -230,7 +226,10 @@ or {"endpoint","error"}].`,
 		Args: noArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			return a.withClient(cmd, func(c *client.Client, ctx context.Context) error {
-				endpoints := c.Endpoints()
+				endpoints, err := a.endpointList(cmd) // as given, for the table
+				if err != nil {
+					return err
+				}
 				if all {
 					st, err := c.Status(ctx, "")
 					if err != nil {
@@ -441,3 +440,33 @@ func (a *app) onlineRestore(cmd *cobra.Command, name string) error {
 		res.Keys, res.Bytes, res.BackupIndex, res.Index)
 	return nil
 }
+
+// newLeader is the leader after a transfer to id ("": any), as the nodes
+// report it once they know it: the client's TransferLeadership returns
+// when the transfer is done but not who leads, and a node may learn of the
+// new leader a heartbeat later. It asks for at most transferSettle; ""
+// if no node named a leader by then.
+func newLeader(ctx context.Context, c *client.Client, id string) string {
+	deadline := time.Now().Add(transferSettle)
+	for {
+		st, err := c.Status(ctx, "")
+		if err == nil && st.Leader != "" && (id == "" || st.Leader == id) {
+			return st.Leader
+		}
+		if !time.Now().Before(deadline) || ctx.Err() != nil {
+			if err == nil {
+				return st.Leader
+			}
+			return ""
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(transferPoll):
+		}
+	}
+}
+
+const (
+	transferSettle = 3 * time.Second       // an election timeout with room
+	transferPoll   = 100 * time.Millisecond // a few heartbeats
+)

@@ -122,8 +122,8 @@ func TestCommandsAgainstCluster(t *testing.T) {
 		if dj.Deleted != 3 || dj.Prefix != "u/" {
 			t.Errorf("del --prefix = %+v", dj)
 		}
-		if r := run(t, 0, "", "ls", "u/", "--keys"); r.stdout != "" {
-			t.Errorf("ls after del --prefix = %q", r.stdout)
+		if r := run(t, 0, "", "ls", "u/"); r.stdout != "" {
+			t.Errorf("ls after del --prefix = %q, want nothing", r.stdout)
 		}
 	})
 
@@ -261,6 +261,18 @@ func TestCommandsAgainstCluster(t *testing.T) {
 		if len(ms) != 3 || leaders != 1 {
 			t.Errorf("members -o json: %d members, %d leaders", len(ms), leaders)
 		}
+		var follower string
+		for _, m := range ms {
+			if !m.Leader {
+				follower = m.ID
+			}
+		}
+		var ch changeJSON
+		decode(t, run(t, 0, "", "members", "transfer", follower, "-o", "json").stdout, &ch)
+		if ch.Change != "transferred" || ch.Leader != follower {
+			t.Errorf("members transfer %s -o json = %+v", follower, ch)
+		}
+		run(t, exitNotFound, "", "members", "transfer", "n9")
 		run(t, exitNotFound, "", "members", "remove", "n9")
 		run(t, exitNotFound, "", "members", "promote", "n9")
 

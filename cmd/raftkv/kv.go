@@ -315,6 +315,9 @@ func printList(w io.Writer, res *client.ListResult, keysOnly bool) error {
 		}
 		return nil
 	}
+	if len(rows) == 0 {
+		return nil // nothing under the prefix: no table, as ls of an empty directory
+	}
 	t := newTable(w, "KEY", "VALUE", "MOD", "TTL", "LEASE")
 	for _, r := range rows {
 		if r.kv == nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -83,11 +84,17 @@ func printable(b []byte, max int) string {
 	return s
 }
 
-// table writes rows under a header, columns aligned by two spaces.
-type table struct{ tw *tabwriter.Writer }
+// table writes rows under a header, columns aligned by two spaces, with
+// no trailing blanks.
+type table struct {
+	w   io.Writer
+	buf bytes.Buffer
+	tw  *tabwriter.Writer
+}
 
 func newTable(w io.Writer, header ...string) *table {
-	t := &table{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
+	t := &table{w: w}
+	t.tw = tabwriter.NewWriter(&t.buf, 0, 0, 2, ' ', 0)
 	t.row(header...)
 	return t
 }
@@ -96,7 +103,19 @@ func (t *table) row(cells ...string) {
 	fmt.Fprintln(t.tw, strings.Join(cells, "\t"))
 }
 
-func (t *table) flush() error { return t.tw.Flush() }
+func (t *table) flush() error {
+	if err := t.tw.Flush(); err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	for _, line := range strings.SplitAfter(t.buf.String(), "\n") {
+		if line != "" {
+			out.WriteString(strings.TrimRight(line, " \n") + "\n")
+		}
+	}
+	_, err := t.w.Write(out.Bytes())
+	return err
+}
 
 // ms formats a duration in a table: "-" for none, else rounded to ms.
 func ms(d time.Duration) string {
