@@ -467,6 +467,6 @@ func newLeader(ctx context.Context, c *client.Client, id string) string {
 }
 
 const (
-	transferSettle = 3 * time.Second       // an election timeout with room
+	transferSettle = 3 * time.Second        // an election timeout with room
 	transferPoll   = 100 * time.Millisecond // a few heartbeats
 )
