@@ -373,3 +373,49 @@ func TestCommandsAgainstCluster(t *testing.T) {
 		}
 	})
 }
+
+// TestTLSAndToken: against a node with HTTPS, client certificates
+// required and tokens, the certificate files and the token come from the
+// flags or from RAFTKV_CACERT, RAFTKV_CERT, RAFTKV_KEY and RAFTKV_TOKEN;
+// without the token the answer is 401 (exit 1), and a bare host:port
+// endpoint means https once a certificate is given.
+func TestTLSAndToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens")
+	const admin, reader = "cli-test-admin-token-0123456789", "cli-test-read-token-0123456789"
+	if err := os.WriteFile(tokens, []byte(admin+" admin\n"+reader+" read\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := testcluster.Start(t, 1, testcluster.WithTLS(), testcluster.WithAuthTokensFile(tokens))
+	files := c.CA().Issue(t, "raftkv cli").Write(t, dir, "cli", c.CA())
+	hostPort := strings.TrimPrefix(c.URL(0), "https://")
+
+	env := map[string]string{envEndpoints: hostPort, envCACert: files.CA, envCert: files.Cert, envKey: files.Key, envToken: admin}
+	if r := cli(env, "", "put", "k", "v"); r.code != 0 {
+		t.Fatalf("put with the environment: exit %d, stderr %q", r.code, r.stderr)
+	}
+	flags := []string{"--endpoints", c.URL(0), "--cacert", files.CA, "--cert", files.Cert, "--key", files.Key, "--token", reader}
+	if r := cli(nil, "", append([]string{"get", "k"}, flags...)...); r.code != 0 || r.stdout != "v" {
+		t.Errorf("get with the flags: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	// The read token may not write: 403.
+	if r := cli(nil, "", append([]string{"put", "k", "w"}, flags...)...); r.code != exitError || !strings.Contains(r.stderr, "403 forbidden") {
+		t.Errorf("put with a read token: exit %d, stderr %q", r.code, r.stderr)
+	}
+	noToken := map[string]string{envEndpoints: hostPort, envCACert: files.CA, envCert: files.Cert, envKey: files.Key}
+	if r := cli(noToken, "", "get", "k"); r.code != exitError || !strings.Contains(r.stderr, "401 unauthorized") {
+		t.Errorf("get without a token: exit %d, stderr %q", r.code, r.stderr)
+	}
+	// A flag wins over its variable: a wrong token in the environment,
+	// the right one on the command line.
+	wrong := map[string]string{envEndpoints: hostPort, envCACert: files.CA, envCert: files.Cert, envKey: files.Key, envToken: "not-a-valid-token-at-all"}
+	if r := cli(wrong, "", "get", "k", "--token", reader); r.code != 0 {
+		t.Errorf("--token over RAFTKV_TOKEN: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := cli(map[string]string{envEndpoints: hostPort, envCACert: filepath.Join(dir, "missing.pem")}, "", "get", "k"); r.code != exitUsage {
+		t.Errorf("a missing CA file: exit %d, want 2; stderr %q", r.code, r.stderr)
+	}
+}
