@@ -14,6 +14,7 @@ import (
 
 	"github.com/raftkv/raftkv/client"
 	"github.com/raftkv/raftkv/internal/testcluster"
+	"github.com/raftkv/raftkv/internal/testwait"
 )
 
 // TestCommandsAgainstCluster runs every client command in-process against
@@ -238,6 +239,68 @@ func TestCommandsAgainstCluster(t *testing.T) {
 		run(t, 0, "", "lock", "--wait", "10s", "job", "touch", marker)
 		if _, err := os.Stat(marker); err != nil {
 			t.Errorf("the command did not run after the lock was freed: %v", err)
+		}
+	})
+
+	t.Run("lease lost under keepalive and lock", func(t *testing.T) {
+		cl, err := client.New(urls)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+
+		// keepalive runs until the lease is gone, then exits 3.
+		l, err := cl.Grant(ctx, 3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan cliResult, 1)
+		go func() { done <- cli(env, "", "lease", "keepalive", strconv.FormatUint(l.ID, 10)) }()
+		testwait.For(t, 5*time.Second, "keepalive to refresh the lease", func() error {
+			info, err := cl.LeaseInfo(ctx, l.ID)
+			if err == nil && info.TTL <= 0 {
+				err = fmt.Errorf("lease %d: %+v", l.ID, info)
+			}
+			return err
+		})
+		if _, err := cl.Revoke(ctx, l.ID); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r := <-done:
+			if r.code != exitNotFound || !strings.Contains(r.stderr, "lease_not_found") {
+				t.Errorf("keepalive after the revoke: exit %d, stderr %q", r.code, r.stderr)
+			}
+		case <-ctx.Done():
+			t.Fatal("keepalive did not end within 20 s of the revoke")
+		}
+
+		// lock whose lease is revoked under it stops its command with
+		// SIGTERM and says so.
+		leaseFile := filepath.Join(t.TempDir(), "lease")
+		go func() {
+			done <- cli(env, "", "lock", "--ttl", "3s", "lost", "--", "sh", "-c", `echo "$RAFTKV_LOCK_LEASE" > "$0.tmp" && mv "$0.tmp" "$0" && exec sleep 30`, leaseFile)
+		}()
+		var id uint64
+		testwait.For(t, 10*time.Second, "the locked command to start", func() error {
+			b, err := os.ReadFile(leaseFile)
+			if err == nil {
+				id, err = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+			}
+			return err
+		})
+		if _, err := cl.Revoke(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r := <-done:
+			if r.code != 128+15 || !strings.Contains(r.stderr, `lost the lock "lost"`) {
+				t.Errorf("lock after its lease was revoked: exit %d, stderr %q stdout %q; want 143 (SIGTERM) and the reason", r.code, r.stderr, r.stdout)
+			}
+		case <-ctx.Done():
+			t.Fatal("lock's command was not stopped within 20 s of losing the lock")
 		}
 	})
 

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -167,7 +169,14 @@ func (a *app) lock(cmd *cobra.Command, name string, argv []string, ttl, wait tim
 	defer a.unlock(c, name, token)
 
 	child := exec.Command(argv[0], argv[1:]...)
-	child.Stdin, child.Stdout, child.Stderr = a.stdin, a.stdout, a.stderr
+	// The command gets the streams themselves when they are files (a
+	// terminal stays a terminal). Otherwise exec copies its stderr in a
+	// goroutine, and our own lines must not race with that copy.
+	stderr := a.stderr
+	if _, ok := stderr.(*os.File); !ok {
+		stderr = &lockedWriter{w: stderr}
+	}
+	child.Stdin, child.Stdout, child.Stderr = a.stdin, a.stdout, stderr
 	child.Env = append(os.Environ(),
 		envLockName+"="+name,
 		envLockToken+"="+strconv.FormatUint(token, 10),
@@ -192,7 +201,7 @@ func (a *app) lock(cmd *cobra.Command, name string, argv []string, ttl, wait tim
 				continue
 			}
 			lockLost = true
-			fmt.Fprintf(a.stderr, "raftkv lock: lost the lock %q (lease %d could not be kept alive: %s); sending %s SIGTERM\n", name, lease.ID, describe(err), argv[0])
+			fmt.Fprintf(stderr, "raftkv lock: lost the lock %q (lease %d could not be kept alive: %s); sending %s SIGTERM\n", name, lease.ID, describe(err), argv[0])
 			_ = child.Process.Signal(syscall.SIGTERM)
 			continue
 		case err := <-done:
@@ -251,4 +260,17 @@ func (a *app) revoke(c *client.Client, id uint64) {
 	if _, err := c.Revoke(ctx, id); err != nil && !errors.Is(err, client.ErrNotFound) {
 		fmt.Fprintf(a.stderr, "raftkv lock: revoking lease %d: %s (it expires by itself within its TTL)\n", id, describe(err))
 	}
+}
+
+// lockedWriter serializes writes to w (and hides any ReadFrom of w, which
+// would read into w's buffer outside the lock).
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
