@@ -1,0 +1,337 @@
+// Package browser_test drives the web console (/ui, internal/ui) in a real
+// headless Chromium against a three-node in-process cluster with
+// authentication on, through github.com/chromedp/chromedp.
+//
+// It needs Debian's chromium (apt-get install chromium; .ci/run installs
+// it) or RAFTKV_CHROMIUM naming a Chrome or Chromium binary. Without one
+// the test skips, except under CI=true, where it fails: CI must not pass
+// by skipping it. Screenshots go to $RAFTKV_TEST_ARTIFACTS/<test> when that
+// is set, else to t.ArtifactDir() (kept with `go test -artifacts`); the
+// test logs where.
+package browser_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/raftkv/raftkv/internal/testcluster"
+	"github.com/raftkv/raftkv/internal/testwait"
+)
+
+// Bounds on the browser: the whole test, one DOM check, and one wait for
+// the page to reach a state.
+const (
+	browserTimeout = 90 * time.Second
+	evalTimeout    = 5 * time.Second
+	pageWait       = 15 * time.Second
+)
+
+// chromium finds the browser binary, or skips (fails under CI=true).
+func chromium(t *testing.T) string {
+	t.Helper()
+	candidates := []string{os.Getenv("RAFTKV_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"}
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		if p, err := exec.LookPath(c); err == nil {
+			return p
+		}
+	}
+	msg := "no Chromium found (looked for $RAFTKV_CHROMIUM, chromium, chromium-browser, google-chrome): " +
+		"install Debian's chromium (apt-get install chromium) to run the web console's browser test"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + "; CI=true, so this is a failure, not a skip")
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// browser starts a fresh headless Chromium (its own profile directory)
+// and returns a tab's context, bounded by browserTimeout; cleanup closes
+// it.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium(t)),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 1000),
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(allocCtx, chromedp.WithErrorf(t.Logf))
+	ctx, cancelTime := context.WithTimeout(ctx, browserTimeout)
+	t.Cleanup(func() { cancelTime(); cancelTab(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// run runs browser actions, each call bounded by evalTimeout.
+func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, evalTimeout)
+	defer cancel()
+	if err := chromedp.Do(c, actions...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// eval evaluates a JavaScript expression in the page, bounded by
+// evalTimeout.
+func eval[T any](ctx context.Context, expr string) (T, error) {
+	c, cancel := context.WithTimeout(ctx, evalTimeout)
+	defer cancel()
+	return chromedp.Run(c, chromedp.Evaluate[T](expr))
+}
+
+// waitPage polls a JavaScript expression that returns "" once the page is
+// in the awaited state and otherwise says what it shows instead.
+func waitPage(t *testing.T, ctx context.Context, what, expr string) {
+	t.Helper()
+	testwait.For(t, pageWait, what, func() error {
+		got, err := eval[string](ctx, expr)
+		if err != nil {
+			return err
+		}
+		if got != "" {
+			return errors.New(got)
+		}
+		return nil
+	})
+}
+
+// visible is JavaScript: whether the element of the CSS selector exists
+// and is rendered.
+func visible(sel string) string {
+	return fmt.Sprintf(`(function(){const e=document.querySelector(%q);return !!e && e.getClientRects().length>0})()`, sel)
+}
+
+// artifacts is where the test's screenshots go.
+func artifacts(t *testing.T) string {
+	t.Helper()
+	dir := t.ArtifactDir()
+	if base := os.Getenv("RAFTKV_TEST_ARTIFACTS"); base != "" {
+		dir = filepath.Join(base, strings.ReplaceAll(t.Name(), "/", "_"))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func screenshot(t *testing.T, ctx context.Context, dir, name string) {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, evalTimeout)
+	defer cancel()
+	png, err := chromedp.Run(c, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+}
+
+// apiGet is curl: a plain GET of the API with a bearer token.
+func apiGet(url, token string) (int, string, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// apiPut is curl -X PUT --data-binary with a bearer token.
+func apiPut(t *testing.T, url, token, body string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("PUT %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("PUT %s: %d %s", url, resp.StatusCode, b)
+	}
+}
+
+// signIn types token into the console's token form.
+func signIn(t *testing.T, ctx context.Context, token string) {
+	t.Helper()
+	waitPage(t, ctx, "the token form", `document.getElementById('login').hidden ? 'no token form' : ''`)
+	run(t, ctx, "sign in",
+		chromedp.SetValue(chromedp.ID("token"), token),
+		chromedp.Click(chromedp.ID("login-submit")),
+	)
+}
+
+// TestConsole opens the console on a follower of a three-node cluster with
+// authentication on, as a user would: it asks for a token; with a write
+// token it shows the three members and marks the leader, creates a key
+// that the API then reads, shows a write made through the API in its live
+// tail, and refuses to overwrite a key changed behind its back (CAS); with
+// a read token it offers no edit controls.
+func TestConsole(t *testing.T) {
+	ctx := browser(t)
+	dir := artifacts(t)
+	toks := newTokens(t)
+	c := testcluster.Start(t, 3, testcluster.WithAuthTokensFile(toks.path))
+	leader := ""
+	for i := range c.Size() {
+		if c.Node(i).IsLeader() {
+			leader = c.ID(i)
+		}
+	}
+	// A follower serves the page: its /nodes is forwarded to the leader.
+	page := c.URL(1)
+	if leader == c.ID(1) {
+		page = c.URL(2)
+	}
+	api := c.URL(0)
+
+	run(t, ctx, "open /ui", chromedp.Navigate(page+"/ui"))
+	signIn(t, ctx, toks.write)
+
+	// The cluster page: three members, the leader marked, no banner.
+	waitPage(t, ctx, "three members with "+leader+" marked leader", fmt.Sprintf(`(function(){
+		const rows = document.querySelectorAll('#members tbody tr');
+		const leaders = [...rows].filter(r => r.dataset.role === 'leader').map(r => r.dataset.node);
+		const ok = [...rows].filter(r => r.dataset.health === 'ok').length;
+		if (rows.length !== 3 || leaders.join() !== %q || ok !== 3) return rows.length + ' rows, leaders [' + leaders + '], ' + ok + ' healthy';
+		if (!document.getElementById('banner').hidden) return 'banner: ' + document.getElementById('banner').textContent;
+		if (!document.querySelector('tr.leader td').textContent.startsWith('★')) return 'leader row not starred';
+		return '';
+	})()`, leader))
+	waitPage(t, ctx, "terms, commit indexes and lags filled in", `(function(){
+		for (const r of document.querySelectorAll('#members tbody tr'))
+			for (const i of [4, 5, 6, 7]) if (r.cells[i].textContent === '—') return r.dataset.node + ' column ' + i + ' empty';
+		return '';
+	})()`)
+	screenshot(t, ctx, dir, "cluster.png")
+
+	// The key browser on prefix ui/, its change feed live.
+	run(t, ctx, "open the key browser", chromedp.Navigate(page+"/ui/#/keys/ui%2F"))
+	waitPage(t, ctx, "the live tail", `document.getElementById('tail-state').textContent === '● live' ? '' : 'tail: ' + document.getElementById('tail-state').textContent`)
+
+	// A key created through the page is readable through the API.
+	run(t, ctx, "create a key",
+		chromedp.SetValue(chromedp.ID("new-key"), "ui/created"),
+		chromedp.SetValue(chromedp.ID("new-value"), "from the browser"),
+		chromedp.Click(chromedp.ID("create")),
+	)
+	testwait.For(t, pageWait, "ui/created through the API", func() error {
+		code, body, err := apiGet(c.URL(2)+"/kv/ui/created", toks.read)
+		if err == nil && (code != http.StatusOK || body != "from the browser") {
+			err = fmt.Errorf("%d %q", code, body)
+		}
+		return err
+	})
+
+	// A write made through the API appears in the live tail.
+	apiPut(t, api+"/kv/ui/from-api", c.AdminToken(), "hello from curl")
+	waitPage(t, ctx, "the API's write in the live tail", `(function(){
+		const li = document.querySelector('#tail li[data-key="ui/from-api"][data-event="put"]');
+		return li && li.textContent.includes('"hello from curl"') ? '' : 'tail: ' + document.getElementById('tail').textContent;
+	})()`)
+
+	// An edit of a key changed meanwhile is refused and shown, not applied.
+	run(t, ctx, "open ui/created", chromedp.Click(chromedp.CSS(`#key-list tr[data-key="ui/created"] a`)))
+	waitPage(t, ctx, "the viewer on ui/created", `document.getElementById('view-value').value === 'from the browser' ? '' : 'viewer: ' + document.getElementById('view-value').value`)
+	apiPut(t, api+"/kv/ui/created", c.AdminToken(), "changed behind its back")
+	run(t, ctx, "edit and save",
+		chromedp.SetValue(chromedp.ID("view-value"), "my edit"),
+		chromedp.Click(chromedp.ID("save")),
+	)
+	waitPage(t, ctx, "the conflict shown", `(function(){
+		const s = document.getElementById('view-status');
+		return s.dataset.kind === 'error' && s.textContent.startsWith('Save not done: the key changed') ? '' : 'status: ' + s.textContent;
+	})()`)
+	if code, body, err := apiGet(api+"/kv/ui/created", toks.read); err != nil || body != "changed behind its back" {
+		t.Fatalf("after the refused edit the API reads %d %q (%v), want the API's write kept", code, body, err)
+	}
+	if v, err := eval[string](ctx, `document.getElementById('view-value').value`); err != nil || v != "my edit" {
+		t.Fatalf("the user's refused edit is not kept in the editor: %q (%v)", v, err)
+	}
+	screenshot(t, ctx, dir, "keys.png")
+
+	// The token is kept in session storage only.
+	stored, err := eval[string](ctx, `(sessionStorage.getItem('raftkv.token') || '') + '|' + localStorage.length + '|' + document.cookie`)
+	if err != nil || stored != toks.write+"|0|" {
+		t.Fatalf("token storage: %q (%v), want it in sessionStorage only", stored, err)
+	}
+
+	// A read token: no edit controls, but the data.
+	run(t, ctx, "forget the token", chromedp.Click(chromedp.ID("signout")))
+	signIn(t, ctx, toks.read)
+	waitPage(t, ctx, "the listing for a read token", `(function(){
+		const who = document.getElementById('whoami').textContent;
+		if (who !== 'token role: read') return 'whoami: ' + who;
+		return document.querySelector('#key-list tr[data-key="ui/created"]') ? '' : 'no ui/created row';
+	})()`)
+	run(t, ctx, "open ui/created as reader", chromedp.Click(chromedp.CSS(`#key-list tr[data-key="ui/created"] a`)))
+	waitPage(t, ctx, "the viewer for a read token", `document.getElementById('view-value').value === 'changed behind its back' ? '' : 'viewer: ' + document.getElementById('view-value').value`)
+	for _, sel := range []string{"#create-form", "#save", "#delete", "#new-key"} {
+		if shown, err := eval[bool](ctx, visible(sel)); err != nil || shown {
+			t.Errorf("read token: %s is shown (%v)", sel, err)
+		}
+	}
+	if ro, err := eval[bool](ctx, `document.getElementById('view-value').readOnly`); err != nil || !ro {
+		t.Errorf("read token: the value is editable (%v)", err)
+	}
+	screenshot(t, ctx, dir, "keys-read-only.png")
+	// The same controls are there for the write token (so the check above
+	// can fail).
+	if shown, err := eval[bool](ctx, `(function(){sessionStorage.setItem('raftkv.token', `+fmt.Sprintf("%q", toks.write)+`); return true})()`); err != nil || !shown {
+		t.Fatal(err)
+	}
+	run(t, ctx, "reload with the write token", chromedp.Reload())
+	waitPage(t, ctx, "edit controls for a write token", fmt.Sprintf(`%s && document.getElementById('whoami').textContent === 'token role: write' ? '' : 'no create form'`, visible("#create-form")))
+}
+
+type tokens struct{ path, admin, write, read string }
+
+// newTokens writes a tokens file with one token of each role.
+func newTokens(t *testing.T) tokens {
+	t.Helper()
+	tk := tokens{path: filepath.Join(t.TempDir(), "tokens"), admin: "admin-token-0123456789abcdef", write: "write-token-0123456789abcdef", read: "read-token-0123456789abcdef"}
+	content := fmt.Sprintf("%s admin\n%s write\n%s read\n", tk.admin, tk.write, tk.read)
+	if err := os.WriteFile(tk.path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return tk
+}
