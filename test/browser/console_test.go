@@ -171,25 +171,6 @@ func apiGet(url, token string) (int, string, error) {
 	return resp.StatusCode, string(b), err
 }
 
-// apiPut is curl -X PUT --data-binary with a bearer token.
-func apiPut(t *testing.T, url, token, body string) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPut, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatalf("PUT %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("PUT %s: %d %s", url, resp.StatusCode, b)
-	}
-}
-
 // signIn types token into the console's token form.
 func signIn(t *testing.T, ctx context.Context, token string) {
 	t.Helper()
@@ -218,10 +199,11 @@ func TestConsole(t *testing.T) {
 		}
 	}
 	// A follower serves the page: its /nodes is forwarded to the leader.
-	page := c.URL(1)
+	pageAt := 1
 	if leader == c.ID(1) {
-		page = c.URL(2)
+		pageAt = 2
 	}
+	page := c.URL(pageAt)
 	api := c.URL(0)
 
 	run(t, ctx, "open /ui", chromedp.Navigate(page+"/ui"))
@@ -263,7 +245,7 @@ func TestConsole(t *testing.T) {
 	})
 
 	// A write made through the API appears in the live tail.
-	apiPut(t, api+"/kv/ui/from-api", c.AdminToken(), "hello from curl")
+	apiDo(t, http.MethodPut, api+"/kv/ui/from-api", c.AdminToken(), "hello from curl")
 	waitPage(t, ctx, "the API's write in the live tail", `(function(){
 		const li = document.querySelector('#tail li[data-key="ui/from-api"][data-event="put"]');
 		return li && li.textContent.includes('"hello from curl"') ? '' : 'tail: ' + document.getElementById('tail').textContent;
@@ -271,8 +253,8 @@ func TestConsole(t *testing.T) {
 
 	// An edit of a key changed meanwhile is refused and shown, not applied.
 	run(t, ctx, "open ui/created", chromedp.Click(chromedp.CSS(`#key-list tr[data-key="ui/created"] a`)))
-	waitPage(t, ctx, "the viewer on ui/created", `document.getElementById('view-value').value === 'from the browser' ? '' : 'viewer: ' + document.getElementById('view-value').value`)
-	apiPut(t, api+"/kv/ui/created", c.AdminToken(), "changed behind its back")
+	waitPage(t, ctx, "the viewer on ui/created", `document.getElementById('viewer').dataset.state === 'loaded' && document.getElementById('view-value').value === 'from the browser' ? '' : 'viewer: ' + document.getElementById('view-value').value`)
+	apiDo(t, http.MethodPut, api+"/kv/ui/created", c.AdminToken(), "changed behind its back")
 	run(t, ctx, "edit and save",
 		chromedp.SetValue(chromedp.ID("view-value"), "my edit"),
 		chromedp.Click(chromedp.ID("save")),
@@ -289,6 +271,74 @@ func TestConsole(t *testing.T) {
 	}
 	screenshot(t, ctx, dir, "keys.png")
 
+	// Opened again, the edit applies; then a two-step delete.
+	run(t, ctx, "open ui/created again", chromedp.Click(chromedp.CSS(`#key-list tr[data-key="ui/created"] a`)))
+	waitPage(t, ctx, "the viewer on the current value", `document.getElementById('viewer').dataset.state === 'loaded' && document.getElementById('view-value').value === 'changed behind its back' ? '' : 'viewer: ' + document.getElementById('view-value').value`)
+	run(t, ctx, "edit and save",
+		chromedp.SetValue(chromedp.ID("view-value"), "my second edit"),
+		chromedp.Click(chromedp.ID("save")),
+	)
+	waitPage(t, ctx, "the save confirmed", `document.getElementById('view-status').textContent.startsWith('Saved at index') ? '' : 'status: ' + document.getElementById('view-status').textContent`)
+	if code, body, err := apiGet(api+"/kv/ui/created", toks.read); err != nil || body != "my second edit" {
+		t.Fatalf("after the save the API reads %d %q (%v)", code, body, err)
+	}
+	run(t, ctx, "delete", chromedp.Click(chromedp.ID("delete")), chromedp.Click(chromedp.ID("delete-confirm")))
+	testwait.For(t, pageWait, "ui/created deleted", func() error {
+		code, body, err := apiGet(api+"/kv/ui/created", toks.read)
+		if err == nil && code != http.StatusNotFound {
+			err = fmt.Errorf("%d %q", code, body)
+		}
+		return err
+	})
+
+	// A key created with a TTL has one.
+	run(t, ctx, "create a key with a TTL",
+		chromedp.SetValue(chromedp.ID("new-key"), "ui/ttl"),
+		chromedp.SetValue(chromedp.ID("new-value"), "short-lived"),
+		chromedp.SetValue(chromedp.ID("new-ttl"), "1h"),
+		chromedp.Click(chromedp.ID("create")),
+	)
+	testwait.For(t, pageWait, "ui/ttl with a TTL", func() error {
+		code, body, err := apiGet(api+"/get?key=ui/ttl", toks.read)
+		if err == nil && (code != http.StatusOK || !strings.Contains(body, `"ttl":`)) {
+			err = fmt.Errorf("%d %s", code, body)
+		}
+		return err
+	})
+
+	// Paging and one-level navigation: 120 keys and a sub-prefix, written
+	// in one transaction; a binary value shows as hex.
+	ops := []string{`{"op":"put","key":"pg/dir/a","value":"1"}`}
+	for i := range 120 {
+		ops = append(ops, fmt.Sprintf(`{"op":"put","key":"pg/k%03d","value":"v%d"}`, i, i))
+	}
+	apiDo(t, http.MethodPost, api+"/txn", c.AdminToken(), `{"success":[`+strings.Join(ops, ",")+`]}`)
+	apiDo(t, http.MethodPut, api+"/kv/pg/bin", c.AdminToken(), "\xff\xfe\x00A")
+	run(t, ctx, "open pg/", chromedp.Navigate(page+"/ui/#/keys/pg%2F"))
+	rows := `document.querySelectorAll('#key-list tbody tr').length`
+	waitPage(t, ctx, "the first page of pg/", `(function(){
+		const n = `+rows+`, more = !document.getElementById('more').hidden;
+		const dir = document.querySelector('#key-list tr.prefix[data-prefix="pg/dir/"]');
+		return n === 100 && more && dir ? '' : n + ' rows, more ' + more + ', dir/ row ' + !!dir;
+	})()`)
+	run(t, ctx, "next page", chromedp.Click(chromedp.ID("more")))
+	waitPage(t, ctx, "both pages of pg/", `(function(){
+		const n = `+rows+`, more = !document.getElementById('more').hidden;
+		return n === 122 && !more ? '' : n + ' rows, more ' + more;
+	})()`)
+	run(t, ctx, "open pg/bin", chromedp.Click(chromedp.CSS(`#key-list tr[data-key="pg/bin"] a`)))
+	waitPage(t, ctx, "pg/bin as hex", `(function(){
+		const h = document.getElementById('view-hex');
+		return document.getElementById('viewer').dataset.state === 'loaded' && !h.hidden && h.textContent === '00000000  ff fe 00 41' && document.getElementById('save').disabled ? '' : 'hex: ' + h.textContent;
+	})()`)
+	run(t, ctx, "descend into dir/", chromedp.Click(chromedp.CSS(`#key-list tr.prefix[data-prefix="pg/dir/"] a`)))
+	waitPage(t, ctx, "the level pg/dir/", `(function(){
+		const keys = [...document.querySelectorAll('#key-list tbody tr')].map(r => r.dataset.key || r.dataset.prefix);
+		return location.hash === '#/keys/pg%2Fdir%2F' && keys.join() === 'pg/dir/a' ? '' : location.hash + ' ' + keys;
+	})()`)
+	screenshot(t, ctx, dir, "keys-level.png")
+	run(t, ctx, "back to ui/", chromedp.Navigate(page+"/ui/#/keys/ui%2F"))
+
 	// The token is kept in session storage only.
 	stored, err := eval[string](ctx, `(sessionStorage.getItem('raftkv.token') || '') + '|' + localStorage.length + '|' + document.cookie`)
 	if err != nil || stored != toks.write+"|0|" {
@@ -301,10 +351,10 @@ func TestConsole(t *testing.T) {
 	waitPage(t, ctx, "the listing for a read token", `(function(){
 		const who = document.getElementById('whoami').textContent;
 		if (who !== 'token role: read') return 'whoami: ' + who;
-		return document.querySelector('#key-list tr[data-key="ui/created"]') ? '' : 'no ui/created row';
+		return document.querySelector('#key-list tr[data-key="ui/from-api"]') ? '' : 'no ui/from-api row';
 	})()`)
-	run(t, ctx, "open ui/created as reader", chromedp.Click(chromedp.CSS(`#key-list tr[data-key="ui/created"] a`)))
-	waitPage(t, ctx, "the viewer for a read token", `document.getElementById('view-value').value === 'changed behind its back' ? '' : 'viewer: ' + document.getElementById('view-value').value`)
+	run(t, ctx, "open ui/from-api as reader", chromedp.Click(chromedp.CSS(`#key-list tr[data-key="ui/from-api"] a`)))
+	waitPage(t, ctx, "the viewer for a read token", `document.getElementById('viewer').dataset.state === 'loaded' && document.getElementById('view-value').value === 'hello from curl' ? '' : 'viewer: ' + document.getElementById('view-value').value`)
 	for _, sel := range []string{"#create-form", "#save", "#delete", "#new-key"} {
 		if shown, err := eval[bool](ctx, visible(sel)); err != nil || shown {
 			t.Errorf("read token: %s is shown (%v)", sel, err)
@@ -321,6 +371,39 @@ func TestConsole(t *testing.T) {
 	}
 	run(t, ctx, "reload with the write token", chromedp.Reload())
 	waitPage(t, ctx, "edit controls for a write token", fmt.Sprintf(`%s && document.getElementById('whoami').textContent === 'token role: write' ? '' : 'no create form'`, visible("#create-form")))
+
+	// Two of three nodes die: the page's node says there is no quorum.
+	run(t, ctx, "open the cluster page", chromedp.Navigate(page+"/ui/#/cluster"))
+	for i := range c.Size() {
+		if i != pageAt {
+			c.Kill(t, i)
+		}
+	}
+	waitPage(t, ctx, "the no-quorum banner", `(function(){
+		const b = document.getElementById('banner');
+		return !b.hidden && b.textContent.includes('No quorum: 1 of 3 voters answer') ? '' : 'banner: ' + b.textContent;
+	})()`)
+	screenshot(t, ctx, dir, "no-quorum.png")
+}
+
+// apiDo is curl -X method --data-binary body with a bearer token; it
+// fails the test unless the answer is 200.
+func apiDo(t *testing.T, method, url, token, body string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("%s %s: %d %s", method, url, resp.StatusCode, b)
+	}
 }
 
 type tokens struct{ path, admin, write, read string }

@@ -28,6 +28,7 @@
     pollGen: 0,
     tail: null,      // the running change feed
     viewed: null,    // {key, mod_index, lease, binary} of the open key
+    openGen: 0,      // drops answers for a key opened before the last
     relist: 0,       // timer of a listing refresh after a change
   };
 
@@ -262,7 +263,7 @@
     const tbody = $('members').tBodies[0];
     tbody.textContent = '';
     for (const n of nodes || []) {
-      let role = n.state ? n.state.toLowerCase() : 'unknown';
+      let role = n.state ? n.state.toLowerCase() : '—'; // did not answer: its state is unknown
       if (n.leader) role = 'leader';
       else if (n.suffrage === 'learner') role = 'learner';
       let health = 'unreachable';
@@ -294,7 +295,10 @@
     const changed = prefix !== state.prefix || !state.tail;
     state.prefix = prefix;
     renderCrumbs();
-    if (!$('new-key').value || changed) $('new-key').value = prefix;
+    if (changed) {
+      $('new-key').value = prefix;
+      setStatus('create-status', '', '');
+    }
     listKeys(true);
     if (changed) startTail(prefix);
   }
@@ -400,7 +404,9 @@
   }
 
   async function openKey(key, keepStatus) {
+    const gen = ++state.openGen;
     $('viewer').hidden = false;
+    $('viewer').dataset.state = 'loading';
     $('view-key').textContent = key;
     $('delete-confirm').hidden = true;
     if (!keepStatus) setStatus('view-status', '', '');
@@ -408,6 +414,8 @@
     try {
       v = await getJSON('get?key=' + enc(key));
     } catch (e) {
+      if (gen !== state.openGen) return;
+      $('viewer').dataset.state = 'loaded';
       state.viewed = null;
       $('view-meta').textContent = '';
       $('view-value').value = '';
@@ -415,6 +423,8 @@
       setStatus('view-status', e.code === 'key_not_found' ? 'This key does not exist (any more).' : e.message, 'error');
       return;
     }
+    if (gen !== state.openGen) return; // another key was opened since
+    $('viewer').dataset.state = 'loaded';
     const binary = v.value_base64 !== undefined;
     state.viewed = { key, mod_index: v.mod_index, lease: v.lease, binary };
     $('view-meta').textContent = 'created at ' + v.create_index + ' · mod_index ' + v.mod_index +
@@ -451,6 +461,7 @@
       const extra = await keepExpiry(v);
       const res = await api('PUT', 'kv/' + enc(v.key) + '?cas=' + v.mod_index + extra, { body: $('view-value').value });
       const out = await res.json();
+      v.mod_index = out.index; // the write's index is the key's mod_index now
       setStatus('view-status', 'Saved at index ' + out.index + '.', 'ok');
       await openKey(v.key, true);
     } catch (e) {
