@@ -251,6 +251,24 @@ func TestConsole(t *testing.T) {
 		return li && li.textContent.includes('"hello from curl"') ? '' : 'tail: ' + document.getElementById('tail').textContent;
 	})()`)
 
+	waitPage(t, ctx, "the listing refreshed by the change", `document.querySelector('#key-list tr[data-key="ui/from-api"]') ? '' : 'listing: ' + document.getElementById('list-status').textContent`)
+
+	// The page's node restarts while a write is made elsewhere: the tail
+	// resumes after its last event (Last-Event-ID), missing nothing and
+	// repeating nothing.
+	c.Kill(t, pageAt)
+	waitPage(t, ctx, "the tail to notice", `document.getElementById('tail-state').textContent === 'reconnecting…' ? '' : 'tail: ' + document.getElementById('tail-state').textContent`)
+	apiDo(t, http.MethodPut, api+"/kv/ui/while-down", c.AdminToken(), "written while the page's node was down")
+	c.Restart(t, pageAt)
+	waitPage(t, ctx, "the write made while down, once, in the resumed tail", `(function(){
+		const n = (k) => document.querySelectorAll('#tail li[data-key="' + k + '"]').length;
+		const s = document.getElementById('tail-state').textContent;
+		return s === '● live' && n('ui/while-down') === 1 && n('ui/from-api') === 1 && n('ui/created') === 1 ? '' :
+			s + ': ' + n('ui/while-down') + ' ui/while-down, ' + n('ui/from-api') + ' ui/from-api, ' + n('ui/created') + ' ui/created';
+	})()`)
+
+	waitPage(t, ctx, "the listing after the restart", `document.querySelector('#key-list tr[data-key="ui/while-down"]') ? '' : 'listing: ' + document.getElementById('list-status').textContent + ' ' + document.querySelector('#key-list tbody').textContent`)
+
 	// An edit of a key changed meanwhile is refused and shown, not applied.
 	run(t, ctx, "open ui/created", chromedp.Click(chromedp.CSS(`#key-list tr[data-key="ui/created"] a`)))
 	waitPage(t, ctx, "the viewer on ui/created", `document.getElementById('viewer').dataset.state === 'loaded' && document.getElementById('view-value').value === 'from the browser' ? '' : 'viewer: ' + document.getElementById('view-value').value`)
@@ -301,6 +319,21 @@ func TestConsole(t *testing.T) {
 	testwait.For(t, pageWait, "ui/ttl with a TTL", func() error {
 		code, body, err := apiGet(api+"/get?key=ui/ttl", toks.read)
 		if err == nil && (code != http.StatusOK || !strings.Contains(body, `"ttl":`)) {
+			err = fmt.Errorf("%d %s", code, body)
+		}
+		return err
+	})
+
+	// An edit keeps the key's TTL (a PUT without one would drop it).
+	run(t, ctx, "open ui/ttl", chromedp.Click(chromedp.CSS(`#key-list tr[data-key="ui/ttl"] a`)))
+	waitPage(t, ctx, "the viewer on ui/ttl", `document.getElementById('viewer').dataset.state === 'loaded' && document.getElementById('view-value').value === 'short-lived' ? '' : 'viewer: ' + document.getElementById('view-value').value`)
+	run(t, ctx, "edit ui/ttl",
+		chromedp.SetValue(chromedp.ID("view-value"), "still short-lived"),
+		chromedp.Click(chromedp.ID("save")),
+	)
+	testwait.For(t, pageWait, "ui/ttl edited, with its TTL", func() error {
+		code, body, err := apiGet(api+"/get?key=ui/ttl", toks.read)
+		if err == nil && (code != http.StatusOK || !strings.Contains(body, `"value":"still short-lived"`) || !strings.Contains(body, `"ttl":`)) {
 			err = fmt.Errorf("%d %s", code, body)
 		}
 		return err

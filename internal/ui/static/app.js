@@ -132,6 +132,8 @@
     $('whoami').textContent = who.auth ? 'token role: ' + who.role : 'authentication off';
     $('signout').hidden = !token();
     $('login').hidden = true;
+    banner('');
+    startPoll(); // on every page: the banner warns of a lost leader or quorum there too
     route();
   }
 
@@ -169,16 +171,12 @@
   }
 
   function show(view) {
-    if (state.view !== view) {
-      stopPoll();
-      if (view !== 'keys') stopTail();
-    }
+    if (view !== 'keys') stopTail();
     state.view = view;
     $('cluster').hidden = view !== 'cluster';
     $('keys').hidden = view !== 'keys';
     $('nav-cluster').classList.toggle('current', view === 'cluster');
     $('nav-keys').classList.toggle('current', view === 'keys');
-    if (view === 'cluster') startPoll();
   }
 
   window.addEventListener('hashchange', route);
@@ -410,6 +408,7 @@
     $('view-key').textContent = key;
     $('delete-confirm').hidden = true;
     if (!keepStatus) setStatus('view-status', '', '');
+    setStatus('view-changed', '', '');
     let v;
     try {
       v = await getJSON('get?key=' + enc(key));
@@ -548,7 +547,7 @@
         failures++;
       }
       if (state.tail !== t) return;
-      const delay = Math.min(10000, 250 * 2 ** Math.min(failures, 6));
+      const delay = Math.min(5000, 250 * 2 ** Math.min(failures, 5));
       tailState(t, 'reconnecting…');
       await new Promise((resolve) => setTimeout(resolve, delay));
     }
@@ -614,7 +613,7 @@
     ol.prepend(li);
     while (ol.children.length > TAIL_MAX) ol.lastChild.remove();
     if (state.viewed && state.viewed.key === d.key && d.mod_index !== state.viewed.mod_index) {
-      setStatus('view-status', 'This key changed (' + ev.event + ' at ' + d.mod_index + ') since you opened it.', 'warn');
+      setStatus('view-changed', 'This key changed (' + ev.event + ' at ' + d.mod_index + ') since you opened it.', 'warn');
     }
     // Keep the first page current; a longer listing keeps its place.
     if (state.pages <= 1) {
