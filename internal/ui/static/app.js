@@ -438,7 +438,7 @@
     $('save').disabled = binary;
   }
 
-  // writeParams keeps a key's expiry across an edit: a PUT without ttl or
+  // keepExpiry keeps a key's expiry across an edit: a PUT without ttl or
   // lease makes a key permanent, so an edit re-sends the key's own TTL
   // (which restarts it) or its shared lease.
   async function keepExpiry(v) {
@@ -447,15 +447,16 @@
     return l.of_key ? '&ttl=' + l.granted_ttl + 'ms' : '&lease=' + v.lease;
   }
 
-  function conflict(e, what) {
+  function conflict(e, v, what) {
     const now = e.body && e.body.index !== undefined ? e.body.index : '?';
-    return what + ' not done: the key changed since you opened it (mod_index ' + state.viewed.mod_index + ', now ' +
+    return what + ' not done: the key changed since you opened it (mod_index ' + v.mod_index + ', now ' +
       (now === 0 ? 'deleted' : now) + '). Your text is kept; open the key again to see the current value.';
   }
 
   $('save').addEventListener('click', async () => {
     const v = state.viewed;
     if (!v || v.binary) return;
+    $('save').disabled = true; // one save at a time: a second would race the first's cas
     try {
       const extra = await keepExpiry(v);
       const res = await api('PUT', 'kv/' + enc(v.key) + '?cas=' + v.mod_index + extra, { body: $('view-value').value });
@@ -464,7 +465,9 @@
       setStatus('view-status', 'Saved at index ' + out.index + '.', 'ok');
       await openKey(v.key, true);
     } catch (e) {
-      setStatus('view-status', e.code === 'cas_failed' ? conflict(e, 'Save') : 'Save failed: ' + e.message, 'error');
+      setStatus('view-status', e.code === 'cas_failed' ? conflict(e, v, 'Save') : 'Save failed: ' + e.message, 'error');
+    } finally {
+      $('save').disabled = !!(state.viewed && state.viewed.binary);
     }
   });
 
@@ -483,7 +486,7 @@
       state.viewed = null;
       listKeys(true);
     } catch (e) {
-      setStatus('view-status', e.code === 'cas_failed' ? conflict(e, 'Delete') : 'Delete failed: ' + e.message, 'error');
+      setStatus('view-status', e.code === 'cas_failed' ? conflict(e, v, 'Delete') : 'Delete failed: ' + e.message, 'error');
     }
   });
 
