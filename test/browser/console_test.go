@@ -77,6 +77,9 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
+		// A container's /dev/shm may be 64 MB: keep Chrome's shared memory
+		// in the temporary directory instead.
+		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.UserDataDir(t.TempDir()),
 		// The HTTPS check's proxy has a self-signed certificate.
 		chromedp.IgnoreCertErrors,
@@ -114,7 +117,7 @@ func eval[T any](ctx context.Context, expr string) (T, error) {
 // in the awaited state and otherwise says what it shows instead.
 func waitPage(t *testing.T, ctx context.Context, what, expr string) {
 	t.Helper()
-	testwait.For(t, pageWait, what, func() error {
+	took := testwait.For(t, pageWait, what, func() error {
 		got, err := eval[string](ctx, expr)
 		if err != nil {
 			return err
@@ -124,6 +127,9 @@ func waitPage(t *testing.T, ctx context.Context, what, expr string) {
 		}
 		return nil
 	})
+	if took > time.Second {
+		t.Logf("waited %v for %s", took.Round(time.Millisecond), what)
+	}
 }
 
 // visible is JavaScript: whether the element of the CSS selector exists

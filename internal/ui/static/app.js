@@ -12,6 +12,7 @@
   const TAIL_MAX = 200;             // change-feed lines kept on screen
   const POLL_MS = 1000;             // cluster page refresh
   const CALL_TIMEOUT_MS = 5000;     // any call but the change feed
+  const NODES_TIMEOUT_MS = 2000;    // /nodes through the leader, before asking this node
   const TAIL_RECONNECTS = 10000;    // change-feed reconnects before giving up
   const LAG_WARN = 64;              // entries behind: "lagging" (the learner promotion bound)
 
@@ -209,7 +210,12 @@
       err = e;
     }
     try {
-      nodes = await getJSON('nodes'); // the leader's view (forwarded)
+      // The leader's view (forwarded). Its probes take at most 1 s; a
+      // leader that is gone would hold the call for the forward's whole
+      // deadline, so give up sooner and ask this node instead; with no
+      // leader known, ask this node at once.
+      if (status && !status.leader_id) throw new Error('no leader');
+      nodes = await getJSON('nodes', { timeout: NODES_TIMEOUT_MS });
     } catch (e) {
       if (e.status === 401) return;
       try {
