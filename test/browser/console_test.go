@@ -450,16 +450,17 @@ func TestConsole(t *testing.T) {
 		return err
 	})
 
-	// Two of three nodes die: the page's node says there is no quorum.
+	// Two of three nodes die: the page's node says there is no leader and
+	// no quorum.
 	run(t, ctx, "open the cluster page", chromedp.Navigate(proxy.URL+"/raftkv/ui/#/cluster"))
 	for i := range c.Size() {
 		if i != pageAt {
 			c.Kill(t, i)
 		}
 	}
-	waitPage(t, ctx, "the no-quorum banner", `(function(){
+	waitPage(t, ctx, "the no-leader and no-quorum banner", `(function(){
 		const b = document.getElementById('banner');
-		return !b.hidden && b.textContent.includes('No quorum: 1 of 3 voters answer') ? '' : 'banner: ' + b.textContent;
+		return !b.hidden && b.textContent.startsWith('No leader') && b.textContent.includes('No quorum: 1 of 3 voters answer') ? '' : 'banner: ' + b.textContent;
 	})()`)
 	screenshot(t, ctx, dir, "no-quorum.png")
 }
