@@ -171,7 +171,7 @@ func (c *Client) Status(ctx context.Context, endpoint string) (*Status, error) {
 			return nil, err
 		}
 		cl = c.with(base)
-		r.only, r.prefer = true, 1
+		r.only, r.prefer, r.once = true, 1, true
 	}
 	res, err := cl.do(ctx, r)
 	if err != nil {

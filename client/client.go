@@ -311,6 +311,8 @@ type request struct {
 	// ask no other.
 	prefer int
 	only   bool
+	// once: a single attempt.
+	once bool
 	// extra is added to the attempt timeout (a lock's wait).
 	extra time.Duration
 	// bodyReader is a body read once per attempt (a restore's), instead
@@ -420,6 +422,9 @@ func (c *Client) do(ctx context.Context, r *request) (*response, error) {
 	attempts := c.opts.maxAttempts
 	if _, ok := ctx.Deadline(); ok {
 		attempts = maxAttemptsCap
+	}
+	if r.once {
+		attempts = 1
 	}
 	var (
 		maybeSent bool
