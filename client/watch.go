@@ -64,7 +64,10 @@ type watchOptions struct {
 
 // WithStartIndex starts the watch strictly after position pos: "N" (after
 // everything of log index N) or "N.S" (an Event's ID). Without it the
-// watch starts after what the first node it reaches has applied.
+// watch starts after what the first node it reaches has applied, which
+// on a node still catching up (just restarted or joined) can be far
+// back; to start at "now", pass the Index of a List of the prefix (or
+// of your last write).
 func WithStartIndex(pos string) WatchOption {
 	return func(o *watchOptions) { o.start = pos }
 }
