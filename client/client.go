@@ -427,15 +427,17 @@ func (c *Client) do(ctx context.Context, r *request) (*response, error) {
 		attempts = 1
 	}
 	var (
-		maybeSent bool
-		lastErr   error
-		waits     int
+		consumed     bool // an attempt may have read bodyReader
+		maybeApplied bool // an attempt may have been applied (a write's)
+		lastErr      error
+		waits        int
+		ended        error // why the loop stopped early: ctx's error, or the deadline ahead
 	)
 	for n := 0; n < attempts; n++ {
-		if ctx.Err() != nil {
+		if ended = ctx.Err(); ended != nil {
 			break
 		}
-		if r.bodyReader != nil && maybeSent {
+		if r.bodyReader != nil && consumed {
 			if r.rewind == nil {
 				break
 			}
@@ -449,19 +451,23 @@ func (c *Client) do(ctx context.Context, r *request) (*response, error) {
 			ep = c.choose(&cursor)
 		}
 		res, sent, err := c.send(ctx, ep, r)
-		maybeSent = maybeSent || sent
+		consumed = consumed || sent
+		var e *Error
+		// An answer other than a 503 (nothing applied) leaves the attempt's
+		// outcome open when it is not a 2xx or 4xx; a connection error
+		// after the request was written, too.
+		maybeApplied = maybeApplied || (sent && (!errors.As(err, &e) || e.Status != http.StatusServiceUnavailable))
 		if err == nil {
 			c.eps[ep].markUp()
 			return res, nil
 		}
-		var e *Error
 		if errors.As(err, &e) {
 			if !retryable(r.write, e.Status) {
 				return nil, e
 			}
 			lastErr = e
 		} else {
-			if ctx.Err() != nil {
+			if ended = ctx.Err(); ended != nil {
 				lastErr = err
 				break
 			}
@@ -473,19 +479,22 @@ func (c *Client) do(ctx context.Context, r *request) (*response, error) {
 			}
 		}
 		if n+1 < attempts && !sleep(ctx, c.backoff(waits)) {
+			if ended = ctx.Err(); ended == nil {
+				ended = context.DeadlineExceeded // the wait would outlast it
+			}
 			break
 		}
 		waits++
 	}
 	if lastErr == nil {
-		lastErr = ctx.Err()
+		lastErr = ended
 	}
-	if r.write && maybeSent {
-		return nil, outcomeUnknown(lastErr, ctx.Err())
+	if r.write && maybeApplied {
+		return nil, outcomeUnknown(lastErr, ended)
 	}
 	var e *Error
-	if ctx.Err() != nil && !errors.As(lastErr, &e) && !errors.Is(lastErr, ctx.Err()) {
-		return nil, fmt.Errorf("%w (last attempt: %w)", ctx.Err(), lastErr)
+	if ended != nil && !errors.As(lastErr, &e) && !errors.Is(lastErr, ended) {
+		return nil, fmt.Errorf("%w (last attempt: %w)", ended, lastErr)
 	}
 	return nil, lastErr
 }
