@@ -22,6 +22,8 @@ func TestAPI(t *testing.T) {
 	c := testcluster.Start(t, 3)
 	cl := newClient(t, c, c.Followers(t)[0])
 
+	t.Run("KV", func(t *testing.T) { testKV(t, cl) })
+
 	t.Run("List", func(t *testing.T) {
 		ctx := ctxT(t)
 		for i := range 7 {
@@ -222,11 +224,11 @@ func TestAPI(t *testing.T) {
 		done := cl.KeepAlive(kctx, l.ID)
 		granted := time.Now()
 		// Alive well past its TTL: the loop refreshed it.
-		testwait.For(t, 10*time.Second, "the lease to outlive three TTLs", func() error {
+		testwait.For(t, 10*time.Second, "the lease to outlive two TTLs", func() error {
 			if _, err := cl.LeaseInfo(ctx, l.ID); err != nil {
 				t.Fatalf("lease gone while kept alive: %v", err)
 			}
-			if time.Since(granted) < 3*time.Second {
+			if time.Since(granted) < 2*time.Second {
 				return errors.New("not yet")
 			}
 			return nil
