@@ -327,5 +327,42 @@ func TestAPI(t *testing.T) {
 		if err := cl.AddMember(ctx, "n9", "127.0.0.1:1", "", false); !errors.As(err, &e) || e.Code != "joiner_unreachable" {
 			t.Fatalf("AddMember of nothing: %v", err)
 		}
+
+		// A new node: added as a learner, promoted, removed.
+		i := c.AddUnjoined(t)
+		id := c.ID(i)
+		if err := cl.AddMember(ctx, id, c.RaftAddr(i), c.HTTPAddr(i), false); err != nil {
+			t.Fatalf("AddMember %s: %v", id, err)
+		}
+		suffrage := func() string {
+			ms, err := cl.Members(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range ms {
+				if m.ID == id {
+					return m.Suffrage
+				}
+			}
+			return "absent"
+		}
+		if s := suffrage(); s != "learner" {
+			t.Fatalf("%s after AddMember(voter=false): %s", id, s)
+		}
+		if err := cl.PromoteMember(ctx, id); err != nil {
+			t.Fatalf("PromoteMember: %v", err)
+		}
+		testwait.For(t, 10*time.Second, id+" to be a voter", func() error {
+			if s := suffrage(); s != "voter" {
+				return fmt.Errorf("it is %s", s)
+			}
+			return nil
+		})
+		if err := cl.RemoveMember(ctx, id); err != nil {
+			t.Fatalf("RemoveMember: %v", err)
+		}
+		if s := suffrage(); s != "absent" {
+			t.Fatalf("%s after RemoveMember: %s", id, s)
+		}
 	})
 }
