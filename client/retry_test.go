@@ -1,9 +1,11 @@
 package client_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -39,6 +41,17 @@ func (f *fakeNode) requests() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.keys...)
+}
+
+// readRequest reads one request and its body, and returns its
+// Idempotency-Key.
+func readRequest(br *bufio.Reader) (string, error) {
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		return "", err
+	}
+	_, err = io.Copy(io.Discard, req.Body)
+	return req.Header.Get("Idempotency-Key"), err
 }
 
 func reply(w http.ResponseWriter, status int, body string) {
@@ -113,6 +126,49 @@ func TestRetryRules(t *testing.T) {
 		_, err = fastClient(t, addr).Put(short(t), "k", []byte("v"))
 		if err == nil || errors.Is(err, client.ErrOutcomeUnknown) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("%v", err)
+		}
+	})
+
+	// net/http resends a request that carries an Idempotency-Key on a new
+	// connection by itself when a reused one broke after it was written;
+	// here the new connection is refused. The "connection refused" the
+	// client sees must not be taken for "nothing was sent" (a bug the
+	// fault suite found in an earlier client): the node read the request.
+	t.Run("refused after net/http's own resend: ErrOutcomeUnknown", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		read := make(chan string, 1)
+		go func() {
+			defer ln.Close()
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			br := bufio.NewReader(conn)
+			if _, err := readRequest(br); err != nil {
+				return
+			}
+			body := `{"key":"k","value":"v","index":1}`
+			fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+			key, err := readRequest(br) // the second write, on the kept-alive connection
+			ln.Close()                  // its resend finds nothing listening
+			if err == nil {
+				read <- key
+			}
+		}()
+		cl := fastClient(t, ln.Addr().String())
+		if _, err := cl.Put(short(t), "k", []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+		_, err = cl.Put(short(t), "k", []byte("w"))
+		if key := <-read; key == "" {
+			t.Fatal("the second write reached the node without an Idempotency-Key")
+		}
+		if !errors.Is(err, client.ErrOutcomeUnknown) {
+			t.Fatalf("%v; want ErrOutcomeUnknown: the node read the write before the refusals", err)
 		}
 	})
 
