@@ -253,7 +253,7 @@ func TestAPI(t *testing.T) {
 			if m.Leader {
 				leaders++
 			}
-			if !m.Reachable || m.Suffrage != "voter" || m.MatchIndex == nil || m.HTTPAddr == "" || m.State == "" {
+			if !m.Reachable || m.Suffrage != "voter" || m.MatchIndex == nil || m.HTTPAddr == "" || m.State == "" || m.Term == nil || *m.Term == 0 || m.CommitIndex == nil {
 				t.Fatalf("member %+v", m)
 			}
 		}
@@ -264,6 +264,9 @@ func TestAPI(t *testing.T) {
 		st, err := cl.Status(ctx, c.HTTPAddr(leader))
 		if err != nil || st.State != "Leader" || st.NodeID != c.ID(leader) || st.Leader != st.NodeID || st.AppliedIndex == 0 || len(st.Configuration) != 3 || st.ClusterID == "" {
 			t.Fatalf("Status of the leader = %+v, %v", st, err)
+		}
+		if id, err := cl.WhoAmI(ctx); err != nil || id.Auth || id.Role != "admin" {
+			t.Fatalf("WhoAmI without auth, from the nodes' host: %+v, %v", id, err)
 		}
 		any, err := cl.Status(ctx, "")
 		if err != nil || any.State != "Follower" || any.Leader != c.ID(leader) {

@@ -70,6 +70,9 @@ func TestTLSAndTokens(t *testing.T) {
 	if kv, err := reader.Get(ctx, "tls/a"); err != nil || string(kv.Value) != "v" {
 		t.Fatalf("Get with a read token: %+v, %v", kv, err)
 	}
+	if id, err := reader.WhoAmI(ctx); err != nil || !id.Auth || id.Role != "read" {
+		t.Fatalf("WhoAmI with a read token: %+v, %v", id, err)
+	}
 	if _, err := reader.Put(ctx, "tls/b", []byte("v")); !errors.Is(err, client.ErrForbidden) {
 		t.Fatalf("Put with a read token: %v, want ErrForbidden", err)
 	}
@@ -77,6 +80,9 @@ func TestTLSAndTokens(t *testing.T) {
 		t.Fatalf("Backup with a write token: %v, want ErrForbidden", err)
 	}
 	anonymous := mk(client.WithTLSConfig(c.ClientTLS()))
+	if _, err := anonymous.WhoAmI(ctx); !errors.Is(err, client.ErrUnauthorized) {
+		t.Fatalf("WhoAmI without a token: %v", err)
+	}
 	if _, err := anonymous.Get(ctx, "tls/a"); !errors.Is(err, client.ErrUnauthorized) {
 		t.Fatalf("Get without a token: %v, want ErrUnauthorized", err)
 	}
