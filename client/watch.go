@@ -77,12 +77,13 @@ func WithStartIndex(pos string) WatchOption {
 // watch has every change up to Index.
 func WithProgressEvents() WatchOption { return func(o *watchOptions) { o.progress = true } }
 
+// watchIdleTimeout: a stream that sends nothing for this long (nodes
+// send a keep-alive every 2.5 s) is dropped and resumed elsewhere: its
+// node is hung or cut off. A variable for tests.
+var watchIdleTimeout = 15 * time.Second
+
 // Bounds of a watch.
 const (
-	// watchIdleTimeout: a stream that sends nothing for this long
-	// (nodes send a keep-alive every 2.5 s) is dropped and resumed
-	// elsewhere: its node is hung or cut off.
-	watchIdleTimeout = 15 * time.Second
 	// watchMaxFailures: connects in a row that deliver nothing before the
 	// watch gives up with EventError (with the backoff of at most the
 	// retry maximum between them).
