@@ -108,6 +108,7 @@ type options struct {
 	retryMin       time.Duration
 	retryMax       time.Duration
 	maxAttempts    int
+	watchIdle      time.Duration
 }
 
 // WithToken sends "Authorization: Bearer <token>" on every request (the
@@ -170,6 +171,7 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 		retryMin:       DefaultRetryMin,
 		retryMax:       DefaultRetryMax,
 		maxAttempts:    DefaultMaxAttempts,
+		watchIdle:      watchIdleTimeout,
 	}
 	for _, opt := range opts {
 		opt(&o)

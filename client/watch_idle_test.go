@@ -14,10 +14,6 @@ import (
 // network that leaves the connection open) is dropped after the idle
 // timeout and resumed after the last event.
 func TestWatchIdleReconnect(t *testing.T) {
-	old := watchIdleTimeout
-	watchIdleTimeout = 300 * time.Millisecond
-	t.Cleanup(func() { watchIdleTimeout = old })
-
 	var mu sync.Mutex
 	var ids []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -40,6 +36,8 @@ func TestWatchIdleReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	c.opts.watchIdle = 300 * time.Millisecond
+	c.opts.attemptTimeout = 300 * time.Millisecond // bounds the wait for headers too
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ch := c.Watch(ctx, "")
