@@ -32,6 +32,8 @@ type Member struct {
 	MatchIndex   *uint64 // the last log index it holds
 	AppliedIndex *uint64 // the last index it applied
 	Lag          *uint64 // the leader's last log index − MatchIndex
+	Term         *uint64 // its own Raft term
+	CommitIndex  *uint64 // its own commit index
 }
 
 // wireMember is a row of /nodes and of /status's configuration.
@@ -48,11 +50,14 @@ type wireMember struct {
 	MatchIndex    *uint64  `json:"match_index"`
 	AppliedIndex  *uint64  `json:"applied_index"`
 	Lag           *uint64  `json:"lag"`
+	Term          *uint64  `json:"term"`
+	CommitIndex   *uint64  `json:"commit_index"`
 }
 
 func (w wireMember) member() Member {
 	m := Member{ID: w.ID, RaftAddr: w.RaftAddr, HTTPAddr: w.HTTPAddr, Suffrage: w.Suffrage, Leader: w.Leader, Voter: w.Voter,
-		Reachable: w.Reachable, State: w.State, MatchIndex: w.MatchIndex, AppliedIndex: w.AppliedIndex, Lag: w.Lag}
+		Reachable: w.Reachable, State: w.State, MatchIndex: w.MatchIndex, AppliedIndex: w.AppliedIndex, Lag: w.Lag,
+		Term: w.Term, CommitIndex: w.CommitIndex}
 	m.LastContact = millis(w.LastContactMs)
 	return m
 }
@@ -171,7 +176,7 @@ func (c *Client) Status(ctx context.Context, endpoint string) (*Status, error) {
 			return nil, err
 		}
 		cl = c.with(base)
-		r.only, r.prefer = true, 1
+		r.only, r.prefer, r.once = true, 1, true
 	}
 	res, err := cl.do(ctx, r)
 	if err != nil {
@@ -330,4 +335,33 @@ func (c *Client) RestoreWithResult(ctx context.Context, r io.Reader) (*RestoreRe
 		return nil, err
 	}
 	return &RestoreResult{Index: a.Index, SnapshotIndex: a.SnapshotIndex, Keys: a.Keys, Bytes: a.Bytes, BackupIndex: a.BackupIndex}, nil
+}
+
+// Identity is what a caller may do (GET /auth/whoami).
+type Identity struct {
+	// Auth: authentication is on (the server's AUTH_TOKENS_FILE).
+	Auth bool
+	// Role is "read", "write" or "admin": with Auth, the token's role;
+	// without, "admin" when the node accepts admin calls from this host
+	// (it is the node's or a member's, or ALLOW_REMOTE_ADMIN), else
+	// "write".
+	Role string
+}
+
+// WhoAmI asks what the client's token may do (GET /auth/whoami), so a
+// program can offer only that. Errors: ErrUnauthorized for a missing or
+// invalid token when authentication is on.
+func (c *Client) WhoAmI(ctx context.Context) (*Identity, error) {
+	res, err := c.do(ctx, &request{method: http.MethodGet, path: "/auth/whoami"})
+	if err != nil {
+		return nil, err
+	}
+	var a struct {
+		Auth bool   `json:"auth"`
+		Role string `json:"role"`
+	}
+	if err := decode(res, &a); err != nil {
+		return nil, err
+	}
+	return &Identity{Auth: a.Auth, Role: a.Role}, nil
 }

@@ -22,6 +22,8 @@ func TestAPI(t *testing.T) {
 	c := testcluster.Start(t, 3)
 	cl := newClient(t, c, c.Followers(t)[0])
 
+	t.Run("KV", func(t *testing.T) { testKV(t, cl) })
+
 	t.Run("List", func(t *testing.T) {
 		ctx := ctxT(t)
 		for i := range 7 {
@@ -222,11 +224,11 @@ func TestAPI(t *testing.T) {
 		done := cl.KeepAlive(kctx, l.ID)
 		granted := time.Now()
 		// Alive well past its TTL: the loop refreshed it.
-		testwait.For(t, 10*time.Second, "the lease to outlive three TTLs", func() error {
+		testwait.For(t, 10*time.Second, "the lease to outlive two TTLs", func() error {
 			if _, err := cl.LeaseInfo(ctx, l.ID); err != nil {
 				t.Fatalf("lease gone while kept alive: %v", err)
 			}
-			if time.Since(granted) < 3*time.Second {
+			if time.Since(granted) < 2*time.Second {
 				return errors.New("not yet")
 			}
 			return nil
@@ -251,7 +253,7 @@ func TestAPI(t *testing.T) {
 			if m.Leader {
 				leaders++
 			}
-			if !m.Reachable || m.Suffrage != "voter" || m.MatchIndex == nil || m.HTTPAddr == "" || m.State == "" {
+			if !m.Reachable || m.Suffrage != "voter" || m.MatchIndex == nil || m.HTTPAddr == "" || m.State == "" || m.Term == nil || *m.Term == 0 || m.CommitIndex == nil {
 				t.Fatalf("member %+v", m)
 			}
 		}
@@ -262,6 +264,9 @@ func TestAPI(t *testing.T) {
 		st, err := cl.Status(ctx, c.HTTPAddr(leader))
 		if err != nil || st.State != "Leader" || st.NodeID != c.ID(leader) || st.Leader != st.NodeID || st.AppliedIndex == 0 || len(st.Configuration) != 3 || st.ClusterID == "" {
 			t.Fatalf("Status of the leader = %+v, %v", st, err)
+		}
+		if id, err := cl.WhoAmI(ctx); err != nil || id.Auth || id.Role != "admin" {
+			t.Fatalf("WhoAmI without auth, from the nodes' host: %+v, %v", id, err)
 		}
 		any, err := cl.Status(ctx, "")
 		if err != nil || any.State != "Follower" || any.Leader != c.ID(leader) {
@@ -324,6 +329,43 @@ func TestAPI(t *testing.T) {
 		var e *client.Error
 		if err := cl.AddMember(ctx, "n9", "127.0.0.1:1", "", false); !errors.As(err, &e) || e.Code != "joiner_unreachable" {
 			t.Fatalf("AddMember of nothing: %v", err)
+		}
+
+		// A new node: added as a learner, promoted, removed.
+		i := c.AddUnjoined(t)
+		id := c.ID(i)
+		if err := cl.AddMember(ctx, id, c.RaftAddr(i), c.HTTPAddr(i), false); err != nil {
+			t.Fatalf("AddMember %s: %v", id, err)
+		}
+		suffrage := func() string {
+			ms, err := cl.Members(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range ms {
+				if m.ID == id {
+					return m.Suffrage
+				}
+			}
+			return "absent"
+		}
+		if s := suffrage(); s != "learner" {
+			t.Fatalf("%s after AddMember(voter=false): %s", id, s)
+		}
+		if err := cl.PromoteMember(ctx, id); err != nil {
+			t.Fatalf("PromoteMember: %v", err)
+		}
+		testwait.For(t, 10*time.Second, id+" to be a voter", func() error {
+			if s := suffrage(); s != "voter" {
+				return fmt.Errorf("it is %s", s)
+			}
+			return nil
+		})
+		if err := cl.RemoveMember(ctx, id); err != nil {
+			t.Fatalf("RemoveMember: %v", err)
+		}
+		if s := suffrage(); s != "absent" {
+			t.Fatalf("%s after RemoveMember: %s", id, s)
 		}
 	})
 }

@@ -108,6 +108,7 @@ type options struct {
 	retryMin       time.Duration
 	retryMax       time.Duration
 	maxAttempts    int
+	watchIdle      time.Duration
 }
 
 // WithToken sends "Authorization: Bearer <token>" on every request (the
@@ -170,6 +171,7 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 		retryMin:       DefaultRetryMin,
 		retryMax:       DefaultRetryMax,
 		maxAttempts:    DefaultMaxAttempts,
+		watchIdle:      watchIdleTimeout,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -311,6 +313,8 @@ type request struct {
 	// ask no other.
 	prefer int
 	only   bool
+	// once: a single attempt.
+	once bool
 	// extra is added to the attempt timeout (a lock's wait).
 	extra time.Duration
 	// bodyReader is a body read once per attempt (a restore's), instead
@@ -421,16 +425,21 @@ func (c *Client) do(ctx context.Context, r *request) (*response, error) {
 	if _, ok := ctx.Deadline(); ok {
 		attempts = maxAttemptsCap
 	}
+	if r.once {
+		attempts = 1
+	}
 	var (
-		maybeSent bool
-		lastErr   error
-		waits     int
+		consumed     bool // an attempt may have read bodyReader
+		maybeApplied bool // an attempt may have been applied (a write's)
+		lastErr      error
+		waits        int
+		ended        error // why the loop stopped early: ctx's error, or the deadline ahead
 	)
 	for n := 0; n < attempts; n++ {
-		if ctx.Err() != nil {
+		if ended = ctx.Err(); ended != nil {
 			break
 		}
-		if r.bodyReader != nil && maybeSent {
+		if r.bodyReader != nil && consumed {
 			if r.rewind == nil {
 				break
 			}
@@ -444,19 +453,23 @@ func (c *Client) do(ctx context.Context, r *request) (*response, error) {
 			ep = c.choose(&cursor)
 		}
 		res, sent, err := c.send(ctx, ep, r)
-		maybeSent = maybeSent || sent
+		consumed = consumed || sent
+		var e *Error
+		// An answer other than a 503 (nothing applied) leaves the attempt's
+		// outcome open when it is not a 2xx or 4xx; a connection error
+		// after the request was written, too.
+		maybeApplied = maybeApplied || (sent && (!errors.As(err, &e) || e.Status != http.StatusServiceUnavailable))
 		if err == nil {
 			c.eps[ep].markUp()
 			return res, nil
 		}
-		var e *Error
 		if errors.As(err, &e) {
 			if !retryable(r.write, e.Status) {
 				return nil, e
 			}
 			lastErr = e
 		} else {
-			if ctx.Err() != nil {
+			if ended = ctx.Err(); ended != nil {
 				lastErr = err
 				break
 			}
@@ -468,19 +481,22 @@ func (c *Client) do(ctx context.Context, r *request) (*response, error) {
 			}
 		}
 		if n+1 < attempts && !sleep(ctx, c.backoff(waits)) {
+			if ended = ctx.Err(); ended == nil {
+				ended = context.DeadlineExceeded // the wait would outlast it
+			}
 			break
 		}
 		waits++
 	}
 	if lastErr == nil {
-		lastErr = ctx.Err()
+		lastErr = ended
 	}
-	if r.write && maybeSent {
-		return nil, outcomeUnknown(lastErr, ctx.Err())
+	if r.write && maybeApplied {
+		return nil, outcomeUnknown(lastErr, ended)
 	}
 	var e *Error
-	if ctx.Err() != nil && !errors.As(lastErr, &e) && !errors.Is(lastErr, ctx.Err()) {
-		return nil, fmt.Errorf("%w (last attempt: %w)", ctx.Err(), lastErr)
+	if ended != nil && !errors.As(lastErr, &e) && !errors.Is(lastErr, ended) {
+		return nil, fmt.Errorf("%w (last attempt: %w)", ended, lastErr)
 	}
 	return nil, lastErr
 }

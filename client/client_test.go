@@ -38,11 +38,9 @@ func newClient(t *testing.T, c *testcluster.Cluster, members ...int) *client.Cli
 	return cl
 }
 
-// TestKVThroughFollower runs every key call through a follower only: the
-// server forwards, and the answers carry the leader's indexes.
-func TestKVThroughFollower(t *testing.T) {
-	c := testcluster.Start(t, 3)
-	cl := newClient(t, c, c.Followers(t)[0])
+// testKV runs the key calls through cl (a client of a follower only: the
+// server forwards, and the answers carry the leader's indexes).
+func testKV(t *testing.T, cl *client.Client) {
 	ctx := ctxT(t)
 
 	idx, err := cl.Put(ctx, "a/b c", []byte("v1"))

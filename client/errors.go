@@ -61,6 +61,7 @@ type Error struct {
 	cause error // what ended the attempts, for outcome_unknown
 }
 
+// Error is "raftkv: <message> (<status> <code> from <endpoint>)".
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("raftkv: ")

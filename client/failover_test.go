@@ -118,10 +118,11 @@ func TestFailover(t *testing.T) {
 	for k := range calls {
 		tried += rec.count(http.MethodPut, host, fmt.Sprintf("/kv/fo/%d", k)) + rec.count(http.MethodGet, host, fmt.Sprintf("/kv/fo/%d", k))
 	}
-	// 60 calls in well under a second: the dead endpoint is skipped
-	// 250ms, then 500ms, … after each refusal.
-	if tried == 0 || tried > 4 {
-		t.Fatalf("the dead endpoint was tried %d times by %d calls, want 1..4", tried, 2*calls)
+	// The dead endpoint is skipped 250ms, then 500ms, 1s, … after each
+	// refusal: 60 calls take about a second, so it is tried 1 to 4 times
+	// (8 leaves room for a slow machine: 16 s of calls).
+	if tried == 0 || tried > 8 {
+		t.Fatalf("the dead endpoint was tried %d times by %d calls, want 1..8", tried, 2*calls)
 	}
 }
 

@@ -162,8 +162,9 @@ func (c *Client) LeaseInfo(ctx context.Context, id uint64) (*Lease, error) {
 }
 
 // Revoke ends lease id now (DELETE /leases/{id}) and returns how many
-// keys went with it. Errors: ErrNotFound (already gone; also when a
-// retry finds the lease revoked by this call's first attempt).
+// keys went with it. Errors: ErrNotFound (expired, or revoked before
+// this call; a retry of this call's own revoke answers its first
+// outcome).
 func (c *Client) Revoke(ctx context.Context, id uint64) (int64, error) {
 	res, err := c.do(ctx, &request{method: http.MethodDelete, path: "/leases/" + strconv.FormatUint(id, 10), write: true})
 	if err != nil {
@@ -187,8 +188,9 @@ const lockPrefix = "_locks/"
 // keep the lease alive (KeepAlive) while holding it. Fence writes with
 // CompareCreateIndex("_locks/"+name, "=", token) in a Txn. Errors:
 // ErrLockHeld (Error.Index is the holder's token), ErrNotFound (no such
-// lease). A retried attempt that finds the lock held by this very lease
-// (an earlier attempt took it) returns that token.
+// lease). A lock already held by leaseID answers its token (not
+// ErrLockHeld): so an attempt whose answer was lost after it took the
+// lock is not mistaken for another holder by the retry.
 func (c *Client) Lock(ctx context.Context, name string, leaseID uint64, wait time.Duration) (uint64, error) {
 	q := url.Values{"lease": {strconv.FormatUint(leaseID, 10)}}
 	if wait > 0 {
@@ -217,7 +219,8 @@ func (c *Client) Lock(ctx context.Context, name string, leaseID uint64, wait tim
 
 // Unlock releases the lock name held with token (DELETE /locks/{name}).
 // Errors: ErrCompareFailed when token does not hold it (released, expired
-// or taken by another holder).
+// or taken by another holder; Error.Index 0: nobody holds it, which is
+// also what a retry finds after an attempt that released it).
 func (c *Client) Unlock(ctx context.Context, name string, token uint64) error {
 	if token == 0 {
 		return fmt.Errorf("raftkv client: Unlock needs the token Lock returned")

@@ -64,7 +64,10 @@ type watchOptions struct {
 
 // WithStartIndex starts the watch strictly after position pos: "N" (after
 // everything of log index N) or "N.S" (an Event's ID). Without it the
-// watch starts after what the first node it reaches has applied.
+// watch starts after what the first node it reaches has applied, which
+// on a node still catching up (just restarted or joined) can be far
+// back; to start at "now", pass the Index of a List of the prefix (or
+// of your last write).
 func WithStartIndex(pos string) WatchOption {
 	return func(o *watchOptions) { o.start = pos }
 }
@@ -76,9 +79,9 @@ func WithProgressEvents() WatchOption { return func(o *watchOptions) { o.progres
 
 // Bounds of a watch.
 const (
-	// watchIdleTimeout: a stream that sends nothing for this long
-	// (nodes send a keep-alive every 2.5 s) is dropped and resumed
-	// elsewhere: its node is hung or cut off.
+	// watchIdleTimeout: a stream that sends nothing for this long (nodes
+	// send a keep-alive every 2.5 s) is dropped and resumed elsewhere:
+	// its node is hung or cut off. (options.watchIdle; tests shorten it.)
 	watchIdleTimeout = 15 * time.Second
 	// watchMaxFailures: connects in a row that deliver nothing before the
 	// watch gives up with EventError (with the backoff of at most the
@@ -221,7 +224,7 @@ func (w *watcher) stream(ep int) (delivered, done bool, err error) {
 	}
 	// The idle timer also bounds the wait for the answer's headers (a
 	// resume on a lagging node waits up to the server's REQUEST_TIMEOUT).
-	idle := time.AfterFunc(max(watchIdleTimeout, w.c.opts.attemptTimeout), cancel)
+	idle := time.AfterFunc(max(w.c.opts.watchIdle, w.c.opts.attemptTimeout), cancel)
 	defer idle.Stop()
 	resp, err := w.c.hc.Do(req)
 	if err != nil {
@@ -250,7 +253,7 @@ func (w *watcher) stream(ep int) (delivered, done bool, err error) {
 	p := sseParser{r: bufio.NewReaderSize(resp.Body, 64<<10)}
 	first := true
 	for {
-		ev, err := p.next(func() { idle.Reset(watchIdleTimeout) })
+		ev, err := p.next(func() { idle.Reset(w.c.opts.watchIdle) })
 		if err != nil {
 			if w.ctx.Err() != nil {
 				return delivered, true, w.ctx.Err()
