@@ -34,11 +34,14 @@ type memberJSON struct {
 	MatchIndex    *uint64  `json:"match_index"`
 	AppliedIndex  *uint64  `json:"applied_index"`
 	Lag           *uint64  `json:"lag"`
+	Term          *uint64  `json:"term"`
+	CommitIndex   *uint64  `json:"commit_index"`
 }
 
 func toMemberJSON(m client.Member) memberJSON {
 	out := memberJSON{ID: m.ID, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr, Voter: m.Voter, Suffrage: m.Suffrage,
-		Leader: m.Leader, Reachable: m.Reachable, State: m.State, MatchIndex: m.MatchIndex, AppliedIndex: m.AppliedIndex, Lag: m.Lag}
+		Leader: m.Leader, Reachable: m.Reachable, State: m.State, MatchIndex: m.MatchIndex, AppliedIndex: m.AppliedIndex, Lag: m.Lag,
+		Term: m.Term, CommitIndex: m.CommitIndex}
 	if m.LastContact != nil {
 		v := float64(*m.LastContact) / float64(time.Millisecond)
 		out.LastContactMs = &v
@@ -62,7 +65,7 @@ func (a *app) membersCommand() *cobra.Command {
 suffrage, whether it answers, its addresses, and its replication (match and
 applied index, lag behind the leader's log). -o json prints the API's rows:
 [{"id","raft_addr","http_addr","voter","suffrage","leader","reachable","state",
-"last_contact_ms","match_index","applied_index","lag"}].`,
+"last_contact_ms","match_index","applied_index","lag","term","commit_index"}].`,
 		Args: noArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			return a.withClient(cmd, func(c *client.Client, ctx context.Context) error {

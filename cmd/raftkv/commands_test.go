@@ -317,7 +317,7 @@ func TestCommandsAgainstCluster(t *testing.T) {
 			if m.Leader {
 				leaders++
 			}
-			if !m.Voter || m.RaftAddr == "" || m.HTTPAddr == "" {
+			if !m.Voter || m.RaftAddr == "" || m.HTTPAddr == "" || m.Term == nil || *m.Term == 0 || m.CommitIndex == nil {
 				t.Errorf("member %+v", m)
 			}
 		}
