@@ -38,7 +38,8 @@ cluster that has lost its quorum for good (docs/operations.md).
 
 With --online: replaces the whole store of the running cluster on --endpoints
 with the backup FILE (- reads standard input) through Raft (POST /restore), so
-every node ends identical. Keys written since the backup are gone.
+every node ends identical. Keys written since the backup are gone. --timeout
+bounds it only when given.
 
 Exit status: 0 done, 1 refused or failed (offline: nothing written unless it
 says so), 2 bad usage or configuration.`,

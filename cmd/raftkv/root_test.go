@@ -70,6 +70,7 @@ func TestUsage(t *testing.T) {
 		{args: []string{"get", "--help"}, stdout: "--consistency"},
 		{args: []string{"restore", "--help"}, stdout: "usage: raftkv restore"},
 		{args: []string{"healthcheck", "--help"}, stdout: "usage: raftkv healthcheck"},
+		{args: []string{"help", "healthcheck"}, stdout: "Exits 0 if URL answers 200"},
 		{args: []string{"version"}, stdout: "raftkv "},
 		{args: []string{"--version"}, stdout: "raftkv "},
 		{args: []string{"-version"}, stdout: "raftkv "},
