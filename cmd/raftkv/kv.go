@@ -131,8 +131,13 @@ nothing is written and the exit status is 4.`,
 			var value []byte
 			if len(args) == 2 && args[1] != "-" {
 				value = []byte(args[1])
-			} else if value, err = io.ReadAll(a.stdin); err != nil {
-				return fmt.Errorf("reading the value from standard input: %w", err)
+			} else {
+				if isTerminalReader(a.stdin) {
+					fmt.Fprintln(a.stderr, "raftkv put: reading the value from standard input; end it with Ctrl-D")
+				}
+				if value, err = io.ReadAll(a.stdin); err != nil {
+					return fmt.Errorf("reading the value from standard input: %w", err)
+				}
 			}
 			c, err := a.client(cmd)
 			if err != nil {

@@ -133,6 +133,17 @@ func num(n uint64) string {
 	return strconv.FormatUint(n, 10)
 }
 
+// isTerminalReader reports whether r is a terminal, where a value read
+// until end of file needs a word on how to end it.
+func isTerminalReader(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
 // isTerminal reports whether w is a terminal (a character device), where
 // a raw value gets a newline after it for the prompt's sake.
 func isTerminal(w io.Writer) bool {
