@@ -482,3 +482,25 @@ func TestTLSAndToken(t *testing.T) {
 		t.Errorf("a missing CA file: exit %d, want 2; stderr %q", r.code, r.stderr)
 	}
 }
+
+// minWatchHistory is a history short enough to outrun with a few puts.
+const minWatchHistory = 8
+
+// TestWatchHistoryCompacted: a watch from a position the node no longer
+// keeps history for exits 1 with the server's reason and what to do.
+func TestWatchHistoryCompacted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	c := testcluster.Start(t, 1, testcluster.WithWatchHistory(minWatchHistory))
+	env := map[string]string{envEndpoints: c.URL(0)}
+	for i := range minWatchHistory + 20 {
+		if r := cli(env, "", "put", "h/"+strconv.Itoa(i), "x"); r.code != 0 {
+			t.Fatalf("put: exit %d, stderr %q", r.code, r.stderr)
+		}
+	}
+	r := cli(env, "", "watch", "h/", "--index", "1", "--count", "1")
+	if r.code != exitError || !strings.Contains(r.stderr, "history_compacted") || !strings.Contains(r.stderr, "list again, then watch") || r.stdout != "" {
+		t.Errorf("watch from a compacted position: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
