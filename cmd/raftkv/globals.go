@@ -190,6 +190,7 @@ func codeOf(err error) int {
 // describe is the one line printed for a command's error: the server's
 // message and code, and the node that answered.
 func describe(err error) string {
+	msg := err.Error()
 	var ce *client.Error
 	if errors.As(err, &ce) && ce.Message != "" {
 		var b strings.Builder
@@ -203,9 +204,9 @@ func describe(err error) string {
 			b.WriteString(" from " + ce.Endpoint)
 		}
 		b.WriteString(")")
-		return b.String()
+		// Keep what a wrapper said ("granting the lease: …").
+		msg = strings.Replace(msg, ce.Error(), b.String(), 1)
 	}
-	msg := err.Error()
 	for _, p := range []string{"raftkv client: ", "raftkv: "} {
 		msg = strings.TrimPrefix(msg, p)
 	}

@@ -173,6 +173,9 @@ func TestDescribe(t *testing.T) {
 	if got, want := describe(err), `key not found: "k" (404 key_not_found from http://127.0.0.1:8000)`; got != want {
 		t.Errorf("describe = %q, want %q", got, want)
 	}
+	if got, want := describe(fmt.Errorf("granting the lease: %w", err)), `granting the lease: key not found: "k" (404 key_not_found from http://127.0.0.1:8000)`; got != want {
+		t.Errorf("describe of a wrapped error = %q, want %q", got, want)
+	}
 	if got := describe(errors.New("raftkv client: backup broke")); got != "backup broke" {
 		t.Errorf("describe of a client's own error = %q", got)
 	}
