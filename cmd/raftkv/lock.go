@@ -74,7 +74,14 @@ Ctrl-C reaches it from the terminal; either way the lock is released after it.`,
 			if wait < 0 {
 				return usageError("--wait %v: want 0 or more", wait)
 			}
-			return a.lock(cmd, args[0], args[1:], ttl, wait, isSet(cmd, "wait"))
+			err := a.lock(cmd, args[0], args[1:], ttl, wait, isSet(cmd, "wait"))
+			var ee *exitErr
+			if err != nil && !errors.As(err, &ee) && !errors.Is(err, client.ErrLockHeld) {
+				// Its codes are the command's, 5 and 1: a lease that
+				// vanished is a failure here, not a "not found".
+				return &exitErr{code: exitError, err: err}
+			}
+			return err
 		}),
 	}
 	cmd.Flags().SetInterspersed(false) // the command's own flags are its own
