@@ -127,7 +127,9 @@ func (c *Client) RemoveMember(ctx context.Context, id string) error {
 
 // TransferLeadership hands leadership to the voter id, or with id "" to
 // the voter furthest along (POST /transfer-leadership), and returns once
-// the new leader is known. Naming the leader is a no-op. Errors:
+// the new leader is known. Naming the leader is a no-op (so a retry of a
+// transfer to id that was applied changes nothing; with id "" a retry may
+// move leadership once more). Errors:
 // ErrNotFound, 409 *Error not_voter or no_transfer_target, ErrUnavailable
 // (transfer_failed, once the retries ran out).
 func (c *Client) TransferLeadership(ctx context.Context, id string) error {

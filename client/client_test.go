@@ -87,4 +87,18 @@ func testKV(t *testing.T, cl *client.Client) {
 	if _, err := cl.Delete(ctx, "a/b c"); !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("Delete of an absent key: %v, want ErrNotFound", err)
 	}
+
+	// Keys travel byte-exact in the path, whatever they hold.
+	odd := []string{"esc/a?b#c", "esc/100%", "esc/é ü", "esc//x/../y", "esc/+&=;"}
+	for _, k := range odd {
+		if _, err := cl.Put(ctx, k, []byte(k)); err != nil {
+			t.Fatalf("Put %q: %v", k, err)
+		}
+		if kv, err := cl.Get(ctx, k); err != nil || string(kv.Value) != k {
+			t.Fatalf("Get %q = %+v, %v", k, kv, err)
+		}
+	}
+	if n, _, err := cl.Count(ctx, "esc/"); err != nil || n != int64(len(odd)) {
+		t.Fatalf("Count esc/ = %d, %v", n, err)
+	}
 }

@@ -32,6 +32,9 @@
 //     server applies a key's write at most once and answers a retry with the
 //     first outcome, so a write is retried after a connection error, a 503
 //     and a 504 (outcome unknown) and is still applied exactly once.
+//   - Lock, Unlock, the membership calls and Restore are retried the same
+//     way, but the server keeps no idempotency key for them: each one's
+//     doc says what a retry finds when an earlier attempt was applied.
 //   - A 4xx answer is never retried: it is returned as an *Error.
 //
 // When a write's time or attempts run out after an attempt may have reached

@@ -199,6 +199,29 @@ func TestWriteRetriedAcrossLeaderKill(t *testing.T) {
 	if fmt.Sprint(puts) != want {
 		t.Fatalf("changes after %d: %v, want %s", base, puts, want)
 	}
+
+	// A transaction whose answer is lost: the retry answers the first
+	// outcome, replayed, and its read is not kept.
+	rec.mu.Lock()
+	rec.drop = func(r *http.Request) bool { return r.URL.Path == "/txn" }
+	rec.resume = make(chan struct{})
+	close(rec.resume)
+	rec.mu.Unlock()
+	resp, err := cl.Txn(ctx, client.Txn{
+		Compare: []client.Compare{client.CompareModIndex("once/k", "=", first.Index)},
+		Success: []client.Op{client.OpPut("once/k", []byte("w")), client.OpGet("once/k")},
+	})
+	lost = <-rec.dropped
+	var firstTxn struct {
+		Succeeded bool   `json:"succeeded"`
+		Index     uint64 `json:"index"`
+	}
+	if err := json.Unmarshal(lost.body, &firstTxn); err != nil || !firstTxn.Succeeded {
+		t.Fatalf("the first attempt: %d %s", lost.status, lost.body)
+	}
+	if err != nil || !resp.Succeeded || !resp.Replayed || resp.Index != firstTxn.Index || !resp.Results[1].NotKept {
+		t.Fatalf("Txn retried = %+v, %v; want the first outcome at %d, replayed", resp, err, firstTxn.Index)
+	}
 }
 
 // TestWatchSurvivesNodeStop: a watch served by one node, which stops (as
