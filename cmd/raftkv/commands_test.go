@@ -118,6 +118,13 @@ func TestCommandsAgainstCluster(t *testing.T) {
 		if len(l.Items) != 0 || strings.Join(l.Prefixes, ",") != "u/1/,u/2/" || l.Index == 0 {
 			t.Errorf("ls --separator -o json = %+v", l)
 		}
+		// Shell completion of a key: keys and next-level prefixes.
+		if r := run(t, 0, "", "__complete", "get", "u/"); !strings.HasPrefix(r.stdout, "u/1/\nu/2/\n:") {
+			t.Errorf("completing get u/ = %q", r.stdout)
+		}
+		if r := run(t, 0, "", "__complete", "ls", "u/1/"); !strings.HasPrefix(r.stdout, "u/1/mail\nu/1/name\n:") {
+			t.Errorf("completing ls u/1/ = %q", r.stdout)
+		}
 		var dj deletedJSON
 		decode(t, run(t, 0, "", "del", "--prefix", "u/", "-o", "json").stdout, &dj)
 		if dj.Deleted != 3 || dj.Prefix != "u/" {

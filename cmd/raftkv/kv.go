@@ -3,6 +3,7 @@ package main
 // Keys: get, put, del, ls.
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"sort"
@@ -29,8 +30,9 @@ func (a *app) getCommand() *cobra.Command {
 	var consistency string
 	var minIndex uint64
 	cmd := &cobra.Command{
-		Use:   "get KEY",
-		Short: "print a key's value (exit 3 if there is none)",
+		Use:               "get KEY",
+		ValidArgsFunction: a.completeKeys,
+		Short:             "print a key's value (exit 3 if there is none)",
 		Long: `Prints the value of KEY exactly as stored (raw bytes; a newline is added only
 when standard output is a terminal). With -o json prints the key as the API's
 /get does: {"key","value" (or "value_base64"),"create_index","mod_index","ttl"
@@ -112,8 +114,9 @@ func (a *app) putCommand() *cobra.Command {
 		ttl        time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "put KEY [VALUE|-]",
-		Short: "write a key (the value from standard input when omitted or -)",
+		Use:               "put KEY [VALUE|-]",
+		ValidArgsFunction: a.completeKeys,
+		Short:             "write a key (the value from standard input when omitted or -)",
 		Long: `Writes VALUE to KEY, or the bytes of standard input when VALUE is omitted or
 "-" (binary safe). Prints the write's log index ({"key","index"} with -o json).
 --cas N writes only if the key's mod_index is N (0: only if absent); otherwise
@@ -176,9 +179,10 @@ func (a *app) delCommand() *cobra.Command {
 		cas    uint64
 	)
 	cmd := &cobra.Command{
-		Use:     "del [--prefix] [--cas N] KEY|PREFIX",
-		Aliases: []string{"delete", "rm"},
-		Short:   "delete a key (exit 3 if there is none), or every key under a prefix",
+		Use:               "del [--prefix] [--cas N] KEY|PREFIX",
+		ValidArgsFunction: a.completeKeys,
+		Aliases:           []string{"delete", "rm"},
+		Short:             "delete a key (exit 3 if there is none), or every key under a prefix",
 		Long: `Deletes KEY and prints the delete's log index ({"key","index"} with -o json);
 a missing key exits 3. With --prefix deletes every key under PREFIX in one log
 entry and prints how many ({"prefix","deleted","index"}); none is not an error.
@@ -248,9 +252,10 @@ func (a *app) lsCommand() *cobra.Command {
 		separator string
 	)
 	cmd := &cobra.Command{
-		Use:     "ls [PREFIX]",
-		Aliases: []string{"list"},
-		Short:   "list the keys under a prefix, as a table",
+		Use:               "ls [PREFIX]",
+		ValidArgsFunction: a.completeKeys,
+		Aliases:           []string{"list"},
+		Short:             "list the keys under a prefix, as a table",
 		Long: `Lists the keys under PREFIX (all keys when omitted) in key order, every page
 read at one index. The table has KEY, VALUE (cut to 48 characters; quoted when
 not plain text), MOD (mod_index), TTL and LEASE; --keys prints only the keys.
@@ -332,4 +337,39 @@ func printList(w io.Writer, res *client.ListResult, keysOnly bool) error {
 		t.row(printable([]byte(r.key), 0), printable(r.kv.Value, lsValueWidth), strconv.FormatUint(r.kv.ModIndex, 10), ms(r.kv.TTL), num(r.kv.Lease))
 	}
 	return t.flush()
+}
+
+// completionTimeout bounds the listing a key completion makes: a shell
+// waits on it.
+const completionTimeout = 2 * time.Second
+
+// completeKeys completes a command's first argument with the keys and the
+// next-level prefixes (to "/") under what was typed so far, from the
+// cluster of the command's flags and environment; nothing when it does
+// not answer within completionTimeout.
+func (a *app) completeKeys(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	c, err := a.client(cmd)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), completionTimeout)
+	defer cancel()
+	res, err := c.List(ctx, toComplete, client.WithKeysOnly(), client.WithSeparator("/"))
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	out := make([]cobra.Completion, 0, len(res.Items)+len(res.Prefixes))
+	for _, kv := range res.Items {
+		out = append(out, kv.Key)
+	}
+	directive := cobra.ShellCompDirectiveNoFileComp
+	if len(res.Prefixes) > 0 {
+		out = append(out, res.Prefixes...)
+		directive |= cobra.ShellCompDirectiveNoSpace // a prefix is typed on
+	}
+	return out, directive
 }

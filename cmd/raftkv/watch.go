@@ -41,8 +41,9 @@ func (a *app) watchCommand() *cobra.Command {
 		count int
 	)
 	cmd := &cobra.Command{
-		Use:   "watch [PREFIX]",
-		Short: "print the changes under a prefix, one line each, until interrupted",
+		Use:               "watch [PREFIX]",
+		ValidArgsFunction: a.completeKeys,
+		Short:             "print the changes under a prefix, one line each, until interrupted",
 		Long: `Prints every change under PREFIX (all keys when omitted) as it is applied, one
 line per event: its position (N.S), its type (put, delete, expire), the key
 and, for a put, the value (quoted when not plain text). It follows the cluster
