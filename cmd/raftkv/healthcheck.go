@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/raftkv/raftkv/internal/config"
 	"github.com/raftkv/raftkv/internal/tlsconfig"
 )
@@ -42,6 +44,25 @@ TLS_CERT_FILE is set; the certificate is then checked against ADVERTISE_ADDR).
 For an https URL, TLS_CA_FILE (if set) is the trusted CA and
 TLS_CERT_FILE/TLS_KEY_FILE (if set) are presented as the client certificate.
 `
+
+func (a *app) healthcheckCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "healthcheck [-timeout 3s] [URL]",
+		GroupID: groupNode,
+		Short:   "exit 0 if the node answers /ready (the image's HEALTHCHECK)",
+		// It keeps the flag syntax it had before cobra (-timeout, which
+		// Dockerfiles and compose files use) and prints its own usage.
+		DisableFlagParsing:    true,
+		Annotations:           map[string]string{annotationOwnUsage: "yes"},
+		DisableFlagsInUseLine: true,
+		RunE: func(_ *cobra.Command, args []string) error {
+			return exitCode(healthcheck(args, a.lookup, a.stdout, a.stderr))
+		},
+	}
+	// `raftkv help healthcheck` prints what `raftkv healthcheck --help` does.
+	cmd.SetHelpFunc(func(*cobra.Command, []string) { fmt.Fprint(a.stdout, healthUsageText) })
+	return cmd
+}
 
 // healthcheck runs `raftkv healthcheck` with args (without the subcommand
 // name) and the environment lookup, and returns the exit code.

@@ -7,76 +7,83 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/raftkv/raftkv/internal/config"
 	"github.com/raftkv/raftkv/internal/logging"
 	"github.com/raftkv/raftkv/internal/node"
 )
 
-const restoreUsage = `usage: raftkv restore [--force] [--volume DIR] FILE
+func (a *app) restoreCommand() *cobra.Command {
+	var (
+		volume        string
+		force, online bool
+	)
+	cmd := &cobra.Command{
+		Use:                   "restore [--online] [--force] [--volume DIR] FILE",
+		DisableFlagsInUseLine: true,
+		GroupID:               groupNode,
+		Short:                 "write a backup into a volume, offline (--online: into the running cluster)",
+		Long: `Offline (the default): writes the backup FILE (from raftkv backup or GET
+/backup) into the volume DIR as the state of a new one-node cluster whose only
+member is this node, as configured by the same environment as the server
+(RAFT_NODE_ID, ADVERTISE_ADDR, RAFT_SERVER_PORT, HTTP_SERVER_PORT). Start raftkv
+on that volume next, then join the other nodes with empty volumes. This is for a
+cluster that has lost its quorum for good (docs/operations.md).
 
-Writes the backup FILE (from GET /backup) into the volume DIR as the state
-of a new one-node cluster whose only member is this node, as configured by
-the same environment as the server (RAFT_NODE_ID, ADVERTISE_ADDR,
-RAFT_SERVER_PORT, HTTP_SERVER_PORT). Start raftkv on that volume next, then
-join the other nodes with empty volumes.
+With --online: replaces the whole store of the running cluster on --endpoints
+with the backup FILE (- reads standard input) through Raft (POST /restore), so
+every node ends identical. Keys written since the backup are gone. --timeout
+bounds it only when given.
 
-  --volume DIR  the node's volume (default: RAFT_VOLUME_DIR)
-  --force       replace the raftkv state (raft.db or wal/, snapshots/,
-                restore-uploads/) in a volume that is not empty; other
-                files are left alone
-`
-
-// restoreMain runs the subcommand and returns the exit code: 0 done, 1
-// failed (nothing written unless it says so), 2 bad usage or configuration.
-func restoreMain(args []string) int {
-	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
-	fs.Usage = func() {} // printed below: stdout for --help, stderr for a mistake
-
-	volume := fs.String("volume", "", "")
-	force := fs.Bool("force", false, "")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(os.Stdout, restoreUsage)
-			return 0
-		}
-		fmt.Fprint(os.Stderr, restoreUsage)
-		return 2
+Exit status: 0 done, 1 refused or failed (offline: nothing written unless it
+says so), 2 bad usage or configuration.`,
+		Annotations: map[string]string{annotationClient: "online"},
+		Args:        exactArgs("FILE"),
+		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			if online {
+				if cmd.Flags().Changed("volume") || force {
+					return usageError("--volume and --force are for the offline restore, not --online")
+				}
+				return a.onlineRestore(cmd, args[0])
+			}
+			if names := a.g.changedClientFlags(cmd); names != "" {
+				return usageError("%s: only the online restore (--online) talks to a cluster", names)
+			}
+			if args[0] == "-" {
+				return usageError("the offline restore reads a FILE, not standard input")
+			}
+			cfg, err := config.Load(a.lookup)
+			if err != nil {
+				fmt.Fprintf(a.stderr, "raftkv restore: configuration: %v\n", err)
+				return exitCode(exitUsage)
+			}
+			if volume != "" {
+				cfg.VolumeDir = volume
+			}
+			return offlineRestore(cfg, args[0], force, a.stdout, a.stderr)
+		}),
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprint(os.Stderr, restoreUsage)
-		return 2
-	}
-	cfg, err := config.Load(os.LookupEnv)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "raftkv restore: configuration: %v\n", err)
-		return 2
-	}
-	if *volume != "" {
-		cfg.VolumeDir = *volume
-	}
-	if err := offlineRestore(cfg, fs.Arg(0), *force, os.Stdout); err != nil {
-		fmt.Fprintf(os.Stderr, "raftkv restore: %v\n", err)
-		return 1
-	}
-	return 0
+	cmd.Flags().StringVar(&volume, "volume", "", "offline: the node's volume (default: RAFT_VOLUME_DIR)")
+	cmd.Flags().BoolVar(&force, "force", false, "offline: replace the raftkv state (raft.db or wal/, snapshots/, restore-uploads/)\nof a volume that is not empty; other files are left alone")
+	cmd.Flags().BoolVar(&online, "online", false, "restore into the running cluster on --endpoints (POST /restore)")
+	return cmd
 }
 
 // offlineRestore runs node.RestoreVolume on file and reports to out.
-func offlineRestore(cfg config.Config, file string, force bool, out io.Writer) error {
+func offlineRestore(cfg config.Config, file string, force bool, out, errOut io.Writer) error {
 	start := time.Now()
 	f, err := os.Open(file)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	logger, err := logging.New("warn", cfg.LogFormat, os.Stderr)
+	logger, err := logging.New("warn", cfg.LogFormat, errOut)
 	if err != nil {
 		return err
 	}

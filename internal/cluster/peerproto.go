@@ -11,6 +11,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -140,6 +141,11 @@ func (c *Cluster) post(ctx context.Context, kind, addr, path string, body []byte
 		return nil, fmt.Errorf("%w: leader answered %d", ErrPeerUnauthorized, status)
 	case status == http.StatusServiceUnavailable:
 		return nil, fmt.Errorf("%w: leader answered %d: %s", node.ErrUnavailable, status, bytes.TrimSpace(b))
+	case status == http.StatusConflict && errorCode(b) == "other_cluster":
+		// CheckClusterID refused the call before reading it: the node this
+		// one takes for its leader is of another cluster. Nothing was
+		// proposed, and a retry gets the same answer.
+		return nil, fmt.Errorf("%w: %s answered: %s", node.ErrOtherCluster, addr, bytes.TrimSpace(b))
 	}
 	return nil, fmt.Errorf("%w: leader answered %d: %s", lostAnswer(write), status, bytes.TrimSpace(b))
 }
@@ -256,4 +262,15 @@ func forwardable(op fsm.Op) bool {
 		return true
 	}
 	return false
+}
+
+// errorCode is the "code" of a JSON error answer, "" for any other body.
+func errorCode(b []byte) string {
+	var e struct {
+		Code string `json:"code"`
+	}
+	if json.Unmarshal(b, &e) != nil {
+		return ""
+	}
+	return e.Code
 }

@@ -82,12 +82,19 @@ func (t *Tracker) Scan() {
 
 // Remaining is the time left before lease id expires as this node counts
 // it (never less than the true time left; 0 when due), as of the last Scan.
+// A refresh applied since that Scan counts in full: the next Scan dates it
+// from then, so its deadline is at least now plus the Remaining it recorded
+// (without this a read in the tick after a keepalive showed the old time).
 func (t *Tracker) Remaining(id uint64) (time.Duration, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	tr, ok := t.leases[id]
 	if !ok {
 		return 0, false
+	}
+	// t.mu before the FSM's read lock, the order Scan takes them in.
+	if l, ok := t.f.Lease(id, 0); ok && l.Refreshed != tr.refreshed {
+		return l.Remaining, true
 	}
 	return max(tr.deadline-t.now(), 0), true
 }

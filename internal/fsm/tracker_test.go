@@ -47,6 +47,28 @@ func TestTrackerExpiresAtTTLNotBefore(t *testing.T) {
 	}
 }
 
+// A keepalive or touch applied after the last Scan shows its full time at
+// once, not what was left of the refresh before it (issue 12's trial: a
+// GET /leases right after a keepalive showed the old ttl for up to a tick).
+func TestTrackerRemainingCountsUnscannedRefresh(t *testing.T) {
+	clk := &fakeClock{}
+	f := New()
+	tr := NewTracker(f, clk.now)
+	applyCmd(t, f, 1, Command{Op: OpSet, Key: "k", Value: "v", TTLMillis: 3000})
+	tr.Scan()
+	clk.t += 2 * time.Second
+	applyCmd(t, f, 2, Command{Op: OpTouch, Key: "k"})
+	if rem, ok := tr.Remaining(1); !ok || rem != 3*time.Second {
+		t.Fatalf("Remaining before the next Scan = %v, %v; want 3s", rem, ok)
+	}
+	clk.t += 500 * time.Millisecond
+	tr.Scan()
+	clk.t += time.Second
+	if rem, ok := tr.Remaining(1); !ok || rem != 2*time.Second {
+		t.Fatalf("Remaining 1s after the Scan that saw the touch = %v, %v; want 2s", rem, ok)
+	}
+}
+
 // The failover case: the old leader checkpoints; a new leader that first
 // sees the lease only then (a restarted node), and one that saw it as a
 // follower all along, never expire it before the true deadline, and the

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -261,7 +262,7 @@ func TestNodesProbes(t *testing.T) {
 		node.Member{ID: "n4", RaftAddr: "h4:9000"})
 	contact := 1.5
 	cl.probes = map[string]cluster.Probe{
-		"h2:8000": {Reachable: true, Status: &node.Status{State: "Follower", LastContactMs: &contact}},
+		"h2:8000": {Reachable: true, Status: &node.Status{State: "Follower", LastContactMs: &contact, Term: 3, CommitIndex: 20, AppliedIndex: 18, LastLogIndex: 19}},
 		"h3:8000": {Reachable: true}, // /health only
 	}
 	rec := call(s, "GET", "/nodes", "", nil)
@@ -271,6 +272,27 @@ func TestNodesProbes(t *testing.T) {
 	}
 	if v := views[1]; !v.Reachable || v.State != "Follower" || v.LastContactMs == nil || *v.LastContactMs != 1.5 {
 		t.Errorf("n2: %+v", v)
+	}
+	// The member's own term, commit and applied index, and its lag behind
+	// the serving node's last log index (the fake's applied index).
+	for i := range 25 {
+		st.set("k"+strconv.Itoa(i), "v")
+	}
+	ref := st.f.AppliedIndex()
+	rec = call(s, "GET", "/nodes", "", nil)
+	if err := json.Unmarshal(rec.Body.Bytes(), &views); err != nil {
+		t.Fatal(err)
+	}
+	if v := views[1]; v.Term == nil || *v.Term != 3 || v.CommitIndex == nil || *v.CommitIndex != 20 || *v.AppliedIndex != 18 || *v.Lag != ref-19 {
+		t.Errorf("n2's term, commit, applied, lag: %+v", v)
+	}
+	for _, field := range []string{`"term":3`, `"commit_index":20`, `"applied_index":18`, `"lag":` + strconv.FormatUint(ref-19, 10)} {
+		if !strings.Contains(rec.Body.String(), field) {
+			t.Errorf("/nodes has no %s: %s", field, rec.Body)
+		}
+	}
+	if v := views[2]; v.Term != nil || v.CommitIndex != nil {
+		t.Errorf("n3 answered /health only, yet has a term or commit index: %+v", v)
 	}
 	if v := views[2]; !v.Reachable || v.State != "" || v.MatchIndex != nil || v.Suffrage != "learner" {
 		t.Errorf("n3: %+v", v)

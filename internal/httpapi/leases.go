@@ -47,6 +47,23 @@ func (e lockHeld) Error() string {
 }
 func (e lockHeld) Unwrap() error { return ErrLockHeld }
 
+// lockNotHeld is a release with a token that no longer holds the lock: the
+// 409 cas_failed of the delete it is, worded in tokens rather than the
+// lock key's mod_index (for a lock key they are the same number).
+type lockNotHeld struct {
+	name    string
+	token   uint64
+	current casConflict
+}
+
+func (e lockNotHeld) Error() string {
+	if e.current.current == 0 {
+		return fmt.Sprintf("compare failed: lock %q is not held (token %d no longer holds it); nothing released", e.name, e.token)
+	}
+	return fmt.Sprintf("compare failed: lock %q is held with token %d, not %d; nothing released", e.name, e.current.current, e.token)
+}
+func (e lockNotHeld) Unwrap() error { return e.current }
+
 // ttlParam reads a TTL: a Go duration ("30s", "1m30s", "1500ms") or whole
 // seconds ("30"), from fsm.MinTTL to fsm.MaxTTL in whole milliseconds.
 func (p params) ttlParam(name string) (ms uint64, ok bool, err error) {
@@ -283,6 +300,9 @@ func (s *Service) handleLock(w http.ResponseWriter, r *http.Request, p params) e
 			return fmt.Errorf("%w: DELETE /locks/{name} needs ?token=N, the token POST answered", ErrBadRequest)
 		}
 		res, err := s.apply(w, r, &fsm.Command{Op: fsm.OpDelete, Key: key, HasCAS: true, CAS: token})
+		if cc := (casConflict{}); errors.As(err, &cc) {
+			return lockNotHeld{name: name, token: token, current: cc}
+		}
 		if err != nil {
 			return err
 		}

@@ -109,11 +109,18 @@ func TestLeaseEndpoints(t *testing.T) {
 	if b := errorOf(t, rec); rec.Code != 409 || b.Code != "lock_held" || b.Index == nil || *b.Index != lk.Token {
 		t.Fatalf("second lock = %d %s", rec.Code, rec.Body)
 	}
-	if rec := call(s, "DELETE", "/locks/job?token="+itoa(lk.Token+100), "", nil); rec.Code != 409 {
-		t.Fatalf("release with a wrong token = %d", rec.Code)
+	// A stale token is told in tokens: the holder's is the 409's index.
+	rec = call(s, "DELETE", "/locks/job?token="+itoa(lk.Token+100), "", nil)
+	if b := errorOf(t, rec); rec.Code != 409 || b.Code != "cas_failed" || b.Index == nil || *b.Index != lk.Token ||
+		!strings.Contains(b.Error, "held with token "+itoa(lk.Token)+", not "+itoa(lk.Token+100)) {
+		t.Fatalf("release with a wrong token = %d %s", rec.Code, rec.Body)
 	}
 	if rec := call(s, "DELETE", "/locks/job?token="+itoa(lk.Token), "", nil); rec.Code != 200 {
 		t.Fatalf("release = %d %s", rec.Code, rec.Body)
+	}
+	rec = call(s, "DELETE", "/locks/job?token="+itoa(lk.Token), "", nil)
+	if b := errorOf(t, rec); rec.Code != 409 || b.Code != "cas_failed" || !strings.Contains(b.Error, "is not held") {
+		t.Fatalf("release of a free lock = %d %s", rec.Code, rec.Body)
 	}
 	rec = call(s, "DELETE", "/leases/"+id, "", nil)
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"deleted":2`) {

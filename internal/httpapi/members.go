@@ -26,6 +26,10 @@ type nodeView struct {
 	// Lag is the serving node's last log index minus MatchIndex: entries
 	// the member still has to receive (0 for the serving node itself).
 	Lag *uint64 `json:"lag"`
+	// Term and CommitIndex are the member's own Raft term and commit
+	// index, as it reports them.
+	Term        *uint64 `json:"term"`
+	CommitIndex *uint64 `json:"commit_index"`
 }
 
 // handleNodes lists the members with their replication progress, from the
@@ -81,12 +85,13 @@ func (s *Service) listNodes(w http.ResponseWriter, r *http.Request) error {
 // fill copies a member's reported progress; ref is the serving node's last
 // log index, which the lag is measured against.
 func (v *nodeView) fill(st node.Status, ref uint64) {
-	match, applied := st.LastLogIndex, st.AppliedIndex
+	match, applied, term, commit := st.LastLogIndex, st.AppliedIndex, st.Term, st.CommitIndex
 	lag := uint64(0)
 	if ref > match {
 		lag = ref - match
 	}
 	v.State, v.MatchIndex, v.AppliedIndex, v.Lag = st.State, &match, &applied, &lag
+	v.Term, v.CommitIndex = &term, &commit
 	v.LastContactMs = st.LastContactMs
 }
 

@@ -43,6 +43,9 @@ var knownParams = map[string][]string{
 	"GET,HEAD /health":             nil,
 	"GET,HEAD /ready":              nil,
 	"GET,HEAD /metrics":            nil,
+	"GET,HEAD /ui":                 nil,
+	"GET,HEAD /ui/":                nil,
+	"GET,HEAD /auth/whoami":        nil,
 	"POST /internal/apply":         nil,
 	"POST /internal/readindex":     nil,
 	"GET /internal/info":           nil,
@@ -62,6 +65,8 @@ func concrete(rt RouteRole) string {
 		return "/leases/1"
 	case rt.Path == "/locks/":
 		return "/locks/a"
+	case rt.Path == "/ui/":
+		return "/ui/app.js"
 	case rt.Path == "/debug/pprof/":
 		return "/debug/pprof/heap"
 	}

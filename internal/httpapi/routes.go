@@ -119,6 +119,12 @@ func (s *Service) routeTable() []route {
 		{path: "/ready", methods: getHead, role: public, serve: s.handleReady},
 		{path: "/metrics", methods: getHead, role: read, serve: s.handleMetrics},
 
+		// The web console (ui.go, internal/ui): public files; the page asks
+		// for a token and learns its role from /auth/whoami.
+		{path: "/ui", methods: getHead, role: public, serve: s.handleUI},
+		{path: "/ui/", prefix: true, methods: getHead, role: public, serve: s.handleUI},
+		{path: "/auth/whoami", methods: getHead, role: read, serve: s.handleWhoami},
+
 		{path: cluster.PathApply, methods: post, role: peer, write: true, serve: s.handlePeerApply},
 		{path: cluster.PathReadIndex, methods: post, role: peer, serve: s.handlePeerReadIndex},
 		{path: cluster.PathInfo, methods: get, role: peer, serve: s.handlePeerInfo},

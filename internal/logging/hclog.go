@@ -2,9 +2,11 @@ package logging
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -135,6 +137,9 @@ func (a *hcAdapter) emit(level hclog.Level, msg string, args []interface{}) {
 	if level == hclog.NoLevel {
 		level = hclog.Info
 	}
+	if level > hclog.Debug && closedConn(args) {
+		level = hclog.Debug
+	}
 	// Checking first avoids building fields for the many trace/debug lines
 	// raft produces that are filtered out anyway.
 	if !a.enabled(level) {
@@ -149,6 +154,21 @@ func (a *hcAdapter) emit(level hclog.Level, msg string, args []interface{}) {
 		fields[ComponentKey] = a.name
 	}
 	a.log.WithFields(fields).Log(lvl, msg)
+}
+
+// closedConn reports whether args carry an error from a connection this
+// process closed itself (net.ErrClosed: "use of closed network
+// connection"). hashicorp/raft's transport logs such reads and writes at
+// error level, but they happen only when the node cuts its own Raft
+// connections on the way down (or drops a pooled one): never a fault to
+// alert on, so they are logged at debug.
+func closedConn(args []interface{}) bool {
+	for _, v := range args {
+		if err, ok := v.(error); ok && errors.Is(err, net.ErrClosed) {
+			return true
+		}
+	}
+	return false
 }
 
 // addFields turns hclog's alternating key/value args into logrus fields.

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"regexp"
 	"strings"
 	"testing"
@@ -222,6 +225,12 @@ func TestHCLogLevels(t *testing.T) {
 		{"trace", func(l hclog.Logger) { l.Log(hclog.NoLevel, "m") }, "info"},
 		{"trace", func(l hclog.Logger) { l.Log(hclog.Off, "m") }, ""},
 		{"trace", func(l hclog.Logger) { l.Log(hclog.Warn, "m") }, "warning"},
+		// Raft's transport on a connection the node closed itself (its stop).
+		{"debug", func(l hclog.Logger) {
+			l.Error("failed to decode incoming command", "error", fmt.Errorf("read: %w", net.ErrClosed))
+		}, "debug"},
+		{"info", func(l hclog.Logger) { l.Error("failed to decode incoming command", "error", net.ErrClosed) }, ""},
+		{"info", func(l hclog.Logger) { l.Error("failed to decode incoming command", "error", io.ErrUnexpectedEOF) }, "error"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.level, func(t *testing.T) {

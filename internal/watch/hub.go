@@ -141,7 +141,7 @@ func (w *Watcher) fill() error {
 // Next returns the next events in log order (at most Buffer, but never
 // part of one entry's changes unless it has more than fsm.MaxEventsBatch),
 // waiting up to wait for some. It returns an empty batch when wait passed
-// with none (Pos then says how far the watcher has read). The batch is
+// with none (Pos is then the applied index as of the end of the wait). The batch is
 // valid until the next call.
 //
 // Errors: fsm.ErrHistoryCompacted when the watcher fell so far behind
@@ -189,6 +189,16 @@ func (w *Watcher) next(ctx context.Context, wait time.Duration, armed *bool) ([]
 		select {
 		case <-changed:
 		case <-w.timer.C:
+			// Entries that make no events (keepalives, checkpoints,
+			// no-ops) close no channel: read once more so Pos is the
+			// applied index now, not as of the last wake-up (the
+			// progress event reports it).
+			if err := w.fill(); err != nil {
+				return nil, err
+			}
+			if len(w.buf) > 0 {
+				return w.buf, nil
+			}
 			return nil, nil
 		case <-ctx.Done():
 			return nil, ctx.Err()

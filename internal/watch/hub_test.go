@@ -68,6 +68,70 @@ func TestWatcherDelivers(t *testing.T) {
 	}
 }
 
+// readSignal is an FSM that says when a watcher has read it.
+type readSignal struct {
+	*fsm.FSM
+	read chan struct{}
+}
+
+func (r readSignal) EventsAfter(p fsm.Pos, q fsm.Filter, dst []fsm.Event, max int) ([]fsm.Event, fsm.Pos, error) {
+	dst, p, err := r.FSM.EventsAfter(p, q, dst, max)
+	select {
+	case r.read <- struct{}{}:
+	default:
+	}
+	return dst, p, err
+}
+
+// TestIdlePosIsApplied: an entry that makes no event (here a lease grant)
+// wakes no watcher, but an idle Next still ends at the applied index, which
+// the progress event reports (issue 12's trial: it lagged by up to half the
+// progress interval).
+func TestIdlePosIsApplied(t *testing.T) {
+	f := fsm.New()
+	set(f, 1, "a/1", "x")
+	src := readSignal{f, make(chan struct{}, 1)}
+	h := New(src, Limits{MaxWatchers: 4, Buffer: 8})
+	w, err := h.Watch(fsm.Pos{Index: 1, Seq: fsm.EndSeq}, fsm.Filter{Prefix: "a/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	select { // Watch may have read to check the position: not Next
+	case <-src.read:
+	default:
+	}
+	done := make(chan error, 1)
+	go func() {
+		evs, err := w.Next(context.Background(), 200*time.Millisecond)
+		if err == nil && len(evs) != 0 {
+			err = fmt.Errorf("events %v", keys(evs))
+		}
+		done <- err
+	}()
+	select {
+	case <-src.read: // Next has read up to index 1 and now waits
+	case <-time.After(5 * time.Second):
+		t.Fatal("Next did not read")
+	}
+	grant := (&fsm.Command{Op: fsm.OpLeaseGrant, TTLMillis: 10_000}).Encode(nil)
+	f.ApplyBatch([]*raft.Log{{Index: 2, Type: raft.LogCommand, Data: grant}})
+	if f.AppliedIndex() != 2 {
+		t.Fatalf("applied %d after the grant, want 2", f.AppliedIndex())
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Next did not return after its wait")
+	}
+	if w.Pos() != (fsm.Pos{Index: 2, Seq: fsm.EndSeq}) {
+		t.Fatalf("idle Pos %s after a 200ms wait, want the applied index 2", w.Pos())
+	}
+}
+
 // TestHubBounds: at most MaxWatchers at once; a closed watcher frees its
 // place; a position before the history or after the applied index is
 // refused at Watch.

@@ -72,8 +72,11 @@ func TestCLIHelpAndVersionStartNothing(t *testing.T) {
 		{args: []string{"restore", "--help"}, stdoutHas: "usage: raftkv restore"},
 		{args: []string{"healthcheck", "--help"}, stdoutHas: "usage: raftkv healthcheck"},
 		{args: []string{"healthcheck", "-h"}, stdoutHas: "usage: raftkv healthcheck"},
-		{args: []string{"serve"}, code: 2, stderrHas: `unknown command "serve"`, stdoutNone: true},
-		{args: []string{"--verbose"}, code: 2, stderrHas: "unknown flag --verbose", stdoutNone: true},
+		{args: []string{"start"}, code: 2, stderrHas: `unknown command "start"`, stdoutNone: true},
+		{args: []string{"--verbose"}, code: 2, stderrHas: "unknown flag: --verbose", stdoutNone: true},
+		{args: []string{"--endpoints", "127.0.0.1:1"}, code: 2, stderrHas: "flags need a command", stdoutNone: true},
+		{args: []string{"serve", "--help"}, stdoutHas: "usage: raftkv serve"},
+		{args: []string{"completion", "bash"}, stdoutHas: "bash completion"},
 		{args: []string{"restore", "--bogus"}, code: 2, stderrHas: "usage: raftkv restore", stdoutNone: true},
 		{args: []string{"healthcheck", "--bogus"}, code: 2, stderrHas: "usage: raftkv healthcheck", stdoutNone: true},
 	}

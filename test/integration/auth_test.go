@@ -226,6 +226,14 @@ func routeCases(t *testing.T, c *testcluster.Cluster) []routeCase {
 		{method: "HEAD", route: "/metrics", role: R, target: func(string) string { return "/metrics" }},
 		{method: "HEAD", route: "/ready", role: auth.RolePublic, target: func(string) string { return "/ready" }},
 		{method: "HEAD", route: "/health", role: auth.RolePublic, target: func(string) string { return "/health" }},
+		// The web console: public files (/ui redirects to /ui/), and the
+		// role of the caller's token.
+		{method: "GET", route: "/ui", role: auth.RolePublic, target: func(string) string { return "/ui" }, okLeader: http.StatusMovedPermanently, okFollower: http.StatusMovedPermanently},
+		{method: "HEAD", route: "/ui", role: auth.RolePublic, target: func(string) string { return "/ui" }, okLeader: http.StatusMovedPermanently, okFollower: http.StatusMovedPermanently},
+		{method: "GET", route: "/ui/", role: auth.RolePublic, target: func(string) string { return "/ui/app.js" }},
+		{method: "HEAD", route: "/ui/", role: auth.RolePublic, target: func(string) string { return "/ui/" }},
+		{method: "GET", route: "/auth/whoami", role: R, target: func(string) string { return "/auth/whoami" }},
+		{method: "HEAD", route: "/auth/whoami", role: R, target: func(string) string { return "/auth/whoami" }},
 		{method: "POST", route: "/debug/pprof/symbol", role: A, target: func(string) string { return "/debug/pprof/symbol" }, body: func(string) []byte { return []byte("0x1") }},
 		{method: "GET", route: "/debug/pprof/trace", role: A, target: func(string) string { return "/debug/pprof/trace?seconds=0.05" }},
 		{method: "GET", route: "/debug/pprof/", role: A, target: func(string) string { return "/debug/pprof/goroutine?debug=1" }},
