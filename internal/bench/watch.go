@@ -271,6 +271,7 @@ type stream struct {
 	pending  []pendingEvent
 	dropped  int64 // pending events beyond maxPending: no latency sample
 	err      error
+	ended    atomic.Bool // read returned (err says why, unless the run ended it)
 }
 
 // watchRun is the state the streams share.
@@ -607,9 +608,11 @@ func RunWatch(ctx context.Context, cfg WatchConfig) (*WatchResult, error) {
 			if err := s.read(r, br, &sp); sctx.Err() == nil {
 				s.err = err // the stream ended or broke a rule before the run ended it
 			}
+			s.ended.Store(true)
 		}()
 	}
-	openLimit := time.NewTimer(2*cfg.Timeout + time.Duration(cfg.Watchers)*time.Millisecond)
+	openWait := 2*cfg.Timeout + time.Duration(cfg.Watchers)*time.Millisecond
+	openLimit := time.NewTimer(openWait)
 	defer openLimit.Stop()
 	for n := 0; n < cfg.Watchers; n++ {
 		select {
@@ -622,7 +625,7 @@ func RunWatch(ctx context.Context, cfg WatchConfig) (*WatchResult, error) {
 		case <-openLimit.C:
 			stopStreams()
 			readers.Wait()
-			return nil, fmt.Errorf("only %d of %d watchers open after %s", n, cfg.Watchers, 2*cfg.Timeout)
+			return nil, fmt.Errorf("only %d of %d watchers open after %s", n, cfg.Watchers, openWait)
 		}
 	}
 	res.OpenMs = ms(time.Since(t0))
@@ -764,14 +767,16 @@ func RunWatch(ctx context.Context, cfg WatchConfig) (*WatchResult, error) {
 	}
 
 	// The drain: until every watcher has the last acknowledged put's
-	// event, or one has failed, or Drain passed.
+	// event or has ended, or Drain passed.
 	drainLimit := time.Now().Add(cfg.Drain)
 	poll := time.NewTicker(20 * time.Millisecond)
 	defer poll.Stop()
 	for ctx.Err() == nil && time.Now().Before(drainLimit) {
 		behind := 0
 		for _, s := range streams {
-			if s.last.Load() < maxIdx {
+			// A stream that ended will not catch up: it is reported
+			// below, and waiting for it would only spend the drain.
+			if s.last.Load() < maxIdx && !s.ended.Load() {
 				behind++
 			}
 		}

@@ -229,6 +229,7 @@ type fakeFeed struct {
 	kind        Kind
 	dropWatcher int
 	dropEvent   uint64
+	cutWatcher  int // the cutWatcher-th watcher to open (if > 0) ends its stream after 2 events
 
 	mu    sync.Mutex
 	index uint64
@@ -280,10 +281,11 @@ func (f *fakeFeed) watch(w http.ResponseWriter, r *http.Request, open func(uint6
 	if len(f.subs)-1 == f.dropWatcher {
 		f.dropEvent += start // the dropEvent-th put after it opened
 	}
+	cut := f.cutWatcher > 0 && len(f.subs) == f.cutWatcher
 	f.mu.Unlock()
 	io.WriteString(w, open(start))
 	w.(http.Flusher).Flush()
-	for {
+	for sent := 0; !cut || sent < 2; sent++ {
 		select {
 		case <-r.Context().Done():
 			return
@@ -341,6 +343,29 @@ func TestRunWatchFake(t *testing.T) {
 				t.Errorf("memory readings: %v %v", res.RSSBeforeKiB, res.RSSIdleKiB)
 			}
 		})
+	}
+}
+
+// TestRunWatchStreamEnds: a stream that ends during the run fails it at
+// once, without waiting out the drain for a watcher that will not catch
+// up.
+func TestRunWatchStreamEnds(t *testing.T) {
+	f := &fakeFeed{kind: KindRaftkv, dropWatcher: -1, cutWatcher: 3}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	cfg := DefaultWatchConfig()
+	cfg.Targets, cfg.Watchers, cfg.Writers, cfg.Prefix = []string{srv.URL}, 5, 2, "p/"
+	cfg.Duration, cfg.Drain, cfg.Timeout = 200*time.Millisecond, 30*time.Second, 5*time.Second
+	start := time.Now()
+	res, err := RunWatch(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the run took %s: it waited out the drain for a stream that had ended", took)
+	}
+	if !res.Failed || res.Incomplete != 1 || len(res.Problems) != 1 || !strings.Contains(res.Problems[0], "EOF") {
+		t.Errorf("failed %v (%s), incomplete %d, problems %q; want one watcher failed with EOF", res.Failed, res.Failure, res.Incomplete, res.Problems)
 	}
 }
 
