@@ -2,7 +2,7 @@
 # Benchmark a fresh local 3-node raftkv cluster side by side with a 3-member
 # etcd (when installed), driven by the same load generator (raftkv-bench).
 #
-# Usage: scripts/bench.sh [--quick] [--sustained | --scale | --surface]
+# Usage: scripts/bench.sh [--quick] [--sustained | --scale | --surface | --watch]
 #   (default)    the standard matrix: every cell run against raftkv and etcd
 #                alternately (A B A B ...), BENCH_ROUNDS rounds, medians
 #   --scale      the same machinery on the scale cells: writes of 100 B,
@@ -22,6 +22,20 @@
 #                writes/s at c=64) with their ratios. Separate from the
 #                default matrix, whose cells and 10,000-key store stay as
 #                they were.
+#   --watch      the change feed: BENCH_WATCHERS (1,000) watchers of one
+#                prefix, opened round-robin over all nodes of each system
+#                (raftkv GET /watch/{prefix}, Server-Sent Events; etcd its
+#                gateway's streaming POST /v3/watch), idle, then puts under
+#                the prefix at c=16 for BENCH_DURATION: events/s delivered
+#                to all watchers while writing, put acknowledged → event
+#                received p50/p99, every watcher checked to have received
+#                every acknowledged put exactly once in order (a run that
+#                loses one fails), and memory per idle watcher (the nodes'
+#                summed VmRSS with the watchers idle minus with none, each
+#                read once it settled, / watchers; round 1 only, on the
+#                fresh clusters). Alternating raftkv and
+#                etcd, BENCH_ROUNDS rounds, medians; prints the table rows
+#                ready to paste into BENCHMARKS.md, with the load average
 #   --quick      2 s runs, one round: checks the script; numbers are rough
 #   --sustained  raftkv only: BENCH_SUSTAINED of writes at c=64 with a low
 #                snapshot threshold, so the run spans several snapshots and
@@ -35,6 +49,7 @@
 #   BENCH_SNAPSHOT_THRESHOLD  RAFT_SNAPSHOT_THRESHOLD of the sustained run (50000)
 #   BENCH_LARGE_KEYS key space of the 64 KiB cell (default 1000: 64 MiB of data)
 #   BENCH_SURFACE_KEYS  keys preloaded for --surface (default 100000)
+#   BENCH_WATCHERS   watchers of --watch (default 1000)
 #   BENCH_OUT        results directory (default bench-results/<UTC time>)
 #   BENCH_ETCD       the etcd binary (default: etcd on PATH)
 # Other variables (ENABLE_PPROF, LOG_LEVEL, RAFT_*, ...) reach the raftkv nodes.
@@ -62,6 +77,7 @@ for arg in "$@"; do
 	--sustained) mode=sustained ;;
 	--scale) mode=scale ;;
 	--surface) mode=surface ;;
+	--watch) mode=watch ;;
 	-h | --help) usage 0 ;;
 	*) echo "unknown argument: $arg" >&2; usage ;;
 	esac
@@ -80,6 +96,8 @@ snapshot_threshold=${BENCH_SNAPSHOT_THRESHOLD:-50000}
 large_keys=${BENCH_LARGE_KEYS:-1000}
 surface_keys=${BENCH_SURFACE_KEYS:-100000}
 [[ $surface_keys =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_SURFACE_KEYS must be a positive integer, not '$surface_keys'" >&2; exit 2; }
+watchers=${BENCH_WATCHERS:-1000}
+[[ $watchers =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_WATCHERS must be a positive integer, not '$watchers'" >&2; exit 2; }
 etcd_bin=${BENCH_ETCD:-etcd}
 command -v python3 >/dev/null || { echo "python3 is required (JSON handling)" >&2; exit 2; }
 command -v curl >/dev/null || { echo "curl is required" >&2; exit 2; }
@@ -642,8 +660,153 @@ EOF
 	} | tee "$out/sustained.md" || verdict=1
 }
 
+# watch_summary: one run's JSON as a progress line.
+watch_summary() {
+	python3 - "$1" <<'EOF'
+import json, sys
+try:
+    j = json.load(open(sys.argv[1]))
+except ValueError:
+    print("no result")
+    sys.exit()
+lat = j["event_latency"]
+line = (f"{j['events_per_s']:,.0f} events/s, {j['writes_per_s']:,.0f} writes/s, ack→event p50 {lat['p50']:.2f} / p99 {lat['p99']:.2f} ms "
+        f"(p99 by node: {' / '.join(format(l['p99'], '.0f') for l in j.get('event_latency_by_target') or [])}), "
+        + (f"{j['kib_per_idle_watcher']:.1f} KiB per idle watcher, " if j.get("pids") else "") + f"complete {j['complete']}")
+if j.get("failed"):
+    line += f"; FAILED: {j['failure']}"
+print(line)
+EOF
+}
+
+# watchbench: the --watch cells, alternating raftkv and etcd, on one fresh
+# cluster of each for the whole run.
+watchbench() {
+	local systems=(raftkv) have_etcd=false
+	if command -v "$etcd_bin" >/dev/null; then
+		have_etcd=true systems+=(etcd)
+	else
+		echo "etcd not found: apt-get install etcd-server to compare; measuring raftkv only"
+	fi
+	local load0
+	load0=$(cut -d' ' -f1-3 /proc/loadavg)
+	start_raftkv
+	if $have_etcd; then start_etcd; fi
+	local round sys name
+	for round in $(seq 1 "$rounds"); do
+		echo "round $round of $rounds (${duration} of writes per run; load $(cut -d' ' -f1-3 /proc/loadavg))"
+		for sys in "${systems[@]}"; do
+			name=$sys-watch-r$round
+			local urls=$raftkv_urls kind=raftkv procs=("${raftkv_pids[@]}") rc=0 t0 t1 c0 c1
+			if [[ $sys == etcd ]]; then urls=$etcd_urls kind=etcd procs=("${etcd_pids[@]}"); fi
+			all_alive "${procs[@]}"
+			c0=$(cpu_ticks "${procs[@]}") t0=$(now_ns)
+			# Progress lines go to runs/NAME.err. A new prefix per round:
+			# no watcher sees an earlier round's keys.
+			# Memory per idle watcher only in round 1, on the fresh
+			# clusters: after a round of writes the servers' heaps hold
+			# that round's garbage and history, and the difference
+			# measures the collector, not the watchers.
+			local pids=""
+			if ((round == 1)); then pids=$(IFS=,; echo "${procs[*]}"); fi
+			generate "$out/runs/$name.json" "$out/runs/$name.err" -workload watch -target-kind "$kind" -targets "$urls" \
+				-watchers "$watchers" -c 16 -d "$duration" -prefix "watch$round/" -json -progress=true -pids "$pids" || rc=$?
+			t1=$(now_ns) c1=$(cpu_ticks "${procs[@]}")
+			all_alive "${procs[@]}"
+			printf '{"rc":%d,"wall_s":%d.%03d,"server_cpu_s":%d.%02d,"load":"%s"}\n' "$rc" \
+				$(((t1 - t0) / 1000000000)) $(((t1 - t0) / 1000000 % 1000)) \
+				$(((c1 - c0) / clk_tck)) $(((c1 - c0) % clk_tck * 100 / clk_tck)) "$(cut -d' ' -f1-3 /proc/loadavg)" >"$out/runs/$name.res"
+			echo "  $sys: exit $rc; $(watch_summary "$out/runs/$name.json")"
+		done
+	done
+	{
+		echo "# raftkv vs etcd: watches"
+		echo
+		header
+		echo "- $rounds round(s), alternating raftkv and etcd; medians. $watchers watchers of one prefix (a new prefix each round), opened round-robin over all $nodes nodes of each system, idle until all are open; then puts of 100 B values (10,000 keys under the prefix) at c=16, round-robin over the nodes, for ${duration}."
+		local etcd_version="not run"
+		if $have_etcd; then etcd_version=$("$etcd_bin" --version | sed -n 1p); fi
+		echo "- raftkv: GET /watch/{prefix} (Server-Sent Events). etcd: $etcd_version, its v3 JSON gateway's streaming POST /v3/watch (key + range_end; one JSON message per batch of events, keys and values in base64), puts through /v3/kv/put."
+		echo "- 1-minute load average (1, 5, 15 min): $load0 before starting the clusters, $(cut -d' ' -f1-3 /proc/loadavg) after the last run; per run below."
+		echo
+		python3 - "$out/runs" "$rounds" "$watchers" "$(nproc)" <<'EOF'
+import json, os, statistics, sys
+runs_dir, rounds, watchers, cores = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+
+def load(s):
+    out = []
+    for r in range(1, rounds + 1):
+        base = f"{runs_dir}/{s}-watch-r{r}"
+        if not os.path.exists(base + ".res"):
+            continue
+        res = json.load(open(base + ".res"))
+        try:
+            j = json.load(open(base + ".json"))
+        except ValueError:
+            out.append({"round": r, "failed": f"exit {res['rc']}, no result (see runs/{s}-watch-r{r}.err)"})
+            continue
+        lat = j["event_latency"]
+        out.append({"round": r, "ev": j["events_per_s"], "ev_all": j["events_per_s_with_drain"], "wr": j["writes_per_s"],
+                    "p50": lat["p50"], "p99": lat["p99"], "kib": j["kib_per_idle_watcher"] if j.get("pids") else None,
+                    "p99_nodes": " / ".join(format(l["p99"], ".0f") for l in j.get("event_latency_by_target") or []),
+                    "settled": j["rss_settled"], "drain": j["drain_ms"], "complete": j["complete"],
+                    "srv": res["server_cpu_s"] / res["wall_s"], "gen": j["cpu_seconds"] / res["wall_s"], "load": res["load"],
+                    "cpu_kev": 1e6 * res["server_cpu_s"] / j["events"] if j["events"] else None,
+                    "failed": j.get("failure") if j.get("failed") else None, "problems": j.get("problems") or []})
+    return out
+
+def med(runs, k):
+    v = [r[k] for r in runs if r.get(k) is not None and not r.get("failed")]
+    return statistics.median(v) if v else None
+
+systems = ["raftkv"] + (["etcd"] if os.path.exists(f"{runs_dir}/etcd-watch-r1.res") else [])
+data = {s: load(s) for s in systems}
+a, b = data["raftkv"], data.get("etcd", [])
+f = lambda v, fmt: "—" if v is None else format(v, fmt)
+
+def ratio(x, y, bold=True):
+    if not x or not y:
+        return "—"
+    return f"**{x / y:.2f}×**" if bold else f"{x / y:.2f}×"
+
+print(f"| watch cell ({watchers:,} watchers of one prefix, writes at c=16) | raftkv | etcd | raftkv/etcd |")
+print("|---|---:|---:|---:|")
+print(f"| events delivered per second while writing (all watchers) | {f(med(a, 'ev'), ',.0f')} | {f(med(b, 'ev'), ',.0f')} | {ratio(med(a, 'ev'), med(b, 'ev'))} |")
+print(f"| the same, counted to the last delivery (writing + drain) | {f(med(a, 'ev_all'), ',.0f')} | {f(med(b, 'ev_all'), ',.0f')} | {ratio(med(a, 'ev_all'), med(b, 'ev_all'), False)} |")
+print(f"| puts acknowledged per second meanwhile | {f(med(a, 'wr'), ',.0f')} | {f(med(b, 'wr'), ',.0f')} | {ratio(med(a, 'wr'), med(b, 'wr'), False)} |")
+print(f"| put acknowledged → event received, p50 / p99 ms | {f(med(a, 'p50'), '.2f')} / {f(med(a, 'p99'), '.2f')} | {f(med(b, 'p50'), '.2f')} / {f(med(b, 'p99'), '.2f')} | p99 {ratio(med(b, 'p99'), med(a, 'p99'), False)} lower |")
+print(f"| last event received after the writes ended, ms | {f(med(a, 'drain'), ',.0f')} | {f(med(b, 'drain'), ',.0f')} | |")
+print(f"| memory per idle watcher, KiB (all nodes' RSS; round 1, fresh clusters) | {f(med(a, 'kib'), '.1f')} | {f(med(b, 'kib'), '.1f')} | {ratio(med(b, 'kib'), med(a, 'kib'), False)} less |")
+print(f"| server CPU per 1,000 events delivered, ms (all nodes, the whole run) | {f(med(a, 'cpu_kev'), '.1f')} | {f(med(b, 'cpu_kev'), '.1f')} | {ratio(med(b, 'cpu_kev'), med(a, 'cpu_kev'), False)} less |")
+print(f"| server CPU / generator CPU, cores of {cores} (over each whole run, settles included) | {f(med(a, 'srv'), '.2f')} / {f(med(a, 'gen'), '.2f')} | {f(med(b, 'srv'), '.2f')} / {f(med(b, 'gen'), '.2f')} | |")
+print()
+print("Per run (events/s while writing, writes/s, put → event p50 / p99 ms and the p99 of each node's watchers, KiB per idle watcher, every event to every watcher, load after):")
+print()
+for s in systems:
+    for r in data[s]:
+        if "ev" not in r:
+            print(f"- {s} r{r['round']}: {r['failed']}")
+            continue
+        mem = "—" if r["kib"] is None else f"{r['kib']:.1f}" + ("" if r["settled"] else " (memory NOT settled)")
+        print(f"- {s} r{r['round']}: {r['ev']:,.0f}, {r['wr']:,.0f}, {r['p50']:.2f} / {r['p99']:.2f} (nodes {r['p99_nodes']}), {mem}, "
+              f"{'complete' if r['complete'] else 'INCOMPLETE'}, load {r['load']}" + (f"; FAILED: {r['failed']}" if r.get("failed") else ""))
+        for p in r["problems"][:3]:
+            print(f"  - {p}")
+ev_a, ev_b, p99 = med(a, "ev"), med(b, "ev"), med(a, "p99")
+print()
+print("| goal | measured | |")
+print("|---|---:|---|")
+if ev_a and ev_b:
+    print(f"| raftkv delivers ≥ 2× etcd's events/s | {ev_a / ev_b:.2f}× | {'met' if ev_a / ev_b >= 2 else '**missed**'} |")
+else:
+    print("| raftkv delivers ≥ 2× etcd's events/s | — | no result |")
+print(f"| raftkv put → event p99 < 50 ms | {f(p99, '.2f')} ms | {'—' if p99 is None else ('met' if p99 < 50 else '**missed**')} |")
+EOF
+	} | tee "$out/results.md"
+}
+
 # Not called as "f || ...": that would switch off errexit inside them.
 verdict=0
-if [[ $mode == sustained ]]; then sustained; else matrix; fi # matrix and scale
+if [[ $mode == sustained ]]; then sustained; elif [[ $mode == watch ]]; then watchbench; else matrix; fi # matrix, scale, surface
 echo "results in $out"
 exit "$verdict"

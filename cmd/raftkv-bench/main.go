@@ -7,6 +7,7 @@
 //	raftkv-bench -target-kind etcd -targets http://127.0.0.1:2379 -c 16 -ratio 1
 //	raftkv-bench -keys 100000 -preload -preload-batch 100 -workload list -limit 1000 -c 16
 //	raftkv-bench -keys 100000 -workload txn -c 64
+//	raftkv-bench -workload watch -watchers 1000 -c 16 -d 10s -pids 4242,4243,4244
 //
 // Exit status: 0 on success; 1 if more than 1% of requests failed (or none
 // completed); 2 for bad flags or a failed preload; 130 when interrupted
@@ -21,6 +22,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -35,6 +37,9 @@ func main() {
 type options struct {
 	json     bool
 	progress bool
+	// watch is set for -workload watch, which bench.RunWatch runs instead
+	// of bench.Run.
+	watch *bench.WatchConfig
 }
 
 func parseFlags(args []string, stderr io.Writer) (bench.Config, options, error) {
@@ -59,9 +64,16 @@ func parseFlags(args []string, stderr io.Writer) (bench.Config, options, error) 
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "per-request timeout")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed; worker w draws from (seed, w)")
 	fs.StringVar(&cfg.Workload, "workload", cfg.Workload, "kv (puts and gets by -ratio), list (the first -limit keys under -prefix), "+
-		"count (keys under -prefix) or txn (compare + 2 puts); list and count are reads, txn writes")
+		"count (keys under -prefix), txn (compare + 2 puts), or watch (-watchers streams on -prefix while -c writers put "+
+		"for -d: delivered events/s, put-acknowledged-to-event latency, memory per idle watcher); list and count are reads, txn writes")
 	fs.IntVar(&cfg.ListLimit, "limit", cfg.ListLimit, "list: keys per request")
 	fs.IntVar(&cfg.PreloadBatch, "preload-batch", cfg.PreloadBatch, fmt.Sprintf("-preload: keys per request; > 1 writes them in transactions (raftkv /txn, etcd /v3/kv/txn), at most %d", bench.MaxPreloadBatch))
+	wd := bench.DefaultWatchConfig()
+	watchers := fs.Int("watchers", wd.Watchers, "watch: streams on -prefix, round-robin over -targets")
+	maxWrites := fs.Int64("max-writes", wd.MaxWrites, "watch: bound on the puts of the run")
+	drain := fs.Duration("drain", wd.Drain, "watch: how long the watchers may take, after the last put, to receive every event")
+	settle := fs.Duration("settle", wd.Settle, "watch: bound on each wait for the servers' memory to settle")
+	pids := fs.String("pids", "", "watch: comma-separated server process ids whose VmRSS gives the memory per idle watcher")
 	if err := fs.Parse(args); err != nil {
 		return cfg, opt, err
 	}
@@ -77,6 +89,27 @@ func parseFlags(args []string, stderr io.Writer) (bench.Config, options, error) 
 	cfg.Kind = bench.Kind(*kind)
 	if opt.progress {
 		cfg.Progress = stderr
+	}
+	if cfg.Workload == "watch" {
+		w := wd
+		w.Targets, w.Kind, w.Writers, w.Duration, w.Keys, w.ValueSize = cfg.Targets, cfg.Kind, cfg.Concurrency, cfg.Duration, cfg.Keys, cfg.ValueSize
+		w.Prefix, w.Timeout, w.Seed, w.Progress = cfg.Prefix, cfg.Timeout, cfg.Seed, cfg.Progress
+		w.Watchers, w.MaxWrites, w.Drain, w.Settle = *watchers, *maxWrites, *drain, *settle
+		for _, p := range strings.Split(*pids, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			n, err := strconv.Atoi(p)
+			if err != nil {
+				return cfg, opt, fmt.Errorf("-pids: %q is not a process id", p)
+			}
+			w.Pids = append(w.Pids, n)
+		}
+		if _, err := w.Validate(); err != nil {
+			return cfg, opt, err
+		}
+		opt.watch = &w
+		return cfg, opt, nil
 	}
 	if _, err := cfg.Validate(); err != nil {
 		return cfg, opt, err
@@ -103,7 +136,39 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	go func() { <-ctx.Done(); stop() }()
 
+	if opt.watch != nil {
+		return runWatch(ctx, *opt.watch, opt, stdout, stderr)
+	}
 	res, err := bench.Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "raftkv-bench: %v\n", err)
+		if ctx.Err() != nil {
+			return 130
+		}
+		return 2
+	}
+	if opt.json {
+		err = res.WriteJSON(stdout)
+	} else {
+		err = res.WriteText(stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "raftkv-bench: %v\n", err)
+		return 1
+	}
+	switch {
+	case res.Interrupted:
+		fmt.Fprintln(stderr, "raftkv-bench: interrupted")
+		return 130
+	case res.Failed:
+		fmt.Fprintf(stderr, "raftkv-bench: run failed: %s\n", res.Failure)
+		return 1
+	}
+	return 0
+}
+
+func runWatch(ctx context.Context, cfg bench.WatchConfig, opt options, stdout, stderr io.Writer) int {
+	res, err := bench.RunWatch(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "raftkv-bench: %v\n", err)
 		if ctx.Err() != nil {

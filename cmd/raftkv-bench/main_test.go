@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -52,6 +53,28 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("parsed: %+v", c)
 			}
 		}, ""},
+		{"watch", []string{"-workload", "watch", "-watchers", "300", "-c", "8", "-d", "4s", "-prefix", "w/", "-target-kind", "etcd",
+			"-max-writes", "5000", "-drain", "7s", "-settle", "9s", "-pids", "11, 12,,13", "-targets", "http://a:1,http://b:2"},
+			func(t *testing.T, c bench.Config, o options) {
+				w := o.watch
+				if w == nil || w.Watchers != 300 || w.Writers != 8 || w.Duration != 4*time.Second || w.Prefix != "w/" ||
+					w.Kind != bench.KindEtcd || w.MaxWrites != 5000 || w.Drain != 7*time.Second || w.Settle != 9*time.Second ||
+					fmt.Sprint(w.Pids) != "[11 12 13]" || strings.Join(w.Targets, " ") != "http://a:1 http://b:2" || w.Progress == nil {
+					t.Errorf("parsed: %+v", w)
+				}
+			}, ""},
+		{"watch defaults", []string{"-workload", "watch"}, func(t *testing.T, c bench.Config, o options) {
+			if w := o.watch; w == nil || w.Watchers != 1000 || w.Writers != 16 || len(w.Pids) != 0 || w.Drain != time.Minute {
+				t.Errorf("parsed: %+v", w)
+			}
+		}, ""},
+		{"kv has no watch", nil, func(t *testing.T, c bench.Config, o options) {
+			if o.watch != nil {
+				t.Errorf("watch config for the kv workload: %+v", o.watch)
+			}
+		}, ""},
+		{"watch: bad pid", []string{"-workload", "watch", "-pids", "12,x"}, nil, `"x" is not a process id`},
+		{"watch: no watchers", []string{"-workload", "watch", "-watchers", "0"}, nil, "watchers 0"},
 		{"bad workload", []string{"-workload", "scan"}, nil, "workload"},
 		{"preload batch over 128", []string{"-preload-batch", "200"}, nil, "preload batch"},
 		{"bad ratio", []string{"-ratio", "2"}, nil, "ratio"},

@@ -25,6 +25,14 @@
 //     request_put), i uniform as for kv.
 //
 // Reads of list and count use Consistency like kv reads.
+//
+// RunWatch (watch.go, raftkv-bench -workload watch) measures the change
+// feed instead: WatchConfig.Watchers streams of one prefix (raftkv
+// GET /watch/{prefix}, etcd's gateway POST /v3/watch) while writers put
+// keys under it; it reports the events delivered per second, the time
+// from each put's acknowledgement to its event at each watcher, and the
+// servers' memory per idle watcher, and fails a run in which any watcher
+// missed, repeated or reordered an acknowledged put.
 package bench
 
 import (

@@ -173,6 +173,9 @@ type Service struct {
 	views *fsm.Views
 	// hub serves GET /watch/ and blocking queries from the FSM's history.
 	hub *watch.Hub
+	// frames are recent events' encoded SSE frames, shared by the watch
+	// streams (watch.go).
+	frames frameCache
 }
 
 // New builds the API over store and cl.

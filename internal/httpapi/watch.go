@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftkv/raftkv/internal/fsm"
@@ -23,8 +24,12 @@ const HeaderLastEventID = "Last-Event-ID"
 const DefaultWatchProgress = 5 * time.Second
 
 // streamWriteTimeout bounds one write of a stream (a batch of events, a
-// progress event): a client that takes longer to accept it is cut.
-const streamWriteTimeout = 30 * time.Second
+// progress event): a client that takes longer to accept it is cut, after
+// at most streamWriteTimeout + deadlineSlack (sseWriter.flush).
+const (
+	streamWriteTimeout = 30 * time.Second
+	deadlineSlack      = time.Second
+)
 
 // Errors of the change feed.
 var (
@@ -125,7 +130,7 @@ func (s *Service) handleWatch(w http.ResponseWriter, r *http.Request, p params) 
 	setIndexHeader(w, HeaderAppliedIndex, s.store.FSM().AppliedIndex())
 	w.WriteHeader(http.StatusOK)
 
-	st := sseWriter{w: w, rc: rc}
+	st := sseWriter{w: w, rc: rc, frames: &s.frames}
 	st.comment("raftkv watch " + strings.ReplaceAll(prefix, "\n", " ") + " after " + from.String())
 	if !st.flush() {
 		return nil
@@ -177,11 +182,13 @@ type eventJSON struct {
 // sseWriter writes Server-Sent Events into a buffer and sends it with
 // flush, pushing the write deadline forward for each send.
 type sseWriter struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	buf     bytes.Buffer
-	enc     *json.Encoder
-	scratch []byte
+	w      http.ResponseWriter
+	rc     *http.ResponseController
+	buf    bytes.Buffer
+	enc    *json.Encoder
+	frames *frameCache // nil: encode every event here
+	// deadline is the write deadline last set.
+	deadline time.Time
 }
 
 func (st *sseWriter) json(v any) {
@@ -192,14 +199,65 @@ func (st *sseWriter) json(v any) {
 }
 
 func (st *sseWriter) event(e *fsm.Event) {
-	st.buf.WriteString("id: ")
-	st.buf.WriteString(e.Pos.String())
-	st.buf.WriteString("\nevent: ")
-	st.buf.WriteString(e.Type.String())
-	st.buf.WriteString("\ndata: ")
-	st.scratch = appendEventJSON(st.scratch[:0], e)
-	st.buf.Write(st.scratch)
-	st.buf.WriteString("\n\n")
+	if st.frames != nil {
+		st.buf.Write(st.frames.frame(e))
+		return
+	}
+	st.buf.Write(appendEventFrame(st.buf.AvailableBuffer(), e))
+}
+
+// appendEventFrame appends an event's whole SSE frame: id, event type,
+// data and the blank line that ends it.
+func appendEventFrame(dst []byte, e *fsm.Event) []byte {
+	dst = append(dst, "id: "...)
+	dst = strconv.AppendUint(dst, e.Pos.Index, 10)
+	if e.Pos.Seq != fsm.EndSeq {
+		dst = append(dst, '.')
+		dst = strconv.AppendUint(dst, uint64(e.Pos.Seq), 10)
+	}
+	dst = append(dst, "\nevent: "...)
+	dst = append(dst, e.Type.String()...)
+	dst = append(dst, "\ndata: "...)
+	dst = appendEventJSON(dst, e)
+	return append(dst, "\n\n"...)
+}
+
+// frameCache holds the encoded SSE frames of recent events, so that the
+// many streams that send the same event (1,000 watchers of one prefix)
+// encode it once: a stream looks its event up by position and encodes
+// and stores it only on a miss. A position names one change for the life
+// of the process (a committed log entry never changes, and a node's
+// applied index only grows), and a hit must also match the whole event,
+// so a stale slot is never sent. Memory: at most frameCacheSlots frames
+// of at most frameCacheMaxBytes each (8 MiB), and the events' key and
+// value strings, shared with the history; larger frames are encoded by
+// each stream, whose write then costs more than the encoding. Nothing is
+// held until a stream sends an event.
+type frameCache struct {
+	slots [frameCacheSlots]atomic.Pointer[cachedFrame]
+}
+
+const (
+	frameCacheSlots    = 2048
+	frameCacheMaxBytes = 4096
+)
+
+type cachedFrame struct {
+	ev    fsm.Event
+	frame []byte // immutable once stored
+}
+
+// frame is e's SSE frame; the slice must not be modified.
+func (c *frameCache) frame(e *fsm.Event) []byte {
+	slot := &c.slots[(e.Pos.Index*16+uint64(e.Pos.Seq))%frameCacheSlots]
+	if f := slot.Load(); f != nil && f.ev == *e {
+		return f.frame
+	}
+	b := appendEventFrame(nil, e)
+	if len(b) <= frameCacheMaxBytes {
+		slot.Store(&cachedFrame{ev: *e, frame: b})
+	}
+	return b
 }
 
 // appendEventJSON appends an event's data, the bytes encoding/json would
@@ -250,9 +308,16 @@ func (st *sseWriter) comment(text string) {
 	st.buf.WriteString("\n\n")
 }
 
-// flush sends what is buffered; false once the client is gone.
+// flush sends what is buffered; false once the client is gone. The write
+// deadline is pushed forward only when less than streamWriteTimeout of it
+// is left, to streamWriteTimeout + deadlineSlack from now, so each write
+// still has between the two, and a busy stream (one send per event per
+// watcher) does not re-arm a timer on every send.
 func (st *sseWriter) flush() bool {
-	_ = st.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+	if now := time.Now(); st.deadline.Sub(now) < streamWriteTimeout {
+		st.deadline = now.Add(streamWriteTimeout + deadlineSlack)
+		_ = st.rc.SetWriteDeadline(st.deadline)
+	}
 	_, err := st.w.Write(st.buf.Bytes())
 	st.buf.Reset()
 	if err == nil {

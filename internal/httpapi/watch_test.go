@@ -407,3 +407,89 @@ func TestBlockingListing(t *testing.T) {
 		}
 	}
 }
+
+// TestFrameCache: every stream sends an event's frame as the per-stream
+// encoding would write it; the second stream to send it gets the stored
+// frame; an event at a position whose slot holds another event, or one
+// too large to keep, is encoded afresh.
+func TestFrameCache(t *testing.T) {
+	var c frameCache
+	evs := []fsm.Event{
+		{Pos: fsm.Pos{Index: 42}, Type: fsm.EventPut, Key: "app/a", Value: "1", CreateIndex: 42, ModIndex: 42},
+		{Pos: fsm.Pos{Index: 57, Seq: 3}, Type: fsm.EventDelete, Key: "app/\xff", CreateIndex: 1, ModIndex: 57, PrevModIndex: 9},
+		{Pos: fsm.Pos{Index: 58}, Type: fsm.EventExpire, Key: "t", CreateIndex: 2, ModIndex: 58, PrevModIndex: 2},
+	}
+	for i := range evs {
+		e := &evs[i]
+		want := fmt.Sprintf("id: %s\nevent: %s\ndata: %s\n\n", e.Pos, e.Type, appendEventJSON(nil, e))
+		first := c.frame(e)
+		copyEv := *e
+		second := c.frame(&copyEv)
+		if string(first) != want || string(second) != want {
+			t.Fatalf("frame of %+v:\n%q\n%q\nwant %q", e, first, second, want)
+		}
+		if &first[0] != &second[0] {
+			t.Errorf("%s: the second stream encoded the frame again", e.Pos)
+		}
+	}
+	// The same position, another event (never in one process's life, but
+	// a hit must match the whole event): its own frame, and it replaces
+	// the slot.
+	other := evs[0]
+	other.Key, other.Value = "app/b", "2"
+	if got := string(c.frame(&other)); !strings.Contains(got, `"key":"app/b","value":"2"`) {
+		t.Errorf("another event at 42.0: %q", got)
+	}
+	if got := string(c.frame(&evs[0])); !strings.Contains(got, `"key":"app/a","value":"1"`) {
+		t.Errorf("the first event at 42.0 again: %q", got)
+	}
+	big := fsm.Event{Pos: fsm.Pos{Index: 99}, Type: fsm.EventPut, Key: "big", Value: strings.Repeat("v", frameCacheMaxBytes), ModIndex: 99}
+	a, b := c.frame(&big), c.frame(&big)
+	if string(a) != string(b) || !strings.HasSuffix(string(a), "\n\n") || &a[0] == &b[0] {
+		t.Errorf("a frame over %d bytes: kept (%v) or wrong", frameCacheMaxBytes, &a[0] == &b[0])
+	}
+	if c.slots[(99*16)%frameCacheSlots].Load() != nil {
+		t.Error("a frame over the size bound is stored")
+	}
+}
+
+// deadlineRecorder records the write deadlines a stream sets.
+type deadlineRecorder struct {
+	httptest.ResponseRecorder
+	deadlines []time.Time
+}
+
+func (d *deadlineRecorder) SetWriteDeadline(t time.Time) error {
+	d.deadlines = append(d.deadlines, t)
+	return nil
+}
+
+// TestStreamWriteDeadline: a stream's sends push the write deadline
+// forward only when less than streamWriteTimeout of it is left, so every
+// send has 30 to 31 s, and a thousand quick sends set it once.
+func TestStreamWriteDeadline(t *testing.T) {
+	d := &deadlineRecorder{ResponseRecorder: *httptest.NewRecorder()}
+	st := sseWriter{w: d, rc: http.NewResponseController(d)}
+	start := time.Now()
+	for range 1000 {
+		st.comment("keep-alive")
+		if !st.flush() {
+			t.Fatal("flush failed")
+		}
+	}
+	if len(d.deadlines) != 1 || d.deadlines[0].Before(start.Add(streamWriteTimeout+deadlineSlack)) {
+		t.Fatalf("deadlines set by 1,000 quick sends: %v, want one, ≥ %s from the start", d.deadlines, streamWriteTimeout+deadlineSlack)
+	}
+	// Once less than streamWriteTimeout is left (as if 1.5 s passed), the
+	// next send re-arms it.
+	st.deadline = time.Now().Add(streamWriteTimeout - 500*time.Millisecond)
+	before := time.Now()
+	st.comment("keep-alive")
+	st.flush()
+	if len(d.deadlines) != 2 || d.deadlines[1].Before(before.Add(streamWriteTimeout+deadlineSlack)) {
+		t.Fatalf("deadlines: %v, want a second one ≥ %s after the send", d.deadlines, streamWriteTimeout+deadlineSlack)
+	}
+	if got := strings.Count(d.Body.String(), ": keep-alive\n\n"); got != 1001 {
+		t.Errorf("%d comments sent, want 1001", got)
+	}
+}

@@ -124,6 +124,7 @@ type Watcher struct {
 	buf    []fsm.Event
 	unread bool // buf holds the batch Watch read, not yet returned
 	closed bool
+	timer  *time.Timer // bounds Next's waits (next)
 }
 
 // Pos is the position everything delivered so far ends at: resuming
@@ -151,7 +152,19 @@ func (w *Watcher) Next(ctx context.Context, wait time.Duration) ([]fsm.Event, er
 		w.unread = false
 		return w.buf, nil
 	}
-	var timer *time.Timer
+	armed := false
+	evs, err := w.next(ctx, wait, &armed)
+	if armed {
+		w.timer.Stop()
+	}
+	return evs, err
+}
+
+// next is Next's loop; *armed is set once it started the watcher's timer
+// (one per watcher, reset for each wait rather than a new one each time a
+// stream waits for its next event; since Go 1.23 no stale tick survives a
+// Stop or Reset).
+func (w *Watcher) next(ctx context.Context, wait time.Duration, armed *bool) ([]fsm.Event, error) {
 	for {
 		select {
 		case <-w.h.done:
@@ -165,13 +178,17 @@ func (w *Watcher) Next(ctx context.Context, wait time.Duration) ([]fsm.Event, er
 		if len(w.buf) > 0 {
 			return w.buf, nil
 		}
-		if timer == nil {
-			timer = time.NewTimer(wait)
-			defer timer.Stop()
+		if !*armed {
+			if w.timer == nil {
+				w.timer = time.NewTimer(wait)
+			} else {
+				w.timer.Reset(wait)
+			}
+			*armed = true
 		}
 		select {
 		case <-changed:
-		case <-timer.C:
+		case <-w.timer.C:
 			// Entries that make no events (keepalives, checkpoints,
 			// no-ops) close no channel: read once more so Pos is the
 			// applied index now, not as of the last wake-up (the
@@ -197,6 +214,9 @@ func (w *Watcher) Close() {
 		return
 	}
 	w.closed = true
+	if w.timer != nil {
+		w.timer.Stop()
+	}
 	w.h.mu.Lock()
 	w.h.n--
 	w.h.mu.Unlock()

@@ -234,3 +234,41 @@ func TestHubClose(t *testing.T) {
 		t.Fatalf("Watch after Close = %v, want ErrClosed", err)
 	}
 }
+
+// TestNextReusesItsTimer: waiting for events allocates nothing per call
+// (a stream waits once per event it sends), and a wait that passed does
+// not cut the next one short.
+func TestNextReusesItsTimer(t *testing.T) {
+	f := fsm.New()
+	h := New(f, Limits{MaxWatchers: 1, Buffer: 8})
+	w, err := h.Watch(fsm.Pos{Index: 0, Seq: fsm.EndSeq}, fsm.Filter{Prefix: "a/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ctx := context.Background()
+	if evs, err := w.Next(ctx, time.Millisecond); err != nil || len(evs) != 0 {
+		t.Fatalf("idle Next: %v %v", evs, err)
+	}
+	if n := testing.AllocsPerRun(50, func() { w.Next(ctx, time.Microsecond) }); n != 0 {
+		t.Errorf("an idle Next allocates %.1f times per call, want 0", n)
+	}
+	// A short wait that ran out, then a long one: the long one waits for
+	// the event rather than returning at once on a stale tick.
+	w.Next(ctx, time.Microsecond)
+	time.Sleep(2 * time.Millisecond) // let a stale tick be due, were there one
+	got := make(chan []string, 1)
+	go func() {
+		evs, _ := w.Next(ctx, 10*time.Second)
+		got <- keys(evs)
+	}()
+	set(f, 1, "a/1", "x")
+	select {
+	case k := <-got:
+		if fmt.Sprint(k) != "[a/1@1.0]" {
+			t.Fatalf("after a short wait: %v, want a/1@1.0", k)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no batch within 5 s")
+	}
+}
