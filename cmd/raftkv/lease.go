@@ -116,30 +116,25 @@ refreshes it once and prints its TTL.`,
 					return nil
 				})
 			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := signalContext(cmd.Context())
-			defer cancel()
-			// The first refresh shows at once whether the lease exists.
-			tctx, tcancel := a.context(cmd)
-			l, err := c.KeepAliveOnce(tctx, id)
-			tcancel()
-			if err != nil {
-				return err
-			}
-			if !a.g.json() {
-				fmt.Fprintf(a.stdout, "keeping lease %d (TTL %v) alive until interrupted\n", id, l.TTL)
-			}
-			errs := c.KeepAlive(ctx, id)
-			for err := range errs {
-				if err != nil && ctx.Err() == nil {
+			return a.withClientIn(cmd, signalContext, func(c *client.Client, ctx context.Context) error {
+				// The first refresh shows at once whether the lease exists.
+				tctx, tcancel := a.context(cmd)
+				l, err := c.KeepAliveOnce(tctx, id)
+				tcancel()
+				if err != nil {
 					return err
 				}
-			}
-			return nil
+				if !a.g.json() {
+					fmt.Fprintf(a.stdout, "keeping lease %d (TTL %v) alive until interrupted\n", id, l.TTL)
+				}
+				errs := c.KeepAlive(ctx, id)
+				for err := range errs {
+					if err != nil && ctx.Err() == nil {
+						return err
+					}
+				}
+				return nil
+			})
 		}),
 	}
 	cmd.Flags().BoolVar(&once, "once", false, "refresh once and exit")
