@@ -358,11 +358,8 @@ Prints the size, index and key count ({"file","bytes","index","keys","sha256",
 				if err != nil {
 					return err
 				}
-				if a.g.json() {
-					return printJSON(report, backupJSON{File: name, Bytes: n, Index: info.Index, Keys: info.Keys, SHA256: info.SHA256, Endpoint: info.Endpoint})
-				}
-				fmt.Fprintf(report, "wrote %d bytes (%d keys, index %d, from %s) to %s\n", n, info.Keys, info.Index, info.Endpoint, name)
-				return nil
+				return a.printResult(report, backupJSON{File: name, Bytes: n, Index: info.Index, Keys: info.Keys, SHA256: info.SHA256, Endpoint: info.Endpoint},
+					"wrote %d bytes (%d keys, index %d, from %s) to %s", n, info.Keys, info.Index, info.Endpoint, name)
 			})
 		}),
 	}
@@ -428,12 +425,8 @@ func (a *app) onlineRestore(cmd *cobra.Command, name string) error {
 			}
 			return err
 		}
-		if a.g.json() {
-			return printJSON(a.stdout, restoreJSON{Index: res.Index, SnapshotIndex: res.SnapshotIndex, Keys: res.Keys, Bytes: res.Bytes, BackupIndex: res.BackupIndex})
-		}
-		fmt.Fprintf(a.stdout, "restored %d keys (%d bytes, backup taken at index %d); reads see them from index %d\n",
-			res.Keys, res.Bytes, res.BackupIndex, res.Index)
-		return nil
+		return a.printResult(a.stdout, restoreJSON{Index: res.Index, SnapshotIndex: res.SnapshotIndex, Keys: res.Keys, Bytes: res.Bytes, BackupIndex: res.BackupIndex},
+			"restored %d keys (%d bytes, backup taken at index %d); reads see them from index %d", res.Keys, res.Bytes, res.BackupIndex, res.Index)
 	})
 }
 

@@ -130,7 +130,7 @@ nothing is written and the exit status is 4.`,
 			if len(args) == 2 && args[1] != "-" {
 				value = []byte(args[1])
 			} else {
-				if isTerminalReader(a.stdin) {
+				if isTerminal(a.stdin) {
 					fmt.Fprintln(a.stderr, "raftkv put: reading the value from standard input; end it with Ctrl-D")
 				}
 				if value, err = io.ReadAll(a.stdin); err != nil {
@@ -142,11 +142,7 @@ nothing is written and the exit status is 4.`,
 				if err != nil {
 					return err
 				}
-				if a.g.json() {
-					return printJSON(a.stdout, indexJSON{Key: args[0], Index: index})
-				}
-				fmt.Fprintf(a.stdout, "OK index %d\n", index)
-				return nil
+				return a.printResult(a.stdout, indexJSON{Key: args[0], Index: index}, "OK index %d", index)
 			})
 		}),
 	}
@@ -194,11 +190,7 @@ entry and prints how many ({"prefix","deleted","index"}); none is not an error.
 					if err != nil {
 						return err
 					}
-					if a.g.json() {
-						return printJSON(a.stdout, deletedJSON{Prefix: args[0], Deleted: n, Index: index})
-					}
-					fmt.Fprintf(a.stdout, "deleted %d keys, index %d\n", n, index)
-					return nil
+					return a.printResult(a.stdout, deletedJSON{Prefix: args[0], Deleted: n, Index: index}, "deleted %d keys, index %d", n, index)
 				}
 				var opts []client.WriteOption
 				if isSet(cmd, "cas") {
@@ -208,11 +200,7 @@ entry and prints how many ({"prefix","deleted","index"}); none is not an error.
 				if err != nil {
 					return err
 				}
-				if a.g.json() {
-					return printJSON(a.stdout, indexJSON{Key: args[0], Index: index})
-				}
-				fmt.Fprintf(a.stdout, "deleted, index %d\n", index)
-				return nil
+				return a.printResult(a.stdout, indexJSON{Key: args[0], Index: index}, "deleted, index %d", index)
 			})
 		}),
 	}

@@ -67,11 +67,7 @@ func (a *app) leaseGrantCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if a.g.json() {
-					return printJSON(a.stdout, toLeaseJSON(l))
-				}
-				fmt.Fprintf(a.stdout, "lease %d granted with TTL %v\n", l.ID, l.TTL)
-				return nil
+				return a.printResult(a.stdout, toLeaseJSON(l), "lease %d granted with TTL %v", l.ID, l.TTL)
 			})
 		}),
 	}, "")
@@ -109,11 +105,7 @@ refreshes it once and prints its TTL.`,
 					if err != nil {
 						return err
 					}
-					if a.g.json() {
-						return printJSON(a.stdout, toLeaseJSON(l))
-					}
-					fmt.Fprintf(a.stdout, "lease %d refreshed, TTL %v\n", l.ID, l.TTL)
-					return nil
+					return a.printResult(a.stdout, toLeaseJSON(l), "lease %d refreshed, TTL %v", l.ID, l.TTL)
 				})
 			}
 			return a.withClientIn(cmd, signalContext, func(c *client.Client, ctx context.Context) error {
@@ -156,14 +148,10 @@ func (a *app) leaseRevokeCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if a.g.json() {
-					return printJSON(a.stdout, struct {
-						ID      uint64 `json:"id"`
-						Deleted int64  `json:"deleted"`
-					}{id, n})
-				}
-				fmt.Fprintf(a.stdout, "lease %d revoked, %d keys deleted\n", id, n)
-				return nil
+				return a.printResult(a.stdout, struct {
+					ID      uint64 `json:"id"`
+					Deleted int64  `json:"deleted"`
+				}{id, n}, "lease %d revoked, %d keys deleted", id, n)
 			})
 		}),
 	}, "")
