@@ -36,6 +36,16 @@ func leaseID(s string) (uint64, error) {
 	return id, nil
 }
 
+// withLease runs f with the lease id arg names (leaseID: a usage error
+// when it is not one) and the client and context of withClient.
+func (a *app) withLease(cmd *cobra.Command, arg string, f func(c *client.Client, ctx context.Context, id uint64) error) error {
+	id, err := leaseID(arg)
+	if err != nil {
+		return err
+	}
+	return a.withClient(cmd, func(c *client.Client, ctx context.Context) error { return f(c, ctx, id) })
+}
+
 func (a *app) leaseCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "lease",
@@ -139,11 +149,7 @@ func (a *app) leaseRevokeCommand() *cobra.Command {
 		Short: "revoke a lease now: its keys are deleted (exit 3 if it is gone)",
 		Args:  exactArgs("ID"),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			id, err := leaseID(args[0])
-			if err != nil {
-				return err
-			}
-			return a.withClient(cmd, func(c *client.Client, ctx context.Context) error {
+			return a.withLease(cmd, args[0], func(c *client.Client, ctx context.Context, id uint64) error {
 				n, err := c.Revoke(ctx, id)
 				if err != nil {
 					return err
@@ -163,11 +169,7 @@ func (a *app) leaseShowCommand() *cobra.Command {
 		Short: "show a lease's time left and keys (exit 3 if it is gone)",
 		Args:  exactArgs("ID"),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			id, err := leaseID(args[0])
-			if err != nil {
-				return err
-			}
-			return a.withClient(cmd, func(c *client.Client, ctx context.Context) error {
+			return a.withLease(cmd, args[0], func(c *client.Client, ctx context.Context, id uint64) error {
 				l, err := c.LeaseInfo(ctx, id)
 				if err != nil {
 					return err
