@@ -74,12 +74,8 @@ func millis(ms *float64) *time.Duration {
 // Members lists the members with their replication progress (GET
 // /nodes, the leader's view; a follower forwards it).
 func (c *Client) Members(ctx context.Context) ([]Member, error) {
-	res, err := c.do(ctx, &request{method: http.MethodGet, path: "/nodes"})
+	a, err := doJSON[[]wireMember](ctx, c, &request{method: http.MethodGet, path: "/nodes"})
 	if err != nil {
-		return nil, err
-	}
-	var a []wireMember
-	if err := decode(res, &a); err != nil {
 		return nil, err
 	}
 	out := make([]Member, len(a))
@@ -322,18 +318,14 @@ func (c *Client) RestoreWithResult(ctx context.Context, r io.Reader) (*RestoreRe
 		}
 		req.rewind = func() error { _, err := s.Seek(start, io.SeekStart); return err }
 	}
-	res, err := c.do(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	var a struct {
+	a, err := doJSON[struct {
 		Index         uint64 `json:"index"`
 		SnapshotIndex uint64 `json:"snapshot_index"`
 		Keys          int64  `json:"keys"`
 		Bytes         int64  `json:"bytes"`
 		BackupIndex   uint64 `json:"backup_index"`
-	}
-	if err := decode(res, &a); err != nil {
+	}](ctx, c, req)
+	if err != nil {
 		return nil, err
 	}
 	return &RestoreResult{Index: a.Index, SnapshotIndex: a.SnapshotIndex, Keys: a.Keys, Bytes: a.Bytes, BackupIndex: a.BackupIndex}, nil
@@ -354,15 +346,11 @@ type Identity struct {
 // program can offer only that. Errors: ErrUnauthorized for a missing or
 // invalid token when authentication is on.
 func (c *Client) WhoAmI(ctx context.Context) (*Identity, error) {
-	res, err := c.do(ctx, &request{method: http.MethodGet, path: "/auth/whoami"})
-	if err != nil {
-		return nil, err
-	}
-	var a struct {
+	a, err := doJSON[struct {
 		Auth bool   `json:"auth"`
 		Role string `json:"role"`
-	}
-	if err := decode(res, &a); err != nil {
+	}](ctx, c, &request{method: http.MethodGet, path: "/auth/whoami"})
+	if err != nil {
 		return nil, err
 	}
 	return &Identity{Auth: a.Auth, Role: a.Role}, nil

@@ -370,20 +370,14 @@ func (c *Client) backoff(n int) time.Duration {
 	return half + rand.N(d-half+1)
 }
 
-// sleep waits d or until ctx ends; false if ctx ended.
+// sleep waits d or until ctx ends; false if ctx ended, or at once when
+// the wait would outlast ctx's deadline.
 func sleep(ctx context.Context, d time.Duration) bool {
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 		// The wait would outlast the call: stop now.
 		return false
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return sleepCtx(ctx, d)
 }
 
 // choose returns the next endpoint at or after *cursor that is not

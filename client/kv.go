@@ -181,6 +181,24 @@ func decode(res *response, v any) error {
 	return nil
 }
 
+// doJSON runs r (c.do: failover and retries) and decodes its 2xx JSON
+// answer into a T. Errors: do's, or decode's when the answer is not T's
+// JSON (with what of it did decode in the T returned).
+func doJSON[T any](ctx context.Context, c *Client, r *request) (T, error) {
+	var a T
+	res, err := c.do(ctx, r)
+	if err != nil {
+		return a, err
+	}
+	err = decode(res, &a)
+	return a, err
+}
+
+// indexAnswer is the answer of a write of one key: its log index.
+type indexAnswer struct {
+	Index uint64 `json:"index"`
+}
+
 // headerUint reads a numeric header (0 when absent or malformed).
 func headerUint(h http.Header, name string) uint64 {
 	n, _ := strconv.ParseUint(h.Get(name), 10, 64)
@@ -233,15 +251,9 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...Writ
 	if value == nil {
 		value = []byte{}
 	}
-	res, err := c.do(ctx, &request{method: http.MethodPut, path: "/kv/" + escapePath(key), query: q, body: value,
+	a, err := doJSON[indexAnswer](ctx, c, &request{method: http.MethodPut, path: "/kv/" + escapePath(key), query: q, body: value,
 		header: http.Header{"Content-Type": {"application/octet-stream"}}, write: true, idem: o.idem})
-	if err != nil {
-		return 0, err
-	}
-	var a struct {
-		Index uint64 `json:"index"`
-	}
-	return a.Index, decode(res, &a)
+	return a.Index, err
 }
 
 // Delete deletes key (DELETE /kv/{key}) and returns the delete's log
@@ -253,14 +265,8 @@ func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) (u
 	if o.cas != nil {
 		q.Set("cas", strconv.FormatUint(*o.cas, 10))
 	}
-	res, err := c.do(ctx, &request{method: http.MethodDelete, path: "/kv/" + escapePath(key), query: q, write: true, idem: o.idem})
-	if err != nil {
-		return 0, err
-	}
-	var a struct {
-		Index uint64 `json:"index"`
-	}
-	return a.Index, decode(res, &a)
+	a, err := doJSON[indexAnswer](ctx, c, &request{method: http.MethodDelete, path: "/kv/" + escapePath(key), query: q, write: true, idem: o.idem})
+	return a.Index, err
 }
 
 // Touch starts key's TTL (or its lease's) again without changing its
@@ -268,14 +274,10 @@ func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) (u
 // ErrNotFound (no such key), a 409 *Error no_ttl (a key with neither TTL
 // nor lease).
 func (c *Client) Touch(ctx context.Context, key string) (time.Duration, error) {
-	res, err := c.do(ctx, &request{method: http.MethodPost, path: "/kv/" + escapePath(key), query: url.Values{"touch": {"true"}}, write: true})
-	if err != nil {
-		return 0, err
-	}
-	var a struct {
+	a, err := doJSON[struct {
 		TTL int64 `json:"ttl"`
-	}
-	return time.Duration(a.TTL) * time.Millisecond, decode(res, &a)
+	}](ctx, c, &request{method: http.MethodPost, path: "/kv/" + escapePath(key), query: url.Values{"touch": {"true"}}, write: true})
+	return time.Duration(a.TTL) * time.Millisecond, err
 }
 
 // formatMillis is d as the server's duration, a Go duration in whole
@@ -407,15 +409,10 @@ func (c *Client) Count(ctx context.Context, prefix string, opts ...ReadOption) (
 		opt(&o)
 	}
 	q := url.Values{"recurse": {"true"}, "count": {"true"}}
-	res, err := c.do(ctx, &request{method: http.MethodGet, path: "/kv/" + escapePath(prefix), query: o.query(q)})
-	if err != nil {
-		return 0, 0, err
-	}
-	var a struct {
+	a, err := doJSON[struct {
 		Count int64  `json:"count"`
 		Index uint64 `json:"index"`
-	}
-	err = decode(res, &a)
+	}](ctx, c, &request{method: http.MethodGet, path: "/kv/" + escapePath(prefix), query: o.query(q)})
 	return a.Count, a.Index, err
 }
 
@@ -428,15 +425,10 @@ func (c *Client) DeletePrefix(ctx context.Context, prefix string, opts ...WriteO
 	if prefix == "" {
 		return 0, 0, fmt.Errorf("raftkv client: DeletePrefix needs a non-empty prefix")
 	}
-	res, err := c.do(ctx, &request{method: http.MethodDelete, path: "/kv/" + escapePath(prefix), query: url.Values{"recurse": {"true"}},
-		write: true, idem: o.idem})
-	if err != nil {
-		return 0, 0, err
-	}
-	var a struct {
+	a, err := doJSON[struct {
 		Deleted int64  `json:"deleted"`
 		Index   uint64 `json:"index"`
-	}
-	err = decode(res, &a)
+	}](ctx, c, &request{method: http.MethodDelete, path: "/kv/" + escapePath(prefix), query: url.Values{"recurse": {"true"}},
+		write: true, idem: o.idem})
 	return a.Deleted, a.Index, err
 }

@@ -28,16 +28,18 @@ type Lease struct {
 // /leases). Errors: a 400 *Error for a TTL out of range, a 409 *Error
 // too_many_leases.
 func (c *Client) Grant(ctx context.Context, ttl time.Duration) (*Lease, error) {
-	res, err := c.do(ctx, &request{method: http.MethodPost, path: "/leases", query: url.Values{"ttl": {formatMillis(ttl)}}, write: true})
-	if err != nil {
-		return nil, err
-	}
-	var a struct {
+	return c.leaseAnswer(ctx, &request{method: http.MethodPost, path: "/leases", query: url.Values{"ttl": {formatMillis(ttl)}}, write: true})
+}
+
+// leaseAnswer runs r, a grant or a keepalive, whose answer is the lease's
+// {"id","ttl" (ms, the whole TTL now ahead),"index"}.
+func (c *Client) leaseAnswer(ctx context.Context, r *request) (*Lease, error) {
+	a, err := doJSON[struct {
 		ID    uint64 `json:"id"`
 		TTL   int64  `json:"ttl"`
 		Index uint64 `json:"index"`
-	}
-	if err := decode(res, &a); err != nil {
+	}](ctx, c, r)
+	if err != nil {
 		return nil, err
 	}
 	d := time.Duration(a.TTL) * time.Millisecond
@@ -48,21 +50,11 @@ func (c *Client) Grant(ctx context.Context, ttl time.Duration) (*Lease, error) {
 // its full TTL is ahead again. Errors: ErrNotFound when it expired or
 // was revoked.
 func (c *Client) KeepAliveOnce(ctx context.Context, id uint64) (*Lease, error) {
-	res, err := c.do(ctx, &request{method: http.MethodPost, path: "/leases/" + strconv.FormatUint(id, 10) + "/keepalive", write: true})
-	if err != nil {
-		return nil, err
-	}
-	var a struct {
-		ID    uint64 `json:"id"`
-		TTL   int64  `json:"ttl"`
-		Index uint64 `json:"index"`
-	}
-	if err := decode(res, &a); err != nil {
-		return nil, err
-	}
-	d := time.Duration(a.TTL) * time.Millisecond
-	return &Lease{ID: a.ID, TTL: d, GrantedTTL: d, Index: a.Index, Keys: []string{}}, nil
+	return c.leaseAnswer(ctx, &request{method: http.MethodPost, path: leasePath(id) + "/keepalive", write: true})
 }
+
+// leasePath is the path of lease id: /leases/{id}.
+func leasePath(id uint64) string { return "/leases/" + strconv.FormatUint(id, 10) }
 
 // KeepAlive keeps lease id alive: it refreshes it at once and then every
 // third of its TTL, until ctx ends or the lease is gone. A refresh that
@@ -138,11 +130,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // LeaseInfo reads lease id (GET /leases/{id}, linearizable): time left,
 // granted TTL, keys. Errors: ErrNotFound.
 func (c *Client) LeaseInfo(ctx context.Context, id uint64) (*Lease, error) {
-	res, err := c.do(ctx, &request{method: http.MethodGet, path: "/leases/" + strconv.FormatUint(id, 10)})
-	if err != nil {
-		return nil, err
-	}
-	var a struct {
+	a, err := doJSON[struct {
 		ID         uint64   `json:"id"`
 		TTL        int64    `json:"ttl"`
 		GrantedTTL int64    `json:"granted_ttl"`
@@ -150,8 +138,8 @@ func (c *Client) LeaseInfo(ctx context.Context, id uint64) (*Lease, error) {
 		KeyCount   int      `json:"key_count"`
 		OfKey      bool     `json:"of_key"`
 		Refreshed  uint64   `json:"refreshed_index"`
-	}
-	if err := decode(res, &a); err != nil {
+	}](ctx, c, &request{method: http.MethodGet, path: leasePath(id)})
+	if err != nil {
 		return nil, err
 	}
 	if a.Keys == nil {
@@ -166,14 +154,9 @@ func (c *Client) LeaseInfo(ctx context.Context, id uint64) (*Lease, error) {
 // this call; a retry of this call's own revoke answers its first
 // outcome).
 func (c *Client) Revoke(ctx context.Context, id uint64) (int64, error) {
-	res, err := c.do(ctx, &request{method: http.MethodDelete, path: "/leases/" + strconv.FormatUint(id, 10), write: true})
-	if err != nil {
-		return 0, err
-	}
-	var a struct {
+	a, err := doJSON[struct {
 		Deleted int64 `json:"deleted"`
-	}
-	err = decode(res, &a)
+	}](ctx, c, &request{method: http.MethodDelete, path: leasePath(id), write: true})
 	return a.Deleted, err
 }
 
@@ -197,7 +180,9 @@ func (c *Client) Lock(ctx context.Context, name string, leaseID uint64, wait tim
 		q.Set("wait", formatMillis(wait))
 	}
 	r := &request{method: http.MethodPost, path: "/locks/" + escapePath(name), query: q, write: true, extra: wait}
-	res, err := c.do(ctx, r)
+	a, err := doJSON[struct {
+		Token uint64 `json:"token"`
+	}](ctx, c, r)
 	var e *Error
 	if errors.As(err, &e) && e.Code == "lock_held" {
 		// Ours, if an earlier attempt took it: the key's value is the
@@ -207,13 +192,6 @@ func (c *Client) Lock(ctx context.Context, name string, leaseID uint64, wait tim
 		}
 		return 0, err
 	}
-	if err != nil {
-		return 0, err
-	}
-	var a struct {
-		Token uint64 `json:"token"`
-	}
-	err = decode(res, &a)
 	return a.Token, err
 }
 

@@ -137,46 +137,42 @@ func run(args []string, stdout, stderr io.Writer) int {
 	go func() { <-ctx.Done(); stop() }()
 
 	if opt.watch != nil {
-		return runWatch(ctx, *opt.watch, opt, stdout, stderr)
+		res, err := bench.RunWatch(ctx, *opt.watch)
+		if err != nil {
+			return notRun(ctx, err, stderr)
+		}
+		return report(res, res.Interrupted, res.Failed, res.Failure, opt.json, stdout, stderr)
 	}
 	res, err := bench.Run(ctx, cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "raftkv-bench: %v\n", err)
-		if ctx.Err() != nil {
-			return 130
-		}
-		return 2
+		return notRun(ctx, err, stderr)
 	}
-	if opt.json {
-		err = res.WriteJSON(stdout)
-	} else {
-		err = res.WriteText(stdout)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "raftkv-bench: %v\n", err)
-		return 1
-	}
-	switch {
-	case res.Interrupted:
-		fmt.Fprintln(stderr, "raftkv-bench: interrupted")
-		return 130
-	case res.Failed:
-		fmt.Fprintf(stderr, "raftkv-bench: run failed: %s\n", res.Failure)
-		return 1
-	}
-	return 0
+	return report(res, res.Interrupted, res.Failed, res.Failure, opt.json, stdout, stderr)
 }
 
-func runWatch(ctx context.Context, cfg bench.WatchConfig, opt options, stdout, stderr io.Writer) int {
-	res, err := bench.RunWatch(ctx, cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "raftkv-bench: %v\n", err)
-		if ctx.Err() != nil {
-			return 130
-		}
-		return 2
+// notRun reports err, why a run did not start or finish, and is the
+// exit status: 130 when interrupted, else 2.
+func notRun(ctx context.Context, err error, stderr io.Writer) int {
+	fmt.Fprintf(stderr, "raftkv-bench: %v\n", err)
+	if ctx.Err() != nil {
+		return 130
 	}
-	if opt.json {
+	return 2
+}
+
+// result is a run's outcome as it prints itself (*bench.Result,
+// *bench.WatchResult).
+type result interface {
+	WriteJSON(io.Writer) error
+	WriteText(io.Writer) error
+}
+
+// report prints res (as JSON with asJSON) and is the exit status: 1 when
+// it could not be printed or the run failed, 130 when it was
+// interrupted, else 0.
+func report(res result, interrupted, failed bool, failure string, asJSON bool, stdout, stderr io.Writer) int {
+	var err error
+	if asJSON {
 		err = res.WriteJSON(stdout)
 	} else {
 		err = res.WriteText(stdout)
@@ -186,11 +182,11 @@ func runWatch(ctx context.Context, cfg bench.WatchConfig, opt options, stdout, s
 		return 1
 	}
 	switch {
-	case res.Interrupted:
+	case interrupted:
 		fmt.Fprintln(stderr, "raftkv-bench: interrupted")
 		return 130
-	case res.Failed:
-		fmt.Fprintf(stderr, "raftkv-bench: run failed: %s\n", res.Failure)
+	case failed:
+		fmt.Fprintf(stderr, "raftkv-bench: run failed: %s\n", failure)
 		return 1
 	}
 	return 0

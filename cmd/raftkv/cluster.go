@@ -341,31 +341,26 @@ Prints the size, index and key count ({"file","bytes","index","keys","sha256",
   raftkv backup - | gzip > backup.gz`,
 		Args: exactArgs("FILE"),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := a.transferContext(cmd)
-			defer cancel()
-			name := args[0]
-			report := a.stdout
-			var n int64
-			var info *client.BackupInfo
-			if name == "-" {
-				report = a.stderr
-				n, info, err = c.BackupWithInfo(ctx, a.stdout)
-			} else {
-				n, info, err = backupToFile(ctx, c, name)
-			}
-			if err != nil {
-				return err
-			}
-			if a.g.json() {
-				return printJSON(report, backupJSON{File: name, Bytes: n, Index: info.Index, Keys: info.Keys, SHA256: info.SHA256, Endpoint: info.Endpoint})
-			}
-			fmt.Fprintf(report, "wrote %d bytes (%d keys, index %d, from %s) to %s\n", n, info.Keys, info.Index, info.Endpoint, name)
-			return nil
+			return a.withClientIn(cmd, a.transferContext, func(c *client.Client, ctx context.Context) error {
+				name := args[0]
+				report := a.stdout
+				var (
+					n    int64
+					info *client.BackupInfo
+					err  error
+				)
+				if name == "-" {
+					report = a.stderr
+					n, info, err = c.BackupWithInfo(ctx, a.stdout)
+				} else {
+					n, info, err = backupToFile(ctx, c, name)
+				}
+				if err != nil {
+					return err
+				}
+				return a.printResult(report, backupJSON{File: name, Bytes: n, Index: info.Index, Keys: info.Keys, SHA256: info.SHA256, Endpoint: info.Endpoint},
+					"wrote %d bytes (%d keys, index %d, from %s) to %s", n, info.Keys, info.Index, info.Endpoint, name)
+			})
 		}),
 	}
 	return clientCommand(cmd, groupCluster)
@@ -378,7 +373,7 @@ func (a *app) transferContext(cmd *cobra.Command) (context.Context, context.Canc
 	if isSet(cmd, "timeout") {
 		return a.context(cmd)
 	}
-	return signalContext(cmd.Context())
+	return signalContext(cmd)
 }
 
 // backupToFile writes the backup into a temporary file beside name and
@@ -422,26 +417,17 @@ func (a *app) onlineRestore(cmd *cobra.Command, name string) error {
 	if f, ok := in.(*os.File); ok {
 		r = f // a file can be sent again by a retry
 	}
-	c, err := a.client(cmd)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	ctx, cancel := a.transferContext(cmd)
-	defer cancel()
-	res, err := c.RestoreWithResult(ctx, r)
-	if err != nil {
-		if errors.Is(err, client.ErrOutcomeUnknown) {
-			return fmt.Errorf("%s; check with raftkv status, a restore applied twice leaves the same data", describe(err))
+	return a.withClientIn(cmd, a.transferContext, func(c *client.Client, ctx context.Context) error {
+		res, err := c.RestoreWithResult(ctx, r)
+		if err != nil {
+			if errors.Is(err, client.ErrOutcomeUnknown) {
+				return fmt.Errorf("%s; check with raftkv status, a restore applied twice leaves the same data", describe(err))
+			}
+			return err
 		}
-		return err
-	}
-	if a.g.json() {
-		return printJSON(a.stdout, restoreJSON{Index: res.Index, SnapshotIndex: res.SnapshotIndex, Keys: res.Keys, Bytes: res.Bytes, BackupIndex: res.BackupIndex})
-	}
-	fmt.Fprintf(a.stdout, "restored %d keys (%d bytes, backup taken at index %d); reads see them from index %d\n",
-		res.Keys, res.Bytes, res.BackupIndex, res.Index)
-	return nil
+		return a.printResult(a.stdout, restoreJSON{Index: res.Index, SnapshotIndex: res.SnapshotIndex, Keys: res.Keys, Bytes: res.Bytes, BackupIndex: res.BackupIndex},
+			"restored %d keys (%d bytes, backup taken at index %d); reads see them from index %d", res.Keys, res.Bytes, res.BackupIndex, res.Index)
+	})
 }
 
 // newLeader is the leader after a transfer to id ("": any), as the nodes

@@ -225,12 +225,20 @@ func isSet(cmd *cobra.Command, name string) bool {
 // withClient runs f with the client of cmd's flags and a context bounded
 // by --timeout, and closes the client after.
 func (a *app) withClient(cmd *cobra.Command, f func(c *client.Client, ctx context.Context) error) error {
+	return a.withClientIn(cmd, a.context, f)
+}
+
+// withClientIn is withClient with the context newCtx makes for cmd:
+// a.context (bounded by --timeout), a.transferContext (backup, restore)
+// or signalContext (watch, lease keepalive: until SIGINT or SIGTERM). A
+// bad flag or environment is a usage error before newCtx is called.
+func (a *app) withClientIn(cmd *cobra.Command, newCtx func(*cobra.Command) (context.Context, context.CancelFunc), f func(c *client.Client, ctx context.Context) error) error {
 	c, err := a.client(cmd)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	ctx, cancel := a.context(cmd)
+	ctx, cancel := newCtx(cmd)
 	defer cancel()
 	return f(c, ctx)
 }

@@ -52,27 +52,22 @@ when standard output is a terminal). With -o json prints the key as the API's
 			if minIndex > 0 {
 				opts = append(opts, client.WithMinIndex(minIndex))
 			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := a.context(cmd)
-			defer cancel()
-			kv, err := c.Get(ctx, args[0], opts...)
-			if err != nil {
-				return err
-			}
-			if a.g.json() {
-				return printJSON(a.stdout, toKVJSON(*kv, true))
-			}
-			if _, err := a.stdout.Write(kv.Value); err != nil {
-				return err
-			}
-			if isTerminal(a.stdout) && (len(kv.Value) == 0 || kv.Value[len(kv.Value)-1] != '\n') {
-				fmt.Fprintln(a.stdout)
-			}
-			return nil
+			return a.withClient(cmd, func(c *client.Client, ctx context.Context) error {
+				kv, err := c.Get(ctx, args[0], opts...)
+				if err != nil {
+					return err
+				}
+				if a.g.json() {
+					return printJSON(a.stdout, toKVJSON(*kv, true))
+				}
+				if _, err := a.stdout.Write(kv.Value); err != nil {
+					return err
+				}
+				if isTerminal(a.stdout) && (len(kv.Value) == 0 || kv.Value[len(kv.Value)-1] != '\n') {
+					fmt.Fprintln(a.stdout)
+				}
+				return nil
+			})
 		}),
 	}
 	cmd.Flags().StringVar(&consistency, "consistency", string(client.Linearizable), "linearizable, leader or stale (docs/api.md, Read consistency)")
@@ -135,29 +130,20 @@ nothing is written and the exit status is 4.`,
 			if len(args) == 2 && args[1] != "-" {
 				value = []byte(args[1])
 			} else {
-				if isTerminalReader(a.stdin) {
+				if isTerminal(a.stdin) {
 					fmt.Fprintln(a.stderr, "raftkv put: reading the value from standard input; end it with Ctrl-D")
 				}
 				if value, err = io.ReadAll(a.stdin); err != nil {
 					return fmt.Errorf("reading the value from standard input: %w", err)
 				}
 			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := a.context(cmd)
-			defer cancel()
-			index, err := c.Put(ctx, args[0], value, opts...)
-			if err != nil {
-				return err
-			}
-			if a.g.json() {
-				return printJSON(a.stdout, indexJSON{Key: args[0], Index: index})
-			}
-			fmt.Fprintf(a.stdout, "OK index %d\n", index)
-			return nil
+			return a.withClient(cmd, func(c *client.Client, ctx context.Context) error {
+				index, err := c.Put(ctx, args[0], value, opts...)
+				if err != nil {
+					return err
+				}
+				return a.printResult(a.stdout, indexJSON{Key: args[0], Index: index}, "OK index %d", index)
+			})
 		}),
 	}
 	cmd.Flags().Uint64Var(&cas, "cas", 0, "write only if the key's mod_index is this (0: only if absent)")
@@ -198,37 +184,24 @@ entry and prints how many ({"prefix","deleted","index"}); none is not an error.
 			if prefix && args[0] == "" {
 				return usageError("--prefix needs a non-empty prefix")
 			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := a.context(cmd)
-			defer cancel()
-			if prefix {
-				n, index, err := c.DeletePrefix(ctx, args[0])
+			return a.withClient(cmd, func(c *client.Client, ctx context.Context) error {
+				if prefix {
+					n, index, err := c.DeletePrefix(ctx, args[0])
+					if err != nil {
+						return err
+					}
+					return a.printResult(a.stdout, deletedJSON{Prefix: args[0], Deleted: n, Index: index}, "deleted %d keys, index %d", n, index)
+				}
+				var opts []client.WriteOption
+				if isSet(cmd, "cas") {
+					opts = append(opts, client.WithCAS(cas))
+				}
+				index, err := c.Delete(ctx, args[0], opts...)
 				if err != nil {
 					return err
 				}
-				if a.g.json() {
-					return printJSON(a.stdout, deletedJSON{Prefix: args[0], Deleted: n, Index: index})
-				}
-				fmt.Fprintf(a.stdout, "deleted %d keys, index %d\n", n, index)
-				return nil
-			}
-			var opts []client.WriteOption
-			if isSet(cmd, "cas") {
-				opts = append(opts, client.WithCAS(cas))
-			}
-			index, err := c.Delete(ctx, args[0], opts...)
-			if err != nil {
-				return err
-			}
-			if a.g.json() {
-				return printJSON(a.stdout, indexJSON{Key: args[0], Index: index})
-			}
-			fmt.Fprintf(a.stdout, "deleted, index %d\n", index)
-			return nil
+				return a.printResult(a.stdout, indexJSON{Key: args[0], Index: index}, "deleted, index %d", index)
+			})
 		}),
 	}
 	cmd.Flags().BoolVar(&prefix, "prefix", false, "delete every key under the argument, in one log entry")
@@ -278,25 +251,20 @@ prefixes as rows ending in the separator. -o json prints {"items":[...],
 			if separator != "" {
 				opts = append(opts, client.WithSeparator(separator))
 			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := a.context(cmd)
-			defer cancel()
-			res, err := c.List(ctx, prefix, opts...)
-			if err != nil {
-				return err
-			}
-			if a.g.json() {
-				out := listJSON{Items: []kvJSON{}, Prefixes: res.Prefixes, Index: res.Index}
-				for _, kv := range res.Items {
-					out.Items = append(out.Items, toKVJSON(kv, !keysOnly))
+			return a.withClient(cmd, func(c *client.Client, ctx context.Context) error {
+				res, err := c.List(ctx, prefix, opts...)
+				if err != nil {
+					return err
 				}
-				return printJSON(a.stdout, out)
-			}
-			return printList(a.stdout, res, keysOnly)
+				if a.g.json() {
+					out := listJSON{Items: []kvJSON{}, Prefixes: res.Prefixes, Index: res.Index}
+					for _, kv := range res.Items {
+						out.Items = append(out.Items, toKVJSON(kv, !keysOnly))
+					}
+					return printJSON(a.stdout, out)
+				}
+				return printList(a.stdout, res, keysOnly)
+			})
 		}),
 	}
 	cmd.Flags().BoolVar(&keysOnly, "keys", false, "keys only, no values")

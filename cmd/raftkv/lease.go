@@ -36,6 +36,16 @@ func leaseID(s string) (uint64, error) {
 	return id, nil
 }
 
+// withLease runs f with the lease id arg names (leaseID: a usage error
+// when it is not one) and the client and context of withClient.
+func (a *app) withLease(cmd *cobra.Command, arg string, f func(c *client.Client, ctx context.Context, id uint64) error) error {
+	id, err := leaseID(arg)
+	if err != nil {
+		return err
+	}
+	return a.withClient(cmd, func(c *client.Client, ctx context.Context) error { return f(c, ctx, id) })
+}
+
 func (a *app) leaseCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "lease",
@@ -67,11 +77,7 @@ func (a *app) leaseGrantCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if a.g.json() {
-					return printJSON(a.stdout, toLeaseJSON(l))
-				}
-				fmt.Fprintf(a.stdout, "lease %d granted with TTL %v\n", l.ID, l.TTL)
-				return nil
+				return a.printResult(a.stdout, toLeaseJSON(l), "lease %d granted with TTL %v", l.ID, l.TTL)
 			})
 		}),
 	}, "")
@@ -109,37 +115,28 @@ refreshes it once and prints its TTL.`,
 					if err != nil {
 						return err
 					}
-					if a.g.json() {
-						return printJSON(a.stdout, toLeaseJSON(l))
-					}
-					fmt.Fprintf(a.stdout, "lease %d refreshed, TTL %v\n", l.ID, l.TTL)
-					return nil
+					return a.printResult(a.stdout, toLeaseJSON(l), "lease %d refreshed, TTL %v", l.ID, l.TTL)
 				})
 			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := signalContext(cmd.Context())
-			defer cancel()
-			// The first refresh shows at once whether the lease exists.
-			tctx, tcancel := a.context(cmd)
-			l, err := c.KeepAliveOnce(tctx, id)
-			tcancel()
-			if err != nil {
-				return err
-			}
-			if !a.g.json() {
-				fmt.Fprintf(a.stdout, "keeping lease %d (TTL %v) alive until interrupted\n", id, l.TTL)
-			}
-			errs := c.KeepAlive(ctx, id)
-			for err := range errs {
-				if err != nil && ctx.Err() == nil {
+			return a.withClientIn(cmd, signalContext, func(c *client.Client, ctx context.Context) error {
+				// The first refresh shows at once whether the lease exists.
+				tctx, tcancel := a.context(cmd)
+				l, err := c.KeepAliveOnce(tctx, id)
+				tcancel()
+				if err != nil {
 					return err
 				}
-			}
-			return nil
+				if !a.g.json() {
+					fmt.Fprintf(a.stdout, "keeping lease %d (TTL %v) alive until interrupted\n", id, l.TTL)
+				}
+				errs := c.KeepAlive(ctx, id)
+				for err := range errs {
+					if err != nil && ctx.Err() == nil {
+						return err
+					}
+				}
+				return nil
+			})
 		}),
 	}
 	cmd.Flags().BoolVar(&once, "once", false, "refresh once and exit")
@@ -152,23 +149,15 @@ func (a *app) leaseRevokeCommand() *cobra.Command {
 		Short: "revoke a lease now: its keys are deleted (exit 3 if it is gone)",
 		Args:  exactArgs("ID"),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			id, err := leaseID(args[0])
-			if err != nil {
-				return err
-			}
-			return a.withClient(cmd, func(c *client.Client, ctx context.Context) error {
+			return a.withLease(cmd, args[0], func(c *client.Client, ctx context.Context, id uint64) error {
 				n, err := c.Revoke(ctx, id)
 				if err != nil {
 					return err
 				}
-				if a.g.json() {
-					return printJSON(a.stdout, struct {
-						ID      uint64 `json:"id"`
-						Deleted int64  `json:"deleted"`
-					}{id, n})
-				}
-				fmt.Fprintf(a.stdout, "lease %d revoked, %d keys deleted\n", id, n)
-				return nil
+				return a.printResult(a.stdout, struct {
+					ID      uint64 `json:"id"`
+					Deleted int64  `json:"deleted"`
+				}{id, n}, "lease %d revoked, %d keys deleted", id, n)
 			})
 		}),
 	}, "")
@@ -180,11 +169,7 @@ func (a *app) leaseShowCommand() *cobra.Command {
 		Short: "show a lease's time left and keys (exit 3 if it is gone)",
 		Args:  exactArgs("ID"),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			id, err := leaseID(args[0])
-			if err != nil {
-				return err
-			}
-			return a.withClient(cmd, func(c *client.Client, ctx context.Context) error {
+			return a.withLease(cmd, args[0], func(c *client.Client, ctx context.Context, id uint64) error {
 				l, err := c.LeaseInfo(ctx, id)
 				if err != nil {
 					return err

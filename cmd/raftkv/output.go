@@ -59,6 +59,18 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// printResult writes a command's answer to w: v as one line of JSON under
+// -o json, else the line format and args make (a newline added). Only
+// the JSON's write error is returned: the line's is ignored, as the
+// commands always did.
+func (a *app) printResult(w io.Writer, v any, format string, args ...any) error {
+	if a.g.json() {
+		return printJSON(w, v)
+	}
+	fmt.Fprintf(w, format+"\n", args...)
+	return nil
+}
+
 // printable is b for a table cell or an event line: as is when it is
 // UTF-8 without control characters, else Go-quoted (so one line stays one
 // line and binary shows as escapes); cut to max runes with "…" (max 0: no
@@ -133,24 +145,15 @@ func num(n uint64) string {
 	return strconv.FormatUint(n, 10)
 }
 
-// isTerminalReader reports whether r is a terminal, where a value read
-// until end of file needs a word on how to end it.
-func isTerminalReader(r io.Reader) bool {
-	f, ok := r.(*os.File)
+// isTerminal reports whether f, standard input or output, is an
+// *os.File open on a terminal (a character device): a value read from it
+// until end of file needs a word on how to end it, a raw value written to
+// it a newline after it for the prompt's sake.
+func isTerminal(f any) bool {
+	file, ok := f.(*os.File)
 	if !ok {
 		return false
 	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-// isTerminal reports whether w is a terminal (a character device), where
-// a raw value gets a newline after it for the prompt's sake.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
+	st, err := file.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

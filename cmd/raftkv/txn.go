@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,29 +52,24 @@ tell; 0 when they held.`,
 			if err != nil {
 				return &exitErr{code: exitUsage, err: err} // bad input, not a bad command line
 			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := a.context(cmd)
-			defer cancel()
-			res, err := c.Txn(ctx, txn)
-			if err != nil {
-				return err
-			}
-			if a.g.json() {
-				raw := bytes.TrimSpace(res.Raw)
-				if _, err := fmt.Fprintf(a.stdout, "%s\n", raw); err != nil {
+			return a.withClient(cmd, func(c *client.Client, ctx context.Context) error {
+				res, err := c.Txn(ctx, txn)
+				if err != nil {
 					return err
 				}
-			} else {
-				printTxn(a.stdout, res)
-			}
-			if !res.Succeeded {
-				return exitCode(exitCompareFailed)
-			}
-			return nil
+				if a.g.json() {
+					raw := bytes.TrimSpace(res.Raw)
+					if _, err := fmt.Fprintf(a.stdout, "%s\n", raw); err != nil {
+						return err
+					}
+				} else {
+					printTxn(a.stdout, res)
+				}
+				if !res.Succeeded {
+					return exitCode(exitCompareFailed)
+				}
+				return nil
+			})
 		}),
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "-", "the transaction's JSON (-: standard input)")

@@ -26,9 +26,10 @@ type eventJSON struct {
 	PrevModIndex uint64  `json:"prev_mod_index,omitempty"`
 }
 
-// signalContext is ctx ended also by SIGINT or SIGTERM: how a long-running
-// command (watch, lease keepalive) is stopped, with status 0.
-func signalContext(ctx context.Context) (context.Context, context.CancelFunc) {
+// signalContext is cmd's context ended also by SIGINT or SIGTERM: how a
+// long-running command (watch, lease keepalive) is stopped, with status 0.
+func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	ctx := cmd.Context()
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -75,37 +76,32 @@ watch from the listing's index.
 			if index != "" {
 				opts = append(opts, client.WithStartIndex(index))
 			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := signalContext(cmd.Context())
-			defer cancel()
-			events := c.Watch(ctx, prefix, opts...)
-			printed := 0
-			for ev := range events {
-				if ev.Type == client.EventReset || ev.Err != nil {
-					err := ev.Err
-					if err == nil {
-						err = errors.New("the watch was reset")
+			return a.withClientIn(cmd, signalContext, func(c *client.Client, ctx context.Context) error {
+				events := c.Watch(ctx, prefix, opts...)
+				printed := 0
+				for ev := range events {
+					if ev.Type == client.EventReset || ev.Err != nil {
+						err := ev.Err
+						if err == nil {
+							err = errors.New("the watch was reset")
+						}
+						return fmt.Errorf("%s; list again, then watch from the listing's index", describe(err))
 					}
-					return fmt.Errorf("%s; list again, then watch from the listing's index", describe(err))
+					if ev.Type == client.EventProgress {
+						continue
+					}
+					if err := a.printEvent(ev); err != nil {
+						return err
+					}
+					if printed++; count > 0 && printed >= count {
+						return nil
+					}
 				}
-				if ev.Type == client.EventProgress {
-					continue
+				if ctx.Err() != nil {
+					return nil // interrupted: the normal end
 				}
-				if err := a.printEvent(ev); err != nil {
-					return err
-				}
-				if printed++; count > 0 && printed >= count {
-					return nil
-				}
-			}
-			if ctx.Err() != nil {
-				return nil // interrupted: the normal end
-			}
-			return errors.New("the watch ended")
+				return errors.New("the watch ended")
+			})
 		}),
 	}
 	cmd.Flags().StringVar(&index, "index", "", "start strictly after this position (N or N.S)")

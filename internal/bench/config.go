@@ -143,6 +143,30 @@ func (c *Config) listLimit() int {
 // preloadBatch is c.PreloadBatch, 0 read as 1.
 func (c *Config) preloadBatch() int { return max(c.PreloadBatch, 1) }
 
+// checkTargets parses targets (parseTarget) and checks kind, the part of
+// Config.Validate and WatchConfig.Validate they share: each problem goes
+// to bad, and the targets that parsed are returned.
+func checkTargets(kind Kind, targets []string, bad func(format string, a ...any)) []*url.URL {
+	if len(targets) == 0 {
+		bad("no targets")
+	}
+	var out []*url.URL
+	for _, t := range targets {
+		u, err := parseTarget(t)
+		if err != nil {
+			bad("target %q: %v", t, err)
+			continue
+		}
+		out = append(out, u)
+	}
+	switch kind {
+	case KindRaftkv, KindEtcd:
+	default:
+		bad("target kind %q: want raftkv or etcd", kind)
+	}
+	return out
+}
+
 // CountMode reports whether the run is bounded by a request count.
 func (c *Config) CountMode() bool { return c.Requests > 0 }
 
@@ -150,23 +174,7 @@ func (c *Config) CountMode() bool { return c.Requests > 0 }
 func (c *Config) Validate() ([]*url.URL, error) {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if len(c.Targets) == 0 {
-		bad("no targets")
-	}
-	var targets []*url.URL
-	for _, t := range c.Targets {
-		u, err := parseTarget(t)
-		if err != nil {
-			bad("target %q: %v", t, err)
-			continue
-		}
-		targets = append(targets, u)
-	}
-	switch c.Kind {
-	case KindRaftkv, KindEtcd:
-	default:
-		bad("target kind %q: want raftkv or etcd", c.Kind)
-	}
+	targets := checkTargets(c.Kind, c.Targets, bad)
 	if c.Concurrency < 1 {
 		bad("concurrency %d: want at least 1", c.Concurrency)
 	}

@@ -82,23 +82,7 @@ func DefaultWatchConfig() WatchConfig {
 func (c *WatchConfig) Validate() ([]*url.URL, error) {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if len(c.Targets) == 0 {
-		bad("no targets")
-	}
-	var targets []*url.URL
-	for _, t := range c.Targets {
-		u, err := parseTarget(t)
-		if err != nil {
-			bad("target %q: %v", t, err)
-			continue
-		}
-		targets = append(targets, u)
-	}
-	switch c.Kind {
-	case KindRaftkv, KindEtcd:
-	default:
-		bad("target kind %q: want raftkv or etcd", c.Kind)
-	}
+	targets := checkTargets(c.Kind, c.Targets, bad)
 	if c.Watchers < 1 || c.Watchers > 100_000 {
 		bad("watchers %d: want 1..100000", c.Watchers)
 	}
