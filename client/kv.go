@@ -278,9 +278,11 @@ func (c *Client) Touch(ctx context.Context, key string) (time.Duration, error) {
 	return time.Duration(a.TTL) * time.Millisecond, decode(res, &a)
 }
 
-// formatMillis is d as the server's duration: whole milliseconds.
+// formatMillis is d as the server's duration, a Go duration in whole
+// milliseconds ("25h0m0s", "1.5s"), so a refusal quotes it the way people
+// write it.
 func formatMillis(d time.Duration) string {
-	return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
+	return d.Truncate(time.Millisecond).String()
 }
 
 // ListOption configures List.

@@ -25,7 +25,8 @@ const (
 	EventExpire   EventType = "expire" // a key whose TTL or lease ran out
 	EventProgress EventType = "progress"
 	// EventReset: the watch fell behind the history the nodes keep (or
-	// its start position is older than it): changes were lost. Err
+	// its start position is older than it, or a Restore replaced the
+	// store and started a new history): changes were lost. Err
 	// matches ErrHistoryCompacted and Index is the oldest index a watch
 	// resumes from. Read the state again (List), then Watch from its
 	// Index.

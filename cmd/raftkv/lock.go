@@ -188,6 +188,8 @@ func (a *app) lock(cmd *cobra.Command, name string, argv []string, ttl, wait tim
 		envLockName+"="+name,
 		envLockToken+"="+strconv.FormatUint(token, 10),
 		envLockLease+"="+strconv.FormatUint(lease.ID, 10))
+	release := bindToParent(child)
+	defer release()
 	if err := child.Start(); err != nil {
 		return fmt.Errorf("running %s: %w", argv[0], err)
 	}

@@ -290,13 +290,14 @@ func (st *sseWriter) progress(pos fsm.Pos) {
 	st.buf.WriteByte('\n')
 }
 
-// reset is the last event of a watcher that fell behind: no id, so an
+// reset is the last event of a watcher whose next changes the history no
+// longer holds (it fell behind, or a restore replaced the data): no id, so an
 // EventSource keeps the last position it had, and resuming from it is a
 // 410 that says to read the state again.
 func (st *sseWriter) reset(oldest uint64) {
 	st.buf.WriteString("event: reset\ndata: ")
 	st.json(errorBody{
-		Error: "the watcher fell behind and the history no longer holds its next changes; read the current state and resume from its index",
+		Error: "the history no longer holds this watcher's next changes (it fell behind, or a restore replaced the data); read the current state and resume from its index",
 		Code:  "history_compacted", Index: &oldest,
 	})
 	st.buf.WriteByte('\n')

@@ -268,6 +268,20 @@ func TestConsole(t *testing.T) {
 
 	waitPage(t, ctx, "the listing refreshed by the change", `document.querySelector('#key-list tr[data-key="ui/from-api"]') ? '' : 'listing: ' + document.getElementById('list-status').textContent`)
 
+	// A long key and a long value without spaces stay inside the listing's
+	// column instead of pushing the table over the live tail beside it.
+	longKey := "ui/" + strings.Repeat("k", 90)
+	apiDo(t, http.MethodPut, api+"/kv/"+longKey, c.AdminToken(), strings.Repeat("x", 200))
+	waitPage(t, ctx, "the long key listed", fmt.Sprintf(`document.querySelector('#key-list tr[data-key=%q]') ? '' : 'listing: ' + document.getElementById('list-status').textContent`, longKey))
+	overflow, err := eval[string](ctx, `(function(){
+		const table = document.getElementById('key-list').getBoundingClientRect();
+		const col = document.getElementById('key-list').parentElement.getBoundingClientRect();
+		return table.right <= col.right + 1 ? '' : 'the key table ends at ' + table.right + ' px, its column at ' + col.right + ' px';
+	})()`)
+	if err != nil || overflow != "" {
+		t.Fatalf("listing with a long key and value: %s (%v)", overflow, err)
+	}
+
 	// The page's node restarts while a write is made elsewhere: the tail
 	// resumes after its last event (Last-Event-ID), missing nothing and
 	// repeating nothing.

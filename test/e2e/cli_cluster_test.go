@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -153,6 +154,10 @@ func TestCLIReadmeFlow(t *testing.T) {
 		t.Error("the second lock ran its command while the first held the lock")
 	}
 
+	// A lock killed by SIGKILL takes its command with it (Linux's
+	// parent-death signal): the command must not go on without the lock.
+	lockKilledTakesCommand(t, bin, all, dir)
+
 	// A watch goes on across the kill of the node it reads from. Watching
 	// from a put's index, it misses nothing written after that, however
 	// long it takes to connect.
@@ -261,4 +266,44 @@ func TestCLIReadmeFlow(t *testing.T) {
 	if !strings.Contains(out, victim.HTTPAddr) || !strings.Contains(out, "ERROR") {
 		t.Errorf("status with %s down:\n%s", victim.Name, out)
 	}
+}
+
+// lockKilledTakesCommand SIGKILLs `raftkv lock` while its command runs and
+// checks that the command ends too, well before its own 60 s.
+func lockKilledTakesCommand(t *testing.T, bin, endpoints, dir string) {
+	t.Helper()
+	pidFile := filepath.Join(dir, "child.pid")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	lock := exec.CommandContext(ctx, bin, "lock", "orphan", "--", "sh", "-c", fmt.Sprintf(`echo $$ > %q.tmp && mv %q.tmp %q && exec sleep 60`, pidFile, pidFile, pidFile))
+	lock.Env = append(proc.BaseEnv(), "RAFTKV_ENDPOINTS="+endpoints)
+	if err := lock.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	testwait.For(t, 15*time.Second, "the locked command to start", func() error {
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return err
+		}
+		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err
+	})
+	if err := lock.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = lock.Wait()
+	// The command is the lock's child; once the lock died it is re-parented
+	// (to init or a subreaper, which reaps it), so "gone" is: no process, or
+	// a zombie, with that pid.
+	testwait.For(t, 10*time.Second, "the locked command to end after its lock was killed", func() error {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return nil // gone
+		}
+		if f := strings.Fields(string(b)); len(f) > 2 && f[2] == "Z" {
+			return nil // ended, not yet reaped
+		}
+		return fmt.Errorf("pid %d still runs: %s", pid, b)
+	})
 }
