@@ -33,9 +33,14 @@
 #                loses one fails), and memory per idle watcher (the nodes'
 #                summed VmRSS with the watchers idle minus with none, each
 #                read once it settled, / watchers; round 1 only, on the
-#                fresh clusters). Alternating raftkv and
-#                etcd, BENCH_ROUNDS rounds, medians; prints the table rows
-#                ready to paste into BENCHMARKS.md, with the load average
+#                fresh clusters). Then a second cell at the same offered
+#                load for both systems: the same watchers and writers, the
+#                puts paced to BENCH_WATCH_RATE per second (raftkv-bench
+#                -rate), so put → event latency is compared at equal write
+#                rates and not only each at its own saturation. Alternating
+#                raftkv and etcd, BENCH_ROUNDS rounds, medians; prints the
+#                table rows ready to paste into BENCHMARKS.md, with the load
+#                average
 #   --quick      2 s runs, one round: checks the script; numbers are rough
 #   --sustained  raftkv only: BENCH_SUSTAINED of writes at c=64 with a low
 #                snapshot threshold, so the run spans several snapshots and
@@ -50,6 +55,9 @@
 #   BENCH_LARGE_KEYS key space of the 64 KiB cell (default 1000: 64 MiB of data)
 #   BENCH_SURFACE_KEYS  keys preloaded for --surface (default 100000)
 #   BENCH_WATCHERS   watchers of --watch (default 1000)
+#   BENCH_WATCH_RATE puts/s of --watch's equal-load cell, over all 16 writers
+#                    (default 20: below etcd's ~24/s at saturation; 0: no
+#                    such cell)
 #   BENCH_OUT        results directory (default bench-results/<UTC time>)
 #   BENCH_ETCD       the etcd binary (default: etcd on PATH)
 # Other variables (ENABLE_PPROF, LOG_LEVEL, RAFT_*, ...) reach the raftkv nodes.
@@ -98,6 +106,8 @@ surface_keys=${BENCH_SURFACE_KEYS:-100000}
 [[ $surface_keys =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_SURFACE_KEYS must be a positive integer, not '$surface_keys'" >&2; exit 2; }
 watchers=${BENCH_WATCHERS:-1000}
 [[ $watchers =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_WATCHERS must be a positive integer, not '$watchers'" >&2; exit 2; }
+watch_rate=${BENCH_WATCH_RATE:-20}
+[[ $watch_rate =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "BENCH_WATCH_RATE must be puts per second (20, 12.5; 0: no equal-load cell), not '$watch_rate'" >&2; exit 2; }
 etcd_bin=${BENCH_ETCD:-etcd}
 command -v python3 >/dev/null || { echo "python3 is required (JSON handling)" >&2; exit 2; }
 command -v curl >/dev/null || { echo "curl is required" >&2; exit 2; }
@@ -692,31 +702,37 @@ watchbench() {
 	load0=$(cut -d' ' -f1-3 /proc/loadavg)
 	start_raftkv
 	if $have_etcd; then start_etcd; fi
-	local round sys name
+	local round sys name cell cells=(watch)
+	if [[ $watch_rate =~ [1-9] ]]; then cells+=(watchrate); fi
 	for round in $(seq 1 "$rounds"); do
 		echo "round $round of $rounds (${duration} of writes per run; load $(cut -d' ' -f1-3 /proc/loadavg))"
-		for sys in "${systems[@]}"; do
-			name=$sys-watch-r$round
-			local urls=$raftkv_urls kind=raftkv procs=("${raftkv_pids[@]}") rc=0 t0 t1 c0 c1
-			if [[ $sys == etcd ]]; then urls=$etcd_urls kind=etcd procs=("${etcd_pids[@]}"); fi
-			all_alive "${procs[@]}"
-			c0=$(cpu_ticks "${procs[@]}") t0=$(now_ns)
-			# Progress lines go to runs/NAME.err. A new prefix per round:
-			# no watcher sees an earlier round's keys.
-			# Memory per idle watcher only in round 1, on the fresh
-			# clusters: after a round of writes the servers' heaps hold
-			# that round's garbage and history, and the difference
-			# measures the collector, not the watchers.
-			local pids=""
-			if ((round == 1)); then pids=$(IFS=,; echo "${procs[*]}"); fi
-			generate "$out/runs/$name.json" "$out/runs/$name.err" -workload watch -target-kind "$kind" -targets "$urls" \
-				-watchers "$watchers" -c 16 -d "$duration" -prefix "watch$round/" -json -progress=true -pids "$pids" || rc=$?
-			t1=$(now_ns) c1=$(cpu_ticks "${procs[@]}")
-			all_alive "${procs[@]}"
-			printf '{"rc":%d,"wall_s":%d.%03d,"server_cpu_s":%d.%02d,"load":"%s"}\n' "$rc" \
-				$(((t1 - t0) / 1000000000)) $(((t1 - t0) / 1000000 % 1000)) \
-				$(((c1 - c0) / clk_tck)) $(((c1 - c0) % clk_tck * 100 / clk_tck)) "$(cut -d' ' -f1-3 /proc/loadavg)" >"$out/runs/$name.res"
-			echo "  $sys: exit $rc; $(watch_summary "$out/runs/$name.json")"
+		for cell in "${cells[@]}"; do
+			for sys in "${systems[@]}"; do
+				name=$sys-$cell-r$round
+				local urls=$raftkv_urls kind=raftkv procs=("${raftkv_pids[@]}") rc=0 t0 t1 c0 c1
+				if [[ $sys == etcd ]]; then urls=$etcd_urls kind=etcd procs=("${etcd_pids[@]}"); fi
+				all_alive "${procs[@]}"
+				c0=$(cpu_ticks "${procs[@]}") t0=$(now_ns)
+				# Progress lines go to runs/NAME.err. A new prefix per round:
+				# no watcher sees an earlier round's keys.
+				# Memory per idle watcher only in round 1, on the fresh
+				# clusters: after a round of writes the servers' heaps hold
+				# that round's garbage and history, and the difference
+				# measures the collector, not the watchers.
+				# The equal-load cell: the puts paced to $watch_rate/s, on a
+				# prefix of its own.
+				local pids="" rate=0
+				if ((round == 1)) && [[ $cell == watch ]]; then pids=$(IFS=,; echo "${procs[*]}"); fi
+				if [[ $cell == watchrate ]]; then rate=$watch_rate; fi
+				generate "$out/runs/$name.json" "$out/runs/$name.err" -workload watch -target-kind "$kind" -targets "$urls" \
+					-watchers "$watchers" -c 16 -d "$duration" -rate "$rate" -prefix "$cell$round/" -json -progress=true -pids "$pids" || rc=$?
+				t1=$(now_ns) c1=$(cpu_ticks "${procs[@]}")
+				all_alive "${procs[@]}"
+				printf '{"rc":%d,"wall_s":%d.%03d,"server_cpu_s":%d.%02d,"load":"%s"}\n' "$rc" \
+					$(((t1 - t0) / 1000000000)) $(((t1 - t0) / 1000000 % 1000)) \
+					$(((c1 - c0) / clk_tck)) $(((c1 - c0) % clk_tck * 100 / clk_tck)) "$(cut -d' ' -f1-3 /proc/loadavg)" >"$out/runs/$name.res"
+				echo "  $sys ($cell): exit $rc; $(watch_summary "$out/runs/$name.json")"
+			done
 		done
 	done
 	{
@@ -727,26 +743,27 @@ watchbench() {
 		local etcd_version="not run"
 		if $have_etcd; then etcd_version=$("$etcd_bin" --version | sed -n 1p); fi
 		echo "- raftkv: GET /watch/{prefix} (Server-Sent Events). etcd: $etcd_version, its v3 JSON gateway's streaming POST /v3/watch (key + range_end; one JSON message per batch of events, keys and values in base64), puts through /v3/kv/put."
+		if [[ $watch_rate =~ [1-9] ]]; then echo "- The equal-load cell: the same, on a prefix of its own, with the puts paced to $watch_rate per second over the 16 writers (raftkv-bench -rate $watch_rate), the same offered load for both systems."; fi
 		echo "- 1-minute load average (1, 5, 15 min): $load0 before starting the clusters, $(cut -d' ' -f1-3 /proc/loadavg) after the last run; per run below."
 		echo
-		python3 - "$out/runs" "$rounds" "$watchers" "$(nproc)" <<'EOF'
+		python3 - "$out/runs" "$rounds" "$watchers" "$(nproc)" "$watch_rate" <<'EOF'
 import json, os, statistics, sys
-runs_dir, rounds, watchers, cores = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+runs_dir, rounds, watchers, cores, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 
-def load(s):
+def load(s, cell="watch"):
     out = []
     for r in range(1, rounds + 1):
-        base = f"{runs_dir}/{s}-watch-r{r}"
+        base = f"{runs_dir}/{s}-{cell}-r{r}"
         if not os.path.exists(base + ".res"):
             continue
         res = json.load(open(base + ".res"))
         try:
             j = json.load(open(base + ".json"))
         except ValueError:
-            out.append({"round": r, "failed": f"exit {res['rc']}, no result (see runs/{s}-watch-r{r}.err)"})
+            out.append({"round": r, "failed": f"exit {res['rc']}, no result (see runs/{s}-{cell}-r{r}.err)"})
             continue
         lat = j["event_latency"]
-        out.append({"round": r, "ev": j["events_per_s"], "ev_all": j["events_per_s_with_drain"], "wr": j["writes_per_s"],
+        out.append({"round": r, "ev": j["events_per_s"], "p999": lat["p99_9"], "max": lat["max"], "ev_all": j["events_per_s_with_drain"], "wr": j["writes_per_s"],
                     "p50": lat["p50"], "p99": lat["p99"], "kib": j["kib_per_idle_watcher"] if j.get("pids") else None,
                     "p99_nodes": " / ".join(format(l["p99"], ".0f") for l in j.get("event_latency_by_target") or []),
                     "settled": j["rss_settled"], "drain": j["drain_ms"], "complete": j["complete"],
@@ -782,16 +799,37 @@ print(f"| server CPU / generator CPU, cores of {cores} (over each whole run, set
 print()
 print("Per run (events/s while writing, writes/s, put → event p50 / p99 ms and the p99 of each node's watchers, KiB per idle watcher, every event to every watcher, load after):")
 print()
-for s in systems:
-    for r in data[s]:
-        if "ev" not in r:
-            print(f"- {s} r{r['round']}: {r['failed']}")
-            continue
-        mem = "—" if r["kib"] is None else f"{r['kib']:.1f}" + ("" if r["settled"] else " (memory NOT settled)")
-        print(f"- {s} r{r['round']}: {r['ev']:,.0f}, {r['wr']:,.0f}, {r['p50']:.2f} / {r['p99']:.2f} (nodes {r['p99_nodes']}), {mem}, "
-              f"{'complete' if r['complete'] else 'INCOMPLETE'}, load {r['load']}" + (f"; FAILED: {r['failed']}" if r.get("failed") else ""))
-        for p in r["problems"][:3]:
-            print(f"  - {p}")
+def per_run(data, label):
+    for s in systems:
+        for r in data[s]:
+            if "ev" not in r:
+                print(f"- {s}{label} r{r['round']}: {r['failed']}")
+                continue
+            mem = "—" if r["kib"] is None else f"{r['kib']:.1f}" + ("" if r["settled"] else " (memory NOT settled)")
+            print(f"- {s}{label} r{r['round']}: {r['ev']:,.0f}, {r['wr']:,.0f}, {r['p50']:.2f} / {r['p99']:.2f} (nodes {r['p99_nodes']}), {mem}, "
+                  f"{'complete' if r['complete'] else 'INCOMPLETE'}, load {r['load']}" + (f"; FAILED: {r['failed']}" if r.get("failed") else ""))
+            for p in r["problems"][:3]:
+                print(f"  - {p}")
+per_run(data, "")
+
+# The equal-load cell: both systems offered the same puts per second.
+rdata = {s: load(s, "watchrate") for s in systems} if rate > 0 else {}
+ra, rb = rdata.get("raftkv", []), rdata.get("etcd", [])
+if ra or rb:
+    print()
+    print(f"| equal-load cell ({watchers:,} watchers, puts paced to {rate:g}/s over 16 writers) | raftkv | etcd | raftkv/etcd |")
+    print("|---|---:|---:|---:|")
+    print(f"| puts acknowledged per second (offered: {rate:g}) | {f(med(ra, 'wr'), ',.1f')} | {f(med(rb, 'wr'), ',.1f')} | |")
+    print(f"| events delivered per second while writing (offered: {rate * watchers:,.0f}) | {f(med(ra, 'ev'), ',.0f')} | {f(med(rb, 'ev'), ',.0f')} | |")
+    print(f"| put acknowledged → event received, p50 / p99 ms | {f(med(ra, 'p50'), '.2f')} / {f(med(ra, 'p99'), '.2f')} | {f(med(rb, 'p50'), '.2f')} / {f(med(rb, 'p99'), '.2f')} | p99 {ratio(med(rb, 'p99'), med(ra, 'p99'), False)} lower |")
+    print(f"| the same, p99.9 / max ms | {f(med(ra, 'p999'), '.2f')} / {f(med(ra, 'max'), '.2f')} | {f(med(rb, 'p999'), '.2f')} / {f(med(rb, 'max'), '.2f')} | |")
+    print(f"| last event received after the writes ended, ms | {f(med(ra, 'drain'), ',.0f')} | {f(med(rb, 'drain'), ',.0f')} | |")
+    print(f"| server CPU per 1,000 events delivered, ms (all nodes, the whole run) | {f(med(ra, 'cpu_kev'), '.1f')} | {f(med(rb, 'cpu_kev'), '.1f')} | {ratio(med(rb, 'cpu_kev'), med(ra, 'cpu_kev'), False)} less |")
+    print(f"| server CPU / generator CPU, cores of {cores} (over each whole run) | {f(med(ra, 'srv'), '.2f')} / {f(med(ra, 'gen'), '.2f')} | {f(med(rb, 'srv'), '.2f')} / {f(med(rb, 'gen'), '.2f')} | |")
+    print()
+    print("Per run of the equal-load cell (the same fields):")
+    print()
+    per_run(rdata, f" @{rate:g}/s")
 ev_a, ev_b, p99 = med(a, "ev"), med(b, "ev"), med(a, "p99")
 print()
 print("| goal | measured | |")
@@ -800,7 +838,10 @@ if ev_a and ev_b:
     print(f"| raftkv delivers ≥ 2× etcd's events/s | {ev_a / ev_b:.2f}× | {'met' if ev_a / ev_b >= 2 else '**missed**'} |")
 else:
     print("| raftkv delivers ≥ 2× etcd's events/s | — | no result |")
-print(f"| raftkv put → event p99 < 50 ms | {f(p99, '.2f')} ms | {'—' if p99 is None else ('met' if p99 < 50 else '**missed**')} |")
+print(f"| raftkv put → event p99 < 50 ms (c=16, each system saturated) | {f(p99, '.2f')} ms | {'—' if p99 is None else ('met' if p99 < 50 else '**missed**')} |")
+if ra or rb:
+    rp99 = med(ra, "p99")
+    print(f"| raftkv put → event p99 < 50 ms at the same offered load as etcd ({rate:g} puts/s; etcd's p99 {f(med(rb, 'p99'), '.2f')} ms) | {f(rp99, '.2f')} ms | {'—' if rp99 is None else ('met' if rp99 < 50 else '**missed**')} |")
 EOF
 	} | tee "$out/results.md"
 }

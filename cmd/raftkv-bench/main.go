@@ -8,6 +8,7 @@
 //	raftkv-bench -keys 100000 -preload -preload-batch 100 -workload list -limit 1000 -c 16
 //	raftkv-bench -keys 100000 -workload txn -c 64
 //	raftkv-bench -workload watch -watchers 1000 -c 16 -d 10s -pids 4242,4243,4244
+//	raftkv-bench -workload watch -watchers 1000 -c 16 -d 10s -rate 20
 //
 // Exit status: 0 on success; 1 if more than 1% of requests failed (or none
 // completed); 2 for bad flags or a failed preload; 130 when interrupted
@@ -73,6 +74,7 @@ func parseFlags(args []string, stderr io.Writer) (bench.Config, options, error) 
 	maxWrites := fs.Int64("max-writes", wd.MaxWrites, "watch: bound on the puts of the run")
 	drain := fs.Duration("drain", wd.Drain, "watch: how long the watchers may take, after the last put, to receive every event")
 	settle := fs.Duration("settle", wd.Settle, "watch: bound on each wait for the servers' memory to settle")
+	rate := fs.Float64("rate", 0, "watch: offered puts per second over all -c writers, spread evenly over -d (0: each writer puts as fast as answers come)")
 	pids := fs.String("pids", "", "watch: comma-separated server process ids whose VmRSS gives the memory per idle watcher")
 	if err := fs.Parse(args); err != nil {
 		return cfg, opt, err
@@ -90,11 +92,14 @@ func parseFlags(args []string, stderr io.Writer) (bench.Config, options, error) 
 	if opt.progress {
 		cfg.Progress = stderr
 	}
+	if cfg.Workload != "watch" && *rate != 0 {
+		return cfg, opt, fmt.Errorf("-rate %v: only -workload watch is paced", *rate)
+	}
 	if cfg.Workload == "watch" {
 		w := wd
 		w.Targets, w.Kind, w.Writers, w.Duration, w.Keys, w.ValueSize = cfg.Targets, cfg.Kind, cfg.Concurrency, cfg.Duration, cfg.Keys, cfg.ValueSize
 		w.Prefix, w.Timeout, w.Seed, w.Progress = cfg.Prefix, cfg.Timeout, cfg.Seed, cfg.Progress
-		w.Watchers, w.MaxWrites, w.Drain, w.Settle = *watchers, *maxWrites, *drain, *settle
+		w.Watchers, w.MaxWrites, w.Drain, w.Settle, w.Rate = *watchers, *maxWrites, *drain, *settle, *rate
 		for _, p := range strings.Split(*pids, ",") {
 			if p = strings.TrimSpace(p); p == "" {
 				continue

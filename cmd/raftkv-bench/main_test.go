@@ -54,17 +54,17 @@ func TestParseFlags(t *testing.T) {
 			}
 		}, ""},
 		{"watch", []string{"-workload", "watch", "-watchers", "300", "-c", "8", "-d", "4s", "-prefix", "w/", "-target-kind", "etcd",
-			"-max-writes", "5000", "-drain", "7s", "-settle", "9s", "-pids", "11, 12,,13", "-targets", "http://a:1,http://b:2"},
+			"-max-writes", "5000", "-drain", "7s", "-settle", "9s", "-pids", "11, 12,,13", "-targets", "http://a:1,http://b:2", "-rate", "20.5"},
 			func(t *testing.T, c bench.Config, o options) {
 				w := o.watch
 				if w == nil || w.Watchers != 300 || w.Writers != 8 || w.Duration != 4*time.Second || w.Prefix != "w/" ||
-					w.Kind != bench.KindEtcd || w.MaxWrites != 5000 || w.Drain != 7*time.Second || w.Settle != 9*time.Second ||
+					w.Kind != bench.KindEtcd || w.MaxWrites != 5000 || w.Rate != 20.5 || w.Drain != 7*time.Second || w.Settle != 9*time.Second ||
 					fmt.Sprint(w.Pids) != "[11 12 13]" || strings.Join(w.Targets, " ") != "http://a:1 http://b:2" || w.Progress == nil {
 					t.Errorf("parsed: %+v", w)
 				}
 			}, ""},
 		{"watch defaults", []string{"-workload", "watch"}, func(t *testing.T, c bench.Config, o options) {
-			if w := o.watch; w == nil || w.Watchers != 1000 || w.Writers != 16 || len(w.Pids) != 0 || w.Drain != time.Minute {
+			if w := o.watch; w == nil || w.Watchers != 1000 || w.Writers != 16 || len(w.Pids) != 0 || w.Drain != time.Minute || w.Rate != 0 {
 				t.Errorf("parsed: %+v", w)
 			}
 		}, ""},
@@ -75,6 +75,8 @@ func TestParseFlags(t *testing.T) {
 		}, ""},
 		{"watch: bad pid", []string{"-workload", "watch", "-pids", "12,x"}, nil, `"x" is not a process id`},
 		{"watch: no watchers", []string{"-workload", "watch", "-watchers", "0"}, nil, "watchers 0"},
+		{"watch: negative rate", []string{"-workload", "watch", "-rate", "-5"}, nil, "rate -5"},
+		{"rate without watch", []string{"-rate", "20"}, nil, "only -workload watch is paced"},
 		{"bad workload", []string{"-workload", "scan"}, nil, "workload"},
 		{"preload batch over 128", []string{"-preload-batch", "200"}, nil, "preload batch"},
 		{"bad ratio", []string{"-ratio", "2"}, nil, "ratio"},

@@ -29,7 +29,9 @@
 // RunWatch (watch.go, raftkv-bench -workload watch) measures the change
 // feed instead: WatchConfig.Watchers streams of one prefix (raftkv
 // GET /watch/{prefix}, etcd's gateway POST /v3/watch) while writers put
-// keys under it; it reports the events delivered per second, the time
+// keys under it (as fast as answers come, or paced to WatchConfig.Rate
+// puts per second, so two systems can be compared at the same offered
+// load); it reports the events delivered per second, the time
 // from each put's acknowledgement to its event at each watcher, and the
 // servers' memory per idle watcher, and fails a run in which any watcher
 // missed, repeated or reordered an acknowledged put.

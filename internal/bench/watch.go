@@ -24,8 +24,9 @@ import (
 // WatchConfig describes one watch run (RunWatch): Watchers streams on
 // Prefix, opened round-robin over Targets and idle until all are open;
 // then Writers workers put keys under Prefix for Duration (at most
-// MaxWrites puts), and every watcher must receive every acknowledged put
-// exactly once, in order.
+// MaxWrites puts; with Rate > 0 paced to Rate puts per second over all
+// writers), and every watcher must receive every acknowledged put exactly
+// once, in order.
 //
 // raftkv watchers are GET /watch/{Prefix} (Server-Sent Events); etcd
 // watchers are its v3 JSON gateway's POST /v3/watch with key = Prefix and
@@ -33,10 +34,18 @@ import (
 // batch of events, keys and values in base64). Writes are the kv
 // workload's puts (raftkv PUT /kv/{key}, etcd POST /v3/kv/put).
 type WatchConfig struct {
-	Targets   []string
-	Kind      Kind
-	Watchers  int           // streams, spread round-robin over Targets
-	Writers   int           // concurrent writers, one put in flight each
+	Targets  []string
+	Kind     Kind
+	Watchers int // streams, spread round-robin over Targets
+	Writers  int // concurrent writers, one put in flight each
+	// Rate, when > 0, is the offered write rate in puts per second over
+	// all Writers together: put k (from 0) is not sent before
+	// k / Rate seconds into the writing window, and none is sent whose
+	// time falls at or after its end, so a run makes at most
+	// ceil(Rate × Duration) puts (fewer if the writers cannot keep up:
+	// late puts are sent at once, not skipped). 0: each writer puts as
+	// fast as its answers come (closed loop).
+	Rate      float64
 	Duration  time.Duration // writing time
 	MaxWrites int64         // bound on puts (sizes the acknowledgement table)
 	Keys      int           // key space of the puts
@@ -89,6 +98,9 @@ func (c *WatchConfig) Validate() ([]*url.URL, error) {
 	if c.Writers < 1 {
 		bad("writers %d: want at least 1", c.Writers)
 	}
+	if !(c.Rate >= 0 && c.Rate <= 1e6) { // also rejects NaN
+		bad("rate %v: want puts per second in [0, 1000000] (0: unpaced)", c.Rate)
+	}
 	if c.Duration <= 0 {
 		bad("duration %s: want > 0", c.Duration)
 	}
@@ -125,6 +137,7 @@ type WatchResult struct {
 	Targets  []string `json:"targets"`
 	Watchers int      `json:"watchers"` // streams opened, round-robin over the targets
 	Writers  int      `json:"writers"`
+	Rate     float64  `json:"rate"` // offered puts/s (WatchConfig.Rate); 0: unpaced, closed loop
 	Keys     int      `json:"keys"`
 	Value    int      `json:"value_size"`
 	Prefix   string   `json:"prefix"`
@@ -499,6 +512,53 @@ func settleRSS(ctx context.Context, read func() ([]int64, int64, error), limit, 
 	}
 }
 
+// pacer spreads puts over the writing window at a fixed rate: slot k
+// (from 0, claimed in order by whichever writer asks next) is due at
+// start + k/rate. A nil pacer (rate 0) never waits.
+type pacer struct {
+	start, end time.Time
+	rate       float64
+	next       atomic.Int64
+}
+
+func newPacer(start, end time.Time, rate float64) *pacer {
+	if rate <= 0 {
+		return nil
+	}
+	return &pacer{start: start, end: end, rate: rate}
+}
+
+// due is when slot k may be sent.
+func (p *pacer) due(k int64) time.Time {
+	return p.start.Add(time.Duration(float64(k) * float64(time.Second) / p.rate))
+}
+
+// wait claims the next slot and waits until it is due; false if it falls
+// at or after the end of the window (no more puts) or ctx ends first. A
+// slot already due (the writers fell behind) returns at once. Bounded by
+// the window's end.
+func (p *pacer) wait(ctx context.Context) bool {
+	if p == nil {
+		return true
+	}
+	due := p.due(p.next.Add(1) - 1)
+	if !due.Before(p.end) {
+		return false
+	}
+	d := time.Until(due)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // RunWatch performs one watch run; it returns an error only when the run
 // could not be made (bad configuration, a stream could not be opened).
 // Everything it waits for is bounded: opening by Timeout per stream (and
@@ -510,7 +570,7 @@ func RunWatch(ctx context.Context, cfg WatchConfig) (*WatchResult, error) {
 		return nil, err
 	}
 	res := &WatchResult{
-		Kind: cfg.Kind, Watchers: cfg.Watchers, Writers: cfg.Writers, Keys: cfg.Keys, Value: cfg.ValueSize,
+		Kind: cfg.Kind, Watchers: cfg.Watchers, Writers: cfg.Writers, Rate: cfg.Rate, Keys: cfg.Keys, Value: cfg.ValueSize,
 		Prefix: cfg.Prefix, Pids: cfg.Pids, RSSSettled: len(cfg.Pids) > 0,
 	}
 	for _, t := range targets {
@@ -654,6 +714,7 @@ func RunWatch(ctx context.Context, cfg WatchConfig) (*WatchResult, error) {
 	wctx, cancelWrites := context.WithDeadline(ctx, end.Add(cfg.Timeout+2*time.Second))
 	defer cancelWrites()
 	var tickets atomic.Int64
+	pace := newPacer(start, end, cfg.Rate)
 	type writerOut struct {
 		n, errs int64
 		hash    uint64
@@ -674,6 +735,9 @@ func RunWatch(ctx context.Context, cfg WatchConfig) (*WatchResult, error) {
 			out := &outs[i]
 			rng := rand.New(rand.NewPCG(cfg.Seed, uint64(1000+i)))
 			for wctx.Err() == nil && time.Now().Before(end) {
+				if !pace.wait(wctx) {
+					return // no slot left in the window, or cancelled
+				}
 				if tickets.Add(1) > cfg.MaxWrites {
 					// The bound ends the window for everyone.
 					r.windowNs.Store(min(r.windowNs.Load(), time.Now().UnixNano()))
@@ -856,7 +920,11 @@ func (r *WatchResult) WriteJSON(w io.Writer) error {
 func (r *WatchResult) WriteText(w io.Writer) error {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "target       %s %v\n", r.Kind, r.Targets)
-	fmt.Fprintf(&b, "watchers     %d on %q (opened in %.1fs), writers %d, %d keys, %d-byte values\n", r.Watchers, r.Prefix, r.OpenMs/1000, r.Writers, r.Keys, r.Value)
+	pacing := "unpaced"
+	if r.Rate > 0 {
+		pacing = fmt.Sprintf("paced at %g puts/s", r.Rate)
+	}
+	fmt.Fprintf(&b, "watchers     %d on %q (opened in %.1fs), writers %d (%s), %d keys, %d-byte values\n", r.Watchers, r.Prefix, r.OpenMs/1000, r.Writers, pacing, r.Keys, r.Value)
 	fmt.Fprintf(&b, "writes       %d acknowledged in %.2fs (%.0f/s), %d failed; p50 %.2f ms, p99 %.2f ms\n", r.Writes, r.WriteSeconds, r.WritesPerSec, r.WriteErrors, r.WriteLat.P50, r.WriteLat.P99)
 	fmt.Fprintf(&b, "events       %.0f/s delivered while writing (%d); %d in all, %.0f/s with the drain of %.0f ms\n", r.EventsPerSec, r.EventsInWindow, r.Events, r.EventsPerSecAll, r.DrainMs)
 	fmt.Fprintf(&b, "ack → event  p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms (%d samples, %d before the ack, %d unmatched)\n",

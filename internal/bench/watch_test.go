@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -385,5 +386,96 @@ func TestRunWatchRefusals(t *testing.T) {
 	if _, err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "watchers 0") ||
 		!strings.Contains(err.Error(), "empty prefix") || !strings.Contains(err.Error(), "pid -1") {
 		t.Errorf("bad config: %v", err)
+	}
+}
+
+// TestPacer: slot k is due at k/rate after the start; over a window the
+// writers together get at most ceil(rate × window) slots, however many
+// ask, and none once the window is over.
+func TestPacer(t *testing.T) {
+	start := time.Unix(1000, 0)
+	p := newPacer(start, start.Add(time.Second), 20)
+	for k, want := range map[int64]time.Duration{0: 0, 1: 50 * time.Millisecond, 19: 950 * time.Millisecond, 40: 2 * time.Second} {
+		if got := p.due(k).Sub(start); got != want {
+			t.Errorf("slot %d due %s after the start, want %s", k, got, want)
+		}
+	}
+	if newPacer(start, start, 0) != nil || !(*pacer)(nil).wait(context.Background()) {
+		t.Error("rate 0: want no pacer, and a nil pacer that never waits")
+	}
+
+	// 8 writers asking as fast as they can for a 200 ms window at
+	// 100/s: 20 slots at most (not timing-sensitive: a slow machine
+	// gives fewer).
+	now := time.Now()
+	p = newPacer(now, now.Add(200*time.Millisecond), 100)
+	var got atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 1000 { // bounded; the window ends it far sooner
+				if !p.wait(context.Background()) {
+					return
+				}
+				got.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := got.Load(); n < 1 || n > 20 {
+		t.Errorf("%d slots in a 200 ms window at 100/s; want 1..20", n)
+	}
+	if took := time.Since(now); took < 150*time.Millisecond {
+		t.Errorf("20 slots at 100/s handed out in %s; the last is due at 190 ms", took)
+	}
+	if p.wait(context.Background()) {
+		t.Error("a slot after the window's end")
+	}
+
+	// A cancelled wait returns false at once.
+	now = time.Now()
+	p = newPacer(now, now.Add(time.Hour), 0.001) // slot 1 due in 1,000 s
+	ctx, cancel := context.WithCancel(context.Background())
+	if !p.wait(ctx) {
+		t.Fatal("slot 0 is due at once")
+	}
+	cancel()
+	if p.wait(ctx) {
+		t.Error("cancelled wait: true")
+	}
+}
+
+// TestRunWatchRate: a paced run against the fake feed makes no more than
+// rate × duration + writers puts (the fake answers thousands a second
+// unpaced), and still checks every event at every watcher.
+func TestRunWatchRate(t *testing.T) {
+	f := &fakeFeed{kind: KindRaftkv, dropWatcher: -1}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	cfg := DefaultWatchConfig()
+	cfg.Targets, cfg.Watchers, cfg.Writers, cfg.Prefix, cfg.Rate = []string{srv.URL}, 4, 3, "p/", 40
+	cfg.Duration, cfg.Drain, cfg.Timeout, cfg.MaxWrites = 300*time.Millisecond, 5*time.Second, 5*time.Second, 10000
+	res, err := RunWatch(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := int64(cfg.Rate*cfg.Duration.Seconds()) + int64(cfg.Writers)
+	if res.Writes < 1 || res.Writes > limit || res.Rate != 40 {
+		t.Errorf("paced at 40/s for 300 ms: %d writes (want 1..%d), rate %v", res.Writes, limit, res.Rate)
+	}
+	if res.Failed || !res.Complete || res.Events != res.Writes*int64(cfg.Watchers) {
+		t.Errorf("failed %v (%s), complete %v: %d events for %d writes × %d watchers", res.Failed, res.Failure, res.Complete, res.Events, res.Writes, cfg.Watchers)
+	}
+	var b strings.Builder
+	if err := res.WriteText(&b); err != nil || !strings.Contains(b.String(), "paced at 40 puts/s") {
+		t.Errorf("text output without the pacing: %v\n%s", err, b.String())
+	}
+
+	bad := cfg
+	bad.Rate = -1
+	if _, err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "rate -1") {
+		t.Errorf("negative rate: %v", err)
 	}
 }
