@@ -50,7 +50,10 @@ type Config struct {
 	LogStore          string        // RAFT_LOG_STORE: node.LogStoreBolt (raft.db) or node.LogStoreWAL (wal/); DefaultLogStore
 	SnapshotThreshold uint64        // RAFT_SNAPSHOT_THRESHOLD; DefaultSnapshotThreshold
 	SnapshotInterval  time.Duration // RAFT_SNAPSHOT_INTERVAL; DefaultSnapshotInterval
-	SnapshotRetain    int           // RAFT_SNAPSHOT_RETAIN; DefaultSnapshotRetain
+	// CommitTimeout: how soon an idle leader tells followers the commit
+	// index (raft's CommitTimeout), so they apply and serve watchers.
+	CommitTimeout  time.Duration // RAFT_COMMIT_TIMEOUT; node.DefaultCommitTimeout
+	SnapshotRetain int           // RAFT_SNAPSHOT_RETAIN; DefaultSnapshotRetain
 
 	// Requests.
 	MaxKeyBytes     int   // MAX_KEY_BYTES; DefaultMaxKeyBytes
@@ -136,6 +139,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		SnapshotThreshold: uint64(p.intRange("RAFT_SNAPSHOT_THRESHOLD", DefaultSnapshotThreshold, 1, 1<<40)),
 		SnapshotInterval:  p.duration("RAFT_SNAPSHOT_INTERVAL", DefaultSnapshotInterval, 100*time.Millisecond),
 		SnapshotRetain:    p.intRange("RAFT_SNAPSHOT_RETAIN", DefaultSnapshotRetain, 1, 100),
+		CommitTimeout:     p.durationRange("RAFT_COMMIT_TIMEOUT", node.DefaultCommitTimeout, time.Millisecond, time.Second),
 
 		MaxKeyBytes:     p.intRange("MAX_KEY_BYTES", DefaultMaxKeyBytes, 1, 64<<10),
 		MaxValueBytes:   p.intRange("MAX_VALUE_BYTES", DefaultMaxValueBytes, 0, 64<<20),

@@ -33,6 +33,7 @@ func TestLoadDefaults(t *testing.T) {
 		LogStore:          "boltdb",
 		SnapshotThreshold: 8192,
 		SnapshotInterval:  30 * time.Second,
+		CommitTimeout:     10 * time.Millisecond,
 		SnapshotRetain:    2,
 		MaxKeyBytes:       1024,
 		MaxValueBytes:     1 << 20,
@@ -115,6 +116,8 @@ func TestLoadValid(t *testing.T) {
 			func(c Config) (any, any) {
 				return [3]any{c.SnapshotThreshold, c.SnapshotInterval, c.SnapshotRetain}, [3]any{uint64(10), 100 * time.Millisecond, 100}
 			}},
+		{"commit timeout", []string{"RAFT_COMMIT_TIMEOUT", "50ms"},
+			func(c Config) (any, any) { return c.CommitTimeout, 50 * time.Millisecond }},
 		{"zero max value is allowed", []string{"MAX_VALUE_BYTES", "0"},
 			func(c Config) (any, any) { return c.MaxValueBytes, 0 }},
 		{"log settings are case insensitive", []string{"LOG_LEVEL", "DEBUG", "LOG_FORMAT", "Json"},
@@ -190,6 +193,8 @@ func TestLoadRejects(t *testing.T) {
 		{"advertise 0.0.0.0", []string{"ADVERTISE_ADDR", "0.0.0.0"}, "ADVERTISE_ADDR"},
 		{"advertise ::", []string{"ADVERTISE_ADDR", "::"}, "ADVERTISE_ADDR"},
 		{"snapshot interval xyz", []string{"RAFT_SNAPSHOT_INTERVAL", "xyz"}, "RAFT_SNAPSHOT_INTERVAL"},
+		{"commit timeout 500us", []string{"RAFT_COMMIT_TIMEOUT", "500us"}, "RAFT_COMMIT_TIMEOUT"},
+		{"commit timeout 2s", []string{"RAFT_COMMIT_TIMEOUT", "2s"}, "RAFT_COMMIT_TIMEOUT"},
 		{"snapshot interval 1ms", []string{"RAFT_SNAPSHOT_INTERVAL", "1ms"}, "RAFT_SNAPSHOT_INTERVAL"},
 		{"snapshot interval without unit", []string{"RAFT_SNAPSHOT_INTERVAL", "30"}, "RAFT_SNAPSHOT_INTERVAL"},
 		{"snapshot threshold 0", []string{"RAFT_SNAPSHOT_THRESHOLD", "0"}, "RAFT_SNAPSHOT_THRESHOLD"},

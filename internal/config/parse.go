@@ -65,6 +65,16 @@ func (p *parser) duration(name string, def, min time.Duration) time.Duration {
 	return d
 }
 
+// durationRange is duration with an upper bound too.
+func (p *parser) durationRange(name string, def, min, max time.Duration) time.Duration {
+	d := p.duration(name, def, min)
+	if d > max {
+		p.fail(name, "%s is more than %s", d, max)
+		return def
+	}
+	return d
+}
+
 func (p *parser) boolean(name string, def bool) bool {
 	v, ok := p.get(name)
 	if !ok {

@@ -18,8 +18,11 @@ func TestRaftConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	def := raft.DefaultConfig()
-	if rc.CommitTimeout != CommitTimeout || rc.CommitTimeout >= def.CommitTimeout {
-		t.Errorf("CommitTimeout = %v, want %v (below raft's %v: followers learn commits sooner)", rc.CommitTimeout, CommitTimeout, def.CommitTimeout)
+	if rc.CommitTimeout != DefaultCommitTimeout || rc.CommitTimeout >= def.CommitTimeout {
+		t.Errorf("CommitTimeout = %v, want %v (below raft's %v: followers learn commits sooner)", rc.CommitTimeout, DefaultCommitTimeout, def.CommitTimeout)
+	}
+	if c := raftConfig(Config{ID: "n1", CommitTimeout: 50 * time.Millisecond}, hclog.NewNullLogger(), notify); c.CommitTimeout != 50*time.Millisecond {
+		t.Errorf("CommitTimeout set to 50ms = %v", c.CommitTimeout)
 	}
 	if rc.LocalID != "n1" || !rc.BatchApplyCh || rc.ShutdownOnRemove || rc.NotifyCh != notify {
 		t.Errorf("identity, batching, removal or notification not as set: %+v", rc)

@@ -132,6 +132,7 @@ func Start(cfg config.Config, opts ...Option) (*Server, error) {
 		SnapshotThreshold:  cfg.SnapshotThreshold,
 		SnapshotInterval:   cfg.SnapshotInterval,
 		SnapshotRetain:     cfg.SnapshotRetain,
+		CommitTimeout:      cfg.CommitTimeout,
 		History:            fsm.HistoryLimits{Events: cfg.WatchHistoryEvents, Bytes: cfg.WatchHistoryBytes},
 		HeartbeatTimeout:   o.heartbeat,
 		ElectionTimeout:    o.election,
