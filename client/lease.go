@@ -160,9 +160,6 @@ func (c *Client) Revoke(ctx context.Context, id uint64) (int64, error) {
 	return a.Deleted, err
 }
 
-// lockPrefix is where the server keeps the key of /locks/{name}.
-const lockPrefix = "_locks/"
-
 // Lock takes the lock name for lease leaseID (POST /locks/{name}) and
 // returns its fencing token: the lock key's create_index, which only
 // grows from holder to holder. With wait > 0 (at most the server's
@@ -171,9 +168,9 @@ const lockPrefix = "_locks/"
 // keep the lease alive (KeepAlive) while holding it. Fence writes with
 // CompareCreateIndex("_locks/"+name, "=", token) in a Txn. Errors:
 // ErrLockHeld (Error.Index is the holder's token), ErrNotFound (no such
-// lease). A lock already held by leaseID answers its token (not
-// ErrLockHeld): so an attempt whose answer was lost after it took the
-// lock is not mistaken for another holder by the retry.
+// lease). A lock already held by leaseID answers its token (the server
+// does that, not ErrLockHeld): so a retry after an attempt whose answer
+// was lost once it took the lock is not mistaken for another holder.
 func (c *Client) Lock(ctx context.Context, name string, leaseID uint64, wait time.Duration) (uint64, error) {
 	q := url.Values{"lease": {strconv.FormatUint(leaseID, 10)}}
 	if wait > 0 {
@@ -183,15 +180,6 @@ func (c *Client) Lock(ctx context.Context, name string, leaseID uint64, wait tim
 	a, err := doJSON[struct {
 		Token uint64 `json:"token"`
 	}](ctx, c, r)
-	var e *Error
-	if errors.As(err, &e) && e.Code == "lock_held" {
-		// Ours, if an earlier attempt took it: the key's value is the
-		// holding lease and its create_index the token.
-		if kv, gerr := c.Get(ctx, lockPrefix+name); gerr == nil && kv.CreateIndex == e.Index && string(kv.Value) == strconv.FormatUint(leaseID, 10) && kv.Lease == leaseID {
-			return kv.CreateIndex, nil
-		}
-		return 0, err
-	}
 	return a.Token, err
 }
 

@@ -327,6 +327,14 @@ func (s *Service) handleLock(w http.ResponseWriter, r *http.Request, p params) e
 	cmd := &fsm.Command{Op: fsm.OpSet, Key: key, Value: strconv.FormatUint(lease, 10), HasCAS: true, CAS: 0, Lease: lease, Quota: s.quota()}
 	// Each round proposes once and, while the lock is held, waits for
 	// this node to apply another entry; rounds end with the wait.
+	taken := func(token uint64) error {
+		writeJSON(w, http.StatusOK, struct {
+			Key   string `json:"key"`
+			Token uint64 `json:"token"`
+			Lease uint64 `json:"lease"`
+		}{key, token, lease})
+		return nil
+	}
 	for {
 		res, err := s.apply(w, r, cmd)
 		var cc casConflict
@@ -334,19 +342,27 @@ func (s *Service) handleLock(w http.ResponseWriter, r *http.Request, p params) e
 			if err != nil {
 				return err
 			}
-			writeJSON(w, http.StatusOK, struct {
-				Key   string `json:"key"`
-				Token uint64 `json:"token"`
-				Lease uint64 `json:"lease"`
-			}{key, res.Index, lease})
-			return nil
+			return taken(res.Index)
 		}
 		// Wait until this node has applied the holder's create (a lagging
 		// follower would otherwise see the lock free and propose again at
-		// once), then until the lock key is gone.
+		// once), then until the lock key is gone. The leader has applied
+		// it already, so the first wait is bounded by the request timeout,
+		// not by the lock's wait (often 0).
 		f := s.store.FSM()
-		if f.WaitApplied(ctx, cc.current) != nil {
-			return lockHeld{name: name, token: cc.current}
+		rctx, rcancel := s.requestContext(r)
+		err = f.WaitApplied(rctx, cc.current)
+		rcancel()
+		if err != nil {
+			return userErrorf(ErrIndexNotReached, "the lock is held (token %d) and this node has not applied that yet (applied index %d)", cc.current, f.AppliedIndex())
+		}
+		// The lease asking holds the lock already (a retry whose answer
+		// was lost, or the holder asking again): its token, as Consul
+		// answers an acquire by the session that holds the lock.
+		if e, held := f.Get(key); held && e.CreateIndex == cc.current {
+			if id, ok := f.KeyLease(key); ok && id == lease {
+				return taken(cc.current)
+			}
 		}
 		for {
 			if _, held := f.Get(key); !held {

@@ -105,9 +105,26 @@ func TestLeaseEndpoints(t *testing.T) {
 	if rec.Code != 200 || lk.Token == 0 || e.CreateIndex != lk.Token {
 		t.Fatalf("lock = %d %s (key %+v)", rec.Code, rec.Body, e)
 	}
+	// The holding lease asking again (a retry whose answer was lost) gets
+	// its token back and changes nothing; another lease is refused.
+	applied := st.f.AppliedIndex()
 	rec = call(s, "POST", "/locks/job?lease="+id, "", nil)
+	var again struct {
+		Token uint64 `json:"token"`
+	}
+	leaseJSON(t, rec.Body.String(), &again)
+	if e2, _ := st.f.Get(LockPrefix + "job"); rec.Code != 200 || again.Token != lk.Token || e2 != e {
+		t.Fatalf("lock again by its holder = %d %s (key %+v)", rec.Code, rec.Body, e2)
+	}
+	if st.f.AppliedIndex() > applied+1 {
+		t.Fatalf("lock again applied %d entries", st.f.AppliedIndex()-applied)
+	}
+	other := call(s, "POST", "/leases?ttl=10s", "", nil)
+	var g2 leaseAnswer
+	leaseJSON(t, other.Body.String(), &g2)
+	rec = call(s, "POST", "/locks/job?lease="+itoa(g2.ID), "", nil)
 	if b := errorOf(t, rec); rec.Code != 409 || b.Code != "lock_held" || b.Index == nil || *b.Index != lk.Token {
-		t.Fatalf("second lock = %d %s", rec.Code, rec.Body)
+		t.Fatalf("lock by another lease = %d %s", rec.Code, rec.Body)
 	}
 	// A stale token is told in tokens: the holder's is the 409's index.
 	rec = call(s, "DELETE", "/locks/job?token="+itoa(lk.Token+100), "", nil)
