@@ -45,7 +45,7 @@ type wireMember struct {
 	Suffrage      string   `json:"suffrage"`
 	Leader        bool     `json:"leader"`
 	Reachable     bool     `json:"reachable"`
-	State         string   `json:"state"`
+	State         string   `json:"state,omitempty"`
 	LastContactMs *float64 `json:"last_contact_ms"`
 	MatchIndex    *uint64  `json:"match_index"`
 	AppliedIndex  *uint64  `json:"applied_index"`
@@ -60,6 +60,20 @@ func (w wireMember) member() Member {
 		Term: w.Term, CommitIndex: w.CommitIndex}
 	m.LastContact = millis(w.LastContactMs)
 	return m
+}
+
+// MarshalJSON writes m as the row of /nodes it was read from (last contact
+// in fractional milliseconds, absent values null), so a program can pass
+// the members on in the API's own shape.
+func (m Member) MarshalJSON() ([]byte, error) {
+	w := wireMember{ID: m.ID, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr, Voter: m.Voter, Suffrage: m.Suffrage,
+		Leader: m.Leader, Reachable: m.Reachable, State: m.State, MatchIndex: m.MatchIndex, AppliedIndex: m.AppliedIndex,
+		Lag: m.Lag, Term: m.Term, CommitIndex: m.CommitIndex}
+	if m.LastContact != nil {
+		ms := float64(*m.LastContact) / float64(time.Millisecond)
+		w.LastContactMs = &ms
+	}
+	return json.Marshal(w)
 }
 
 // millis is a fractional millisecond count as a duration (nil: nil).

@@ -20,35 +20,6 @@ import (
 	"github.com/raftkv/raftkv/client"
 )
 
-// memberJSON is a row of `members -o json`: the API's /nodes row.
-type memberJSON struct {
-	ID            string   `json:"id"`
-	RaftAddr      string   `json:"raft_addr"`
-	HTTPAddr      string   `json:"http_addr"`
-	Voter         bool     `json:"voter"`
-	Suffrage      string   `json:"suffrage"`
-	Leader        bool     `json:"leader"`
-	Reachable     bool     `json:"reachable"`
-	State         string   `json:"state,omitempty"`
-	LastContactMs *float64 `json:"last_contact_ms"`
-	MatchIndex    *uint64  `json:"match_index"`
-	AppliedIndex  *uint64  `json:"applied_index"`
-	Lag           *uint64  `json:"lag"`
-	Term          *uint64  `json:"term"`
-	CommitIndex   *uint64  `json:"commit_index"`
-}
-
-func toMemberJSON(m client.Member) memberJSON {
-	out := memberJSON{ID: m.ID, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr, Voter: m.Voter, Suffrage: m.Suffrage,
-		Leader: m.Leader, Reachable: m.Reachable, State: m.State, MatchIndex: m.MatchIndex, AppliedIndex: m.AppliedIndex, Lag: m.Lag,
-		Term: m.Term, CommitIndex: m.CommitIndex}
-	if m.LastContact != nil {
-		v := float64(*m.LastContact) / float64(time.Millisecond)
-		out.LastContactMs = &v
-	}
-	return out
-}
-
 func optNum(p *uint64) string {
 	if p == nil {
 		return "-"
@@ -74,11 +45,7 @@ applied index, lag behind the leader's log). -o json prints the API's rows:
 					return err
 				}
 				if a.g.json() {
-					out := make([]memberJSON, 0, len(ms))
-					for _, m := range ms {
-						out = append(out, toMemberJSON(m))
-					}
-					return printJSON(a.stdout, out)
+					return printJSON(a.stdout, ms) // client.Member writes the API's /nodes row
 				}
 				t := newTable(a.stdout, "ID", "STATE", "SUFFRAGE", "REACHABLE", "RAFT ADDR", "HTTP ADDR", "MATCH", "APPLIED", "LAG")
 				for _, m := range ms {

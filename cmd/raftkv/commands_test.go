@@ -317,7 +317,15 @@ func TestCommandsAgainstCluster(t *testing.T) {
 		if len(lines) != 4 || !strings.HasPrefix(lines[0], "ID ") || strings.Count(r.stdout, "Leader") != 1 {
 			t.Errorf("members table:\n%s", r.stdout)
 		}
-		var ms []memberJSON
+		var ms []struct {
+			ID          string  `json:"id"`
+			RaftAddr    string  `json:"raft_addr"`
+			HTTPAddr    string  `json:"http_addr"`
+			Voter       bool    `json:"voter"`
+			Leader      bool    `json:"leader"`
+			Term        *uint64 `json:"term"`
+			CommitIndex *uint64 `json:"commit_index"`
+		}
 		decode(t, run(t, 0, "", "members", "-o", "json").stdout, &ms)
 		leaders := 0
 		for _, m := range ms {
